@@ -1,0 +1,21 @@
+"""The metastore: principals and tokens, securables, grants, lineage and audit."""
+
+from ._catalog import Catalog, Securable, securable_kind
+from ._db import Database
+from ._identity import ACCOUNT_USERS, ADMINS, Identity, Principal
+from ._privileges import APPLICABLE, Decision, decide, normalize_privilege
+
+__all__ = [
+    "ACCOUNT_USERS",
+    "ADMINS",
+    "APPLICABLE",
+    "Catalog",
+    "Database",
+    "Decision",
+    "Identity",
+    "Principal",
+    "Securable",
+    "decide",
+    "normalize_privilege",
+    "securable_kind",
+]

@@ -1,0 +1,816 @@
+"""The metastore: securables, ownership, grants, lineage and the audit log.
+
+Every public method takes the calling :class:`Principal` first, checks what it may do, and records
+the change (or the denial) in the audit log inside the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.errors import AlreadyExists, InvalidParameterValue, InvalidState, NotFound, PermissionDenied
+from ..core.ids import new_id, new_uuid, now_ms
+from ..core.names import FullName, parse_name
+from ._db import Database, Row, Tx
+from ._identity import ACCOUNT_USERS, ADMINS, Identity, Principal
+from ._privileges import APPLICABLE, Decision, Node, decide, normalize_privilege
+
+#: kind -> (levels of its full name, kind of its parent)
+KINDS: dict[str, tuple[int, str | None]] = {
+    "metastore": (0, None),
+    "catalog": (1, "metastore"),
+    "schema": (2, "catalog"),
+    "table": (3, "schema"),
+    "volume": (3, "schema"),
+    "function": (3, "schema"),
+    "registered_model": (3, "schema"),
+    "connection": (1, "metastore"),
+}
+CREATE_PRIVILEGE = {
+    "catalog": "CREATE_CATALOG",
+    "schema": "CREATE_SCHEMA",
+    "table": "CREATE_TABLE",
+    "volume": "CREATE_VOLUME",
+    "function": "CREATE_FUNCTION",
+    "registered_model": "CREATE_MODEL",
+    "connection": "CREATE_CONNECTION",
+}
+_ALIASES = {
+    "model": "registered_model",
+    "registered-model": "registered_model",
+    "registeredmodel": "registered_model",
+    "view": "table",
+    "materialized_view": "table",
+}
+METASTORE = "metastore"
+DEFAULT_PAGE = 1000
+
+
+def securable_kind(value: str) -> str:
+    """Normalize a securable type as written in REST paths (``TABLE``, ``table``, ``registered-model``)."""
+    if not isinstance(value, str):
+        raise InvalidParameterValue("securable type must be a string")
+    kind = value.strip().lower().replace("-", "_")
+    kind = _ALIASES.get(kind, kind)
+    if kind not in KINDS:
+        raise InvalidParameterValue(
+            f"unknown securable type {value[:40]!r}; use one of {', '.join(k for k in KINDS)}"
+        )
+    return kind
+
+
+@dataclass(frozen=True)
+class Securable:
+    id: str
+    kind: str
+    full_name: str
+    parent_id: str | None
+    owner: str
+    comment: str | None
+    properties: dict[str, str]
+    spec: dict[str, Any]
+    created_at: int
+    created_by: str
+    updated_at: int
+    updated_by: str
+    chain: tuple[Node, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.full_name.rsplit(".", 1)[-1]
+
+    @property
+    def parts(self) -> list[str]:
+        return self.full_name.split(".")
+
+    @classmethod
+    def from_row(cls, row: Row, chain: tuple[Node, ...] = ()) -> Securable:
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            full_name=row["full_name"],
+            parent_id=row["parent_id"],
+            owner=row["owner"],
+            comment=row["comment"],
+            properties=json.loads(row["properties"] or "{}"),
+            spec=json.loads(row["spec"] or "{}"),
+            created_at=row["created_at"],
+            created_by=row["created_by"],
+            updated_at=row["updated_at"],
+            updated_by=row["updated_by"],
+            chain=chain,
+        )
+
+
+def _namespace(kind: str) -> str:
+    return kind
+
+
+def _check_props(properties: Any) -> dict[str, str]:
+    if properties is None:
+        return {}
+    if not isinstance(properties, dict) or not all(isinstance(k, str) for k in properties):
+        raise InvalidParameterValue("properties must be an object of string keys and values")
+    if len(properties) > 1000:
+        raise InvalidParameterValue("at most 1000 properties are allowed")
+    return {k: str(v) for k, v in properties.items()}
+
+
+def _check_comment(comment: Any) -> str | None:
+    if comment is None:
+        return None
+    if not isinstance(comment, str) or len(comment) > 4096:
+        raise InvalidParameterValue("comment must be a string of at most 4096 characters")
+    return comment
+
+
+class Catalog:
+    """Unity-Catalog-style metastore operations, each checked against the caller's privileges."""
+
+    def __init__(self, db: Database, identity: Identity, *, clock: Callable[[], int] = now_ms) -> None:
+        self.db = db
+        self.identity = identity
+        self.clock = clock
+
+    # -- bootstrap -----------------------------------------------------------------------------
+    def bootstrap(self) -> dict[str, str]:
+        """Create the metastore root, the ``admins`` group and the ``system`` catalog once."""
+        with self._tx() as tx:
+            info = {r["key"]: r["value"] for r in tx.all("SELECT key, value FROM metastore_info")}
+            if "metastore_id" in info:
+                return info
+            info = {"metastore_id": new_uuid(), "workspace_id": str(1_000_000_000_000 + int(new_id()[-12:], 16) % 9_000_000_000_000)}
+            for k, v in info.items():
+                tx.execute("INSERT INTO metastore_info (key, value) VALUES (?, ?)", (k, v))
+            self.identity.create("group", ADMINS, tx=tx)
+            now = self.clock()
+            root = new_id()
+            tx.execute(
+                "INSERT INTO securables (id, kind, namespace, full_name, parent_id, owner, created_at, created_by,"
+                " updated_at, updated_by) VALUES (?, 'metastore', 'metastore', ?, NULL, ?, ?, 'system', ?, 'system')",
+                (root, METASTORE, ADMINS, now, now),
+            )
+            for kind, name, parent in (("catalog", "system", root), ("schema", "system.access", None)):
+                sid = new_id()
+                pid = parent or tx.scalar("SELECT id FROM securables WHERE namespace = 'catalog' AND full_name = 'system'")
+                tx.execute(
+                    "INSERT INTO securables (id, kind, namespace, full_name, parent_id, owner, comment, spec,"
+                    " created_at, created_by, updated_at, updated_by)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'system', ?, 'system')",
+                    (sid, kind, kind, name, pid, ADMINS, "System tables maintained by Brickyard",
+                     json.dumps({"system": True}), now, now),
+                )
+            return info
+
+    def info(self) -> dict[str, str]:
+        with self._tx(write=False) as tx:
+            return {r["key"]: r["value"] for r in tx.all("SELECT key, value FROM metastore_info")}
+
+    # -- loading -------------------------------------------------------------------------------
+    def _load(self, tx: Tx, kind: str, full_name: str) -> Securable | None:
+        row = tx.one("SELECT * FROM securables WHERE namespace = ? AND full_name = ?", (_namespace(kind), full_name))
+        if row is None:
+            return None
+        return Securable.from_row(row, self._chain(tx, row))
+
+    def _chain(self, tx: Tx, row: Row) -> tuple[Node, ...]:
+        nodes = [Node(row["id"], row["kind"], row["full_name"], row["owner"])]
+        parent = row["parent_id"]
+        while parent is not None:
+            prow = tx.one("SELECT id, kind, full_name, owner, parent_id FROM securables WHERE id = ?", (parent,))
+            if prow is None:
+                break
+            nodes.append(Node(prow["id"], prow["kind"], prow["full_name"], prow["owner"]))
+            parent = prow["parent_id"]
+        return tuple(nodes)
+
+    def _grants_on(self, tx: Tx, ids: Iterable[str]) -> list[tuple[str, str, str]]:
+        ids = list(ids)
+        marks = ",".join("?" * len(ids))
+        rows = tx.all(f"SELECT securable_id, principal, privilege FROM grants WHERE securable_id IN ({marks})", ids)  # noqa: S608 - only placeholders
+        return [(r["securable_id"], r["principal"], r["privilege"]) for r in rows]
+
+    def _decide(self, tx: Tx, p: Principal, privilege: str, obj: Securable) -> Decision:
+        chain = obj.chain or self._chain(tx, {"id": obj.id, "kind": obj.kind, "full_name": obj.full_name,
+                                                "owner": obj.owner, "parent_id": obj.parent_id})
+        # The metastore root is not a data container: its grants do not flow down to catalogs.
+        data_chain = [n for n in chain if n.kind != "metastore"] or list(chain)
+        return decide(p, privilege, data_chain, self._grants_on(tx, [n.id for n in data_chain]))
+
+    def _parse(self, kind: str, full_name: str) -> FullName:
+        levels, _ = KINDS[kind]
+        return parse_name(full_name, levels, what=f"{kind.replace('_', ' ')} name")
+
+    def _resolve(self, tx: Tx, p: Principal, kind: str, full_name: str, *, action: str) -> Securable:
+        """Load an object the caller may at least see; 404 if missing, 403 (with the reason) if hidden.
+
+        Containers are checked first, so whether a child exists is never revealed to someone who
+        cannot use its catalog and schema.
+        """
+        fn = self._parse(kind, full_name)
+        for depth, ckind in ((1, "catalog"), (2, "schema")):
+            if len(fn.parts) > depth and kind != "connection":
+                container = self._load(tx, ckind, ".".join(fn.parts[:depth]))
+                if container is None:
+                    raise NotFound(f"{ckind.capitalize()} '{'.'.join(fn.parts[:depth])}' does not exist.")
+                usage = "USE_CATALOG" if ckind == "catalog" else "USE_SCHEMA"
+                d = self._decide(tx, p, usage, container)
+                if not d.allowed:
+                    self._deny(p, action, kind, str(fn), d.reason)
+        obj = self._load(tx, kind, str(fn))
+        if obj is None:
+            raise NotFound(f"{kind.replace('_', ' ').capitalize()} '{fn}' does not exist.")
+        d = self._decide(tx, p, "BROWSE", obj)
+        if not d.allowed and not self._sees_descendant(tx, p, obj):
+            self._deny(p, action, kind, str(fn), d.reason)
+        return obj
+
+    def _sees_descendant(self, tx: Tx, p: Principal, obj: Securable) -> bool:
+        if obj.kind not in ("catalog", "schema", "metastore"):
+            return False
+        names = list(p.names)
+        marks = ",".join("?" * len(names))
+        prefix = obj.full_name + "."
+        row = tx.one(
+            f"SELECT s.id FROM securables s WHERE substr(s.full_name, 1, ?) = ? AND s.namespace <> 'catalog'"  # noqa: S608
+            f" AND (s.owner IN ({marks}) OR EXISTS (SELECT 1 FROM grants g WHERE g.securable_id = s.id"
+            f" AND g.principal IN ({marks}))) LIMIT 1",
+            [len(prefix), prefix, *names, *names],
+        )
+        return row is not None
+
+    def _deny(self, p: Principal, action: str, kind: str, full_name: str, reason: str) -> None:
+        # The denial is written to the audit log by _tx once the surrounding transaction has rolled back.
+        raise PermissionDenied(reason, audit=(p, action, kind, full_name))
+
+    @contextmanager
+    def _tx(self, *, write: bool = True) -> Iterator[Tx]:
+        try:
+            with self.db.tx(write=write) as tx:
+                yield tx
+        except PermissionDenied as exc:
+            pending = exc.details.pop("audit", None)
+            if pending is not None:
+                who, action, kind, full_name = pending
+                self.audit_event(who, action, kind, full_name, allowed=False, reason=exc.message)
+            raise
+
+    def _require(self, tx: Tx, p: Principal, privilege: str, obj: Securable, action: str,
+                 target: tuple[str, str] | None = None) -> None:
+        d = self._decide(tx, p, privilege, obj)
+        if not d.allowed:
+            kind, name = target or (obj.kind, obj.full_name)
+            self._deny(p, action, kind, name, d.reason)
+
+    # -- audit ---------------------------------------------------------------------------------
+    def _audit(self, tx: Tx, p: Principal | str, action: str, kind: str | None, full_name: str | None,
+               *, allowed: bool = True, reason: str | None = None, params: dict[str, Any] | None = None) -> None:
+        who = p if isinstance(p, str) else p.name
+        tx.execute(
+            "INSERT INTO audit (id, event_time, principal, action, securable_type, full_name, allowed, reason,"
+            " request_params) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (new_id(), self.clock(), who, action, kind, full_name, int(allowed), reason,
+             json.dumps(params or {}, default=str, sort_keys=True)),
+        )
+
+    def audit_event(self, p: Principal | str, action: str, kind: str | None, full_name: str | None, *,
+                    allowed: bool = True, reason: str | None = None, params: dict[str, Any] | None = None) -> None:
+        """Record one event in its own transaction (used for denials, which roll back everything else)."""
+        with self.db.tx() as tx:
+            self._audit(tx, p, action, kind, full_name, allowed=allowed, reason=reason, params=params)
+
+    def audit_rows(self, *, since_ms: int | None = None, limit: int | None = None) -> list[Row]:
+        with self._tx(write=False) as tx:
+            sql = "SELECT * FROM audit"
+            params: list[Any] = []
+            if since_ms is not None:
+                sql += " WHERE event_time >= ?"
+                params.append(since_ms)
+            sql += " ORDER BY id"
+            if limit is not None:
+                sql += " LIMIT ?"
+                params.append(int(limit))
+            return tx.all(sql, params)
+
+    # -- checks --------------------------------------------------------------------------------
+    def check(self, p: Principal, privilege: str, securable: Securable | tuple[str, str]) -> Decision:
+        """Whether ``p`` holds ``privilege`` on ``securable`` (an object or ``(kind, full_name)``), and why."""
+        privilege = privilege if privilege in ("OWNERSHIP",) else normalize_privilege(privilege)
+        with self._tx(write=False) as tx:
+            obj = securable if isinstance(securable, Securable) else self._load(
+                tx, securable_kind(securable[0]), securable[1])
+            if obj is None:
+                return Decision(False, f"{securable[1]} does not exist")  # type: ignore[index]
+            return self._decide(tx, p, privilege, obj)
+
+    def require(self, p: Principal, privilege: str, kind: str, full_name: str, *, action: str) -> Securable:
+        """Load ``kind full_name`` and insist that ``p`` holds ``privilege`` on it (else 403, audited)."""
+        kind = securable_kind(kind)
+        with self._tx(write=False) as tx:
+            obj = self._resolve(tx, p, kind, full_name, action=action)
+            self._require(tx, p, normalize_privilege(privilege), obj, action)
+            return obj
+
+    # -- create / get / list / update / delete ---------------------------------------------------
+    def create(self, p: Principal, kind: str, full_name: str, *, comment: str | None = None,
+               properties: dict[str, Any] | None = None, spec: dict[str, Any] | None = None,
+               owner: str | None = None, prepare: Callable[[Securable | None, str], dict[str, Any]] | None = None
+               ) -> Securable:
+        """Create a securable. ``prepare(parent, id)`` may return extra spec fields (e.g. a storage path)."""
+        kind = securable_kind(kind)
+        if kind == "metastore":
+            raise InvalidParameterValue("the metastore already exists")
+        fn = self._parse(kind, full_name)
+        comment = _check_comment(comment)
+        props = _check_props(properties)
+        action = f"create{kind.title().replace('_', '')}"
+        sid = new_id()
+        with self._tx() as tx:
+            levels, parent_kind = KINDS[kind]
+            if parent_kind == "metastore":
+                parent = self._load(tx, "metastore", METASTORE)
+            else:
+                parent = self._resolve(tx, p, parent_kind or "", ".".join(fn.parts[:-1]), action=action)
+            assert parent is not None
+            if parent.spec.get("system") and not p.is_admin:
+                self._deny(p, action, kind, str(fn), f"{parent.full_name} is a system {parent.kind}; it is read-only")
+            if kind == "catalog" and fn.name == "system":
+                raise InvalidParameterValue("the 'system' catalog is reserved")
+            if parent.kind == "schema":
+                self._require(tx, p, "USE_SCHEMA", parent, action, (kind, str(fn)))
+            if parent.kind == "catalog":
+                self._require(tx, p, "USE_CATALOG", parent, action, (kind, str(fn)))
+            self._require(tx, p, CREATE_PRIVILEGE[kind], parent, action, (kind, str(fn)))
+            if self._load(tx, kind, str(fn)) is not None:
+                raise AlreadyExists(f"{kind.replace('_', ' ').capitalize()} '{fn}' already exists")
+            new_owner = owner or p.name
+            if owner is not None and not self.identity.exists(owner, tx):
+                raise InvalidParameterValue(f"owner {owner!r} is not a known user, group or service principal")
+            full_spec = dict(spec or {})
+            if prepare is not None:
+                full_spec.update(prepare(parent, sid))
+            now = self.clock()
+            try:
+                tx.execute(
+                    "INSERT INTO securables (id, kind, namespace, full_name, parent_id, owner, comment, properties,"
+                    " spec, created_at, created_by, updated_at, updated_by)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sid, kind, _namespace(kind), str(fn), parent.id, new_owner, comment, json.dumps(props),
+                     json.dumps(full_spec), now, p.name, now, p.name),
+                )
+            except self.db.integrity_errors() as exc:
+                raise AlreadyExists(f"{kind.replace('_', ' ').capitalize()} '{fn}' already exists") from exc
+            self._audit(tx, p, action, kind, str(fn), params={"comment": comment, "owner": new_owner})
+            obj = self._load(tx, kind, str(fn))
+        assert obj is not None
+        return obj
+
+    def get(self, p: Principal, kind: str, full_name: str) -> Securable:
+        kind = securable_kind(kind)
+        with self._tx(write=False) as tx:
+            if kind == "metastore":
+                obj = self._load(tx, "metastore", METASTORE)
+                assert obj is not None
+                return obj
+            return self._resolve(tx, p, kind, full_name, action=f"get{kind.title().replace('_', '')}")
+
+    def exists(self, kind: str, full_name: str) -> bool:
+        with self._tx(write=False) as tx:
+            return self._load(tx, securable_kind(kind), full_name) is not None
+
+    def list(self, p: Principal, kind: str, parent: str | None = None, *, page_token: str | None = None,
+             max_results: int | None = None, where: Callable[[Securable], bool] | None = None
+             ) -> tuple[list[Securable], str | None]:
+        """Children of ``parent`` the caller can see, ordered by name, one page at a time."""
+        kind = securable_kind(kind)
+        size = DEFAULT_PAGE if not max_results or max_results <= 0 else min(int(max_results), DEFAULT_PAGE)
+        if page_token is not None and (not isinstance(page_token, str) or len(page_token) > 1000):
+            raise InvalidParameterValue("page_token is not valid; pass back the next_page_token you were given")
+        out: list[Securable] = []
+        with self._tx(write=False) as tx:
+            _levels, parent_kind = KINDS[kind]
+            if parent_kind == "metastore":
+                parent_obj = self._load(tx, "metastore", METASTORE)
+            else:
+                if not parent:
+                    raise InvalidParameterValue(f"listing {kind}s needs the name of the {parent_kind} to list")
+                parent_obj = self._resolve(tx, p, parent_kind or "", parent, action=f"list{kind.title()}s")
+                if parent_obj.kind in ("catalog", "schema"):
+                    self._require(tx, p, "USE_CATALOG" if parent_obj.kind == "catalog" else "USE_SCHEMA",
+                                  parent_obj, f"list{kind.title()}s")
+            assert parent_obj is not None
+            cursor = page_token or ""
+            while len(out) < size:
+                rows = tx.all(
+                    "SELECT * FROM securables WHERE parent_id = ? AND kind = ? AND full_name > ?"
+                    " ORDER BY full_name LIMIT ?",
+                    (parent_obj.id, kind, cursor, size * 2),
+                )
+                if not rows:
+                    cursor = ""
+                    break
+                for row in rows:
+                    cursor = row["full_name"]
+                    obj = Securable.from_row(row, self._chain(tx, row))
+                    if where is not None and not where(obj):
+                        continue
+                    if self._decide(tx, p, "BROWSE", obj).allowed or self._sees_descendant(tx, p, obj):
+                        out.append(obj)
+                        if len(out) >= size:
+                            break
+                else:
+                    if len(rows) < size * 2:
+                        cursor = ""
+                        break
+            if len(out) >= size and cursor:
+                more = tx.one(
+                    "SELECT id FROM securables WHERE parent_id = ? AND kind = ? AND full_name > ? LIMIT 1",
+                    (parent_obj.id, kind, cursor),
+                )
+                if more is None:
+                    cursor = ""
+            else:
+                cursor = ""
+        return out, (cursor or None)
+
+    def update(self, p: Principal, kind: str, full_name: str, *, new_name: str | None = None,
+               owner: str | None = None, comment: str | None = None, properties: dict[str, Any] | None = None,
+               spec: dict[str, Any] | None = None) -> Securable:
+        kind = securable_kind(kind)
+        action = f"update{kind.title().replace('_', '')}"
+        comment = _check_comment(comment)
+        with self._tx() as tx:
+            obj = self._resolve(tx, p, kind, full_name, action=action)
+            if obj.spec.get("system") and not p.is_admin:
+                self._deny(p, action, kind, obj.full_name, f"{obj.full_name} is a system object; it is read-only")
+            changes: dict[str, Any] = {}
+            if owner is not None and owner != obj.owner:
+                d = self._decide(tx, p, "OWNERSHIP", obj)
+                if not d.allowed:
+                    d = self._decide(tx, p, "MANAGE", obj)
+                if not d.allowed:
+                    self._deny(p, action, kind, obj.full_name, d.reason)
+                if not self.identity.exists(owner, tx):
+                    raise InvalidParameterValue(f"new owner {owner!r} is not a known user, group or service principal")
+                changes["owner"] = owner
+            if comment is not None or properties is not None or spec is not None or new_name is not None:
+                self._require(tx, p, "MANAGE", obj, action)
+            if comment is not None:
+                changes["comment"] = comment
+            if properties is not None:
+                merged = dict(obj.properties)
+                merged.update(_check_props(properties))
+                changes["properties"] = json.dumps(merged)
+            if spec is not None:
+                merged_spec = dict(obj.spec)
+                merged_spec.update(spec)
+                changes["spec"] = json.dumps(merged_spec)
+            if new_name is not None:
+                fn = self._parse(kind, obj.full_name)
+                renamed = ".".join([*fn.parts[:-1], self._parse(kind, ".".join([*fn.parts[:-1], new_name])).name])
+                if renamed != obj.full_name:
+                    if self._load(tx, kind, renamed) is not None:
+                        raise AlreadyExists(f"{kind.replace('_', ' ').capitalize()} '{renamed}' already exists")
+                    self._rename_tree(tx, obj, renamed)
+                    changes["full_name"] = renamed
+            if changes:
+                changes["updated_at"] = self.clock()
+                changes["updated_by"] = p.name
+                cols = ", ".join(f"{c} = ?" for c in changes)
+                tx.execute(f"UPDATE securables SET {cols} WHERE id = ?", [*changes.values(), obj.id])  # noqa: S608 - fixed column names
+                self._audit(tx, p, action, kind, obj.full_name,
+                            params={k: v for k, v in changes.items() if k not in ("updated_at", "updated_by")})
+            result = self._load(tx, kind, changes.get("full_name", obj.full_name))
+        assert result is not None
+        return result
+
+    def _rename_tree(self, tx: Tx, obj: Securable, new_full: str) -> None:
+        old_prefix = obj.full_name + "."
+        stack = [obj.id]
+        while stack:
+            pid = stack.pop()
+            for child in tx.all("SELECT id, full_name FROM securables WHERE parent_id = ?", (pid,)):
+                if child["full_name"].startswith(old_prefix):
+                    tx.execute("UPDATE securables SET full_name = ? WHERE id = ?",
+                               (new_full + "." + child["full_name"][len(old_prefix):], child["id"]))
+                stack.append(child["id"])
+
+    def delete(self, p: Principal, kind: str, full_name: str, *, force: bool = False,
+               on_deleted: Callable[[list[Securable]], None] | None = None) -> Securable:
+        """Drop an object. Containers must be empty unless ``force``. ``on_deleted`` gets every dropped object
+        (after the metastore commit) so storage can be cleaned up."""
+        kind = securable_kind(kind)
+        action = f"delete{kind.title().replace('_', '')}"
+        with self._tx() as tx:
+            obj = self._resolve(tx, p, kind, full_name, action=action)
+            if obj.spec.get("system"):
+                raise InvalidParameterValue(f"{obj.full_name} is a system object and cannot be dropped")
+            d = self._decide(tx, p, "MANAGE", obj)
+            if not d.allowed:
+                self._deny(p, action, kind, obj.full_name, d.reason)
+            dropped = self._descendants(tx, obj)
+            if len(dropped) > 1 and not force:
+                raise InvalidState(
+                    f"{kind.capitalize()} '{obj.full_name}' is not empty ({len(dropped) - 1} objects inside); "
+                    "drop them first or pass force=true"
+                )
+            tx.execute("DELETE FROM securables WHERE id = ?", (obj.id,))
+            self._audit(tx, p, action, kind, obj.full_name, params={"force": force})
+        if on_deleted is not None:
+            on_deleted(dropped)
+        return obj
+
+    def _descendants(self, tx: Tx, obj: Securable) -> list[Securable]:
+        out = [obj]
+        stack = [obj.id]
+        while stack:
+            pid = stack.pop()
+            for row in tx.all("SELECT * FROM securables WHERE parent_id = ?", (pid,)):
+                out.append(Securable.from_row(row))
+                stack.append(row["id"])
+        return out
+
+    def storage_in_use(self, path: str) -> bool:
+        """Whether any live securable's spec points at ``path`` as its storage location."""
+        with self._tx(write=False) as tx:
+            rows = tx.all("SELECT spec FROM securables WHERE kind IN ('table', 'volume')")
+        return any(json.loads(r["spec"]).get("storage_location") == path for r in rows)
+
+    # -- grants --------------------------------------------------------------------------------
+    def grants(self, p: Principal, kind: str, full_name: str, *, principal: str | None = None) -> list[dict[str, Any]]:
+        kind = securable_kind(kind)
+        with self._tx(write=False) as tx:
+            obj = self._metastore_or_resolve(tx, p, kind, full_name, "getPermissions")
+            return self._assignments(tx, obj.id, principal)
+
+    def _metastore_or_resolve(self, tx: Tx, p: Principal, kind: str, full_name: str, action: str) -> Securable:
+        if kind == "metastore":
+            obj = self._load(tx, "metastore", METASTORE)
+            assert obj is not None
+            return obj
+        return self._resolve(tx, p, kind, full_name, action=action)
+
+    def _assignments(self, tx: Tx, sid: str, principal: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT principal, privilege FROM grants WHERE securable_id = ?"
+        params: list[Any] = [sid]
+        if principal is not None:
+            sql += " AND principal = ?"
+            params.append(principal)
+        by: dict[str, list[str]] = {}
+        for row in tx.all(sql + " ORDER BY principal, privilege", params):
+            by.setdefault(row["principal"], []).append(row["privilege"])
+        return [{"principal": k, "privileges": v} for k, v in by.items()]
+
+    def update_grants(self, p: Principal, kind: str, full_name: str, changes: list[dict[str, Any]]
+                      ) -> list[dict[str, Any]]:
+        """Apply ``[{"principal", "add": [...], "remove": [...]}]``; only managers of the object may."""
+        kind = securable_kind(kind)
+        if not isinstance(changes, list) or not changes:
+            raise InvalidParameterValue("changes must be a non-empty list of {principal, add, remove}")
+        with self._tx() as tx:
+            obj = self._metastore_or_resolve(tx, p, kind, full_name, "updatePermissions")
+            if obj.kind == "metastore":
+                if not p.is_admin:
+                    self._deny(p, "updatePermissions", kind, METASTORE, f"{p.name} is not a metastore admin")
+            else:
+                d = self._decide(tx, p, "MANAGE", obj)
+                if not d.allowed:
+                    self._deny(p, "updatePermissions", kind, obj.full_name, d.reason)
+            applicable = APPLICABLE[obj.kind]
+            now = self.clock()
+            for change in changes:
+                if not isinstance(change, dict):
+                    raise InvalidParameterValue("each change must be an object with principal, add and remove")
+                grantee = change.get("principal")
+                if not isinstance(grantee, str) or not grantee:
+                    raise InvalidParameterValue("each change needs a principal")
+                if not self.identity.exists(grantee, tx):
+                    raise InvalidParameterValue(f"principal {grantee[:80]!r} does not exist")
+                add = [normalize_privilege(x) for x in change.get("add") or []]
+                remove = [normalize_privilege(x) for x in change.get("remove") or []]
+                for priv in add + remove:
+                    if priv not in applicable:
+                        raise InvalidParameterValue(
+                            f"privilege {priv} does not apply to a {obj.kind.replace('_', ' ')}; "
+                            f"applicable: {', '.join(sorted(applicable))}"
+                        )
+                for priv in remove:
+                    tx.execute("DELETE FROM grants WHERE securable_id = ? AND principal = ? AND privilege = ?",
+                               (obj.id, grantee, priv))
+                for priv in add:
+                    if not tx.one("SELECT 1 AS x FROM grants WHERE securable_id = ? AND principal = ? AND privilege = ?",
+                                  (obj.id, grantee, priv)):
+                        tx.execute(
+                            "INSERT INTO grants (securable_id, principal, privilege, granted_by, granted_at)"
+                            " VALUES (?, ?, ?, ?, ?)",
+                            (obj.id, grantee, priv, p.name, now),
+                        )
+                self._audit(tx, p, "updatePermissions", obj.kind, obj.full_name,
+                            params={"principal": grantee, "add": add, "remove": remove})
+            return self._assignments(tx, obj.id)
+
+    def effective_grants(self, p: Principal, kind: str, full_name: str, *, principal: str | None = None
+                         ) -> list[dict[str, Any]]:
+        """Privileges in force on the object, with where each comes from (the object or a container)."""
+        kind = securable_kind(kind)
+        with self._tx(write=False) as tx:
+            obj = self._metastore_or_resolve(tx, p, kind, full_name, "getEffectivePermissions")
+            chain = [n for n in (obj.chain or (Node(obj.id, obj.kind, obj.full_name, obj.owner),))]
+            grantees: set[str] | None = None
+            if principal is not None:
+                who = self.identity.by_name(principal, tx=tx)
+                grantees = set(who.names) if who is not None else {principal}
+            result: dict[str, list[dict[str, Any]]] = {}
+            for node in chain:
+                for row in tx.all("SELECT principal, privilege FROM grants WHERE securable_id = ? ORDER BY privilege",
+                                  (node.id,)):
+                    if grantees is not None and row["principal"] not in grantees:
+                        continue
+                    if node.id != obj.id and row["privilege"] not in APPLICABLE[obj.kind] | {"ALL_PRIVILEGES"}:
+                        if not (row["privilege"] in ("USE_CATALOG", "USE_SCHEMA")):
+                            continue
+                    entry: dict[str, Any] = {"privilege": row["privilege"]}
+                    if node.id != obj.id:
+                        entry["inherited_from_type"] = node.kind.upper()
+                        entry["inherited_from_name"] = node.full_name
+                    result.setdefault(principal or row["principal"], []).append(entry)
+            return [{"principal": k, "privileges": v} for k, v in result.items()]
+
+    # -- lineage -------------------------------------------------------------------------------
+    def add_lineage(self, p: Principal, source: tuple[str, str], target: tuple[str, str], *, kind: str) -> None:
+        """Record that ``target`` is derived from ``source`` (e.g. table -> vector index)."""
+        with self._tx() as tx:
+            src = self._load(tx, securable_kind(source[0]), source[1])
+            dst = self._load(tx, securable_kind(target[0]), target[1])
+            if src is None or dst is None:
+                raise NotFound(f"lineage needs both ends to exist: {source[1]} -> {target[1]}")
+            if not tx.one("SELECT id FROM lineage WHERE source_id = ? AND target_id = ? AND kind = ?",
+                          (src.id, dst.id, kind)):
+                tx.execute(
+                    "INSERT INTO lineage (id, source_id, target_id, kind, created_at, created_by)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (new_id(), src.id, dst.id, kind, self.clock(), p.name),
+                )
+
+    def lineage(self, p: Principal, kind: str, full_name: str) -> dict[str, list[dict[str, Any]]]:
+        """Upstream and downstream neighbours of an object that the caller can see."""
+        kind = securable_kind(kind)
+        with self._tx(write=False) as tx:
+            obj = self._resolve(tx, p, kind, full_name, action="getLineage")
+            out: dict[str, list[dict[str, Any]]] = {"upstreams": [], "downstreams": []}
+            for direction, mine, theirs in (("upstreams", "target_id", "source_id"),
+                                            ("downstreams", "source_id", "target_id")):
+                rows = tx.all(
+                    f"SELECT l.kind AS edge, l.created_at, s.* FROM lineage l JOIN securables s ON s.id = l.{theirs}"  # noqa: S608
+                    f" WHERE l.{mine} = ? ORDER BY s.full_name",
+                    (obj.id,),
+                )
+                for row in rows:
+                    other = Securable.from_row(row, self._chain(tx, row))
+                    if self._decide(tx, p, "BROWSE", other).allowed:
+                        out[direction].append({"kind": other.kind, "full_name": other.full_name,
+                                               "edge": row["edge"], "created_at": row["created_at"]})
+            return out
+
+    # -- registered model versions and aliases -------------------------------------------------
+    def create_model_version(self, p: Principal, model: str, *, source: str | None, run_id: str | None = None,
+                             comment: str | None = None, spec: dict[str, Any] | None = None,
+                             storage_location: Callable[[Securable, int], str] | None = None) -> Row:
+        with self._tx() as tx:
+            obj = self._resolve(tx, p, "registered_model", model, action="createModelVersion")
+            d = self._decide(tx, p, "OWNERSHIP", obj)
+            if not d.allowed:
+                d = self._decide(tx, p, "MANAGE", obj)
+            if not d.allowed:
+                self._deny(p, "createModelVersion", "registered_model", obj.full_name, d.reason)
+            tx.one(f"SELECT id FROM securables WHERE id = ?{tx.for_update}", (obj.id,))
+            version = int(tx.scalar("SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE model_id = ?",
+                                    (obj.id,)) or 0) + 1
+            now = self.clock()
+            location = storage_location(obj, version) if storage_location else None
+            tx.execute(
+                "INSERT INTO model_versions (model_id, version, source, run_id, status, comment, storage_location,"
+                " spec, created_at, created_by, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (obj.id, version, source, run_id, "READY", _check_comment(comment), location,
+                 json.dumps(spec or {}), now, p.name, now, p.name),
+            )
+            self._audit(tx, p, "createModelVersion", "registered_model", obj.full_name, params={"version": version})
+            return self._version_row(tx, obj, version)
+
+    def _version_row(self, tx: Tx, obj: Securable, version: int) -> Row:
+        row = tx.one("SELECT * FROM model_versions WHERE model_id = ? AND version = ?", (obj.id, version))
+        if row is None:
+            raise NotFound(f"Model version {obj.full_name}/{version} does not exist.")
+        row = dict(row)
+        row["aliases"] = [a["alias"] for a in tx.all(
+            "SELECT alias FROM model_aliases WHERE model_id = ? AND version = ? ORDER BY alias", (obj.id, version))]
+        row["model"] = obj
+        row["spec"] = json.loads(row["spec"] or "{}")
+        return row
+
+    def model_version(self, p: Principal, model: str, version: int) -> Row:
+        version = _version(version)
+        with self._tx(write=False) as tx:
+            obj = self._resolve(tx, p, "registered_model", model, action="getModelVersion")
+            return self._version_row(tx, obj, version)
+
+    def model_versions(self, p: Principal, model: str, *, page_token: str | None = None,
+                       max_results: int | None = None) -> tuple[list[Row], str | None]:
+        size = DEFAULT_PAGE if not max_results or max_results <= 0 else min(int(max_results), DEFAULT_PAGE)
+        start = 0
+        if page_token:
+            try:
+                start = int(page_token)
+            except ValueError:
+                raise InvalidParameterValue("page_token is not valid") from None
+        with self._tx(write=False) as tx:
+            obj = self._resolve(tx, p, "registered_model", model, action="listModelVersions")
+            rows = tx.all("SELECT version FROM model_versions WHERE model_id = ? AND version > ? ORDER BY version"
+                          " LIMIT ?", (obj.id, start, size + 1))
+            out = [self._version_row(tx, obj, r["version"]) for r in rows[:size]]
+            nxt = str(rows[size - 1]["version"]) if len(rows) > size else None
+            return out, nxt
+
+    def update_model_version(self, p: Principal, model: str, version: int, *, comment: str | None) -> Row:
+        version = _version(version)
+        with self._tx() as tx:
+            obj = self._resolve(tx, p, "registered_model", model, action="updateModelVersion")
+            self._require(tx, p, "MANAGE", obj, "updateModelVersion")
+            self._version_row(tx, obj, version)
+            tx.execute("UPDATE model_versions SET comment = ?, updated_at = ?, updated_by = ?"
+                       " WHERE model_id = ? AND version = ?",
+                       (_check_comment(comment), self.clock(), p.name, obj.id, version))
+            self._audit(tx, p, "updateModelVersion", "registered_model", obj.full_name, params={"version": version})
+            return self._version_row(tx, obj, version)
+
+    def delete_model_version(self, p: Principal, model: str, version: int) -> None:
+        version = _version(version)
+        with self._tx() as tx:
+            obj = self._resolve(tx, p, "registered_model", model, action="deleteModelVersion")
+            self._require(tx, p, "MANAGE", obj, "deleteModelVersion")
+            self._version_row(tx, obj, version)
+            tx.execute("DELETE FROM model_aliases WHERE model_id = ? AND version = ?", (obj.id, version))
+            tx.execute("DELETE FROM model_versions WHERE model_id = ? AND version = ?", (obj.id, version))
+            self._audit(tx, p, "deleteModelVersion", "registered_model", obj.full_name, params={"version": version})
+
+    def set_alias(self, p: Principal, model: str, alias: str, version: int) -> Row:
+        version = _version(version)
+        alias = _alias(alias)
+        with self._tx() as tx:
+            obj = self._resolve(tx, p, "registered_model", model, action="setRegisteredModelAlias")
+            self._require(tx, p, "MANAGE", obj, "setRegisteredModelAlias")
+            self._version_row(tx, obj, version)
+            tx.execute("DELETE FROM model_aliases WHERE model_id = ? AND alias = ?", (obj.id, alias))
+            tx.execute("INSERT INTO model_aliases (model_id, alias, version) VALUES (?, ?, ?)", (obj.id, alias, version))
+            self._audit(tx, p, "setRegisteredModelAlias", "registered_model", obj.full_name,
+                        params={"alias": alias, "version": version})
+            return {"alias_name": alias, "version_num": version}
+
+    def delete_alias(self, p: Principal, model: str, alias: str) -> None:
+        alias = _alias(alias)
+        with self._tx() as tx:
+            obj = self._resolve(tx, p, "registered_model", model, action="deleteRegisteredModelAlias")
+            self._require(tx, p, "MANAGE", obj, "deleteRegisteredModelAlias")
+            if not tx.one("SELECT alias FROM model_aliases WHERE model_id = ? AND alias = ?", (obj.id, alias)):
+                raise NotFound(f"alias {alias!r} does not exist on model {obj.full_name}")
+            tx.execute("DELETE FROM model_aliases WHERE model_id = ? AND alias = ?", (obj.id, alias))
+            self._audit(tx, p, "deleteRegisteredModelAlias", "registered_model", obj.full_name, params={"alias": alias})
+
+    def version_by_alias(self, p: Principal, model: str, alias: str) -> Row:
+        alias = _alias(alias)
+        with self._tx(write=False) as tx:
+            obj = self._resolve(tx, p, "registered_model", model, action="getModelVersionByAlias")
+            row = tx.one("SELECT version FROM model_aliases WHERE model_id = ? AND alias = ?", (obj.id, alias))
+            if row is None:
+                raise NotFound(f"alias {alias!r} does not exist on model {obj.full_name}")
+            return self._version_row(tx, obj, row["version"])
+
+    def aliases(self, model: Securable) -> list[dict[str, Any]]:
+        with self._tx(write=False) as tx:
+            return [{"alias_name": r["alias"], "version_num": r["version"]} for r in tx.all(
+                "SELECT alias, version FROM model_aliases WHERE model_id = ? ORDER BY alias", (model.id,))]
+
+
+def _version(value: Any) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterValue(f"model version must be a positive integer, got {str(value)[:40]!r}") from None
+    if v <= 0:
+        raise InvalidParameterValue("model version must be a positive integer")
+    return v
+
+
+def _alias(value: Any) -> str:
+    from ..core.names import validate_part
+
+    if isinstance(value, str) and value.isdigit():
+        raise InvalidParameterValue("an alias cannot be a number (it would read as a version)")
+    return validate_part(value, "alias")
+
+
+__all__ = ["ACCOUNT_USERS", "ADMINS", "Catalog", "Securable", "securable_kind"]

@@ -1,0 +1,170 @@
+"""Metastore connections: SQLite (default) or PostgreSQL, through the same SQL.
+
+SQL in this package is written once, with ``?`` placeholders, and runs on both engines. Identifiers are
+never built from user input: every value travels as a bound parameter (a test lints for f-strings
+passed to ``execute``).
+
+SQLite: WAL, ``synchronous=FULL``, foreign keys on, ``busy_timeout`` 10 s; writes run in
+``BEGIN IMMEDIATE`` so writers queue instead of failing half-way. PostgreSQL: one connection per
+thread, each write in one transaction; rows that must not change under us are locked with
+``SELECT ... FOR UPDATE`` (``tx.for_update``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import TemporarilyUnavailable
+
+Row = dict[str, Any]
+
+
+class Tx:
+    """One open transaction. ``execute`` returns the driver cursor; ``one``/``all`` return dict rows."""
+
+    def __init__(self, conn: Any, dialect: str) -> None:
+        self._conn = conn
+        self.dialect = dialect
+        self.for_update = " FOR UPDATE" if dialect == "postgres" else ""
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgres" else sql
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(self._sql(sql), tuple(params))
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        cur = self.execute(sql, params)
+        row = cur.fetchone()
+        return None if row is None else dict(row)
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [dict(r) for r in self.execute(sql, params).fetchall()]
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.execute(sql, params).fetchone()
+        if row is None:
+            return None
+        return row[0] if self.dialect == "sqlite" else next(iter(dict(row).values()))
+
+
+class Database:
+    """A metastore database. ``target`` is a SQLite file path or a ``postgresql://`` URL."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.dialect = "postgres" if target.startswith(("postgresql://", "postgres://")) else "sqlite"
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        if self.dialect == "sqlite":
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+
+    # -- connections -------------------------------------------------------------------------
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        if self.dialect == "sqlite":
+            conn = sqlite3.connect(self.target, isolation_level=None, check_same_thread=False, timeout=10)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=10000")
+        else:
+            try:
+                import psycopg
+                from psycopg.rows import dict_row
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise ImportError(
+                    "a PostgreSQL metastore needs the 'postgres' extra: pip install 'brickyard[postgres]'"
+                ) from exc
+            conn = psycopg.connect(self.target, autocommit=True, row_factory=dict_row)
+        self._local.conn = conn
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing is best effort
+                pass
+        self._local = threading.local()
+
+    @contextmanager
+    def tx(self, *, write: bool = True) -> Iterator[Tx]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        conn = self._conn()
+        try:
+            if self.dialect == "sqlite":
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            else:
+                conn.execute("BEGIN")
+        except sqlite3.OperationalError as exc:
+            raise TemporarilyUnavailable(f"the metastore is busy ({exc}); retry shortly", retry_after=1) from exc
+        except Exception:
+            self._drop_broken(conn)
+            raise
+        try:
+            yield Tx(conn, self.dialect)
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - the connection may be gone; the DB rolls back on its own
+                self._drop_broken(conn)
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                conn.execute("ROLLBACK")
+                raise TemporarilyUnavailable(f"the metastore is busy ({exc}); retry shortly", retry_after=1) from exc
+
+    def _drop_broken(self, conn: Any) -> None:
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        if isinstance(exc, sqlite3.IntegrityError):
+            return "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc)
+        return type(exc).__name__ == "UniqueViolation"
+
+    def integrity_errors(self) -> tuple[type[BaseException], ...]:
+        if self.dialect == "sqlite":
+            return (sqlite3.IntegrityError,)
+        import psycopg
+
+        return (psycopg.errors.IntegrityError,)
+
+    # -- schema ------------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Apply the migrations that have not run yet, each in its own transaction."""
+        from ._schema import MIGRATIONS
+
+        with self.tx() as tx:
+            if self.dialect == "postgres":
+                tx.execute("SELECT pg_advisory_xact_lock(72707369)")
+            tx.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            done = {r["name"] for r in tx.all("SELECT name FROM _migrations")}
+            for name, statements in MIGRATIONS:
+                if name in done:
+                    continue
+                for stmt in statements:
+                    tx.execute(stmt)
+                from ..core.ids import now_ms
+
+                tx.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, now_ms()))

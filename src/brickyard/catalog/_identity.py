@@ -1,0 +1,359 @@
+"""Principals (users, groups, service principals), group membership, tokens and OAuth secrets.
+
+Tokens and secrets are random 128-bit+ values; only their SHA-256 is stored, so a copy of the
+metastore does not let anyone log in. Membership in the built-in group ``admins`` (directly or through
+nested groups) makes a principal a metastore and workspace admin. Every principal is implicitly in
+``account users``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.errors import AlreadyExists, InvalidParameterValue, NotFound, Unauthenticated
+from ..core.ids import new_id, now_ms
+from ._db import Database, Row, Tx
+
+ADMINS = "admins"
+ACCOUNT_USERS = "account users"
+KINDS = ("user", "group", "service_principal")
+_MAX_NAME = 255
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller (or any principal) with the transitive closure of its groups."""
+
+    id: str
+    kind: str
+    name: str
+    display_name: str | None = None
+    application_id: str | None = None
+    active: bool = True
+    groups: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMINS in self.groups or (self.kind == "group" and self.name == ADMINS)
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every name a grant to this principal may be addressed to."""
+        return self.groups | {self.name, ACCOUNT_USERS}
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _check_name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidParameterValue(f"{what} is required")
+    if len(value) > _MAX_NAME or any(ord(c) < 32 for c in value):
+        raise InvalidParameterValue(f"{what} must be at most {_MAX_NAME} printable characters")
+    if value.strip() != value:
+        raise InvalidParameterValue(f"{what} must not start or end with spaces")
+    return value
+
+
+class Identity:
+    """Principals and credentials stored in the metastore."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], int] = now_ms) -> None:
+        self.db = db
+        self.clock = clock
+
+    # -- principals ----------------------------------------------------------------------------
+    def create(
+        self,
+        kind: str,
+        name: str,
+        *,
+        display_name: str | None = None,
+        external_id: str | None = None,
+        active: bool = True,
+        tx: Tx | None = None,
+    ) -> Principal:
+        if kind not in KINDS:
+            raise InvalidParameterValue(f"principal kind must be one of {', '.join(KINDS)}")
+        if kind == "service_principal":
+            application_id = name or new_id()
+            name = application_id
+        else:
+            application_id = None
+        _check_name(name, {"user": "userName", "group": "displayName"}.get(kind, "applicationId"))
+        if name == ACCOUNT_USERS:
+            raise InvalidParameterValue(f"{ACCOUNT_USERS!r} is a built-in group name")
+        pid = new_id()
+        row = (pid, kind, name, display_name or name, application_id, external_id, int(active), self.clock())
+
+        def insert(t: Tx) -> None:
+            if t.one("SELECT id FROM principals WHERE name = ?", (name,)):
+                raise AlreadyExists(f"a principal named {name!r} already exists")
+            t.execute(
+                "INSERT INTO principals (id, kind, name, display_name, application_id, external_id, active,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+        if tx is not None:
+            insert(tx)
+        else:
+            try:
+                with self.db.tx() as t:
+                    insert(t)
+            except self.db.integrity_errors() as exc:
+                raise AlreadyExists(f"a principal named {name!r} already exists") from exc
+        return self.get(pid, tx=tx)
+
+    def _row(self, tx: Tx, *, pid: str | None = None, name: str | None = None) -> Row | None:
+        if pid is not None:
+            return tx.one("SELECT * FROM principals WHERE id = ?", (pid,))
+        return tx.one("SELECT * FROM principals WHERE name = ?", (name,))
+
+    def _principal(self, tx: Tx, row: Row) -> Principal:
+        groups = tx.all(
+            """WITH RECURSIVE up(gid) AS (
+                   SELECT group_id FROM group_members WHERE member_id = ?
+                   UNION SELECT gm.group_id FROM group_members gm JOIN up ON gm.member_id = up.gid)
+               SELECT p.name FROM up JOIN principals p ON p.id = up.gid""",
+            (row["id"],),
+        )
+        return Principal(
+            id=row["id"],
+            kind=row["kind"],
+            name=row["name"],
+            display_name=row["display_name"],
+            application_id=row["application_id"],
+            active=bool(row["active"]),
+            groups=frozenset(g["name"] for g in groups),
+        )
+
+    def get(self, pid: str, *, kind: str | None = None, tx: Tx | None = None) -> Principal:
+        def run(t: Tx) -> Principal:
+            row = self._row(t, pid=pid)
+            if row is None or (kind and row["kind"] != kind):
+                raise NotFound(f"{(kind or 'principal').replace('_', ' ')} {pid!r} does not exist")
+            return self._principal(t, row)
+
+        if tx is not None:
+            return run(tx)
+        with self.db.tx(write=False) as t:
+            return run(t)
+
+    def by_name(self, name: str, *, tx: Tx | None = None) -> Principal | None:
+        def run(t: Tx) -> Principal | None:
+            row = self._row(t, name=name)
+            return None if row is None else self._principal(t, row)
+
+        if tx is not None:
+            return run(tx)
+        with self.db.tx(write=False) as t:
+            return run(t)
+
+    def exists(self, name: str, tx: Tx) -> bool:
+        return name == ACCOUNT_USERS or tx.one("SELECT id FROM principals WHERE name = ?", (name,)) is not None
+
+    def list(self, kind: str) -> list[Row]:
+        with self.db.tx(write=False) as t:
+            return t.all("SELECT * FROM principals WHERE kind = ? ORDER BY name", (kind,))
+
+    def row(self, pid: str) -> Row:
+        with self.db.tx(write=False) as t:
+            row = self._row(t, pid=pid)
+        if row is None:
+            raise NotFound(f"principal {pid!r} does not exist")
+        return row
+
+    def update(self, pid: str, *, display_name: str | None = None, active: bool | None = None,
+               name: str | None = None) -> None:
+        with self.db.tx() as t:
+            row = self._row(t, pid=pid)
+            if row is None:
+                raise NotFound(f"principal {pid!r} does not exist")
+            if display_name is not None:
+                t.execute("UPDATE principals SET display_name = ? WHERE id = ?", (display_name, pid))
+            if active is not None:
+                t.execute("UPDATE principals SET active = ? WHERE id = ?", (int(active), pid))
+            if name is not None and name != row["name"]:
+                _check_name(name, "name")
+                if row["kind"] == "service_principal":
+                    raise InvalidParameterValue("the applicationId of a service principal cannot change")
+                if t.one("SELECT id FROM principals WHERE name = ?", (name,)):
+                    raise AlreadyExists(f"a principal named {name!r} already exists")
+                t.execute("UPDATE principals SET name = ? WHERE id = ?", (name, pid))
+
+    def delete(self, pid: str) -> str:
+        with self.db.tx() as t:
+            row = self._row(t, pid=pid)
+            if row is None:
+                raise NotFound(f"principal {pid!r} does not exist")
+            if row["kind"] == "group" and row["name"] == ADMINS:
+                raise InvalidParameterValue("the built-in 'admins' group cannot be deleted")
+            t.execute("DELETE FROM principals WHERE id = ?", (pid,))
+            return str(row["name"])
+
+    # -- membership ----------------------------------------------------------------------------
+    def members(self, group_id: str) -> list[Row]:
+        with self.db.tx(write=False) as t:
+            return t.all(
+                "SELECT p.id, p.kind, p.name, p.display_name FROM group_members gm "
+                "JOIN principals p ON p.id = gm.member_id WHERE gm.group_id = ? ORDER BY p.name",
+                (group_id,),
+            )
+
+    def direct_groups(self, pid: str) -> list[Row]:
+        with self.db.tx(write=False) as t:
+            return t.all(
+                "SELECT p.id, p.name FROM group_members gm JOIN principals p ON p.id = gm.group_id "
+                "WHERE gm.member_id = ? ORDER BY p.name",
+                (pid,),
+            )
+
+    def add_member(self, group_id: str, member_id: str, *, tx: Tx | None = None) -> None:
+        def run(t: Tx) -> None:
+            group = self._row(t, pid=group_id)
+            if group is None or group["kind"] != "group":
+                raise NotFound(f"group {group_id!r} does not exist")
+            if self._row(t, pid=member_id) is None:
+                raise NotFound(f"principal {member_id!r} does not exist")
+            if member_id == group_id:
+                raise InvalidParameterValue("a group cannot be a member of itself")
+            # Refuse cycles: the group must not already be (transitively) inside the new member.
+            cyc = t.one(
+                """WITH RECURSIVE down(mid) AS (
+                       SELECT member_id FROM group_members WHERE group_id = ?
+                       UNION SELECT gm.member_id FROM group_members gm JOIN down ON gm.group_id = down.mid)
+                   SELECT mid FROM down WHERE mid = ?""",
+                (member_id, group_id),
+            )
+            if cyc:
+                raise InvalidParameterValue("adding this member would make a cycle of nested groups")
+            if not t.one(
+                "SELECT group_id FROM group_members WHERE group_id = ? AND member_id = ?", (group_id, member_id)
+            ):
+                t.execute("INSERT INTO group_members (group_id, member_id) VALUES (?, ?)", (group_id, member_id))
+
+        if tx is not None:
+            run(tx)
+        else:
+            with self.db.tx() as t:
+                run(t)
+
+    def remove_member(self, group_id: str, member_id: str) -> None:
+        with self.db.tx() as t:
+            t.execute("DELETE FROM group_members WHERE group_id = ? AND member_id = ?", (group_id, member_id))
+
+    def set_members(self, group_id: str, member_ids: list[str]) -> None:
+        with self.db.tx() as t:
+            t.execute("DELETE FROM group_members WHERE group_id = ?", (group_id,))
+            for mid in member_ids:
+                self.add_member(group_id, mid, tx=t)
+
+    # -- personal access tokens ----------------------------------------------------------------
+    def create_token(
+        self, pid: str, *, lifetime_seconds: int | None = None, comment: str | None = None, kind: str = "pat"
+    ) -> tuple[str, Row]:
+        """Create a token for principal ``pid``. Returns (the token, its stored info). The token is shown once."""
+        if lifetime_seconds is not None and lifetime_seconds <= 0:
+            lifetime_seconds = None  # Databricks: 0 or negative means "no expiry"
+        prefix = "dapi" if kind == "pat" else "byo"
+        token = prefix + secrets.token_hex(20)
+        now = self.clock()
+        info = {
+            "id": new_id(),
+            "principal_id": pid,
+            "token_hash": _hash(token),
+            "kind": kind,
+            "comment": comment,
+            "created_at": now,
+            "expires_at": None if lifetime_seconds is None else now + lifetime_seconds * 1000,
+            "revoked_at": None,
+        }
+        with self.db.tx() as t:
+            if self._row(t, pid=pid) is None:
+                raise NotFound(f"principal {pid!r} does not exist")
+            t.execute(
+                "INSERT INTO tokens (id, principal_id, token_hash, kind, comment, created_at, expires_at, revoked_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                tuple(info.values()),
+            )
+        return token, info
+
+    def list_tokens(self, pid: str | None = None) -> list[Row]:
+        with self.db.tx(write=False) as t:
+            sql = (
+                "SELECT t.id, t.principal_id, p.name AS principal, t.kind, t.comment, t.created_at, t.expires_at,"
+                " t.revoked_at FROM tokens t JOIN principals p ON p.id = t.principal_id WHERE t.kind = 'pat'"
+            )
+            if pid is None:
+                return t.all(sql + " ORDER BY t.created_at")
+            return t.all(sql + " AND t.principal_id = ? ORDER BY t.created_at", (pid,))
+
+    def revoke_token(self, token_id: str, *, pid: str | None = None) -> None:
+        with self.db.tx() as t:
+            row = t.one("SELECT principal_id, revoked_at FROM tokens WHERE id = ?", (token_id,))
+            if row is None or (pid is not None and row["principal_id"] != pid):
+                raise NotFound(f"token {token_id!r} does not exist")
+            if row["revoked_at"] is None:
+                t.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (self.clock(), token_id))
+
+    def authenticate(self, token: str) -> Principal:
+        """The principal a bearer token belongs to, or :class:`Unauthenticated` saying why not."""
+        if not token or len(token) > 512:
+            raise Unauthenticated("invalid access token")
+        with self.db.tx(write=False) as t:
+            row = t.one("SELECT * FROM tokens WHERE token_hash = ?", (_hash(token),))
+            if row is None:
+                raise Unauthenticated("invalid access token")
+            if row["revoked_at"] is not None:
+                raise Unauthenticated("the access token has been revoked")
+            if row["expires_at"] is not None and row["expires_at"] <= self.clock():
+                raise Unauthenticated("the access token has expired; create a new one")
+            prow = self._row(t, pid=row["principal_id"])
+            if prow is None or not prow["active"]:
+                raise Unauthenticated("the principal of this token is disabled")
+            return self._principal(t, prow)
+
+    # -- OAuth machine-to-machine -------------------------------------------------------------
+    def create_secret(self, pid: str, *, lifetime_seconds: int | None = None) -> tuple[str, Row]:
+        secret = "dose" + secrets.token_hex(24)
+        now = self.clock()
+        info = {
+            "id": new_id(),
+            "principal_id": pid,
+            "secret_hash": _hash(secret),
+            "created_at": now,
+            "expires_at": None if not lifetime_seconds else now + lifetime_seconds * 1000,
+        }
+        with self.db.tx() as t:
+            row = self._row(t, pid=pid)
+            if row is None or row["kind"] != "service_principal":
+                raise NotFound(f"service principal {pid!r} does not exist")
+            t.execute(
+                "INSERT INTO sp_secrets (id, principal_id, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                tuple(info.values()),
+            )
+        return secret, info
+
+    def client_credentials(self, client_id: str, client_secret: str, *, ttl_seconds: int) -> tuple[str, int]:
+        """Exchange a service principal's id and secret for a short-lived access token."""
+        with self.db.tx(write=False) as t:
+            prow = t.one(
+                "SELECT * FROM principals WHERE application_id = ? AND kind = 'service_principal'", (client_id,)
+            )
+            ok = False
+            if prow is not None and prow["active"]:
+                for s in t.all("SELECT * FROM sp_secrets WHERE principal_id = ?", (prow["id"],)):
+                    fresh = s["expires_at"] is None or s["expires_at"] > self.clock()
+                    if fresh and hmac.compare_digest(s["secret_hash"], _hash(client_secret)):
+                        ok = True
+        if not ok or prow is None:
+            raise Unauthenticated("invalid client id or client secret")
+        token, _ = self.create_token(prow["id"], lifetime_seconds=ttl_seconds, kind="oauth")
+        return token, ttl_seconds

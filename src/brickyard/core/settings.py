@@ -1,0 +1,99 @@
+"""Settings: the only module that reads environment variables.
+
+Each setting has a type, a default and help text; ``docs/settings.md`` lists them and a test keeps that
+list true. Build a :class:`Settings` once at the edge (CLI, server) and pass it down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InvalidParameterValue
+
+__all__ = ["SETTINGS_HELP", "Settings"]
+
+#: env var -> (field, help). Order is the order in the docs.
+SETTINGS_HELP: dict[str, tuple[str, str]] = {
+    "BRICKYARD_HOME": ("home", "Workspace directory (metastore, Delta tables, volumes). Default ./.brickyard"),
+    "BRICKYARD_HOST": ("host", "Address the server binds to. Default 127.0.0.1 (loopback only)"),
+    "BRICKYARD_PORT": ("port", "Port the server listens on. Default 8080"),
+    "BRICKYARD_METASTORE_URL": (
+        "metastore_url",
+        "postgresql://user@host:port/db to keep the metastore in PostgreSQL; unset = SQLite file in the home",
+    ),
+    "BRICKYARD_MAX_REQUEST_BYTES": ("max_request_bytes", "Largest request body accepted. Default 16 MiB"),
+    "BRICKYARD_OAUTH_TOKEN_TTL_SECONDS": ("oauth_token_ttl_seconds", "Lifetime of OAuth access tokens. Default 3600"),
+    "BRICKYARD_STATEMENT_ROW_LIMIT": (
+        "statement_row_limit",
+        "Most rows a SQL statement result keeps in memory. Default 1,000,000",
+    ),
+    "BRICKYARD_LOG_LEVEL": ("log_level", "Server log level (debug, info, warning, error). Default info"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path(".brickyard"))
+    host: str = "127.0.0.1"
+    port: int = 8080
+    metastore_url: str | None = None
+    max_request_bytes: int = 16 * 1024 * 1024
+    oauth_token_ttl_seconds: int = 3600
+    statement_row_limit: int = 1_000_000
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Settings from ``environ`` (default: the process environment), then explicit ``overrides``.
+
+        ``None`` overrides are ignored, so CLI options can be passed straight through.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for var, (name, _help) in SETTINGS_HELP.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            values[name] = _convert(var, raw, types[name])
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = value
+        if "home" in values:
+            values["home"] = Path(str(values["home"]))
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not (0 <= self.port <= 65535):
+            raise InvalidParameterValue(f"port must be between 0 and 65535, got {self.port}")
+        if self.max_request_bytes < 1024:
+            raise InvalidParameterValue("BRICKYARD_MAX_REQUEST_BYTES must be at least 1024")
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise InvalidParameterValue(f"log level must be debug, info, warning or error, got {self.log_level!r}")
+        if self.metastore_url and not self.metastore_url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise InvalidParameterValue(
+                "BRICKYARD_METASTORE_URL must start with postgresql:// (or sqlite:///PATH); "
+                f"got {self.metastore_url.split('://')[0]}://..."
+            )
+
+    @property
+    def metastore_target(self) -> str:
+        """Where the metastore lives: a PostgreSQL URL or a SQLite file path."""
+        if self.metastore_url and self.metastore_url.startswith("sqlite:///"):
+            return self.metastore_url.removeprefix("sqlite:///")
+        return self.metastore_url or str(self.home / "metastore.db")
+
+
+def _convert(var: str, raw: str, typ: object) -> object:
+    if typ in ("int", int):
+        try:
+            return int(raw.replace("_", ""))
+        except ValueError:
+            raise InvalidParameterValue(f"{var} must be an integer, got {raw!r}") from None
+    return raw

@@ -1,0 +1,6 @@
+"""SQL on the workspace: the engine (DuckDB over Delta, checked by the catalog) and statements."""
+
+from ._engine import Result, SqlEngine
+from ._statements import StatementStore
+
+__all__ = ["Result", "SqlEngine", "StatementStore"]

@@ -1,0 +1,611 @@
+"""SQL over the workspace's Delta tables: DuckDB computes, delta-rs commits, the catalog decides.
+
+A statement is parsed with sqlglot (Databricks dialect). Every table it names is resolved to a
+three-level name, checked (SELECT to read, MODIFY to write) and registered in a fresh, sandboxed
+DuckDB connection (no file system, no extensions, configuration locked) under a private alias.
+Reads run in DuckDB. Writes run in DuckDB to compute the rows, then commit through delta-rs:
+INSERT appends (or overwrites), DELETE/UPDATE become delta-rs operations with the predicate
+translated to DataFusion SQL, MERGE computes its source in DuckDB and merges it with delta-rs.
+Catalog statements (SHOW, DESCRIBE, GRANT, REVOKE, CREATE/DROP) map to the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from ..catalog import Catalog, Principal, Securable, normalize_privilege
+from ..core.errors import BadRequest, BrickyardError, InvalidParameterValue, NotFound
+from ..core.names import parse_name, quote_part, split_name, validate_part
+from ..tables import Tables, schema_to_columns, type_text
+
+MAX_STATEMENT = 1_000_000
+_PARAM_TYPES = {
+    "STRING": "VARCHAR", "INT": "INTEGER", "INTEGER": "INTEGER", "BIGINT": "BIGINT", "LONG": "BIGINT",
+    "SMALLINT": "SMALLINT", "TINYINT": "TINYINT", "DOUBLE": "DOUBLE", "FLOAT": "FLOAT", "BOOLEAN": "BOOLEAN",
+    "DATE": "DATE", "TIMESTAMP": "TIMESTAMP", "DECIMAL": "DECIMAL(38,9)", "BINARY": "BLOB", "VOID": "VARCHAR",
+}
+
+
+@dataclass
+class Result:
+    """What a statement produced: a table of rows (possibly empty) and, for writes, what changed."""
+
+    table: pa.Table
+    affected: dict[str, Any] = field(default_factory=dict)
+
+
+def _single(rows: dict[str, list[Any]], types: dict[str, pa.DataType] | None = None) -> pa.Table:
+    if types:
+        return pa.table({k: pa.array(v, type=types.get(k)) for k, v in rows.items()})
+    return pa.table(rows)
+
+
+def _sqlglot() -> tuple[Any, Any]:
+    import sqlglot
+    from sqlglot import exp
+
+    return sqlglot, exp
+
+
+class SqlEngine:
+    def __init__(self, catalog: Catalog, tables: Tables, *, system_tables: dict[str, Callable[[], pa.Table]]
+                 | None = None) -> None:
+        self.catalog = catalog
+        self.tables = tables
+        #: "system.access.audit" -> function returning the rows (read straight from the metastore)
+        self.system_tables = system_tables or {}
+
+    # -- entry point -------------------------------------------------------------------------------
+    def execute(self, p: Principal, statement: str, *, parameters: list[dict[str, Any]] | None = None,
+                catalog: str | None = None, schema: str | None = None,
+                on_connection: Callable[[Any], None] | None = None) -> Result:
+        if not isinstance(statement, str) or not statement.strip():
+            raise InvalidParameterValue("statement is required")
+        if len(statement) > MAX_STATEMENT:
+            raise InvalidParameterValue(f"statement is longer than {MAX_STATEMENT} characters")
+        default_catalog = validate_part(catalog, "catalog") if catalog else "main"
+        default_schema = validate_part(schema, "schema") if schema else "default"
+        ctx = _Ctx(self, p, default_catalog, default_schema, _params(parameters), on_connection)
+        text = statement.strip().rstrip(";").strip()
+        handled = self._command(ctx, text)
+        if handled is not None:
+            return handled
+        sqlglot, exp = _sqlglot()
+        try:
+            trees = [t for t in sqlglot.parse(text, read="databricks") if t is not None]
+        except sqlglot.errors.ParseError as exc:
+            raise BadRequest(f"[PARSE_SYNTAX_ERROR] {_first_line(exc)}", error_code="PARSE_SYNTAX_ERROR") from None
+        except RecursionError:
+            raise BadRequest("statement is nested too deeply") from None
+        if len(trees) != 1:
+            raise InvalidParameterValue("send one statement at a time")
+        tree = ctx.bind(trees[0])
+        if isinstance(tree, exp.Query):
+            return Result(ctx.query(tree))
+        if isinstance(tree, exp.Insert):
+            return ctx.insert(tree)
+        if isinstance(tree, exp.Delete):
+            return ctx.delete(tree)
+        if isinstance(tree, exp.Update):
+            return ctx.update(tree)
+        if isinstance(tree, exp.Merge):
+            return ctx.merge(tree)
+        if isinstance(tree, exp.Create):
+            return ctx.create(tree)
+        if isinstance(tree, exp.Drop):
+            return ctx.drop(tree)
+        if isinstance(tree, exp.Describe):
+            return ctx.describe(tree)
+        if isinstance(tree, exp.Grant) or type(tree).__name__ == "Revoke":
+            return ctx.grant_revoke(tree, revoke=type(tree).__name__ == "Revoke")
+        raise BadRequest(f"statements of type {type(tree).__name__.upper()} are not supported; see docs/sql.md")
+
+    # -- SHOW and friends, parsed by hand (sqlglot treats them as opaque commands) -----------------
+    _SHOW = re.compile(r"(?is)^SHOW\s+(CATALOGS|SCHEMAS|DATABASES|TABLES|VOLUMES|FUNCTIONS)"
+                       r"(?:\s+(?:IN|FROM)\s+(\S+))?(?:\s+LIKE\s+'([^']*)')?$")
+    _SHOW_GRANTS = re.compile(r"(?is)^SHOW\s+GRANTS(?:\s+(`[^`]+`|\S+))?\s+ON\s+(CATALOG|SCHEMA|DATABASE|TABLE|"
+                              r"VOLUME|FUNCTION|MODEL|CONNECTION|METASTORE)(?:\s+(\S+))?$")
+    _HISTORY = re.compile(r"(?is)^DESC(?:RIBE)?\s+HISTORY\s+(\S+)$")
+
+    def _command(self, ctx: _Ctx, text: str) -> Result | None:
+        m = self._SHOW.match(text)
+        if m:
+            return ctx.show(m.group(1).upper(), m.group(2), m.group(3))
+        m = self._SHOW_GRANTS.match(text)
+        if m:
+            return ctx.show_grants(m.group(1), m.group(2).upper(), m.group(3))
+        m = self._HISTORY.match(text)
+        if m:
+            name = ctx.resolve_name(m.group(1))
+            rows = self.tables.history(ctx.p, name)
+            return Result(pa.table({
+                "version": pa.array([r.get("version") for r in rows], pa.int64()),
+                "timestamp": pa.array([r.get("timestamp") for r in rows], pa.int64()),
+                "operation": pa.array([r.get("operation") for r in rows], pa.string()),
+                "operationParameters": pa.array([json.dumps(r.get("operationParameters", {})) for r in rows]),
+            }))
+        if re.match(r"(?is)^USE\s", text):
+            raise BadRequest("USE is not supported by the Statement Execution API; pass catalog and schema "
+                             "with the request or write three-level names")
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+
+
+def _params(parameters: list[dict[str, Any]] | None) -> dict[str, tuple[Any, str]]:
+    out: dict[str, tuple[Any, str]] = {}
+    if parameters is None:
+        return out
+    if not isinstance(parameters, list):
+        raise InvalidParameterValue("parameters must be a list of {name, value, type}")
+    for item in parameters:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise InvalidParameterValue("each parameter needs a name")
+        typ = str(item.get("type") or "STRING").upper()
+        base = typ.split("(", 1)[0]
+        if base not in _PARAM_TYPES:
+            raise InvalidParameterValue(f"parameter {item['name']!r} has unknown type {typ!r}")
+        value = item.get("value")
+        if value is not None and not isinstance(value, str):
+            value = str(value).lower() if isinstance(value, bool) else str(value)
+        out[item["name"]] = (value, base)
+    return out
+
+
+class _Ctx:
+    """One statement's execution: its caller, defaults, parameters and DuckDB connection."""
+
+    def __init__(self, engine: SqlEngine, p: Principal, catalog: str, schema: str,
+                 params: dict[str, tuple[Any, str]], on_connection: Callable[[Any], None] | None) -> None:
+        self.engine = engine
+        self.p = p
+        self.catalog_name = catalog
+        self.schema_name = schema
+        self.params = params
+        self.on_connection = on_connection
+        self._sqlglot, self.exp = _sqlglot()
+
+    # -- names ------------------------------------------------------------------------------------
+    def resolve_name(self, text: str, levels: int = 3) -> str:
+        """Complete a one- or two-part name with the statement's default catalog and schema."""
+        parts = split_name(text)
+        if len(parts) < levels:
+            parts = [self.catalog_name, self.schema_name][: levels - len(parts)] + parts
+        return str(parse_name(".".join(quote_part(x) for x in parts), levels))
+
+    def table_name(self, table: Any) -> str:
+        exp = self.exp
+        if not isinstance(table.this, exp.Identifier):
+            raise BadRequest("table functions (read_csv, read_parquet, ...) are not allowed; query catalog tables")
+        parts = [table.catalog, table.db, table.name]
+        given = [x for x in parts if x]
+        if len(given) == 1:
+            given = [self.catalog_name, self.schema_name, *given]
+        elif len(given) == 2:
+            given = [self.catalog_name, *given]
+        return str(parse_name(".".join(validate_part(x) for x in given), 3))
+
+    # -- parameters -------------------------------------------------------------------------------
+    def bind(self, tree: Any) -> Any:
+        exp = self.exp
+        used: set[str] = set()
+
+        def sub(node: Any) -> Any:
+            if isinstance(node, exp.Placeholder):
+                name = node.name
+                if not name or name == "?":
+                    raise InvalidParameterValue("use named parameter markers such as :id, not ?")
+                if name not in self.params:
+                    raise InvalidParameterValue(f"no value given for parameter :{name}")
+                used.add(name)
+                value, typ = self.params[name]
+                if value is None:
+                    return exp.Null()
+                lit = exp.Literal.string(value)
+                if typ in ("STRING", "VOID"):
+                    return lit
+                return exp.Cast(this=lit, to=exp.DataType.build(_PARAM_TYPES[typ], dialect="duckdb"))
+            return node
+
+        return tree.transform(sub)
+
+    # -- DuckDB -----------------------------------------------------------------------------------
+    def connect(self, tree: Any, *, privilege: str = "SELECT") -> tuple[Any, dict[str, Securable]]:
+        """Check and register every table ``tree`` reads; rewrite references to private aliases."""
+        import duckdb
+
+        exp = self.exp
+        con = duckdb.connect(":memory:")
+        if self.on_connection is not None:
+            self.on_connection(con)
+        ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+        registered: dict[str, str] = {}
+        objects: dict[str, Securable] = {}
+        for table in list(tree.find_all(exp.Table)):
+            if not isinstance(table.this, exp.Identifier):
+                raise BadRequest("table functions (read_csv, read_parquet, ...) are not allowed; query catalog tables")
+            if not table.db and not table.catalog and table.name.lower() in ctes:
+                continue
+            full = self.table_name(table)
+            version = None
+            ver = table.args.get("version")
+            if ver is not None:
+                if str(ver.this).upper() != "VERSION":
+                    raise BadRequest("only VERSION AS OF is supported for time travel")
+                try:
+                    version = int(ver.expression.name)
+                except (TypeError, ValueError):
+                    raise InvalidParameterValue("VERSION AS OF needs an integer version") from None
+            key = f"{full}@{version}"
+            if key not in registered:
+                alias = f"__t{len(registered)}"
+                registered[key] = alias
+                con.register(alias, self._relation(full, version, privilege, objects))
+            alias_node = table.args.get("alias")
+            new = exp.Table(this=exp.to_identifier(registered[key]))
+            new.set("alias", alias_node.copy() if alias_node else exp.TableAlias(this=exp.to_identifier(table.name)))
+            table.replace(new)
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        return con, objects
+
+    def _relation(self, full: str, version: int | None, privilege: str, objects: dict[str, Securable]) -> Any:
+        if full in self.engine.system_tables:
+            self.engine.catalog.require(self.p, "SELECT", "schema", full.rsplit(".", 1)[0], action="readSystemTable")
+            return self.engine.system_tables[full]()
+        obj = self.engine.catalog.require(self.p, privilege, "table", full, action="readTable")
+        objects[full] = obj
+        return self.engine.tables.open(obj, version).to_pyarrow_dataset()
+
+    def run(self, con: Any, tree: Any) -> pa.Table:
+        import duckdb
+
+        sql = tree.sql(dialect="duckdb")
+        try:
+            rel = con.sql(sql)
+            return rel.to_arrow_table() if rel is not None else pa.table({})
+        except duckdb.InterruptException:
+            raise BrickyardError("the statement was cancelled", error_code="CANCELLED") from None
+        except duckdb.Error as exc:
+            raise BadRequest(_first_line(exc)) from None
+
+    def query(self, tree: Any) -> pa.Table:
+        con, _ = self.connect(tree)
+        try:
+            return _friendly(self.run(con, tree))
+        finally:
+            con.close()
+
+    # -- writes -----------------------------------------------------------------------------------
+    def _target(self, table: Any, action: str) -> Securable:
+        full = self.table_name(table)
+        return self.engine.catalog.require(self.p, "MODIFY", "table", full, action=action)
+
+    def insert(self, tree: Any) -> Result:
+        exp = self.exp
+        target_node = tree.this
+        columns: list[str] | None = None
+        if isinstance(target_node, exp.Schema):
+            columns = [c.name for c in target_node.expressions]
+            target_node = target_node.this
+        obj = self._target(target_node, "insertIntoTable")
+        source = tree.expression
+        if source is None:
+            raise BadRequest("INSERT needs VALUES or a query")
+        if isinstance(source, exp.Query):
+            select = source
+        else:
+            values = source.copy()
+            values.set("alias", exp.TableAlias(this=exp.to_identifier("__v")))
+            select = exp.select("*").from_(values)
+        con, _ = self.connect(select)
+        try:
+            rows = self.run(con, select)
+        finally:
+            con.close()
+        schema = self.engine.tables.schema(obj)
+        names = columns or schema.names[: rows.num_columns]
+        if rows.num_columns != len(names):
+            raise InvalidParameterValue(
+                f"INSERT gives {rows.num_columns} values per row but {len(names)} columns are named")
+        for n in names:
+            if n not in schema.names:
+                raise InvalidParameterValue(f"{obj.full_name} has no column {n!r}")
+        data = rows.rename_columns(names)
+        mode = "overwrite" if tree.args.get("overwrite") else "append"
+        res = self.engine.tables.write_authorized(obj, data, mode=mode)
+        return Result(pa.table({"num_affected_rows": [res.rows], "num_inserted_rows": [res.rows]}),
+                      {"version": res.version})
+
+    def _predicate(self, node: Any, *, rename: dict[str, str] | None = None) -> str:
+        """Translate an expression to DataFusion SQL for delta-rs (columns unqualified unless renamed)."""
+        exp = self.exp
+        if node.find(exp.Subquery, exp.Select):
+            raise BadRequest("subqueries are not supported in DELETE/UPDATE conditions; use MERGE INTO")
+        node = node.copy()
+        for col in list(node.find_all(exp.Column)):
+            qualifier = col.table.lower() if col.table else ""
+            if rename is not None and qualifier in rename:
+                col.set("table", exp.to_identifier(rename[qualifier]))
+            elif rename is None:
+                col.set("table", None)
+            col.this.set("quoted", True)
+        return node.sql(dialect="postgres")
+
+    def delete(self, tree: Any) -> Result:
+        obj = self._target(tree.this, "deleteFromTable")
+        where = tree.args.get("where")
+        predicate = self._predicate(where.this) if where is not None else None
+        metrics = self.engine.tables.delete_rows(obj, predicate)
+        n = int(metrics.get("num_deleted_rows", 0) or 0)
+        return Result(pa.table({"num_affected_rows": [n]}), metrics)
+
+    def update(self, tree: Any) -> Result:
+        exp = self.exp
+        obj = self._target(tree.this, "updateTable")
+        updates = {}
+        for eq in tree.expressions:
+            if not isinstance(eq, exp.EQ) or not isinstance(eq.this, exp.Column):
+                raise BadRequest("UPDATE ... SET needs column = expression pairs")
+            updates[_q(eq.this.name)] = self._predicate(eq.expression)
+        where = tree.args.get("where")
+        predicate = self._predicate(where.this) if where is not None else None
+        metrics = self.engine.tables.update_rows(obj, updates, predicate)
+        n = int(metrics.get("num_updated_rows", 0) or 0)
+        return Result(pa.table({"num_affected_rows": [n]}), metrics)
+
+    def merge(self, tree: Any) -> Result:
+        exp = self.exp
+        target = tree.this
+        obj = self._target(target, "mergeIntoTable")
+        t_alias = (target.alias or target.name).lower()
+        using = tree.args.get("using")
+        s_alias = (using.alias or (using.name if isinstance(using, exp.Table) else "")).lower()
+        if not s_alias:
+            raise BadRequest("give the MERGE source an alias: USING (...) AS s")
+        if s_alias == t_alias:
+            raise BadRequest("the MERGE source and target need different aliases")
+        source_q = (exp.select("*").from_(using.copy()) if isinstance(using, exp.Table)
+                    else using.this.copy() if isinstance(using, exp.Subquery) else None)
+        if source_q is None:
+            raise BadRequest("MERGE ... USING needs a table or a subquery")
+        con, _ = self.connect(source_q)
+        try:
+            source = self.run(con, source_q)
+        finally:
+            con.close()
+        rename = {t_alias: "t", s_alias: "s"}
+        predicate = self._predicate(tree.args["on"], rename=rename)
+        clauses = []
+        whens = tree.args.get("whens")
+        items = whens.expressions if whens is not None else tree.expressions
+        for when in items:
+            matched = bool(when.args.get("matched"))
+            by_source = bool(when.args.get("source"))
+            cond = when.args.get("condition")
+            cond_sql = self._predicate(cond, rename=rename) if cond is not None else None
+            then = when.args.get("then")
+            clause: dict[str, Any] = {"when": "matched" if matched else
+                                      ("not_matched_by_source" if by_source else "not_matched"),
+                                      "condition": cond_sql}
+            if isinstance(then, exp.Update):
+                if then.expressions and not isinstance(then.expressions[0], exp.Star):
+                    clause["action"] = "update"
+                    clause["set"] = {_q(e.this.name): self._predicate(e.expression, rename=rename)
+                                     for e in then.expressions}
+                else:
+                    clause["action"] = "update_all"
+            elif isinstance(then, exp.Insert):
+                cols = then.this
+                vals = then.expression
+                if cols is None or isinstance(cols, exp.Star) or (isinstance(then.this, exp.Var)):
+                    clause["action"] = "insert_all"
+                else:
+                    names = [c.name for c in cols.expressions] if hasattr(cols, "expressions") else []
+                    values = vals.expressions if vals is not None else []
+                    if len(names) != len(values):
+                        raise BadRequest("INSERT (cols) VALUES (...) in MERGE needs one value per column")
+                    clause["action"] = "insert"
+                    clause["set"] = {_q(n): self._predicate(v, rename=rename) for n, v in zip(names, values, strict=True)}
+            elif isinstance(then, exp.Var) and then.name.upper() == "DELETE" or str(then).upper() == "DELETE":
+                clause["action"] = "delete"
+            else:
+                raise BadRequest(f"unsupported MERGE action {str(then)[:60]!r}")
+            clauses.append(clause)
+        metrics = self.engine.tables.merge_rows(obj, source, predicate=predicate, clauses=clauses)
+        affected = sum(int(metrics.get(k, 0) or 0) for k in
+                       ("num_target_rows_updated", "num_target_rows_deleted", "num_target_rows_inserted"))
+        return Result(pa.table({"num_affected_rows": [affected],
+                                "num_updated_rows": [int(metrics.get("num_target_rows_updated", 0) or 0)],
+                                "num_deleted_rows": [int(metrics.get("num_target_rows_deleted", 0) or 0)],
+                                "num_inserted_rows": [int(metrics.get("num_target_rows_inserted", 0) or 0)]}),
+                      metrics)
+
+    # -- DDL --------------------------------------------------------------------------------------
+    def create(self, tree: Any) -> Result:
+        exp = self.exp
+        kind = str(tree.args.get("kind") or "").upper()
+        exists_ok = bool(tree.args.get("exists"))
+        cat = self.engine.catalog
+        if kind in ("SCHEMA", "DATABASE", "CATALOG"):
+            levels = 1 if kind == "CATALOG" else 2
+            node = tree.this
+            name = self.resolve_name(".".join(x for x in [node.catalog, node.db, node.name] if x), levels)
+            ckind = "catalog" if levels == 1 else "schema"
+            if exists_ok and cat.exists(ckind, name):
+                return Result(pa.table({}))
+            cat.create(self.p, ckind, name, comment=_comment(tree))
+            return Result(pa.table({}))
+        if kind != "TABLE":
+            raise BadRequest(f"CREATE {kind or '?'} is not supported; tables, schemas and catalogs are")
+        if tree.args.get("replace"):
+            raise BadRequest("CREATE OR REPLACE TABLE is not supported yet; DROP TABLE then CREATE TABLE")
+        node = tree.this
+        schema_node = node if isinstance(node, exp.Schema) else None
+        table_node = schema_node.this if schema_node is not None else node
+        full = self.table_name(table_node)
+        if exists_ok and cat.exists("table", full):
+            return Result(pa.table({}))
+        query = tree.expression
+        if schema_node is not None and query is None:
+            columns = []
+            for i, col in enumerate(schema_node.expressions):
+                if not isinstance(col, exp.ColumnDef):
+                    continue
+                spark_type = col.args["kind"].sql(dialect="databricks").lower()
+                nullable = not any(isinstance(c.kind, exp.NotNullColumnConstraint) for c in col.constraints)
+                comment = next((c.kind.this.name for c in col.constraints
+                                if isinstance(c.kind, exp.CommentColumnConstraint)), None)
+                columns.append({"name": col.name, "type_text": spark_type, "position": i, "nullable": nullable,
+                                "comment": comment})
+            self.engine.tables.create(self.p, full, columns=columns, comment=_comment(tree))
+            return Result(pa.table({}))
+        if query is None:
+            raise BadRequest("CREATE TABLE needs a column list or AS SELECT")
+        con, _ = self.connect(query)
+        try:
+            rows = _friendly(self.run(con, query))
+        finally:
+            con.close()
+        obj = self.engine.tables.create(self.p, full, schema=rows.schema, comment=_comment(tree))
+        res = self.engine.tables.write_authorized(obj, rows, mode="append")
+        return Result(pa.table({"num_affected_rows": [res.rows], "num_inserted_rows": [res.rows]}))
+
+    def drop(self, tree: Any) -> Result:
+        kind = str(tree.args.get("kind") or "").upper()
+        nodes = tree.args.get("tables") or [tree.this]
+        if len(nodes) != 1 or nodes[0] is None:
+            raise BadRequest("DROP one object at a time")
+        node = nodes[0]
+        raw = ".".join(x for x in [node.catalog, node.db, node.name] if x)
+        levels = {"TABLE": 3, "VIEW": 3, "SCHEMA": 2, "DATABASE": 2, "CATALOG": 1, "VOLUME": 3}.get(kind)
+        if levels is None:
+            raise BadRequest(f"DROP {kind} is not supported")
+        name = self.resolve_name(raw, levels)
+        ckind = {"TABLE": "table", "VIEW": "table", "SCHEMA": "schema", "DATABASE": "schema",
+                 "CATALOG": "catalog", "VOLUME": "volume"}[kind]
+        if tree.args.get("exists") and not self.engine.catalog.exists(ckind, name):
+            return Result(pa.table({}))
+        self.engine.catalog.delete(self.p, ckind, name, force=bool(tree.args.get("cascade")),
+                                   on_deleted=self.engine.tables.retire_storage)
+        return Result(pa.table({}))
+
+    def describe(self, tree: Any) -> Result:
+        node = tree.this
+        full = self.table_name(node)
+        obj = self.engine.catalog.get(self.p, "table", full)
+        cols = schema_to_columns(self.engine.tables.schema(obj))
+        return Result(pa.table({"col_name": [c["name"] for c in cols], "data_type": [c["type_text"] for c in cols],
+                                "comment": pa.array([c.get("comment") for c in cols], pa.string())}))
+
+    def grant_revoke(self, tree: Any, *, revoke: bool) -> Result:
+        exp = self.exp
+        kind = str(tree.args.get("kind") or "").upper()
+        ckind = {"CATALOG": "catalog", "SCHEMA": "schema", "DATABASE": "schema", "TABLE": "table",
+                 "VIEW": "table", "VOLUME": "volume", "FUNCTION": "function", "MODEL": "registered_model",
+                 "CONNECTION": "connection"}.get(kind)
+        if ckind is None:
+            raise BadRequest(f"GRANT/REVOKE on {kind or 'this kind of object'} is not supported")
+        node = tree.args["securable"]
+        raw = ".".join(x for x in [node.catalog, node.db, node.name] if x) if isinstance(node, exp.Table) else node.name
+        levels = {"catalog": 1, "schema": 2, "connection": 1}.get(ckind, 3)
+        name = self.resolve_name(raw, levels) if ckind != "connection" else validate_part(raw)
+        privileges = [normalize_privilege(pr.this.name if hasattr(pr.this, "name") else str(pr.this))
+                      for pr in tree.args.get("privileges", [])]
+        changes = []
+        for pr in tree.args.get("principals", []):
+            who = pr.this.name if hasattr(pr.this, "name") else str(pr.this)
+            changes.append({"principal": who, ("remove" if revoke else "add"): privileges})
+        self.engine.catalog.update_grants(self.p, ckind, name, changes)
+        return Result(pa.table({}))
+
+    def show(self, what: str, where: str | None, like: str | None) -> Result:
+        cat = self.engine.catalog
+        if what == "CATALOGS":
+            items, _ = cat.list(self.p, "catalog")
+            names = [o.full_name for o in items]
+            col = "catalog"
+        elif what in ("SCHEMAS", "DATABASES"):
+            parent = self.resolve_name(where, 1) if where else self.catalog_name
+            items, _ = cat.list(self.p, "schema", parent)
+            names = [o.name for o in items]
+            col = "databaseName"
+        else:
+            kind = {"TABLES": "table", "VOLUMES": "volume", "FUNCTIONS": "function"}[what]
+            parent = self.resolve_name(where, 2) if where else f"{self.catalog_name}.{self.schema_name}"
+            items, _ = cat.list(self.p, kind, parent)
+            names = [o.name for o in items]
+            col = {"table": "tableName", "volume": "volume_name", "function": "function"}[kind]
+        if like:
+            rx = re.compile("^" + ".*".join(re.escape(x) for x in like.replace("%", "*").split("*")) + "$", re.I)
+            names = [n for n in names if rx.match(n)]
+        return Result(pa.table({col: pa.array(names, pa.string())}))
+
+    def show_grants(self, principal: str | None, kind: str, name: str | None) -> Result:
+        ckind = {"CATALOG": "catalog", "SCHEMA": "schema", "DATABASE": "schema", "TABLE": "table",
+                 "VOLUME": "volume", "FUNCTION": "function", "MODEL": "registered_model",
+                 "CONNECTION": "connection", "METASTORE": "metastore"}[kind]
+        levels = {"catalog": 1, "schema": 2, "connection": 1, "metastore": 1}.get(ckind, 3)
+        full = "metastore" if ckind == "metastore" else self.resolve_name(name or "", levels)
+        who = principal.strip("`") if principal else None
+        rows = self.engine.catalog.grants(self.p, ckind, full, principal=who)
+        flat = [(r["principal"], priv) for r in rows for priv in r["privileges"]]
+        return Result(pa.table({"Principal": pa.array([f[0] for f in flat], pa.string()),
+                                "ActionType": pa.array([f[1].replace("_", " ") for f in flat], pa.string()),
+                                "ObjectType": pa.array([kind] * len(flat), pa.string()),
+                                "ObjectKey": pa.array([full] * len(flat), pa.string())}))
+
+
+def _q(column: str) -> str:
+    return '"' + column.replace('"', '""') + '"'
+
+
+def _comment(tree: Any) -> str | None:
+    from sqlglot import exp
+
+    props = tree.args.get("properties")
+    if props is None:
+        return None
+    for prop in props.expressions:
+        if isinstance(prop, exp.SchemaCommentProperty):
+            return prop.this.name
+    return None
+
+
+def _friendly(table: pa.Table) -> pa.Table:
+    """DuckDB types Delta cannot store or clients cannot read become their nearest Databricks type."""
+    fields, arrays, changed = [], [], False
+    for f, col in zip(table.schema, table.columns, strict=True):
+        t = f.type
+        new = t
+        if pa.types.is_unsigned_integer(t):
+            new = pa.int64()
+        elif pa.types.is_decimal(t) and t.precision > 38:
+            new = pa.decimal128(38, min(t.scale, 38))
+        elif pa.types.is_large_string(t) or pa.types.is_string_view(t):
+            new = pa.string()
+        elif pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+            new = pa.binary()
+        elif pa.types.is_timestamp(t) and t.unit != "us":
+            new = pa.timestamp("us", tz=t.tz)
+        if new != t:
+            changed = True
+            col = col.cast(new)
+        fields.append(pa.field(f.name, new))
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields)) if changed else table
+
+
+def not_found(name: str) -> NotFound:
+    return NotFound(f"[TABLE_OR_VIEW_NOT_FOUND] {name}")
+
+
+__all__ = ["Result", "SqlEngine", "type_text"]

@@ -1,0 +1,18 @@
+"""Delta tables and volumes: the workspace's data, stored under its home directory."""
+
+from ._delta import Tables, WriteResult, conform
+from ._types import columns_to_schema, parse_type, schema_to_columns, type_text
+from ._volumes import FileInfo, Volumes, split_volume_path
+
+__all__ = [
+    "FileInfo",
+    "Tables",
+    "Volumes",
+    "WriteResult",
+    "columns_to_schema",
+    "conform",
+    "parse_type",
+    "schema_to_columns",
+    "split_volume_path",
+    "type_text",
+]

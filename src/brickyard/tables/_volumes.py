@@ -1,0 +1,202 @@
+"""Managed volumes and the Files API: ``/Volumes/<catalog>/<schema>/<volume>/<path>``.
+
+Paths are checked part by part (no ``..``, ``.``, empty parts, NUL, backslashes or control
+characters) and resolved without following symlinks, so nothing outside the volume's directory can be
+read or written. Uploads go to a temporary file that is fsynced and renamed into place: a reader sees
+the old file or the new one, never half of it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..catalog import Catalog, Principal, Securable
+from ..core.errors import AlreadyExists, InvalidParameterValue, InvalidState, NotFound
+from ..core.names import parse_name
+from ._storage import managed_path
+
+MAX_PATH = 4096
+MAX_PART = 255
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str
+    is_directory: bool
+    file_size: int
+    last_modified: int
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"path": self.path, "is_directory": self.is_directory, "name": self.name,
+                             "last_modified": self.last_modified}
+        if not self.is_directory:
+            d["file_size"] = self.file_size
+        return d
+
+
+def split_volume_path(path: str) -> tuple[str, list[str]]:
+    """``/Volumes/c/s/v/a/b.txt`` -> (``c.s.v``, ``["a", "b.txt"]``), or a 400 saying what is wrong."""
+    if not isinstance(path, str) or not path:
+        raise InvalidParameterValue("a path like /Volumes/<catalog>/<schema>/<volume>/<file> is required")
+    if len(path) > MAX_PATH:
+        raise InvalidParameterValue(f"path is longer than {MAX_PATH} characters")
+    if not path.startswith("/Volumes/"):
+        raise InvalidParameterValue(f"path {path[:100]!r} must start with /Volumes/<catalog>/<schema>/<volume>/")
+    parts = path[len("/Volumes/"):].split("/")
+    if parts and parts[-1] == "":
+        parts = parts[:-1]
+    if len(parts) < 3:
+        raise InvalidParameterValue(f"path {path[:100]!r} must name /Volumes/<catalog>/<schema>/<volume>")
+    volume = parse_name(".".join(parts[:3]), 3, what="volume name")
+    rest = parts[3:]
+    for part in rest:
+        if part in ("", ".", ".."):
+            raise InvalidParameterValue(f"path {path[:100]!r} has an empty, '.' or '..' part")
+        if len(part) > MAX_PART or any(ord(c) < 32 or c in "\\\x7f" for c in part):
+            raise InvalidParameterValue(f"path {path[:100]!r} has a part that is too long or holds control characters or '\\'")
+    return str(volume), rest
+
+
+class Volumes:
+    def __init__(self, catalog: Catalog, home: Path) -> None:
+        self.catalog = catalog
+        self.home = home
+        self.root = home / "volumes"
+
+    def create(self, p: Principal, full_name: str, *, comment: str | None = None,
+               volume_type: str = "MANAGED", storage_location: str | None = None) -> Securable:
+        fn = parse_name(full_name, 3, what="volume name")
+        if str(volume_type or "MANAGED").upper() != "MANAGED" or storage_location:
+            raise InvalidParameterValue("only MANAGED volumes are supported; leave storage_location empty")
+
+        def prepare(_parent: Securable | None, sid: str) -> dict[str, Any]:
+            path = managed_path(self.root, list(fn.parts), sid, self.catalog.storage_in_use)
+            path.mkdir(parents=True, exist_ok=False)
+            return {"storage_location": str(path), "volume_type": "MANAGED"}
+
+        return self.catalog.create(p, "volume", str(fn), comment=comment, prepare=prepare)
+
+    # -- resolution -----------------------------------------------------------------------------
+    def _resolve(self, p: Principal, path: str, privilege: str, action: str) -> tuple[Securable, Path, list[str]]:
+        volume, rest = split_volume_path(path)
+        obj = self.catalog.require(p, privilege, "volume", volume, action=action)
+        base = Path(obj.spec["storage_location"])
+        target = base.joinpath(*rest)
+        # Refuse symlinks anywhere below the volume root (a planted link must not lead outside).
+        probe = base
+        for part in rest:
+            probe = probe / part
+            try:
+                if stat.S_ISLNK(os.lstat(probe).st_mode):
+                    raise InvalidParameterValue(f"path {path[:100]!r} goes through a symbolic link")
+            except FileNotFoundError:
+                break
+        return obj, target, rest
+
+    # -- files ----------------------------------------------------------------------------------
+    def upload(self, p: Principal, path: str, chunks: Iterator[bytes] | bytes | BinaryIO, *,
+               overwrite: bool = True) -> FileInfo:
+        _obj, target, rest = self._resolve(p, path, "WRITE_VOLUME", "writeVolumeFile")
+        if not rest:
+            raise InvalidParameterValue("the path names the volume itself; add a file name")
+        if target.is_dir():
+            raise AlreadyExists(f"{path} is a directory")
+        if not overwrite and target.exists():
+            raise AlreadyExists(f"{path} already exists; pass overwrite=true to replace it")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                if isinstance(chunks, bytes | bytearray):
+                    fh.write(chunks)
+                elif hasattr(chunks, "read"):
+                    while block := chunks.read(1 << 20):  # type: ignore[union-attr]
+                        fh.write(block)
+                else:
+                    for block in chunks:  # type: ignore[union-attr]
+                        fh.write(block)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if not overwrite and target.exists():
+                raise AlreadyExists(f"{path} already exists; pass overwrite=true to replace it")
+            os.replace(tmp, target)
+            dfd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        return self._info(path, target)
+
+    def open(self, p: Principal, path: str) -> tuple[FileInfo, Path]:
+        _obj, target, _rest = self._resolve(p, path, "READ_VOLUME", "readVolumeFile")
+        if not target.is_file():
+            if target.is_dir():
+                raise InvalidState(f"{path} is a directory; list it with /api/2.0/fs/directories{path}")
+            raise NotFound(f"file {path} does not exist", error_code="NOT_FOUND")
+        return self._info(path, target), target
+
+    def stat(self, p: Principal, path: str, *, directory: bool) -> FileInfo:
+        _obj, target, _rest = self._resolve(p, path, "READ_VOLUME", "getVolumeFileMetadata")
+        if (directory and not target.is_dir()) or (not directory and not target.is_file()):
+            raise NotFound(f"{'directory' if directory else 'file'} {path} does not exist", error_code="NOT_FOUND")
+        return self._info(path, target)
+
+    def delete(self, p: Principal, path: str) -> None:
+        _obj, target, rest = self._resolve(p, path, "WRITE_VOLUME", "deleteVolumeFile")
+        if not rest or not target.is_file():
+            raise NotFound(f"file {path} does not exist", error_code="NOT_FOUND")
+        target.unlink()
+
+    def mkdirs(self, p: Principal, path: str) -> None:
+        _obj, target, _rest = self._resolve(p, path, "WRITE_VOLUME", "createVolumeDirectory")
+        if target.is_file():
+            raise AlreadyExists(f"{path} is a file")
+        target.mkdir(parents=True, exist_ok=True)
+
+    def rmdir(self, p: Principal, path: str) -> None:
+        _obj, target, rest = self._resolve(p, path, "WRITE_VOLUME", "deleteVolumeDirectory")
+        if not rest:
+            raise InvalidParameterValue("the volume root cannot be deleted through the Files API; drop the volume")
+        if not target.is_dir():
+            raise NotFound(f"directory {path} does not exist", error_code="NOT_FOUND")
+        try:
+            target.rmdir()
+        except OSError:
+            raise InvalidState(f"directory {path} is not empty") from None
+
+    def list(self, p: Principal, path: str, *, page_token: str | None = None, page_size: int | None = None
+             ) -> tuple[list[FileInfo], str | None]:
+        _obj, target, _rest = self._resolve(p, path, "READ_VOLUME", "listVolumeDirectory")
+        if not target.is_dir():
+            raise NotFound(f"directory {path} does not exist", error_code="NOT_FOUND")
+        size = 1000 if not page_size or page_size <= 0 else min(int(page_size), 1000)
+        names = sorted(n for n in os.listdir(target) if not n.startswith(".upload-"))
+        if page_token:
+            names = [n for n in names if n > page_token]
+        page = names[:size]
+        base = path.rstrip("/")
+        out = [self._info(f"{base}/{n}", target / n) for n in page]
+        return out, (page[-1] if len(names) > size else None)
+
+    @staticmethod
+    def _info(path: str, target: Path) -> FileInfo:
+        st = os.lstat(target)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        return FileInfo(path=path.rstrip("/") + ("/" if is_dir else ""), is_directory=is_dir,
+                        file_size=0 if is_dir else st.st_size, last_modified=int(st.st_mtime * 1000))
