@@ -195,6 +195,10 @@ class Identity:
                 raise NotFound(f"principal {pid!r} does not exist")
             if row["kind"] == "group" and row["name"] == ADMINS:
                 raise InvalidParameterValue("the built-in 'admins' group cannot be deleted")
+            # A later principal with the same name must not inherit anything: drop its grants and hand
+            # what it owned to the admins.
+            t.execute("DELETE FROM grants WHERE principal = ?", (row["name"],))
+            t.execute("UPDATE securables SET owner = ? WHERE owner = ?", (ADMINS, row["name"]))
             t.execute("DELETE FROM principals WHERE id = ?", (pid,))
             return str(row["name"])
 

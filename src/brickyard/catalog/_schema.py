@@ -103,3 +103,14 @@ MIGRATIONS: list[tuple[str, list[str]]] = [
         ],
     ),
 ]
+
+MIGRATIONS.append(
+    (
+        "0002_connection_secrets",
+        [
+            """CREATE TABLE connection_secrets (
+                securable_id TEXT PRIMARY KEY REFERENCES securables(id) ON DELETE CASCADE,
+                options TEXT NOT NULL)""",
+        ],
+    )
+)

@@ -32,6 +32,7 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "Most rows a SQL statement result keeps in memory. Default 1,000,000",
     ),
     "BRICKYARD_LOG_LEVEL": ("log_level", "Server log level (debug, info, warning, error). Default info"),
+    "BRICKYARD_USER": ("user", "Principal that local CLI commands (sql, table) act as. No default"),
 }
 
 
@@ -45,6 +46,7 @@ class Settings:
     oauth_token_ttl_seconds: int = 3600
     statement_row_limit: int = 1_000_000
     log_level: str = "info"
+    user: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -1,0 +1,70 @@
+"""Files API on volumes: ``/api/2.0/fs/files/Volumes/...`` and ``/api/2.0/fs/directories/Volumes/...``."""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+from typing import Any
+
+from starlette.responses import FileResponse, Response
+
+from ._http import Api, Req
+
+FS = "/api/2.0/fs"
+
+
+def _headers(info: Any) -> dict[str, str]:
+    return {"last-modified": formatdate(info.last_modified / 1000, usegmt=True)}
+
+
+def register(api: Api, ws: Any) -> None:
+    vol = ws.volumes
+
+    def path_of(req: Req) -> str:
+        return "/" + req.path["path"]
+
+    # HEAD routes come before GET routes on the same path (Starlette answers HEAD on a GET route too).
+    @api.route("HEAD", FS + "/files/{path:path}", policy="authenticated", body="none")
+    def head_file(req: Req) -> Response:
+        info = vol.stat(req.user, path_of(req), directory=False)
+        return Response(status_code=200, headers={**_headers(info), "content-length": str(info.file_size),
+                                                  "content-type": "application/octet-stream"})
+
+    @api.route("GET", FS + "/files/{path:path}", policy="authenticated", body="none")
+    def download(req: Req) -> Response:
+        info, target = vol.open(req.user, path_of(req))
+        return FileResponse(target, media_type="application/octet-stream", headers=_headers(info),
+                            stat_result=None)
+
+    @api.route("PUT", FS + "/files/{path:path}", policy="authenticated", body="file")
+    def upload(req: Req) -> Response:
+        vol.upload(req.user, path_of(req), req.file, overwrite=req.bool_arg("overwrite", False))
+        return Response(status_code=204)
+
+    @api.route("DELETE", FS + "/files/{path:path}", policy="authenticated", body="none")
+    def delete_file(req: Req) -> Response:
+        vol.delete(req.user, path_of(req))
+        return Response(status_code=204)
+
+    @api.route("HEAD", FS + "/directories/{path:path}", policy="authenticated", body="none")
+    def head_directory(req: Req) -> Response:
+        vol.stat(req.user, path_of(req), directory=True)
+        return Response(status_code=200)
+
+    @api.route("GET", FS + "/directories/{path:path}", policy="authenticated", body="none")
+    def list_directory(req: Req) -> dict[str, Any]:
+        items, token = vol.list(req.user, path_of(req), page_token=req.query.get("page_token") or None,
+                                page_size=req.int_arg("page_size"))
+        out: dict[str, Any] = {"contents": [i.to_dict() for i in items]}
+        if token:
+            out["next_page_token"] = token
+        return out
+
+    @api.route("PUT", FS + "/directories/{path:path}", policy="authenticated", body="none")
+    def create_directory(req: Req) -> Response:
+        vol.mkdirs(req.user, path_of(req))
+        return Response(status_code=204)
+
+    @api.route("DELETE", FS + "/directories/{path:path}", policy="authenticated", body="none")
+    def delete_directory(req: Req) -> Response:
+        vol.rmdir(req.user, path_of(req))
+        return Response(status_code=204)

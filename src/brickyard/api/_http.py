@@ -1,0 +1,269 @@
+"""The HTTP shell: a route registry where every route declares its access policy, request parsing
+with size limits, authentication before the body is read, and one error format.
+
+Policies:
+
+* ``public``        no credentials (discovery documents, health, the OAuth token endpoint, which
+                    checks client credentials itself);
+* ``authenticated`` a valid bearer token; what the caller may touch is then decided by the catalog;
+* ``admin``         a valid token of a metastore admin.
+
+A route cannot be registered without a policy, and the server only serves registered routes; the
+route-inventory test walks the registry to prove it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..catalog import Principal
+from ..core.errors import (
+    BadRequest,
+    BrickyardError,
+    InvalidParameterValue,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    TemporarilyUnavailable,
+    Unauthenticated,
+)
+
+log = logging.getLogger("brickyard.api")
+POLICIES = ("public", "authenticated", "admin")
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+@dataclass
+class Req:
+    """What a handler gets: the caller, path and query parameters, the parsed JSON body (or a file)."""
+
+    request: Request
+    principal: Principal | None
+    path: dict[str, str]
+    query: dict[str, str]
+    query_lists: dict[str, list[str]]
+    body: Any = None
+    file: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def user(self) -> Principal:
+        assert self.principal is not None
+        return self.principal
+
+    def arg(self, name: str, default: Any = None) -> Any:
+        """A parameter from the JSON body, else the query string."""
+        if isinstance(self.body, dict) and name in self.body:
+            return self.body[name]
+        return self.query.get(name, default)
+
+    def int_arg(self, name: str, default: int | None = None) -> int | None:
+        value = self.arg(name)
+        if value is None or value == "":
+            return default
+        if isinstance(value, bool):
+            raise InvalidParameterValue(f"{name} must be an integer")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise InvalidParameterValue(f"{name} must be an integer, got {str(value)[:40]!r}") from None
+
+    def bool_arg(self, name: str, default: bool = False) -> bool:
+        value = self.arg(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1"):
+            return True
+        if str(value).lower() in ("false", "0", ""):
+            return False
+        raise InvalidParameterValue(f"{name} must be true or false")
+
+    def require(self, name: str) -> Any:
+        value = self.arg(name)
+        if value is None or value == "":
+            raise InvalidParameterValue(f"{name} is required")
+        return value
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    method: str
+    path: str
+    handler: Callable[[Req], Any]
+    policy: str
+    body: str = "json"  # json | file | none
+
+
+class Api:
+    """The registry every router module adds its routes to."""
+
+    def __init__(self) -> None:
+        self.routes: list[RouteSpec] = []
+
+    def route(self, method: str, path: str, *, policy: str, body: str = "json") -> Callable[[Callable[[Req], Any]],
+                                                                                           Callable[[Req], Any]]:
+        if policy not in POLICIES:
+            raise ValueError(f"route {method} {path}: policy must be one of {POLICIES}")
+
+        def deco(fn: Callable[[Req], Any]) -> Callable[[Req], Any]:
+            for m in method.split("|"):
+                self.routes.append(RouteSpec(m, path, fn, policy, body))
+            return fn
+
+        return deco
+
+
+def error_response(exc: BrickyardError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, RateLimited | TemporarilyUnavailable):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, bytes):
+        return o.decode("utf-8", "replace")
+    if hasattr(o, "isoformat"):
+        return o.isoformat()
+    return str(o)
+
+
+class JSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                          default=_json_default).encode("utf-8")
+
+
+def _parse_json(raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the request body is not valid UTF-8") from None
+
+    def no_constants(name: str) -> Any:
+        raise BadRequest(f"the request body contains {name}, which is not valid JSON")
+
+    try:
+        return json.loads(text, parse_constant=no_constants)
+    except RecursionError:
+        raise BadRequest("the request body is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                         error_code="MALFORMED_REQUEST") from None
+
+
+def host_allowed(request: Request, bind_host: str) -> bool:
+    """Refuse requests whose Host header names another machine (DNS rebinding) when bound to loopback."""
+    if bind_host not in LOCAL_HOSTS:
+        return True
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+    return name.lower() in LOCAL_HOSTS
+
+
+def origin_allowed(request: Request, bind_host: str) -> bool:
+    origin = request.headers.get("origin")
+    if not origin or bind_host not in LOCAL_HOSTS:
+        return True
+    rest = origin.split("://", 1)[-1]
+    name = rest.rsplit(":", 1)[0] if not rest.startswith("[") else rest.split("]")[0] + "]"
+    return name.lower() in LOCAL_HOSTS
+
+
+def bearer(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthenticated("no credentials: send 'Authorization: Bearer <token>' (create one with "
+                              "'brickyard token create')")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+    return value.strip()
+
+
+def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
+    settings = workspace.settings
+    limit = settings.max_request_bytes
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            if not host_allowed(request, settings.host):
+                return JSON({"error_code": "BAD_REQUEST", "message": "unknown Host header; Brickyard answers to "
+                             "127.0.0.1 and localhost only (start it with --host to change that)"}, status_code=421)
+            if request.method not in ("GET", "HEAD", "OPTIONS") and not origin_allowed(request, settings.host):
+                raise PermissionDenied("cross-origin requests are not allowed")
+            principal = None
+            if spec.policy != "public":
+                token = bearer(request)
+                principal = await anyio.to_thread.run_sync(workspace.identity.authenticate, token)
+                if spec.policy == "admin" and not principal.is_admin:
+                    raise PermissionDenied(f"{principal.name} is not a workspace admin")
+            declared = request.headers.get("content-length")
+            if declared is not None:
+                try:
+                    if int(declared) > limit and spec.body != "file":
+                        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+                except ValueError:
+                    raise BadRequest("invalid Content-Length header") from None
+            req = Req(request=request, principal=principal, path=dict(request.path_params),
+                      query=dict(request.query_params), query_lists={k: request.query_params.getlist(k)
+                                                                      for k in request.query_params},
+                      headers=dict(request.headers))
+            if spec.body == "file":
+                req.file = await _spool(request)
+            elif spec.body == "json":
+                raw = bytearray()
+                async for chunk in request.stream():
+                    raw.extend(chunk)
+                    if len(raw) > limit:
+                        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+                req.body = _parse_json(bytes(raw))
+                if req.body is not None and not isinstance(req.body, dict):
+                    raise BadRequest("the request body must be a JSON object")
+            try:
+                result = await anyio.to_thread.run_sync(spec.handler, req)
+            finally:
+                if req.file is not None:
+                    req.file.close()
+            if isinstance(result, Response):
+                return result
+            return JSON({} if result is None else result)
+        except BrickyardError as exc:
+            return error_response(exc)
+        except RecursionError:
+            return error_response(BadRequest("the request is nested too deeply"))
+        except Exception:  # noqa: BLE001 - the last line of defence: log, never leak internals
+            log.exception("unhandled error in %s %s", spec.method, spec.path)
+            return JSON({"error_code": "INTERNAL_ERROR", "message": "internal error; see the server log"},
+                        status_code=500)
+
+    endpoint.__name__ = f"{spec.method.lower()}_{spec.handler.__name__}"
+    endpoint.brickyard_spec = spec  # type: ignore[attr-defined]
+    return endpoint
+
+
+async def _spool(request: Request) -> Any:
+    """Stream an upload into a temporary file (memory up to 8 MiB, disk after)."""
+    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - closed by the endpoint
+    try:
+        async for chunk in request.stream():
+            spool.write(chunk)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool

@@ -1,0 +1,472 @@
+"""Unity Catalog REST routes (``/api/2.1/unity-catalog/...``): thin translations to ``Catalog`` calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from ..catalog import Securable, securable_kind
+from ..catalog._objects import connection_spec, function_spec
+from ..core.errors import InvalidParameterValue, NotFound, PermissionDenied
+from ..core.names import parse_name, quote_part, validate_part
+from ..tables import schema_to_columns
+from ._http import Api, Req
+
+UC = "/api/2.1/unity-catalog"
+
+
+def _common(obj: Securable, ws: Any) -> dict[str, Any]:
+    return {
+        "full_name": obj.full_name,
+        "owner": obj.owner,
+        "comment": obj.comment,
+        "properties": obj.properties,
+        "created_at": obj.created_at,
+        "created_by": obj.created_by,
+        "updated_at": obj.updated_at,
+        "updated_by": obj.updated_by,
+        "metastore_id": ws.info["metastore_id"],
+    }
+
+
+def _join(*parts: str) -> str:
+    return ".".join(quote_part(p) for p in parts)
+
+
+def _name(req: Req, *keys: str) -> str:
+    """Build a full name from body/query fields (catalog_name, schema_name, name)."""
+    values = []
+    for key in keys:
+        value = req.arg(key)
+        if not isinstance(value, str) or not value:
+            raise InvalidParameterValue(f"{key} is required")
+        values.append(validate_part(value, key))
+    return _join(*values)
+
+
+def register(api: Api, ws: Any) -> None:
+    cat = ws.catalog
+
+    # -- serializers ------------------------------------------------------------------------------
+    def catalog_info(obj: Securable) -> dict[str, Any]:
+        return {**_common(obj, ws), "name": obj.name, "id": obj.id, "catalog_type": "MANAGED_CATALOG",
+                "securable_type": "CATALOG", "isolation_mode": "OPEN", "browse_only": False,
+                "storage_root": str(ws.tables.root / obj.name)}
+
+    def schema_info(obj: Securable) -> dict[str, Any]:
+        c, s = obj.parts
+        return {**_common(obj, ws), "name": s, "catalog_name": c, "schema_id": obj.id,
+                "catalog_type": "MANAGED_CATALOG", "securable_type": "SCHEMA"}
+
+    def table_info(obj: Securable) -> dict[str, Any]:
+        c, s, n = obj.parts
+        info = {**_common(obj, ws), "name": n, "catalog_name": c, "schema_name": s, "table_id": obj.id,
+                "table_type": obj.spec.get("table_type", "MANAGED"),
+                "data_source_format": obj.spec.get("data_source_format", "DELTA"), "securable_type": "TABLE"}
+        location = obj.spec.get("storage_location")
+        if location:
+            info["storage_location"] = "file://" + location
+        if info["data_source_format"] == "DELTA" and location:
+            try:
+                dt = ws.tables.open(obj)
+                import pyarrow as pa
+
+                info["columns"] = schema_to_columns(pa.schema(dt.schema().to_arrow()))
+                info["properties"] = {**dt.metadata().configuration, **obj.properties}
+                info["delta_runtime_properties_kvpairs"] = {"delta_runtime_properties": {}}
+            except Exception:  # noqa: BLE001 - metadata must still be readable if the data is damaged
+                info["columns"] = []
+        else:
+            info["columns"] = obj.spec.get("columns", [])
+        return info
+
+    def volume_info(obj: Securable) -> dict[str, Any]:
+        c, s, n = obj.parts
+        return {**_common(obj, ws), "name": n, "catalog_name": c, "schema_name": s, "volume_id": obj.id,
+                "volume_type": "MANAGED", "storage_location": "file://" + obj.spec.get("storage_location", ""),
+                "securable_type": "VOLUME"}
+
+    def function_info(obj: Securable) -> dict[str, Any]:
+        c, s, n = obj.parts
+        spec = {k: v for k, v in obj.spec.items() if v is not None}
+        return {**_common(obj, ws), **spec, "name": n, "catalog_name": c, "schema_name": s, "function_id": obj.id,
+                "securable_type": "FUNCTION"}
+
+    def model_info(obj: Securable) -> dict[str, Any]:
+        c, s, n = obj.parts
+        return {**_common(obj, ws), "name": n, "catalog_name": c, "schema_name": s, "id": obj.id,
+                "aliases": cat.aliases(obj), "storage_location": "file://" + str(ws.home / "models" / obj.id),
+                "securable_type": "REGISTERED_MODEL"}
+
+    def version_info(row: dict[str, Any]) -> dict[str, Any]:
+        model: Securable = row["model"]
+        c, s, n = model.parts
+        return {"model_name": n, "catalog_name": c, "schema_name": s, "version": row["version"],
+                "source": row["source"], "run_id": row["run_id"], "status": row["status"],
+                "comment": row["comment"], "storage_location": row["storage_location"],
+                "created_at": row["created_at"], "created_by": row["created_by"], "updated_at": row["updated_at"],
+                "updated_by": row["updated_by"], "id": f"{model.id}-{row['version']}",
+                "metastore_id": ws.info["metastore_id"],
+                "aliases": [{"alias_name": a, "version_num": row["version"]} for a in row["aliases"]]}
+
+    def connection_info(obj: Securable) -> dict[str, Any]:
+        return {**_common(obj, ws), "name": obj.name, "connection_id": obj.id,
+                "connection_type": obj.spec.get("connection_type"), "options": obj.spec.get("options", {}),
+                "read_only": obj.spec.get("read_only", False), "securable_type": "CONNECTION",
+                "credential_type": "USERNAME_PASSWORD"}
+
+    SHAPES = {"catalog": catalog_info, "schema": schema_info, "table": table_info, "volume": volume_info,
+              "function": function_info, "registered_model": model_info, "connection": connection_info}
+    LIST_KEY = {"catalog": "catalogs", "schema": "schemas", "table": "tables", "volume": "volumes",
+                "function": "functions", "registered_model": "registered_models", "connection": "connections"}
+
+    def listing(req: Req, kind: str, parent: str | None) -> dict[str, Any]:
+        items, token = cat.list(req.user, kind, parent, page_token=req.query.get("page_token") or None,
+                                max_results=req.int_arg("max_results"))
+        out: dict[str, Any] = {LIST_KEY[kind]: [SHAPES[kind](o) for o in items]}
+        if token:
+            out["next_page_token"] = token
+        return out
+
+    def update(req: Req, kind: str, full: str) -> dict[str, Any]:
+        body = req.body or {}
+        obj = cat.update(req.user, kind, full, new_name=body.get("new_name") or None, owner=body.get("owner"),
+                         comment=body.get("comment"), properties=body.get("properties"))
+        return SHAPES[kind](obj)
+
+    # -- metastore --------------------------------------------------------------------------------
+    @api.route("GET", f"{UC}/current-metastore-assignment", policy="authenticated")
+    def metastore_assignment(req: Req) -> dict[str, Any]:
+        return {"metastore_id": ws.info["metastore_id"], "workspace_id": int(ws.workspace_id),
+                "default_catalog_name": "main"}
+
+    @api.route("GET", f"{UC}/metastore_summary", policy="authenticated")
+    def metastore_summary(req: Req) -> dict[str, Any]:
+        root = cat.get(req.user, "metastore", "metastore")
+        return {"metastore_id": ws.info["metastore_id"], "name": "brickyard", "owner": root.owner,
+                "storage_root": "file://" + str(ws.home), "region": "local", "cloud": "local",
+                "privilege_model_version": "1.0", "created_at": root.created_at, "created_by": root.created_by}
+
+    # -- catalogs ---------------------------------------------------------------------------------
+    @api.route("POST", f"{UC}/catalogs", policy="authenticated")
+    def create_catalog(req: Req) -> dict[str, Any]:
+        if req.arg("storage_root") or req.arg("provider_name") or req.arg("connection_name"):
+            raise InvalidParameterValue("only managed catalogs are supported: leave storage_root, provider_name "
+                                        "and connection_name empty")
+        obj = cat.create(req.user, "catalog", _name(req, "name"), comment=req.arg("comment"),
+                         properties=req.arg("properties"))
+        return catalog_info(obj)
+
+    @api.route("GET", f"{UC}/catalogs", policy="authenticated")
+    def list_catalogs(req: Req) -> dict[str, Any]:
+        return listing(req, "catalog", None)
+
+    @api.route("GET", f"{UC}/catalogs/{{name}}", policy="authenticated")
+    def get_catalog(req: Req) -> dict[str, Any]:
+        return catalog_info(cat.get(req.user, "catalog", req.path["name"]))
+
+    @api.route("PATCH", f"{UC}/catalogs/{{name}}", policy="authenticated")
+    def update_catalog(req: Req) -> dict[str, Any]:
+        return update(req, "catalog", req.path["name"])
+
+    @api.route("DELETE", f"{UC}/catalogs/{{name}}", policy="authenticated")
+    def delete_catalog(req: Req) -> dict[str, Any]:
+        cat.delete(req.user, "catalog", req.path["name"], force=req.bool_arg("force"),
+                   on_deleted=ws.tables.retire_storage)
+        return {}
+
+    # -- schemas ----------------------------------------------------------------------------------
+    @api.route("POST", f"{UC}/schemas", policy="authenticated")
+    def create_schema(req: Req) -> dict[str, Any]:
+        if req.arg("storage_root"):
+            raise InvalidParameterValue("only managed schemas are supported: leave storage_root empty")
+        obj = cat.create(req.user, "schema", _name(req, "catalog_name", "name"), comment=req.arg("comment"),
+                         properties=req.arg("properties"))
+        return schema_info(obj)
+
+    @api.route("GET", f"{UC}/schemas", policy="authenticated")
+    def list_schemas(req: Req) -> dict[str, Any]:
+        return listing(req, "schema", _name(req, "catalog_name"))
+
+    @api.route("GET", f"{UC}/schemas/{{full_name}}", policy="authenticated")
+    def get_schema(req: Req) -> dict[str, Any]:
+        return schema_info(cat.get(req.user, "schema", req.path["full_name"]))
+
+    @api.route("PATCH", f"{UC}/schemas/{{full_name}}", policy="authenticated")
+    def update_schema(req: Req) -> dict[str, Any]:
+        return update(req, "schema", req.path["full_name"])
+
+    @api.route("DELETE", f"{UC}/schemas/{{full_name}}", policy="authenticated")
+    def delete_schema(req: Req) -> dict[str, Any]:
+        cat.delete(req.user, "schema", req.path["full_name"], force=req.bool_arg("force"),
+                   on_deleted=ws.tables.retire_storage)
+        return {}
+
+    # -- tables -----------------------------------------------------------------------------------
+    @api.route("POST", f"{UC}/tables", policy="authenticated")
+    def create_table(req: Req) -> dict[str, Any]:
+        fmt = str(req.arg("data_source_format") or "DELTA").upper()
+        if fmt != "DELTA":
+            raise InvalidParameterValue(f"data_source_format {fmt} is not supported; Brickyard tables are DELTA")
+        obj = ws.tables.create(req.user, _name(req, "catalog_name", "schema_name", "name"),
+                               columns=req.arg("columns"), comment=req.arg("comment"),
+                               properties=req.arg("properties"), table_type=req.arg("table_type") or "MANAGED")
+        return table_info(obj)
+
+    @api.route("GET", f"{UC}/tables", policy="authenticated")
+    def list_tables(req: Req) -> dict[str, Any]:
+        return listing(req, "table", _name(req, "catalog_name", "schema_name"))
+
+    @api.route("GET", f"{UC}/table-summaries", policy="authenticated")
+    def table_summaries(req: Req) -> dict[str, Any]:
+        catalog = _name(req, "catalog_name")
+        schemas, _ = cat.list(req.user, "schema", catalog)
+        out = []
+        for schema in schemas:
+            try:
+                tables, _ = cat.list(req.user, "table", schema.full_name)
+            except PermissionDenied:
+                continue
+            out += [{"full_name": t.full_name, "table_type": t.spec.get("table_type", "MANAGED")} for t in tables]
+        return {"tables": out}
+
+    @api.route("GET", f"{UC}/tables/{{full_name}}", policy="authenticated")
+    def get_table(req: Req) -> dict[str, Any]:
+        return table_info(cat.get(req.user, "table", req.path["full_name"]))
+
+    @api.route("GET", f"{UC}/tables/{{full_name}}/exists", policy="authenticated")
+    def table_exists(req: Req) -> dict[str, Any]:
+        try:
+            cat.get(req.user, "table", req.path["full_name"])
+        except NotFound:
+            return {"table_exists": False}
+        return {"table_exists": True}
+
+    @api.route("PATCH", f"{UC}/tables/{{full_name}}", policy="authenticated")
+    def update_table(req: Req) -> dict[str, Any]:
+        return update(req, "table", req.path["full_name"])
+
+    @api.route("DELETE", f"{UC}/tables/{{full_name}}", policy="authenticated")
+    def delete_table(req: Req) -> dict[str, Any]:
+        ws.tables.drop(req.user, req.path["full_name"])
+        return {}
+
+    # -- volumes ----------------------------------------------------------------------------------
+    @api.route("POST", f"{UC}/volumes", policy="authenticated")
+    def create_volume(req: Req) -> dict[str, Any]:
+        obj = ws.volumes.create(req.user, _name(req, "catalog_name", "schema_name", "name"),
+                                comment=req.arg("comment"), volume_type=req.arg("volume_type") or "MANAGED",
+                                storage_location=req.arg("storage_location"))
+        return volume_info(obj)
+
+    @api.route("GET", f"{UC}/volumes", policy="authenticated")
+    def list_volumes(req: Req) -> dict[str, Any]:
+        return listing(req, "volume", _name(req, "catalog_name", "schema_name"))
+
+    @api.route("GET", f"{UC}/volumes/{{name}}", policy="authenticated")
+    def get_volume(req: Req) -> dict[str, Any]:
+        return volume_info(cat.get(req.user, "volume", req.path["name"]))
+
+    @api.route("PATCH", f"{UC}/volumes/{{name}}", policy="authenticated")
+    def update_volume(req: Req) -> dict[str, Any]:
+        return update(req, "volume", req.path["name"])
+
+    @api.route("DELETE", f"{UC}/volumes/{{name}}", policy="authenticated")
+    def delete_volume(req: Req) -> dict[str, Any]:
+        cat.delete(req.user, "volume", req.path["name"], on_deleted=ws.tables.retire_storage)
+        return {}
+
+    # -- functions --------------------------------------------------------------------------------
+    @api.route("POST", f"{UC}/functions", policy="authenticated")
+    def create_function(req: Req) -> dict[str, Any]:
+        info = (req.body or {}).get("function_info")
+        if not isinstance(info, dict):
+            raise InvalidParameterValue("the request body must be {\"function_info\": {...}}")
+        full = _join(validate_part(info.get("catalog_name") or "", "catalog_name"),
+                     validate_part(info.get("schema_name") or "", "schema_name"),
+                     validate_part(info.get("name") or "", "name"))
+        obj = cat.create(req.user, "function", full, comment=info.get("comment"),
+                         properties=info.get("properties") if isinstance(info.get("properties"), dict) else None,
+                         spec=function_spec(info))
+        return function_info(obj)
+
+    @api.route("GET", f"{UC}/functions", policy="authenticated")
+    def list_functions(req: Req) -> dict[str, Any]:
+        return listing(req, "function", _name(req, "catalog_name", "schema_name"))
+
+    @api.route("GET", f"{UC}/functions/{{name}}", policy="authenticated")
+    def get_function(req: Req) -> dict[str, Any]:
+        return function_info(cat.get(req.user, "function", req.path["name"]))
+
+    @api.route("PATCH", f"{UC}/functions/{{name}}", policy="authenticated")
+    def update_function(req: Req) -> dict[str, Any]:
+        return update(req, "function", req.path["name"])
+
+    @api.route("DELETE", f"{UC}/functions/{{name}}", policy="authenticated")
+    def delete_function(req: Req) -> dict[str, Any]:
+        cat.delete(req.user, "function", req.path["name"])
+        return {}
+
+    # -- registered models, versions, aliases -----------------------------------------------------
+    @api.route("POST", f"{UC}/models", policy="authenticated")
+    def create_model(req: Req) -> dict[str, Any]:
+        obj = cat.create(req.user, "registered_model", _name(req, "catalog_name", "schema_name", "name"),
+                         comment=req.arg("comment"))
+        return model_info(obj)
+
+    @api.route("GET", f"{UC}/models", policy="authenticated")
+    def list_models(req: Req) -> dict[str, Any]:
+        if req.arg("catalog_name") and req.arg("schema_name"):
+            return listing(req, "registered_model", _name(req, "catalog_name", "schema_name"))
+        found: list[dict[str, Any]] = []
+        catalogs, _ = cat.list(req.user, "catalog")
+        for c in catalogs:
+            if req.arg("catalog_name") and c.name != req.arg("catalog_name"):
+                continue
+            try:
+                schemas, _ = cat.list(req.user, "schema", c.full_name)
+                for s in schemas:
+                    models, _ = cat.list(req.user, "registered_model", s.full_name)
+                    found += [model_info(m) for m in models]
+            except PermissionDenied:
+                continue
+        return {"registered_models": found}
+
+    @api.route("GET", f"{UC}/models/{{full_name}}", policy="authenticated")
+    def get_model(req: Req) -> dict[str, Any]:
+        return model_info(cat.get(req.user, "registered_model", req.path["full_name"]))
+
+    @api.route("PATCH", f"{UC}/models/{{full_name}}", policy="authenticated")
+    def update_model(req: Req) -> dict[str, Any]:
+        return update(req, "registered_model", req.path["full_name"])
+
+    @api.route("DELETE", f"{UC}/models/{{full_name}}", policy="authenticated")
+    def delete_model(req: Req) -> dict[str, Any]:
+        cat.delete(req.user, "registered_model", req.path["full_name"], force=True)
+        return {}
+
+    @api.route("POST", f"{UC}/models/versions", policy="authenticated")
+    def create_model_version(req: Req) -> dict[str, Any]:
+        model = _name(req, "catalog_name", "schema_name", "model_name")
+        row = cat.create_model_version(
+            req.user, model, source=req.arg("source"), run_id=req.arg("run_id"), comment=req.arg("comment"),
+            storage_location=lambda m, v: "file://" + str(ws.home / "models" / m.id / "versions" / str(v)))
+        return version_info(row)
+
+    @api.route("GET", f"{UC}/models/{{full_name}}/versions", policy="authenticated")
+    def list_model_versions(req: Req) -> dict[str, Any]:
+        rows, token = cat.model_versions(req.user, req.path["full_name"], page_token=req.query.get("page_token"),
+                                         max_results=req.int_arg("max_results"))
+        out: dict[str, Any] = {"model_versions": [version_info(r) for r in rows]}
+        if token:
+            out["next_page_token"] = token
+        return out
+
+    @api.route("GET", f"{UC}/models/{{full_name}}/versions/{{version}}", policy="authenticated")
+    def get_model_version(req: Req) -> dict[str, Any]:
+        return version_info(cat.model_version(req.user, req.path["full_name"], req.path["version"]))
+
+    @api.route("PATCH", f"{UC}/models/{{full_name}}/versions/{{version}}", policy="authenticated")
+    def update_model_version(req: Req) -> dict[str, Any]:
+        return version_info(cat.update_model_version(req.user, req.path["full_name"], req.path["version"],
+                                                     comment=req.arg("comment")))
+
+    @api.route("DELETE", f"{UC}/models/{{full_name}}/versions/{{version}}", policy="authenticated")
+    def delete_model_version(req: Req) -> dict[str, Any]:
+        cat.delete_model_version(req.user, req.path["full_name"], req.path["version"])
+        return {}
+
+    @api.route("PUT", f"{UC}/models/{{full_name}}/aliases/{{alias}}", policy="authenticated")
+    def set_alias(req: Req) -> dict[str, Any]:
+        return cat.set_alias(req.user, req.path["full_name"], req.path["alias"], req.require("version_num"))
+
+    @api.route("DELETE", f"{UC}/models/{{full_name}}/aliases/{{alias}}", policy="authenticated")
+    def delete_alias(req: Req) -> dict[str, Any]:
+        cat.delete_alias(req.user, req.path["full_name"], req.path["alias"])
+        return {}
+
+    @api.route("GET", f"{UC}/models/{{full_name}}/aliases/{{alias}}", policy="authenticated")
+    def get_by_alias(req: Req) -> dict[str, Any]:
+        return version_info(cat.version_by_alias(req.user, req.path["full_name"], req.path["alias"]))
+
+    # -- connections ------------------------------------------------------------------------------
+    @api.route("POST", f"{UC}/connections", policy="authenticated")
+    def create_connection(req: Req) -> dict[str, Any]:
+        spec, secret = connection_spec(req.body or {})
+        if secret:
+            spec["secret_option_names"] = sorted(secret)
+        obj = cat.create(req.user, "connection", _name(req, "name"), comment=req.arg("comment"),
+                         properties=req.arg("properties"), spec=spec)
+        if secret:
+            ws.connection_secrets.put(obj.id, secret)
+        return connection_info(obj)
+
+    @api.route("GET", f"{UC}/connections", policy="authenticated")
+    def list_connections(req: Req) -> dict[str, Any]:
+        return listing(req, "connection", None)
+
+    @api.route("GET", f"{UC}/connections/{{name}}", policy="authenticated")
+    def get_connection(req: Req) -> dict[str, Any]:
+        return connection_info(cat.get(req.user, "connection", req.path["name"]))
+
+    @api.route("PATCH", f"{UC}/connections/{{name}}", policy="authenticated")
+    def update_connection(req: Req) -> dict[str, Any]:
+        body = req.body or {}
+        obj = cat.get(req.user, "connection", req.path["name"])
+        spec = None
+        if "options" in body:
+            spec, secret = connection_spec({"connection_type": obj.spec.get("connection_type"), **body})
+            spec["secret_option_names"] = sorted(secret)
+        obj = cat.update(req.user, "connection", req.path["name"], new_name=body.get("new_name") or None,
+                         owner=body.get("owner"), spec=spec)
+        if spec is not None:
+            ws.connection_secrets.put(obj.id, secret)
+        return connection_info(obj)
+
+    @api.route("DELETE", f"{UC}/connections/{{name}}", policy="authenticated")
+    def delete_connection(req: Req) -> dict[str, Any]:
+        obj = cat.delete(req.user, "connection", req.path["name"])
+        ws.connection_secrets.delete(obj.id)
+        return {}
+
+    # -- grants -----------------------------------------------------------------------------------
+    @api.route("GET", f"{UC}/permissions/{{securable_type}}/{{full_name}}", policy="authenticated")
+    def get_permissions(req: Req) -> dict[str, Any]:
+        kind = securable_kind(req.path["securable_type"])
+        return {"privilege_assignments": cat.grants(req.user, kind, req.path["full_name"],
+                                                    principal=req.query.get("principal"))}
+
+    @api.route("PATCH", f"{UC}/permissions/{{securable_type}}/{{full_name}}", policy="authenticated")
+    def update_permissions(req: Req) -> dict[str, Any]:
+        kind = securable_kind(req.path["securable_type"])
+        changes = (req.body or {}).get("changes")
+        return {"privilege_assignments": cat.update_grants(req.user, kind, req.path["full_name"], changes)}
+
+    @api.route("GET", f"{UC}/effective-permissions/{{securable_type}}/{{full_name}}", policy="authenticated")
+    def effective_permissions(req: Req) -> dict[str, Any]:
+        kind = securable_kind(req.path["securable_type"])
+        return {"privilege_assignments": cat.effective_grants(req.user, kind, req.path["full_name"],
+                                                              principal=req.query.get("principal"))}
+
+    # -- lineage ----------------------------------------------------------------------------------
+    @api.route("GET", "/api/2.0/lineage-tracking/table-lineage", policy="authenticated")
+    def table_lineage(req: Req) -> dict[str, Any]:
+        name = str(parse_name(str(req.require("table_name")), 3))
+        edges = cat.lineage(req.user, "table", name)
+
+        def entry(e: dict[str, Any]) -> dict[str, Any]:
+            c, s, n = (e["full_name"].split(".") + ["", "", ""])[:3]
+            return {"tableInfo": {"name": n, "catalog_name": c, "schema_name": s, "table_type": "TABLE",
+                                  "securable_kind": e["kind"].upper(), "lineage_timestamp": e["created_at"]}}
+
+        return {"upstreams": [entry(e) for e in edges["upstreams"]],
+                "downstreams": [entry(e) for e in edges["downstreams"]]}
+
+    @api.route("GET", "/api/brickyard/lineage/{securable_type}/{full_name}", policy="authenticated")
+    def lineage(req: Req) -> dict[str, Any]:
+        return cat.lineage(req.user, securable_kind(req.path["securable_type"]), req.path["full_name"])
+
+
+def no_content() -> Response:
+    return Response(status_code=204)

@@ -1,0 +1,44 @@
+"""Build the ASGI application for a workspace: every route comes from the registry, with its policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from . import _core_routes, _files, _scim, _sql, _uc
+from ._http import Api, make_endpoint
+
+ROUTERS = (_core_routes, _scim, _uc, _files, _sql)
+
+
+def build_api(workspace: Any) -> Api:
+    api = Api()
+    for module in ROUTERS:
+        module.register(api, workspace)
+    return api
+
+
+def create_app(workspace: Any) -> Starlette:
+    api = build_api(workspace)
+    routes = []
+    # HEAD routes first: Starlette would otherwise send HEAD to the GET route of the same path.
+    for spec in sorted(api.routes, key=lambda s: s.method != "HEAD"):
+        routes.append(Route(spec.path, make_endpoint(spec, workspace), methods=[spec.method]))
+
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error_code": "ENDPOINT_NOT_FOUND",
+                             "message": f"No API found for '{request.method} {request.url.path}'"}, status_code=404)
+
+    async def not_allowed(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error_code": "BAD_REQUEST",
+                             "message": f"method {request.method} is not allowed on {request.url.path}"},
+                            status_code=405)
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
+    app.state.workspace = workspace
+    app.state.api = api
+    return app

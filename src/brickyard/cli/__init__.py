@@ -1,0 +1,247 @@
+"""The ``brickyard`` command: thin wrappers over the library (errors become messages and exit codes)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from ..core.errors import BrickyardError, InvalidParameterValue
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Brickyard: a local Databricks AI workspace.")
+token_app = typer.Typer(no_args_is_help=True, help="Personal access tokens.")
+sp_app = typer.Typer(no_args_is_help=True, help="Service principals (OAuth machine-to-machine).")
+table_app = typer.Typer(no_args_is_help=True, help="Read and write Delta tables.")
+app.add_typer(token_app, name="token")
+app.add_typer(sp_app, name="sp")
+app.add_typer(table_app, name="table")
+
+Home = Annotated[Path | None, typer.Option("--home", help="Workspace directory [env BRICKYARD_HOME; ./.brickyard]")]
+User = Annotated[str | None, typer.Option("--user", help="Act as this principal [env BRICKYARD_USER]")]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+T = TypeVar("T")
+
+
+def _run(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except BrickyardError as exc:
+        typer.echo(f"Error: {exc.message}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _workspace(home: Path | None, **kw: Any) -> Any:
+    from ..core.settings import Settings
+    from ..workspace import Workspace
+
+    return Workspace(Settings.from_env(home=home, **kw))
+
+
+def _principal(ws: Any, user: str | None) -> Any:
+    name = user or ws.settings.user
+    if not name:
+        raise InvalidParameterValue("say who you are: --user NAME (or set BRICKYARD_USER)")
+    return ws.principal(name)
+
+
+@app.command()
+def serve(home: Home = None,
+          host: Annotated[str | None, typer.Option(help="Bind address [127.0.0.1]")] = None,
+          port: Annotated[int | None, typer.Option(help="Port [8080]")] = None,
+          metastore_url: Annotated[str | None, typer.Option(help="postgresql://... to share the metastore")] = None,
+          log_level: Annotated[str | None, typer.Option(help="debug|info|warning|error")] = None) -> None:
+    """Start the REST server (Databricks-compatible routes) for a workspace."""
+    import uvicorn
+
+    from ..api import create_app
+
+    ws = _run(lambda: _workspace(home, host=host, port=port, metastore_url=metastore_url, log_level=log_level))
+    s = ws.settings
+    if s.host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"Warning: binding {s.host} exposes this workspace to other machines.", err=True)
+    typer.echo(f"Brickyard workspace {ws.home} on http://{s.host}:{s.port} (workspace id {ws.workspace_id})",
+               err=True)
+    try:
+        uvicorn.run(create_app(ws), host=s.host, port=s.port, log_level=s.log_level, access_log=False,
+                    timeout_graceful_shutdown=5)
+    finally:
+        ws.close()
+
+
+@token_app.command("create")
+def token_create(user: Annotated[str, typer.Option("--user", help="User name (created if missing)")],
+                 home: Home = None,
+                 admin: Annotated[bool, typer.Option("--admin", help="Make the user a workspace admin")] = False,
+                 lifetime_seconds: Annotated[int | None, typer.Option(help="Expire after this many seconds")] = None,
+                 comment: Annotated[str | None, typer.Option(help="What the token is for")] = None) -> None:
+    """Create a personal access token and print it (only the token) on stdout."""
+    ws = _run(lambda: _workspace(home))
+    try:
+        token = _run(lambda: ws.create_token(user, admin=admin, lifetime_seconds=lifetime_seconds, comment=comment))
+    finally:
+        ws.close()
+    typer.echo(token)
+
+
+@token_app.command("list")
+def token_list(home: Home = None, user: Annotated[str | None, typer.Option(help="Only this user's")] = None,
+               as_json: AsJson = False) -> None:
+    """List tokens (never their values)."""
+    ws = _run(lambda: _workspace(home))
+    try:
+        pid = _run(lambda: ws.principal(user).id) if user else None
+        rows = ws.identity.list_tokens(pid)
+    finally:
+        ws.close()
+    _print_rows([{k: r[k] for k in ("id", "principal", "comment", "created_at", "expires_at", "revoked_at")}
+                 for r in rows], as_json)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: str, home: Home = None) -> None:
+    """Revoke a token by its id (from `brickyard token list`)."""
+    ws = _run(lambda: _workspace(home))
+    try:
+        _run(lambda: ws.identity.revoke_token(token_id))
+    finally:
+        ws.close()
+    typer.echo(f"revoked {token_id}", err=True)
+
+
+@sp_app.command("create")
+def sp_create(name: Annotated[str, typer.Option("--name", help="Display name")], home: Home = None,
+              admin: Annotated[bool, typer.Option("--admin")] = False) -> None:
+    """Create a service principal and print its client_id and client_secret as JSON."""
+    ws = _run(lambda: _workspace(home))
+    try:
+        sp, secret = _run(lambda: ws.create_service_principal(name, admin=admin))
+    finally:
+        ws.close()
+    typer.echo(json.dumps({"client_id": sp.application_id, "client_secret": secret, "id": sp.id}))
+
+
+@app.command()
+def sql(statement: str, home: Home = None, user: User = None, as_json: AsJson = False,
+        catalog: Annotated[str | None, typer.Option(help="Default catalog [main]")] = None,
+        schema: Annotated[str | None, typer.Option(help="Default schema [default]")] = None) -> None:
+    """Run one SQL statement as a user and print the result."""
+    ws = _run(lambda: _workspace(home))
+    try:
+        result = _run(lambda: ws.sql.execute(_principal(ws, user), statement, catalog=catalog, schema=schema))
+    finally:
+        ws.close()
+    _print_table(result.table, as_json)
+
+
+@table_app.command("read")
+def table_read(name: str, home: Home = None, user: User = None, as_json: AsJson = False,
+               version: Annotated[int | None, typer.Option(help="Time travel to this version")] = None,
+               limit: Annotated[int | None, typer.Option(help="At most this many rows")] = None) -> None:
+    """Print the rows of a table (optionally as of a version)."""
+    ws = _run(lambda: _workspace(home))
+    try:
+        table = _run(lambda: ws.tables.read(_principal(ws, user), name, version=version, limit=limit))
+    finally:
+        ws.close()
+    _print_table(table, as_json)
+
+
+@table_app.command("write")
+def table_write(name: str, source: Annotated[Path, typer.Argument(help=".json, .jsonl, .csv or .parquet; - = JSON stdin")],
+                home: Home = None, user: User = None,
+                mode: Annotated[str, typer.Option(help="append | overwrite | merge")] = "append",
+                key: Annotated[list[str] | None, typer.Option(help="Merge key column (repeatable)")] = None,
+                txn_app_id: Annotated[str | None, typer.Option(help="Idempotency: writer id")] = None,
+                txn_version: Annotated[int | None, typer.Option(help="Idempotency: batch number")] = None) -> None:
+    """Write rows into a table. With --txn-app-id/--txn-version a retried write is applied once."""
+    if (txn_app_id is None) != (txn_version is None):
+        typer.echo("Error: give both --txn-app-id and --txn-version, or neither", err=True)
+        raise typer.Exit(2)
+    data = _run(lambda: _load_rows(source))
+    ws = _run(lambda: _workspace(home))
+    try:
+        txn = (txn_app_id, txn_version) if txn_app_id is not None and txn_version is not None else None
+        res = _run(lambda: ws.tables.write(_principal(ws, user), name, data, mode=mode, keys=key, txn=txn))
+    finally:
+        ws.close()
+    typer.echo(json.dumps(res.to_dict()))
+
+
+@table_app.command("history")
+def table_history(name: str, home: Home = None, user: User = None, as_json: AsJson = False) -> None:
+    """Print the commit history of a table."""
+    ws = _run(lambda: _workspace(home))
+    try:
+        rows = _run(lambda: ws.tables.history(_principal(ws, user), name))
+    finally:
+        ws.close()
+    _print_rows([{k: r.get(k) for k in ("version", "timestamp", "operation")} for r in rows], as_json)
+
+
+@table_app.command("changes")
+def table_changes(name: str, home: Home = None, user: User = None, as_json: AsJson = False,
+                  start: Annotated[int, typer.Option(help="First version")] = 0,
+                  end: Annotated[int | None, typer.Option(help="Last version")] = None) -> None:
+    """Print the change data feed between two versions."""
+    ws = _run(lambda: _workspace(home))
+    try:
+        table = _run(lambda: ws.tables.changes(_principal(ws, user), name, start=start, end=end))
+    finally:
+        ws.close()
+    _print_table(table, as_json)
+
+
+def _load_rows(source: Path) -> Any:
+    import pyarrow as pa
+
+    if str(source) == "-":
+        rows = json.load(sys.stdin)
+        return rows if isinstance(rows, list) else [rows]
+    if not source.is_file():
+        raise InvalidParameterValue(f"{source} is not a file")
+    suffix = source.suffix.lower()
+    try:
+        if suffix == ".json":
+            rows = json.loads(source.read_text())
+            return rows if isinstance(rows, list) else [rows]
+        if suffix in (".jsonl", ".ndjson"):
+            return [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+        if suffix == ".csv":
+            import pyarrow.csv as pcsv
+
+            return pcsv.read_csv(source)
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(source)
+    except (ValueError, pa.ArrowInvalid) as exc:
+        raise InvalidParameterValue(f"cannot read {source}: {exc}") from exc
+    raise InvalidParameterValue("the source must end in .json, .jsonl, .csv or .parquet")
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(r, default=str))
+        return
+    if not rows:
+        typer.echo("(no rows)")
+        return
+    cols = list(rows[0])
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in cols] for r in rows]
+    widths = [min(60, max(len(c), *(len(row[i]) for row in cells))) for i, c in enumerate(cols)]
+    typer.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in cells:
+        typer.echo("  ".join(v[:w].ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _print_table(table: Any, as_json: bool) -> None:
+    _print_rows(table.to_pylist(), as_json)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,132 @@
+"""The composition root: one object that opens a workspace directory and wires every capability."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .catalog import ADMINS, Catalog, Database, Identity, Principal
+from .catalog._objects import ConnectionSecrets
+from .core.errors import InvalidParameterValue
+from .core.ids import now_ms
+from .core.settings import Settings
+from .sql import SqlEngine, StatementStore
+from .tables import Tables, Volumes
+
+__all__ = ["Workspace"]
+
+AUDIT_SCHEMA = pa.schema([
+    ("event_id", pa.string()),
+    ("event_time", pa.timestamp("ms", tz="UTC")),
+    ("event_date", pa.date32()),
+    ("workspace_id", pa.string()),
+    ("service_name", pa.string()),
+    ("action_name", pa.string()),
+    ("user_identity", pa.struct([("email", pa.string())])),
+    ("securable_type", pa.string()),
+    ("securable_full_name", pa.string()),
+    ("request_params", pa.string()),
+    ("response", pa.struct([("status_code", pa.int32()), ("error_message", pa.string())])),
+])
+
+
+class Workspace:
+    """A Brickyard workspace: ``Workspace.open("./.brickyard")`` or ``Workspace(Settings(...))``."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.home = Path(self.settings.home).resolve()
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.db = Database(self.settings.metastore_target)
+        self.db.migrate()
+        self.identity = Identity(self.db)
+        self.catalog = Catalog(self.db, self.identity)
+        self.info = self.catalog.bootstrap()
+        self.connection_secrets = ConnectionSecrets(self.db)
+        self.tables = Tables(self.catalog, self.home)
+        self.volumes = Volumes(self.catalog, self.home)
+        self.sql = SqlEngine(self.catalog, self.tables, system_tables={"system.access.audit": self.audit_table})
+        self.statements = StatementStore(self.sql, row_limit=self.settings.statement_row_limit)
+
+    @classmethod
+    def open(cls, home: str | os.PathLike[str] | None = None, **settings: Any) -> Workspace:
+        return cls(Settings.from_env(home=home, **settings))
+
+    def close(self) -> None:
+        self.statements.close()
+        self.db.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def workspace_id(self) -> str:
+        return self.info["workspace_id"]
+
+    # -- principals, for the CLI and tests ---------------------------------------------------------
+    def ensure_user(self, name: str, *, admin: bool = False) -> Principal:
+        """The user called ``name``, created if needed; ``admin`` also puts it in the ``admins`` group."""
+        user = self.identity.by_name(name)
+        if user is None:
+            user = self.identity.create("user", name)
+        elif user.kind != "user":
+            raise InvalidParameterValue(f"{name!r} is a {user.kind.replace('_', ' ')}, not a user")
+        if admin and not user.is_admin:
+            admins = self.identity.by_name(ADMINS)
+            assert admins is not None
+            self.identity.add_member(admins.id, user.id)
+            user = self.identity.get(user.id)
+        return user
+
+    def principal(self, name: str) -> Principal:
+        found = self.identity.by_name(name)
+        if found is None:
+            raise InvalidParameterValue(f"no user, group or service principal is called {name!r}")
+        return found
+
+    def create_token(self, user: str, *, admin: bool = False, lifetime_seconds: int | None = None,
+                     comment: str | None = None) -> str:
+        principal = self.ensure_user(user, admin=admin)
+        token, _ = self.identity.create_token(principal.id, lifetime_seconds=lifetime_seconds, comment=comment)
+        return token
+
+    def create_service_principal(self, display_name: str, *, admin: bool = False) -> tuple[Principal, str]:
+        """A new service principal and an OAuth secret for it: (principal, secret)."""
+        sp = self.identity.create("service_principal", "", display_name=display_name)
+        if admin:
+            admins = self.identity.by_name(ADMINS)
+            assert admins is not None
+            self.identity.add_member(admins.id, sp.id)
+        secret, _ = self.identity.create_secret(sp.id)
+        return self.identity.get(sp.id), secret
+
+    # -- system tables -----------------------------------------------------------------------------
+    def audit_table(self) -> pa.Table:
+        rows = self.catalog.audit_rows()
+        import datetime as dt
+
+        return pa.Table.from_pylist([
+            {
+                "event_id": r["id"],
+                "event_time": r["event_time"],
+                "event_date": dt.datetime.fromtimestamp(r["event_time"] / 1000, dt.timezone.utc).date(),
+                "workspace_id": self.workspace_id,
+                "service_name": "unityCatalog",
+                "action_name": r["action"],
+                "user_identity": {"email": r["principal"]},
+                "securable_type": r["securable_type"],
+                "securable_full_name": r["full_name"],
+                "request_params": r["request_params"],
+                "response": {"status_code": 200 if r["allowed"] else 403, "error_message": r["reason"]},
+            }
+            for r in rows
+        ], schema=AUDIT_SCHEMA)
+
+    def now(self) -> int:
+        return now_ms()
