@@ -1,0 +1,43 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - create .venv, install the locked dependencies, run the end-to-end quickstart
+#   make test   - the same environment plus system packages the tests need, then the whole suite
+PYTHON ?= python3
+VENV := .venv
+UV_VERSION := 0.13.8
+STAMP := $(VENV)/.installed-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test install system-deps lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml uv.lock
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(VENV)/bin/uv sync --frozen --all-extras --inexact --quiet
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# PostgreSQL (the metastore's scale-out engine) for the tests that run the catalog on it.
+system-deps:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
+	  echo "postgresql: present"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "postgresql: installing with apt-get"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else \
+	  echo "postgresql: missing and cannot install it (not root); the PostgreSQL tests will be skipped"; \
+	fi
+
+demo: install
+	$(VENV)/bin/python examples/quickstart.py
+
+test: install system-deps
+	$(VENV)/bin/python -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/lint-imports
+
+clean:
+	rm -rf $(VENV) .pytest_cache .demo
