@@ -95,9 +95,13 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer | N
     if bindir is None:
         yield None
         return
+    import tempfile
+
     root = os.geteuid() == 0
-    data = tmp_path_factory.mktemp("pg") / "data"
-    data.parent.chmod(0o777)
+    # Outside pytest's private (0700) temp tree: the server runs as the 'postgres' user when we are root.
+    base = Path(tempfile.mkdtemp(prefix="brickyard-pg-"))
+    base.chmod(0o777)
+    data = base / "data"
     prefix: list[str] = []
     if root:
         if shutil.which("runuser") is None:
@@ -117,6 +121,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer | N
     finally:
         subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True, env=env, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

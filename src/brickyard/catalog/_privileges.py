@@ -140,8 +140,13 @@ def decide(
             "metastore admins and holders of MANAGE can",
         )
     if privilege == "BROWSE":
+        # Seeing an object's metadata: ownership of it or a container, any privilege on it, or a
+        # privilege inherited from a container that applies to this kind of object (USE_SCHEMA on a
+        # schema does not reveal its tables; SELECT on the schema does).
+        inheritable = APPLICABLE.get(obj.kind, frozenset()) | {"ALL_PRIVILEGES"}
         for node in chain:
-            if node.owner in names or held.get(node.id):
+            privs = held.get(node.id, set())
+            if node.owner in names or (privs if node is obj else privs & inheritable):
                 return Decision(True, f"{who} has privileges on {_label(node)}")
         return Decision(False, f"{who} has no privileges on {_label(obj)}")
     via = granted(privilege, chain)

@@ -102,8 +102,8 @@ class SqlEngine:
             return ctx.drop(tree)
         if isinstance(tree, exp.Describe):
             return ctx.describe(tree)
-        if isinstance(tree, exp.Grant) or type(tree).__name__ == "Revoke":
-            return ctx.grant_revoke(tree, revoke=type(tree).__name__ == "Revoke")
+        if isinstance(tree, exp.Grant) or type(tree).__name__ in ("Revoke", "Command"):
+            raise BadRequest(f"this statement is not supported: {text[:80]!r}; see docs/sql.md")
         raise BadRequest(f"statements of type {type(tree).__name__.upper()} are not supported; see docs/sql.md")
 
     # -- SHOW and friends, parsed by hand (sqlglot treats them as opaque commands) -----------------
@@ -112,6 +112,10 @@ class SqlEngine:
     _SHOW_GRANTS = re.compile(r"(?is)^SHOW\s+GRANTS(?:\s+(`[^`]+`|\S+))?\s+ON\s+(CATALOG|SCHEMA|DATABASE|TABLE|"
                               r"VOLUME|FUNCTION|MODEL|CONNECTION|METASTORE)(?:\s+(\S+))?$")
     _HISTORY = re.compile(r"(?is)^DESC(?:RIBE)?\s+HISTORY\s+(\S+)$")
+    _GRANT = re.compile(r"(?is)^(GRANT|REVOKE)\s+(.+?)\s+ON\s+(CATALOG|SCHEMA|DATABASE|TABLE|VIEW|VOLUME|FUNCTION|"
+                        r"MODEL|CONNECTION)\s+(\S+)\s+(TO|FROM)\s+(`(?:[^`]|``)+`|[^\s`]+)$")
+    _CREATE_CATALOG = re.compile(r"(?is)^CREATE\s+CATALOG\s+(IF\s+NOT\s+EXISTS\s+)?(\S+)"
+                                 r"(?:\s+COMMENT\s+'((?:[^']|'')*)')?$")
 
     def _command(self, ctx: _Ctx, text: str) -> Result | None:
         m = self._SHOW.match(text)
@@ -130,6 +134,21 @@ class SqlEngine:
                 "operation": pa.array([r.get("operation") for r in rows], pa.string()),
                 "operationParameters": pa.array([json.dumps(r.get("operationParameters", {})) for r in rows]),
             }))
+        m = self._GRANT.match(text)
+        if m:
+            verb, privs, kind, name, prep, who = m.groups()
+            if (verb.upper() == "GRANT") != (prep.upper() == "TO"):
+                raise BadRequest("write GRANT ... TO principal or REVOKE ... FROM principal")
+            return ctx.grant_revoke(kind.upper(), name, [x.strip() for x in privs.split(",")],
+                                    who[1:-1].replace("``", "`") if who.startswith("`") else who,
+                                    revoke=verb.upper() == "REVOKE")
+        m = self._CREATE_CATALOG.match(text)
+        if m:
+            name = str(parse_name(m.group(2), 1))
+            if not (m.group(1) and self.catalog.exists("catalog", name)):
+                comment = m.group(3).replace("''", "'") if m.group(3) is not None else None
+                self.catalog.create(ctx.p, "catalog", name, comment=comment)
+            return Result(pa.table({}))
         if re.match(r"(?is)^USE\s", text):
             raise BadRequest("USE is not supported by the Statement Execution API; pass catalog and schema "
                              "with the request or write three-level names")
@@ -284,6 +303,11 @@ class _Ctx:
         finally:
             con.close()
 
+    def lineage(self, sources: dict[str, Securable], target: Securable, kind: str) -> None:
+        for name in sources:
+            if name != target.full_name:
+                self.engine.catalog.add_lineage(self.p, ("table", name), ("table", target.full_name), kind=kind)
+
     # -- writes -----------------------------------------------------------------------------------
     def _target(self, table: Any, action: str) -> Securable:
         full = self.table_name(table)
@@ -306,7 +330,7 @@ class _Ctx:
             values = source.copy()
             values.set("alias", exp.TableAlias(this=exp.to_identifier("__v")))
             select = exp.select("*").from_(values)
-        con, _ = self.connect(select)
+        con, sources = self.connect(select)
         try:
             rows = self.run(con, select)
         finally:
@@ -322,6 +346,7 @@ class _Ctx:
         data = rows.rename_columns(names)
         mode = "overwrite" if tree.args.get("overwrite") else "append"
         res = self.engine.tables.write_authorized(obj, data, mode=mode)
+        self.lineage(sources, obj, "INSERT")
         return Result(pa.table({"num_affected_rows": [res.rows], "num_inserted_rows": [res.rows]}),
                       {"version": res.version})
 
@@ -470,13 +495,14 @@ class _Ctx:
             return Result(pa.table({}))
         if query is None:
             raise BadRequest("CREATE TABLE needs a column list or AS SELECT")
-        con, _ = self.connect(query)
+        con, sources = self.connect(query)
         try:
             rows = _friendly(self.run(con, query))
         finally:
             con.close()
         obj = self.engine.tables.create(self.p, full, schema=rows.schema, comment=_comment(tree))
         res = self.engine.tables.write_authorized(obj, rows, mode="append")
+        self.lineage(sources, obj, "CREATE_TABLE_AS_SELECT")
         return Result(pa.table({"num_affected_rows": [res.rows], "num_inserted_rows": [res.rows]}))
 
     def drop(self, tree: Any) -> Result:
@@ -506,25 +532,16 @@ class _Ctx:
         return Result(pa.table({"col_name": [c["name"] for c in cols], "data_type": [c["type_text"] for c in cols],
                                 "comment": pa.array([c.get("comment") for c in cols], pa.string())}))
 
-    def grant_revoke(self, tree: Any, *, revoke: bool) -> Result:
-        exp = self.exp
-        kind = str(tree.args.get("kind") or "").upper()
+    def grant_revoke(self, kind: str, raw: str, privileges: list[str], who: str, *, revoke: bool) -> Result:
         ckind = {"CATALOG": "catalog", "SCHEMA": "schema", "DATABASE": "schema", "TABLE": "table",
                  "VIEW": "table", "VOLUME": "volume", "FUNCTION": "function", "MODEL": "registered_model",
-                 "CONNECTION": "connection"}.get(kind)
-        if ckind is None:
-            raise BadRequest(f"GRANT/REVOKE on {kind or 'this kind of object'} is not supported")
-        node = tree.args["securable"]
-        raw = ".".join(x for x in [node.catalog, node.db, node.name] if x) if isinstance(node, exp.Table) else node.name
+                 "CONNECTION": "connection"}[kind]
         levels = {"catalog": 1, "schema": 2, "connection": 1}.get(ckind, 3)
-        name = self.resolve_name(raw, levels) if ckind != "connection" else validate_part(raw)
-        privileges = [normalize_privilege(pr.this.name if hasattr(pr.this, "name") else str(pr.this))
-                      for pr in tree.args.get("privileges", [])]
-        changes = []
-        for pr in tree.args.get("principals", []):
-            who = pr.this.name if hasattr(pr.this, "name") else str(pr.this)
-            changes.append({"principal": who, ("remove" if revoke else "add"): privileges})
-        self.engine.catalog.update_grants(self.p, ckind, name, changes)
+        name = self.resolve_name(raw, levels)
+        privs = [normalize_privilege(p) for p in privileges if p]
+        if not privs:
+            raise BadRequest("name at least one privilege")
+        self.engine.catalog.update_grants(self.p, ckind, name, [{"principal": who, ("remove" if revoke else "add"): privs}])
         return Result(pa.table({}))
 
     def show(self, what: str, where: str | None, like: str | None) -> Result:

@@ -1,0 +1,173 @@
+"""The metastore on SQLite and on PostgreSQL (every test here runs on both)."""
+
+from __future__ import annotations
+
+import pytest
+
+from brickyard.catalog import Principal
+from brickyard.core.errors import AlreadyExists, InvalidParameterValue, InvalidState, NotFound, PermissionDenied
+from brickyard.workspace import Workspace
+
+
+@pytest.fixture
+def admin(ws: Workspace) -> Principal:
+    return ws.ensure_user("admin@example.com", admin=True)
+
+
+def test_create_get_list_update_delete(ws: Workspace, admin: Principal) -> None:
+    cat = ws.catalog
+    cat.create(admin, "catalog", "main", comment="first")
+    cat.create(admin, "schema", "main.default")
+    for i in range(5):
+        cat.create(admin, "table", f"main.default.t{i}")
+    with pytest.raises(AlreadyExists):
+        cat.create(admin, "table", "main.default.t0")
+    assert cat.get(admin, "catalog", "MAIN").comment == "first"  # names are case-insensitive
+
+    page1, token = cat.list(admin, "table", "main.default", max_results=2)
+    assert [t.name for t in page1] == ["t0", "t1"] and token
+    page2, token2 = cat.list(admin, "table", "main.default", max_results=2, page_token=token)
+    page3, token3 = cat.list(admin, "table", "main.default", max_results=2, page_token=token2)
+    assert [t.name for t in page2 + page3] == ["t2", "t3", "t4"] and token3 is None
+
+    renamed = cat.update(admin, "schema", "main.default", new_name="core", comment="c")
+    assert renamed.full_name == "main.core" and renamed.comment == "c"
+    assert cat.get(admin, "table", "main.core.t3").full_name == "main.core.t3"
+    with pytest.raises(NotFound):
+        cat.get(admin, "table", "main.default.t3")
+
+    with pytest.raises(InvalidState, match="not empty"):
+        cat.delete(admin, "schema", "main.core")
+    cat.delete(admin, "schema", "main.core", force=True)
+    assert cat.list(admin, "schema", "main")[0] == []
+
+
+def test_grants_inheritance_and_denials_are_audited(ws: Workspace, admin: Principal) -> None:
+    cat = ws.catalog
+    alice = ws.ensure_user("alice")
+    cat.create(admin, "catalog", "main")
+    cat.create(admin, "schema", "main.s")
+    cat.create(admin, "table", "main.s.t")
+    with pytest.raises(PermissionDenied, match="lacks USE_CATALOG"):
+        cat.get(alice, "table", "main.s.t")
+    # Does a missing child reveal itself? No: the container check comes first.
+    with pytest.raises(PermissionDenied, match="lacks USE_CATALOG"):
+        cat.get(alice, "table", "main.s.nope")
+    cat.update_grants(admin, "catalog", "main", [{"principal": "alice", "add": ["USE CATALOG"]}])
+    cat.update_grants(admin, "schema", "main.s", [{"principal": "alice", "add": ["USE_SCHEMA", "SELECT"]}])
+    assert cat.check(alice, "SELECT", ("table", "main.s.t")).allowed
+    assert not cat.check(alice, "MODIFY", ("table", "main.s.t")).allowed
+    eff = cat.effective_grants(admin, "table", "main.s.t", principal="alice")
+    assert {p["privilege"] for p in eff[0]["privileges"]} == {"SELECT", "USE_SCHEMA", "USE_CATALOG"}
+    with pytest.raises(PermissionDenied, match="cannot manage"):
+        cat.update_grants(alice, "table", "main.s.t", [{"principal": "alice", "add": ["MODIFY"]}])
+    with pytest.raises(InvalidParameterValue, match="does not apply"):
+        cat.update_grants(admin, "table", "main.s.t", [{"principal": "alice", "add": ["CREATE_SCHEMA"]}])
+    with pytest.raises(InvalidParameterValue, match="does not exist"):
+        cat.update_grants(admin, "table", "main.s.t", [{"principal": "mallory", "add": ["SELECT"]}])
+    denials = [r for r in cat.audit_rows() if not r["allowed"]]
+    assert {r["action"] for r in denials} >= {"getTable", "updatePermissions"}
+    assert all(r["reason"] for r in denials)
+
+
+def test_owner_of_parent_can_manage_but_not_read(ws: Workspace, admin: Principal) -> None:
+    cat = ws.catalog
+    bob = ws.ensure_user("bob")
+    cat.create(admin, "catalog", "main", owner="bob")
+    cat.create(admin, "schema", "main.s")
+    cat.create(admin, "table", "main.s.t")
+    cat.update_grants(admin, "schema", "main.s", [{"principal": "bob", "add": ["USE_SCHEMA"]}])
+    assert cat.check(bob, "MANAGE", ("table", "main.s.t")).allowed
+    assert not cat.check(bob, "SELECT", ("table", "main.s.t")).allowed
+    cat.update_grants(bob, "table", "main.s.t", [{"principal": "bob", "add": ["SELECT"]}])
+    assert cat.check(bob, "SELECT", ("table", "main.s.t")).allowed
+
+
+def test_recreated_names_inherit_nothing(ws: Workspace, admin: Principal) -> None:
+    cat = ws.catalog
+    alice = ws.ensure_user("alice")
+    cat.create(admin, "catalog", "main")
+    cat.update_grants(admin, "catalog", "main", [{"principal": "alice", "add": ["USE_CATALOG"]}])
+    cat.delete(admin, "catalog", "main")
+    cat.create(admin, "catalog", "main")
+    assert cat.grants(admin, "catalog", "main") == []
+    assert not cat.check(alice, "USE_CATALOG", ("catalog", "main")).allowed
+    # A deleted user's grants and ownership do not pass to a new user of the same name.
+    cat.create(admin, "catalog", "alices", owner="alice")
+    cat.update_grants(admin, "catalog", "main", [{"principal": "alice", "add": ["USE_CATALOG"]}])
+    ws.identity.delete(alice.id)
+    again = ws.ensure_user("alice")
+    assert not cat.check(again, "USE_CATALOG", ("catalog", "main")).allowed
+    assert cat.get(admin, "catalog", "alices").owner == "admins"
+
+
+def test_lineage_edges_are_recorded_and_filtered(ws: Workspace, admin: Principal) -> None:
+    cat = ws.catalog
+    alice = ws.ensure_user("alice")
+    cat.create(admin, "catalog", "main")
+    cat.create(admin, "schema", "main.s")
+    cat.create(admin, "table", "main.s.src")
+    cat.create(admin, "table", "main.s.dst")
+    cat.add_lineage(admin, ("table", "main.s.src"), ("table", "main.s.dst"), kind="TEST")
+    assert cat.lineage(admin, "table", "main.s.dst")["upstreams"][0]["full_name"] == "main.s.src"
+    cat.update_grants(admin, "catalog", "main", [{"principal": "alice", "add": ["USE_CATALOG"]}])
+    cat.update_grants(admin, "schema", "main.s", [{"principal": "alice", "add": ["USE_SCHEMA"]}])
+    cat.update_grants(admin, "table", "main.s.dst", [{"principal": "alice", "add": ["SELECT"]}])
+    assert cat.lineage(alice, "table", "main.s.dst")["upstreams"] == []  # src is hidden from alice
+    cat.delete(admin, "table", "main.s.src")
+    assert cat.lineage(admin, "table", "main.s.dst")["upstreams"] == []
+
+
+def test_model_versions_and_aliases(ws: Workspace, admin: Principal) -> None:
+    cat = ws.catalog
+    cat.create(admin, "catalog", "main")
+    cat.create(admin, "schema", "main.s")
+    cat.create(admin, "registered_model", "main.s.m")
+    v1 = cat.create_model_version(admin, "main.s.m", source="runs:/r1/model")
+    v2 = cat.create_model_version(admin, "main.s.m", source="runs:/r2/model")
+    assert (v1["version"], v2["version"]) == (1, 2)
+    cat.set_alias(admin, "main.s.m", "champion", 1)
+    cat.set_alias(admin, "main.s.m", "champion", 2)
+    assert cat.version_by_alias(admin, "main.s.m", "champion")["version"] == 2
+    with pytest.raises(InvalidParameterValue, match="cannot be a number"):
+        cat.set_alias(admin, "main.s.m", "3", 1)
+    cat.delete_model_version(admin, "main.s.m", 2)
+    with pytest.raises(NotFound):
+        cat.version_by_alias(admin, "main.s.m", "champion")
+    rows, _ = cat.model_versions(admin, "main.s.m")
+    assert [r["version"] for r in rows] == [1]
+
+
+def test_tokens_are_hashed_expire_and_revoke(ws: Workspace) -> None:
+    from brickyard.core.errors import Unauthenticated
+
+    now = [1_000_000]
+    ws.identity.clock = lambda: now[0]
+    user = ws.ensure_user("carol")
+    token, info = ws.identity.create_token(user.id, lifetime_seconds=60)
+    assert ws.identity.authenticate(token).name == "carol"
+    with ws.db.tx(write=False) as tx:
+        stored = tx.all("SELECT token_hash FROM tokens")
+    assert all(token not in r["token_hash"] for r in stored)
+    now[0] += 61_000
+    with pytest.raises(Unauthenticated, match="expired"):
+        ws.identity.authenticate(token)
+    token2, info2 = ws.identity.create_token(user.id)
+    ws.identity.revoke_token(info2["id"])
+    with pytest.raises(Unauthenticated, match="revoked"):
+        ws.identity.authenticate(token2)
+
+
+def test_nested_groups_and_cycles(ws: Workspace, admin: Principal) -> None:
+    ident = ws.identity
+    a = ident.create("group", "a")
+    b = ident.create("group", "b")
+    u = ws.ensure_user("dave")
+    ident.add_member(a.id, b.id)
+    ident.add_member(b.id, u.id)
+    assert ws.principal("dave").groups == {"a", "b"}
+    with pytest.raises(InvalidParameterValue, match="cycle"):
+        ident.add_member(b.id, a.id)
+    admins = ws.principal("admins")
+    ident.add_member(admins.id, a.id)
+    assert ws.principal("dave").is_admin
