@@ -22,8 +22,8 @@ def build_api(workspace: Any) -> Api:
     return api
 
 
-def create_app(workspace: Any) -> Starlette:
-    api = build_api(workspace)
+def create_app(workspace: Any, api: Api | None = None) -> Starlette:
+    api = api or build_api(workspace)
     routes = []
     # HEAD routes first: Starlette would otherwise send HEAD to the GET route of the same path.
     for spec in sorted(api.routes, key=lambda s: s.method != "HEAD"):
