@@ -48,6 +48,10 @@ class Settings:
     log_level: str = "info"
     user: str | None = None
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.home, Path):
+            object.__setattr__(self, "home", Path(self.home))
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``environ`` (default: the process environment), then explicit ``overrides``.
