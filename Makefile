@@ -33,6 +33,8 @@ demo: install
 	$(VENV)/bin/python examples/quickstart.py
 
 test: install system-deps
+	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/python -m pytest -q
 
 lint: install

@@ -115,7 +115,7 @@ class Workspace:
             {
                 "event_id": r["id"],
                 "event_time": r["event_time"],
-                "event_date": dt.datetime.fromtimestamp(r["event_time"] / 1000, dt.timezone.utc).date(),
+                "event_date": dt.datetime.fromtimestamp(r["event_time"] / 1000, dt.UTC).date(),
                 "workspace_id": self.workspace_id,
                 "service_name": "unityCatalog",
                 "action_name": r["action"],

@@ -200,7 +200,7 @@ def test_injection_through_name_parameters(harness: Harness, name: str) -> None:
         c.get(f"/api/2.1/unity-catalog/permissions/table/{enc}", headers=h),
         c.get(f"/api/2.0/fs/files/Volumes/main/default/v/{enc}", headers=h),
         c.put(f"/api/2.0/fs/files/Volumes/{enc}/x/y/z", content=b"x", headers=h),
-        c.post("/api/2.0/sql/statements", json={"statement": f"SELECT * FROM main.default.{name}"}, headers=h),
+        c.post("/api/2.0/sql/statements", json={"statement": f"SELECT * FROM main.default.{name}"}, headers=h),  # noqa: S608
     ]
     for r in responses:
         assert r.status_code < 500, (name, r.request.url, r.text[:200])

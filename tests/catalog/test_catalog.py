@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from brickyard.catalog import Principal
-from brickyard.core.errors import AlreadyExists, InvalidParameterValue, InvalidState, NotFound, PermissionDenied
+from brickyard.core.errors import (
+    AlreadyExists,
+    InvalidParameterValue,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+)
 from brickyard.workspace import Workspace
 
 

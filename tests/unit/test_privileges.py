@@ -8,7 +8,6 @@ decision of the real catalog must agree with it: no unauthorized allow, no false
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import given

@@ -555,14 +555,11 @@ class Catalog:
         return self._resolve(tx, p, kind, full_name, action=action)
 
     def _assignments(self, tx: Tx, sid: str, principal: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT principal, privilege FROM grants WHERE securable_id = ?"
-        params: list[Any] = [sid]
-        if principal is not None:
-            sql += " AND principal = ?"
-            params.append(principal)
         by: dict[str, list[str]] = {}
-        for row in tx.all(sql + " ORDER BY principal, privilege", params):
-            by.setdefault(row["principal"], []).append(row["privilege"])
+        for row in tx.all("SELECT principal, privilege FROM grants WHERE securable_id = ? ORDER BY principal, privilege",
+                          (sid,)):
+            if principal is None or row["principal"] == principal:
+                by.setdefault(row["principal"], []).append(row["privilege"])
         return [{"principal": k, "privileges": v} for k, v in by.items()]
 
     def update_grants(self, p: Principal, kind: str, full_name: str, changes: list[dict[str, Any]]
@@ -631,7 +628,7 @@ class Catalog:
                     if grantees is not None and row["principal"] not in grantees:
                         continue
                     if node.id != obj.id and row["privilege"] not in APPLICABLE[obj.kind] | {"ALL_PRIVILEGES"}:
-                        if not (row["privilege"] in ("USE_CATALOG", "USE_SCHEMA")):
+                        if row["privilege"] not in ("USE_CATALOG", "USE_SCHEMA"):
                             continue
                     entry: dict[str, Any] = {"privilege": row["privilege"]}
                     if node.id != obj.id:
@@ -687,7 +684,7 @@ class Catalog:
                 d = self._decide(tx, p, "MANAGE", obj)
             if not d.allowed:
                 self._deny(p, "createModelVersion", "registered_model", obj.full_name, d.reason)
-            tx.one(f"SELECT id FROM securables WHERE id = ?{tx.for_update}", (obj.id,))
+            tx.one(f"SELECT id FROM securables WHERE id = ?{tx.for_update}", (obj.id,))  # noqa: S608 - fixed suffix
             version = int(tx.scalar("SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE model_id = ?",
                                     (obj.id,)) or 0) + 1
             now = self.clock()

@@ -291,13 +291,12 @@ class Identity:
 
     def list_tokens(self, pid: str | None = None) -> list[Row]:
         with self.db.tx(write=False) as t:
-            sql = (
+            rows = t.all(
                 "SELECT t.id, t.principal_id, p.name AS principal, t.kind, t.comment, t.created_at, t.expires_at,"
                 " t.revoked_at FROM tokens t JOIN principals p ON p.id = t.principal_id WHERE t.kind = 'pat'"
+                " ORDER BY t.created_at"
             )
-            if pid is None:
-                return t.all(sql + " ORDER BY t.created_at")
-            return t.all(sql + " AND t.principal_id = ? ORDER BY t.created_at", (pid,))
+        return [r for r in rows if pid is None or r["principal_id"] == pid]
 
     def revoke_token(self, token_id: str, *, pid: str | None = None) -> None:
         with self.db.tx() as t:

@@ -339,7 +339,7 @@ class _Ctx:
         names = columns or schema.names[: rows.num_columns]
         if rows.num_columns != len(names):
             raise InvalidParameterValue(
-                f"INSERT gives {rows.num_columns} values per row but {len(names)} columns are named")
+                f"INSERT gives {rows.num_columns} values per row but {len(names)} columns are named")  # noqa: S608
         for n in names:
             if n not in schema.names:
                 raise InvalidParameterValue(f"{obj.full_name} has no column {n!r}")

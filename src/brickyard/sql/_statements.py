@@ -243,7 +243,7 @@ def _cell(v: Any) -> str | None:
         return str(v)
     if isinstance(v, dt.datetime):
         if v.tzinfo is not None:
-            return v.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            return v.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return v.isoformat(timespec="milliseconds")
     if isinstance(v, dt.date | dt.time):
         return v.isoformat()

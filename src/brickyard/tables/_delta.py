@@ -218,22 +218,32 @@ class Tables:
             try:
                 merger = dt.merge(source, predicate=predicate, source_alias="s", target_alias="t")
                 for c in clauses:
-                    when, action, cond, sets = c["when"], c["action"], c.get("condition"), c.get("set") or {}
-                    if when == "matched":
-                        merger = {"update": lambda m: m.when_matched_update(sets, cond),
-                                  "update_all": lambda m: m.when_matched_update_all(cond),
-                                  "delete": lambda m: m.when_matched_delete(cond)}[action](merger)
-                    elif when == "not_matched":
-                        merger = {"insert": lambda m: m.when_not_matched_insert(sets, cond),
-                                  "insert_all": lambda m: m.when_not_matched_insert_all(cond)}[action](merger)
-                    else:
-                        merger = {"update": lambda m: m.when_not_matched_by_source_update(sets, cond),
-                                  "delete": lambda m: m.when_not_matched_by_source_delete(cond)}[action](merger)
+                    merger = _add_clause(merger, c)
                 return dict(merger.execute())
             except (InvalidParameterValue, NotFound):
                 raise
             except Exception as exc:
                 raise InvalidParameterValue(f"MERGE into {obj.full_name} failed: {exc}") from exc
+
+
+def _add_clause(merger: Any, clause: dict[str, Any]) -> Any:
+    when, action = clause["when"], clause["action"]
+    cond, sets = clause.get("condition"), clause.get("set") or {}
+    if when == "matched" and action == "update":
+        return merger.when_matched_update(sets, cond)
+    if when == "matched" and action == "update_all":
+        return merger.when_matched_update_all(cond)
+    if when == "matched" and action == "delete":
+        return merger.when_matched_delete(cond)
+    if when == "not_matched" and action == "insert":
+        return merger.when_not_matched_insert(sets, cond)
+    if when == "not_matched" and action == "insert_all":
+        return merger.when_not_matched_insert_all(cond)
+    if when == "not_matched_by_source" and action == "update":
+        return merger.when_not_matched_by_source_update(sets, cond)
+    if when == "not_matched_by_source" and action == "delete":
+        return merger.when_not_matched_by_source_delete(cond)
+    raise InvalidParameterValue(f"WHEN {when.replace('_', ' ').upper()} THEN {action.upper()} is not supported")
 
 
 def _q(column: str) -> str:
