@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from email.utils import formatdate
 from typing import Any
 
 from starlette.responses import FileResponse, Response
 
+from ..core.errors import InvalidParameterValue, NotSupported
 from ._http import Api, Req
 
 FS = "/api/2.0/fs"
@@ -39,6 +41,25 @@ def register(api: Api, ws: Any) -> None:
     def upload(req: Req) -> Response:
         vol.upload(req.user, path_of(req), req.file, overwrite=req.bool_arg("overwrite", False))
         return Response(status_code=204)
+
+    @api.route("POST", FS + "/files/{path:path}", policy="authenticated", body="none")
+    def upload_action(req: Req) -> dict[str, Any]:
+        # The SDK starts uploads over 50 MiB with action=initiate-upload and then asks for presigned part
+        # URLs. Brickyard answers the first step and refuses the second, which makes the SDK fall back
+        # to one streamed PUT (handled above, spooled to disk).
+        action = req.query.get("action")
+        if action != "initiate-upload":
+            raise InvalidParameterValue(f"unsupported files action {str(action)[:40]!r}; upload with PUT")
+        vol.check_writable(req.user, path_of(req))
+        return {"multipart_upload": {"session_token": secrets.token_hex(16)}}
+
+    @api.route("POST", FS + "/create-upload-part-urls", policy="authenticated")
+    @api.route("POST", FS + "/create-abort-upload-url", policy="authenticated")
+    @api.route("POST", FS + "/create-resumable-upload-url", policy="authenticated")
+    @api.route("POST", FS + "/create-download-url", policy="authenticated")
+    def presigned_urls(req: Req) -> dict[str, Any]:
+        raise NotSupported("presigned URLs are not offered by Brickyard; use the Files API directly "
+                           "(the SDK falls back to it by itself)")
 
     @api.route("DELETE", FS + "/files/{path:path}", policy="authenticated", body="none")
     def delete_file(req: Req) -> Response:

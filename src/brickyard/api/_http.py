@@ -224,7 +224,9 @@ def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
                                                                       for k in request.query_params},
                       headers=dict(request.headers))
             if spec.body == "file":
-                req.file = await _spool(request)
+                if declared is not None and int(declared) > settings.max_upload_bytes:
+                    raise PayloadTooLarge(f"the upload is larger than {settings.max_upload_bytes} bytes")
+                req.file = await _spool(request, settings.max_upload_bytes)
             elif spec.body == "json":
                 raw = bytearray()
                 async for chunk in request.stream():
@@ -256,11 +258,15 @@ def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
     return endpoint
 
 
-async def _spool(request: Request) -> Any:
-    """Stream an upload into a temporary file (memory up to 8 MiB, disk after)."""
+async def _spool(request: Request, limit: int) -> Any:
+    """Stream an upload into a temporary file (memory up to 8 MiB, disk after), at most ``limit`` bytes."""
     spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - closed by the endpoint
+    size = 0
     try:
         async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the upload is larger than {limit} bytes")
             spool.write(chunk)
     except BaseException:
         spool.close()

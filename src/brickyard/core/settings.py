@@ -26,6 +26,7 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "postgresql://user@host:port/db to keep the metastore in PostgreSQL; unset = SQLite file in the home",
     ),
     "BRICKYARD_MAX_REQUEST_BYTES": ("max_request_bytes", "Largest request body accepted. Default 16 MiB"),
+    "BRICKYARD_MAX_UPLOAD_BYTES": ("max_upload_bytes", "Largest file accepted by the Files API. Default 5 GiB"),
     "BRICKYARD_OAUTH_TOKEN_TTL_SECONDS": ("oauth_token_ttl_seconds", "Lifetime of OAuth access tokens. Default 3600"),
     "BRICKYARD_STATEMENT_ROW_LIMIT": (
         "statement_row_limit",
@@ -43,6 +44,7 @@ class Settings:
     port: int = 8080
     metastore_url: str | None = None
     max_request_bytes: int = 16 * 1024 * 1024
+    max_upload_bytes: int = 5 * 1024**3
     oauth_token_ttl_seconds: int = 3600
     statement_row_limit: int = 1_000_000
     log_level: str = "info"

@@ -143,6 +143,12 @@ class Volumes:
             raise
         return self._info(path, target)
 
+    def check_writable(self, p: Principal, path: str) -> None:
+        """Raise unless ``p`` may write ``path`` (used before a multi-step upload starts)."""
+        _obj, target, rest = self._resolve(p, path, "WRITE_VOLUME", "writeVolumeFile")
+        if not rest or target.is_dir():
+            raise InvalidParameterValue(f"{path} does not name a file")
+
     def open(self, p: Principal, path: str) -> tuple[FileInfo, Path]:
         _obj, target, _rest = self._resolve(p, path, "READ_VOLUME", "readVolumeFile")
         if not target.is_file():
