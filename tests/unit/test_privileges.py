@@ -8,6 +8,7 @@ decision of the real catalog must agree with it: no unauthorized allow, no false
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -120,3 +121,56 @@ def test_admin_is_allowed_and_disabled_user_is_not(world: Workspace) -> None:
         assert not d.allowed and "disabled" in d.reason
     finally:
         world.identity.update(carol.id, active=True)
+
+
+@given(owners=owners_st, grants=grants_st,
+       attempts=st.lists(st.tuples(st.sampled_from(USERS), st.sampled_from(OBJECTS)), min_size=1, max_size=6))
+def test_no_escalation_through_grants(world: Workspace, owners: dict[str, str], grants: set[tuple[str, str, str]],
+                                      attempts: list[tuple[str, str]]) -> None:
+    """A user can grant (even to themselves) exactly when the reference model says they manage the object."""
+    from brickyard.core.errors import PermissionDenied
+
+    test_check_agrees_with_reference.hypothesis.inner_test(world, owners, grants)  # type: ignore[attr-defined]
+    for user, obj in attempts:
+        priv = "SELECT" if kind_of(obj) != "catalog" else "USE_CATALOG"
+        expected = reference(user, "MANAGE", obj, owners, grants)
+        try:
+            world.catalog.update_grants(world.principal(user), kind_of(obj), obj, [{"principal": user, "add": [priv]}])
+            allowed = True
+        except PermissionDenied:
+            allowed = False
+        assert allowed == expected, (user, obj)
+        if allowed:  # undo, so the next attempt is judged on the drawn grants only
+            world.catalog.update_grants(world.principal("root"), kind_of(obj), obj,
+                                        [{"principal": user, "remove": [priv]}])
+            if (obj, user, priv) in grants:
+                world.catalog.update_grants(world.principal("root"), kind_of(obj), obj,
+                                            [{"principal": user, "add": [priv]}])
+
+
+@pytest.fixture(scope="module")
+def rest(world: Workspace) -> Iterator[Any]:
+    from starlette.testclient import TestClient
+
+    from brickyard.api import create_app
+
+    tokens = {u: world.create_token(u) for u in USERS}
+    with TestClient(create_app(world), base_url="http://127.0.0.1") as client:
+        yield client, tokens
+
+
+@given(owners=owners_st, grants=grants_st, user=st.sampled_from(USERS), table=st.sampled_from(TABLES))
+def test_rest_paths_agree_with_reference(world: Workspace, rest: Any, owners: dict[str, str],
+                                         grants: set[tuple[str, str, str]], user: str, table: str) -> None:
+    """T18 through REST: reading a table by SQL and granting on it are allowed exactly as the model says."""
+    client, tokens = rest
+    test_check_agrees_with_reference.hypothesis.inner_test(world, owners, grants)  # type: ignore[attr-defined]
+    h = {"authorization": f"Bearer {tokens[user]}"}
+    r = client.post("/api/2.0/sql/statements", json={"statement": f"SELECT * FROM {table}"}, headers=h)  # noqa: S608
+    assert r.status_code == 200
+    denied = r.json()["status"].get("error", {}).get("error_code") == "PERMISSION_DENIED"
+    assert denied == (not reference(user, "SELECT", table, owners, grants)), (user, table, r.json()["status"])
+    r = client.patch(f"/api/2.1/unity-catalog/permissions/table/{table}", headers=h,
+                     json={"changes": [{"principal": user, "add": ["MODIFY"]}]})
+    assert (r.status_code == 200) == reference(user, "MANAGE", table, owners, grants), (user, table, r.text)
+    assert r.status_code in (200, 403)
