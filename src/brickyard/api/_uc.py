@@ -135,6 +135,43 @@ def register(api: Api, ws: Any) -> None:
                          comment=body.get("comment"), properties=body.get("properties"))
         return SHAPES[kind](obj)
 
+    # -- read, update, delete and list: the same for every kind ------------------------------------
+    def standard(kind: str, collection: str, key: str, parents: tuple[str, ...] | None, *, patch: bool = True) -> None:
+        base = f"{UC}/{collection}"
+        item = base + "/{" + key + "}"
+        label = collection.rstrip("s")
+
+        def get_(req: Req) -> dict[str, Any]:
+            return SHAPES[kind](cat.get(req.user, kind, req.path[key]))
+
+        def update_(req: Req) -> dict[str, Any]:
+            return update(req, kind, req.path[key])
+
+        def delete_(req: Req) -> dict[str, Any]:
+            cat.delete(req.user, kind, req.path[key], force=req.bool_arg("force") or kind == "registered_model",
+                       on_deleted=ws.tables.retire_storage)
+            return {}
+
+        def list_(req: Req) -> dict[str, Any]:
+            return listing(req, kind, _name(req, *parents) if parents else None)
+
+        for fn, verb in ((get_, "get"), (update_, "update"), (delete_, "delete"), (list_, "list")):
+            fn.__name__ = f"{verb}_{label}"
+        api.route("GET", item, policy="authenticated")(get_)
+        if patch:
+            api.route("PATCH", item, policy="authenticated")(update_)
+        api.route("DELETE", item, policy="authenticated")(delete_)
+        if parents is not None:
+            api.route("GET", base, policy="authenticated")(list_)
+
+    standard("catalog", "catalogs", "name", ())
+    standard("schema", "schemas", "full_name", ("catalog_name",))
+    standard("table", "tables", "full_name", ("catalog_name", "schema_name"))
+    standard("volume", "volumes", "name", ("catalog_name", "schema_name"))
+    standard("function", "functions", "name", ("catalog_name", "schema_name"))
+    standard("registered_model", "models", "full_name", None)
+    standard("connection", "connections", "name", (), patch=False)
+
     # -- metastore --------------------------------------------------------------------------------
     @api.route("GET", f"{UC}/current-metastore-assignment", policy="authenticated")
     def metastore_assignment(req: Req) -> dict[str, Any]:
@@ -158,23 +195,9 @@ def register(api: Api, ws: Any) -> None:
                          properties=req.arg("properties"))
         return catalog_info(obj)
 
-    @api.route("GET", f"{UC}/catalogs", policy="authenticated")
-    def list_catalogs(req: Req) -> dict[str, Any]:
-        return listing(req, "catalog", None)
 
-    @api.route("GET", f"{UC}/catalogs/{{name}}", policy="authenticated")
-    def get_catalog(req: Req) -> dict[str, Any]:
-        return catalog_info(cat.get(req.user, "catalog", req.path["name"]))
 
-    @api.route("PATCH", f"{UC}/catalogs/{{name}}", policy="authenticated")
-    def update_catalog(req: Req) -> dict[str, Any]:
-        return update(req, "catalog", req.path["name"])
 
-    @api.route("DELETE", f"{UC}/catalogs/{{name}}", policy="authenticated")
-    def delete_catalog(req: Req) -> dict[str, Any]:
-        cat.delete(req.user, "catalog", req.path["name"], force=req.bool_arg("force"),
-                   on_deleted=ws.tables.retire_storage)
-        return {}
 
     # -- schemas ----------------------------------------------------------------------------------
     @api.route("POST", f"{UC}/schemas", policy="authenticated")
@@ -185,23 +208,9 @@ def register(api: Api, ws: Any) -> None:
                          properties=req.arg("properties"))
         return schema_info(obj)
 
-    @api.route("GET", f"{UC}/schemas", policy="authenticated")
-    def list_schemas(req: Req) -> dict[str, Any]:
-        return listing(req, "schema", _name(req, "catalog_name"))
 
-    @api.route("GET", f"{UC}/schemas/{{full_name}}", policy="authenticated")
-    def get_schema(req: Req) -> dict[str, Any]:
-        return schema_info(cat.get(req.user, "schema", req.path["full_name"]))
 
-    @api.route("PATCH", f"{UC}/schemas/{{full_name}}", policy="authenticated")
-    def update_schema(req: Req) -> dict[str, Any]:
-        return update(req, "schema", req.path["full_name"])
 
-    @api.route("DELETE", f"{UC}/schemas/{{full_name}}", policy="authenticated")
-    def delete_schema(req: Req) -> dict[str, Any]:
-        cat.delete(req.user, "schema", req.path["full_name"], force=req.bool_arg("force"),
-                   on_deleted=ws.tables.retire_storage)
-        return {}
 
     # -- tables -----------------------------------------------------------------------------------
     @api.route("POST", f"{UC}/tables", policy="authenticated")
@@ -214,9 +223,6 @@ def register(api: Api, ws: Any) -> None:
                                properties=req.arg("properties"), table_type=req.arg("table_type") or "MANAGED")
         return table_info(obj)
 
-    @api.route("GET", f"{UC}/tables", policy="authenticated")
-    def list_tables(req: Req) -> dict[str, Any]:
-        return listing(req, "table", _name(req, "catalog_name", "schema_name"))
 
     @api.route("GET", f"{UC}/table-summaries", policy="authenticated")
     def table_summaries(req: Req) -> dict[str, Any]:
@@ -231,9 +237,6 @@ def register(api: Api, ws: Any) -> None:
             out += [{"full_name": t.full_name, "table_type": t.spec.get("table_type", "MANAGED")} for t in tables]
         return {"tables": out}
 
-    @api.route("GET", f"{UC}/tables/{{full_name}}", policy="authenticated")
-    def get_table(req: Req) -> dict[str, Any]:
-        return table_info(cat.get(req.user, "table", req.path["full_name"]))
 
     @api.route("GET", f"{UC}/tables/{{full_name}}/exists", policy="authenticated")
     def table_exists(req: Req) -> dict[str, Any]:
@@ -243,14 +246,7 @@ def register(api: Api, ws: Any) -> None:
             return {"table_exists": False}
         return {"table_exists": True}
 
-    @api.route("PATCH", f"{UC}/tables/{{full_name}}", policy="authenticated")
-    def update_table(req: Req) -> dict[str, Any]:
-        return update(req, "table", req.path["full_name"])
 
-    @api.route("DELETE", f"{UC}/tables/{{full_name}}", policy="authenticated")
-    def delete_table(req: Req) -> dict[str, Any]:
-        ws.tables.drop(req.user, req.path["full_name"])
-        return {}
 
     # -- volumes ----------------------------------------------------------------------------------
     @api.route("POST", f"{UC}/volumes", policy="authenticated")
@@ -260,22 +256,9 @@ def register(api: Api, ws: Any) -> None:
                                 storage_location=req.arg("storage_location"))
         return volume_info(obj)
 
-    @api.route("GET", f"{UC}/volumes", policy="authenticated")
-    def list_volumes(req: Req) -> dict[str, Any]:
-        return listing(req, "volume", _name(req, "catalog_name", "schema_name"))
 
-    @api.route("GET", f"{UC}/volumes/{{name}}", policy="authenticated")
-    def get_volume(req: Req) -> dict[str, Any]:
-        return volume_info(cat.get(req.user, "volume", req.path["name"]))
 
-    @api.route("PATCH", f"{UC}/volumes/{{name}}", policy="authenticated")
-    def update_volume(req: Req) -> dict[str, Any]:
-        return update(req, "volume", req.path["name"])
 
-    @api.route("DELETE", f"{UC}/volumes/{{name}}", policy="authenticated")
-    def delete_volume(req: Req) -> dict[str, Any]:
-        cat.delete(req.user, "volume", req.path["name"], on_deleted=ws.tables.retire_storage)
-        return {}
 
     # -- functions --------------------------------------------------------------------------------
     @api.route("POST", f"{UC}/functions", policy="authenticated")
@@ -291,22 +274,9 @@ def register(api: Api, ws: Any) -> None:
                          spec=function_spec(info))
         return function_info(obj)
 
-    @api.route("GET", f"{UC}/functions", policy="authenticated")
-    def list_functions(req: Req) -> dict[str, Any]:
-        return listing(req, "function", _name(req, "catalog_name", "schema_name"))
 
-    @api.route("GET", f"{UC}/functions/{{name}}", policy="authenticated")
-    def get_function(req: Req) -> dict[str, Any]:
-        return function_info(cat.get(req.user, "function", req.path["name"]))
 
-    @api.route("PATCH", f"{UC}/functions/{{name}}", policy="authenticated")
-    def update_function(req: Req) -> dict[str, Any]:
-        return update(req, "function", req.path["name"])
 
-    @api.route("DELETE", f"{UC}/functions/{{name}}", policy="authenticated")
-    def delete_function(req: Req) -> dict[str, Any]:
-        cat.delete(req.user, "function", req.path["name"])
-        return {}
 
     # -- registered models, versions, aliases -----------------------------------------------------
     @api.route("POST", f"{UC}/models", policy="authenticated")
@@ -333,18 +303,8 @@ def register(api: Api, ws: Any) -> None:
                 continue
         return {"registered_models": found}
 
-    @api.route("GET", f"{UC}/models/{{full_name}}", policy="authenticated")
-    def get_model(req: Req) -> dict[str, Any]:
-        return model_info(cat.get(req.user, "registered_model", req.path["full_name"]))
 
-    @api.route("PATCH", f"{UC}/models/{{full_name}}", policy="authenticated")
-    def update_model(req: Req) -> dict[str, Any]:
-        return update(req, "registered_model", req.path["full_name"])
 
-    @api.route("DELETE", f"{UC}/models/{{full_name}}", policy="authenticated")
-    def delete_model(req: Req) -> dict[str, Any]:
-        cat.delete(req.user, "registered_model", req.path["full_name"], force=True)
-        return {}
 
     @api.route("POST", f"{UC}/models/versions", policy="authenticated")
     def create_model_version(req: Req) -> dict[str, Any]:
@@ -402,13 +362,7 @@ def register(api: Api, ws: Any) -> None:
             ws.connection_secrets.put(obj.id, secret)
         return connection_info(obj)
 
-    @api.route("GET", f"{UC}/connections", policy="authenticated")
-    def list_connections(req: Req) -> dict[str, Any]:
-        return listing(req, "connection", None)
 
-    @api.route("GET", f"{UC}/connections/{{name}}", policy="authenticated")
-    def get_connection(req: Req) -> dict[str, Any]:
-        return connection_info(cat.get(req.user, "connection", req.path["name"]))
 
     @api.route("PATCH", f"{UC}/connections/{{name}}", policy="authenticated")
     def update_connection(req: Req) -> dict[str, Any]:
@@ -424,11 +378,6 @@ def register(api: Api, ws: Any) -> None:
             ws.connection_secrets.put(obj.id, secret)
         return connection_info(obj)
 
-    @api.route("DELETE", f"{UC}/connections/{{name}}", policy="authenticated")
-    def delete_connection(req: Req) -> dict[str, Any]:
-        obj = cat.delete(req.user, "connection", req.path["name"])
-        ws.connection_secrets.delete(obj.id)
-        return {}
 
     # -- grants -----------------------------------------------------------------------------------
     @api.route("GET", f"{UC}/permissions/{{securable_type}}/{{full_name}}", policy="authenticated")
