@@ -177,3 +177,18 @@ def test_nested_groups_and_cycles(ws: Workspace, admin: Principal) -> None:
     admins = ws.principal("admins")
     ident.add_member(admins.id, a.id)
     assert ws.principal("dave").is_admin
+
+
+def test_identity_changes_are_audited(ws: Workspace, admin: Principal) -> None:
+    ident = ws.identity
+    u = ident.create("user", "erin", actor=admin.name)
+    g = ident.create("group", "team", actor=admin.name)
+    ident.add_member(g.id, u.id, actor=admin.name)
+    _token, info = ident.create_token(u.id, actor=admin.name)
+    ident.revoke_token(info["id"], actor="erin")
+    ident.delete(u.id, actor=admin.name)
+    rows = [(r["principal"], r["action"]) for r in ws.catalog.audit_rows()]
+    for expected in [(admin.name, "createUser"), (admin.name, "createGroup"), (admin.name, "addGroupMember"),
+                     (admin.name, "createToken"), ("erin", "revokeToken"), (admin.name, "deleteUser")]:
+        assert expected in rows
+    assert all(_token not in str(r) for r in ws.catalog.audit_rows())

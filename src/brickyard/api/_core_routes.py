@@ -98,7 +98,8 @@ def register(api: Api, ws: Any) -> None:
         comment = req.arg("comment")
         if comment is not None and (not isinstance(comment, str) or len(comment) > 1000):
             raise InvalidParameterValue("comment must be a string of at most 1000 characters")
-        token, row = ws.identity.create_token(req.user.id, lifetime_seconds=lifetime, comment=comment)
+        token, row = ws.identity.create_token(req.user.id, lifetime_seconds=lifetime, comment=comment,
+                                               actor=req.user.name)
         row["principal"] = req.user.name
         return {"token_value": token, "token_info": token_info(row)}
 
@@ -109,7 +110,7 @@ def register(api: Api, ws: Any) -> None:
 
     @api.route("POST", "/api/2.0/token/delete", policy="authenticated")
     def delete_token(req: Req) -> dict[str, Any]:
-        ws.identity.revoke_token(str(req.require("token_id")), pid=req.user.id)
+        ws.identity.revoke_token(str(req.require("token_id")), pid=req.user.id, actor=req.user.name)
         return {}
 
     @api.route("GET", "/api/2.0/token-management/tokens", policy="admin")
@@ -119,7 +120,7 @@ def register(api: Api, ws: Any) -> None:
 
     @api.route("DELETE", "/api/2.0/token-management/tokens/{token_id}", policy="admin")
     def admin_delete_token(req: Req) -> dict[str, Any]:
-        ws.identity.revoke_token(req.path["token_id"])
+        ws.identity.revoke_token(req.path["token_id"], actor=req.user.name)
         return {}
 
     # -- SQL warehouses: one embedded engine, visible under a stable id ----------------------------

@@ -129,10 +129,11 @@ def _register_collection(api: Api, ws: Any, collection: str, kind: str, shape: A
         admin(req)
         body = req.body or {}
         created = ident.create(kind, name_from(body), display_name=body.get("displayName"),
-                               external_id=body.get("externalId"), active=body.get("active", True) is not False)
+                               external_id=body.get("externalId"), active=body.get("active", True) is not False,
+                               actor=req.user.name)
         if kind == "group":
             for mid in member_ids(body):
-                ident.add_member(created.id, mid)
+                ident.add_member(created.id, mid, actor=req.user.name)
         return shape(ident.row(created.id))
 
     def get(req: Req) -> dict[str, Any]:
@@ -145,15 +146,17 @@ def _register_collection(api: Api, ws: Any, collection: str, kind: str, shape: A
         body = req.body or {}
         ident.update(pid, display_name=body.get("displayName"),
                      active=None if "active" not in body else body.get("active") is not False,
-                     name=body.get("userName") if kind == "user" else body.get("displayName") if kind == "group" else None)
+                     name=body.get("userName") if kind == "user" else body.get("displayName") if kind == "group" else None,
+                     actor=req.user.name)
         if kind == "group" and "members" in body:
-            ident.set_members(pid, member_ids(body))
+            ident.set_members(pid, member_ids(body), actor=req.user.name)
         return Response(status_code=204)
 
     def patch(req: Req) -> Response:
         admin(req)
         pid = req.path["id"]
         get_row(kind, pid)
+        who = req.user.name
         ops = (req.body or {}).get("Operations") or (req.body or {}).get("operations")
         if not isinstance(ops, list) or not ops:
             raise InvalidParameterValue("PATCH needs Operations: [{op, path, value}]")
@@ -167,26 +170,26 @@ def _register_collection(api: Api, ws: Any, collection: str, kind: str, shape: A
                 ids = member_ids({"members": value if isinstance(value, list) else [value]})
                 if verb == "add":
                     for mid in ids:
-                        ident.add_member(pid, mid)
+                        ident.add_member(pid, mid, actor=who)
                 elif verb == "remove":
                     for mid in ids:
-                        ident.remove_member(pid, mid)
+                        ident.remove_member(pid, mid, actor=who)
                 elif verb == "replace":
-                    ident.set_members(pid, ids)
+                    ident.set_members(pid, ids, actor=who)
                 else:
                     raise InvalidParameterValue(f"unsupported op {verb!r}")
             elif _MEMBER_PATH.match(path) and verb == "remove" and kind == "group":
-                ident.remove_member(pid, _MEMBER_PATH.match(path).group(1))  # type: ignore[union-attr]
+                ident.remove_member(pid, _MEMBER_PATH.match(path).group(1), actor=who)  # type: ignore[union-attr]
             elif path.lower() in ("active", "displayname") and verb in ("replace", "add"):
                 if path.lower() == "active":
-                    ident.update(pid, active=value is not False and str(value).lower() != "false")
+                    ident.update(pid, active=value is not False and str(value).lower() != "false", actor=who)
                 else:
-                    ident.update(pid, display_name=str(value))
+                    ident.update(pid, display_name=str(value), actor=who)
             elif not path and verb == "replace" and isinstance(value, dict):
                 if "active" in value:
-                    ident.update(pid, active=value["active"] is not False)
+                    ident.update(pid, active=value["active"] is not False, actor=who)
                 if "displayName" in value:
-                    ident.update(pid, display_name=str(value["displayName"]))
+                    ident.update(pid, display_name=str(value["displayName"]), actor=who)
             else:
                 raise InvalidParameterValue(f"unsupported PATCH operation {verb!r} on path {path[:60]!r}")
         return Response(status_code=204)
@@ -194,7 +197,7 @@ def _register_collection(api: Api, ws: Any, collection: str, kind: str, shape: A
     def delete(req: Req) -> Response:
         admin(req)
         get_row(kind, req.path["id"])
-        ident.delete(req.path["id"])
+        ident.delete(req.path["id"], actor=req.user.name)
         return Response(status_code=204)
 
     for fn in (list_, create, get, put, patch, delete):

@@ -47,6 +47,10 @@ class Principal:
         return self.groups | {self.name, ACCOUNT_USERS}
 
 
+def _title(kind: str) -> str:
+    return kind.title().replace("_", "")
+
+
 def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -62,11 +66,24 @@ def _check_name(value: Any, what: str) -> str:
 
 
 class Identity:
-    """Principals and credentials stored in the metastore."""
+    """Principals and credentials stored in the metastore.
+
+    Every change is written to the audit log in the same transaction, naming the ``actor`` (the signed-in
+    principal for REST calls, ``local`` for the CLI and library).
+    """
 
     def __init__(self, db: Database, *, clock: Callable[[], int] = now_ms) -> None:
         self.db = db
         self.clock = clock
+
+    def _audit(self, t: Tx, actor: str, action: str, kind: str, target: str, **params: Any) -> None:
+        import json
+
+        t.execute(
+            "INSERT INTO audit (id, event_time, principal, action, securable_type, full_name, allowed, reason,"
+            " request_params) VALUES (?, ?, ?, ?, ?, ?, 1, NULL, ?)",
+            (new_id(), self.clock(), actor, action, kind, target, json.dumps(params, sort_keys=True, default=str)),
+        )
 
     # -- principals ----------------------------------------------------------------------------
     def create(
@@ -78,6 +95,7 @@ class Identity:
         external_id: str | None = None,
         active: bool = True,
         tx: Tx | None = None,
+        actor: str = "local",
     ) -> Principal:
         if kind not in KINDS:
             raise InvalidParameterValue(f"principal kind must be one of {', '.join(KINDS)}")
@@ -100,6 +118,7 @@ class Identity:
                 " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
+            self._audit(t, actor, f"create{_title(kind)}", kind, name)
 
         if tx is not None:
             insert(tx)
@@ -171,11 +190,13 @@ class Identity:
         return row
 
     def update(self, pid: str, *, display_name: str | None = None, active: bool | None = None,
-               name: str | None = None) -> None:
+               name: str | None = None, actor: str = "local") -> None:
         with self.db.tx() as t:
             row = self._row(t, pid=pid)
             if row is None:
                 raise NotFound(f"principal {pid!r} does not exist")
+            self._audit(t, actor, f"update{_title(row['kind'])}", row["kind"], row["name"],
+                        display_name=display_name, active=active, name=name)
             if display_name is not None:
                 t.execute("UPDATE principals SET display_name = ? WHERE id = ?", (display_name, pid))
             if active is not None:
@@ -188,7 +209,7 @@ class Identity:
                     raise AlreadyExists(f"a principal named {name!r} already exists")
                 t.execute("UPDATE principals SET name = ? WHERE id = ?", (name, pid))
 
-    def delete(self, pid: str) -> str:
+    def delete(self, pid: str, *, actor: str = "local") -> str:
         with self.db.tx() as t:
             row = self._row(t, pid=pid)
             if row is None:
@@ -200,6 +221,7 @@ class Identity:
             t.execute("DELETE FROM grants WHERE principal = ?", (row["name"],))
             t.execute("UPDATE securables SET owner = ? WHERE owner = ?", (ADMINS, row["name"]))
             t.execute("DELETE FROM principals WHERE id = ?", (pid,))
+            self._audit(t, actor, f"delete{_title(row['kind'])}", row["kind"], row["name"])
             return str(row["name"])
 
     # -- membership ----------------------------------------------------------------------------
@@ -219,7 +241,7 @@ class Identity:
                 (pid,),
             )
 
-    def add_member(self, group_id: str, member_id: str, *, tx: Tx | None = None) -> None:
+    def add_member(self, group_id: str, member_id: str, *, tx: Tx | None = None, actor: str = "local") -> None:
         def run(t: Tx) -> None:
             group = self._row(t, pid=group_id)
             if group is None or group["kind"] != "group":
@@ -242,6 +264,7 @@ class Identity:
                 "SELECT group_id FROM group_members WHERE group_id = ? AND member_id = ?", (group_id, member_id)
             ):
                 t.execute("INSERT INTO group_members (group_id, member_id) VALUES (?, ?)", (group_id, member_id))
+                self._audit(t, actor, "addGroupMember", "group", group["name"], member_id=member_id)
 
         if tx is not None:
             run(tx)
@@ -249,19 +272,24 @@ class Identity:
             with self.db.tx() as t:
                 run(t)
 
-    def remove_member(self, group_id: str, member_id: str) -> None:
+    def remove_member(self, group_id: str, member_id: str, *, actor: str = "local") -> None:
         with self.db.tx() as t:
+            group = self._row(t, pid=group_id)
+            if group is None or group["kind"] != "group":
+                raise NotFound(f"group {group_id!r} does not exist")
             t.execute("DELETE FROM group_members WHERE group_id = ? AND member_id = ?", (group_id, member_id))
+            self._audit(t, actor, "removeGroupMember", "group", group["name"], member_id=member_id)
 
-    def set_members(self, group_id: str, member_ids: list[str]) -> None:
+    def set_members(self, group_id: str, member_ids: list[str], *, actor: str = "local") -> None:
         with self.db.tx() as t:
             t.execute("DELETE FROM group_members WHERE group_id = ?", (group_id,))
             for mid in member_ids:
-                self.add_member(group_id, mid, tx=t)
+                self.add_member(group_id, mid, tx=t, actor=actor)
 
     # -- personal access tokens ----------------------------------------------------------------
     def create_token(
-        self, pid: str, *, lifetime_seconds: int | None = None, comment: str | None = None, kind: str = "pat"
+        self, pid: str, *, lifetime_seconds: int | None = None, comment: str | None = None, kind: str = "pat",
+        actor: str = "local",
     ) -> tuple[str, Row]:
         """Create a token for principal ``pid``. Returns (the token, its stored info). The token is shown once."""
         if lifetime_seconds is not None and lifetime_seconds <= 0:
@@ -280,8 +308,12 @@ class Identity:
             "revoked_at": None,
         }
         with self.db.tx() as t:
-            if self._row(t, pid=pid) is None:
+            owner = self._row(t, pid=pid)
+            if owner is None:
                 raise NotFound(f"principal {pid!r} does not exist")
+            if kind == "pat":
+                self._audit(t, actor, "createToken", "token", owner["name"], token_id=info["id"],
+                            expires_at=info["expires_at"])
             t.execute(
                 "INSERT INTO tokens (id, principal_id, token_hash, kind, comment, created_at, expires_at, revoked_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -298,13 +330,14 @@ class Identity:
             )
         return [r for r in rows if pid is None or r["principal_id"] == pid]
 
-    def revoke_token(self, token_id: str, *, pid: str | None = None) -> None:
+    def revoke_token(self, token_id: str, *, pid: str | None = None, actor: str = "local") -> None:
         with self.db.tx() as t:
             row = t.one("SELECT principal_id, revoked_at FROM tokens WHERE id = ?", (token_id,))
             if row is None or (pid is not None and row["principal_id"] != pid):
                 raise NotFound(f"token {token_id!r} does not exist")
             if row["revoked_at"] is None:
                 t.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (self.clock(), token_id))
+                self._audit(t, actor, "revokeToken", "token", row["principal_id"], token_id=token_id)
 
     def authenticate(self, token: str) -> Principal:
         """The principal a bearer token belongs to, or :class:`Unauthenticated` saying why not."""
@@ -324,7 +357,8 @@ class Identity:
             return self._principal(t, prow)
 
     # -- OAuth machine-to-machine -------------------------------------------------------------
-    def create_secret(self, pid: str, *, lifetime_seconds: int | None = None) -> tuple[str, Row]:
+    def create_secret(self, pid: str, *, lifetime_seconds: int | None = None, actor: str = "local"
+                      ) -> tuple[str, Row]:
         secret = "dose" + secrets.token_hex(24)
         now = self.clock()
         info = {
@@ -342,6 +376,8 @@ class Identity:
                 "INSERT INTO sp_secrets (id, principal_id, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                 tuple(info.values()),
             )
+            self._audit(t, actor, "createServicePrincipalSecret", "service_principal", row["name"],
+                        secret_id=info["id"])
         return secret, info
 
     def client_credentials(self, client_id: str, client_secret: str, *, ttl_seconds: int) -> tuple[str, int]:
