@@ -1,0 +1,99 @@
+"""Deterministic models for tests (public, so plugin authors can use them too)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ._tokens import count_messages, count_tokens
+
+
+def completion(model: str, content: str | None, *, prompt_tokens: int, tool_calls: list[dict[str, Any]] | None = None,
+               finish_reason: str | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    completion_tokens = count_tokens(content or "") + sum(count_tokens(str(t)) for t in tool_calls or [])
+    return {
+        "id": "chatcmpl-" + hashlib.sha1(f"{time.time_ns()}".encode()).hexdigest()[:24],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message,
+                     "finish_reason": finish_reason or ("tool_calls" if tool_calls else "stop")}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+def chunks_of(response: dict[str, Any], pieces: int = 4) -> Iterator[dict[str, Any]]:
+    """Split a finished completion into stream chunks (role first, content in pieces, usage last)."""
+    base = {"id": response["id"], "object": "chat.completion.chunk", "created": response["created"],
+            "model": response["model"]}
+    choice = response["choices"][0]
+    yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+    content = choice["message"].get("content") or ""
+    step = max(1, -(-len(content) // pieces)) if content else 1
+    for i in range(0, len(content), step):
+        yield {**base, "choices": [{"index": 0, "delta": {"content": content[i:i + step]}, "finish_reason": None}]}
+    for i, call in enumerate(choice["message"].get("tool_calls") or []):
+        yield {**base, "choices": [{"index": 0, "delta": {"tool_calls": [{**call, "index": i}]}, "finish_reason": None}]}
+    yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}],
+           "usage": response["usage"]}
+
+
+class QueueChat:
+    """Answers with queued replies (strings, or dicts with ``tool_calls``), then echoes the last user message."""
+
+    def __init__(self, model_id: str = "fake-chat", replies: list[Any] | None = None, delay: float = 0.0) -> None:
+        self.model_id = model_id
+        self.replies: deque[Any] = deque(replies or [])
+        self.requests: list[dict[str, Any]] = []
+        self.delay = delay
+        self._lock = threading.Lock()
+
+    def enqueue(self, *replies: Any) -> None:
+        self.replies.extend(replies)
+
+    def chat(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.requests.append(request)
+            reply = self.replies.popleft() if self.replies else None
+        if self.delay:
+            time.sleep(self.delay)
+        if isinstance(reply, BaseException):
+            raise reply
+        messages = request.get("messages") or []
+        prompt_tokens = count_messages(messages)
+        if isinstance(reply, dict):
+            return completion(self.model_id, reply.get("content"), prompt_tokens=prompt_tokens,
+                              tool_calls=reply.get("tool_calls"))
+        if reply is None:
+            last = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+            reply = f"echo: {last.get('content', '')}"
+        return completion(self.model_id, str(reply), prompt_tokens=prompt_tokens)
+
+    def stream(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield from chunks_of(self.chat(request))
+
+
+class HashEmbedder:
+    """Deterministic unit vectors from a hash of each text: equal texts, equal vectors."""
+
+    def __init__(self, dimension: int = 64, model_id: str = "fake-embedding") -> None:
+        self.dimension = dimension
+        self.model_id = model_id
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for i, text in enumerate(texts):
+            seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(self.dimension).astype(np.float32)
+            out[i] = v / np.linalg.norm(v)
+        return out

