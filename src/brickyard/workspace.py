@@ -10,9 +10,11 @@ import pyarrow as pa
 
 from .catalog import ADMINS, Catalog, Database, Identity, Principal
 from .catalog._objects import ConnectionSecrets
+from .catalog._secrets import Secrets
 from .core.errors import InvalidParameterValue
 from .core.ids import now_ms
 from .core.settings import Settings
+from .serving import Serving
 from .sql import SqlEngine, StatementStore
 from .tables import Tables, Volumes
 
@@ -50,12 +52,18 @@ class Workspace:
         self.volumes = Volumes(self.catalog, self.home)
         self.sql = SqlEngine(self.catalog, self.tables, system_tables={"system.access.audit": self.audit_table})
         self.statements = StatementStore(self.sql, row_limit=self.settings.statement_row_limit)
+        self.secrets = Secrets(self.db)
+        hosts = frozenset(h.strip().lower() for h in self.settings.allowed_model_hosts.split(",") if h.strip())
+        self.serving = Serving(self.db, self.secrets, allowed_hosts=hosts, queue_size=self.settings.serving_queue_size,
+                               enable_fakes=bool(self.settings.enable_fake_models))
+        self.serving.bootstrap()
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None, **settings: Any) -> Workspace:
         return cls(Settings.from_env(home=home, **settings))
 
     def close(self) -> None:
+        self.serving.close()
         self.statements.close()
         self.db.close()
 

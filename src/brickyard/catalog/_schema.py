@@ -114,3 +114,47 @@ MIGRATIONS.append(
         ],
     )
 )
+
+MIGRATIONS.append(
+    (
+        "0003_serving",
+        [
+            """CREATE TABLE serving_endpoints (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                creator TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                task TEXT,
+                description TEXT,
+                config_version INTEGER NOT NULL,
+                config TEXT NOT NULL,
+                pending_config TEXT,
+                ai_gateway TEXT NOT NULL DEFAULT '{}',
+                tags TEXT NOT NULL DEFAULT '[]',
+                state_ready TEXT NOT NULL,
+                state_update TEXT NOT NULL,
+                state_message TEXT)""",
+            """CREATE TABLE endpoint_acl (
+                endpoint_id TEXT NOT NULL REFERENCES serving_endpoints(id) ON DELETE CASCADE,
+                principal TEXT NOT NULL,
+                level TEXT NOT NULL,
+                PRIMARY KEY (endpoint_id, principal))""",
+            """CREATE TABLE secret_scopes (
+                name TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                created_at BIGINT NOT NULL)""",
+            """CREATE TABLE secrets (
+                scope TEXT NOT NULL REFERENCES secret_scopes(name) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (scope, key))""",
+            """CREATE TABLE secret_acl (
+                scope TEXT NOT NULL REFERENCES secret_scopes(name) ON DELETE CASCADE,
+                principal TEXT NOT NULL,
+                permission TEXT NOT NULL,
+                PRIMARY KEY (scope, principal))""",
+        ],
+    )
+)

@@ -33,6 +33,16 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "Most rows a SQL statement result keeps in memory. Default 1,000,000",
     ),
     "BRICKYARD_LOG_LEVEL": ("log_level", "Server log level (debug, info, warning, error). Default info"),
+    "BRICKYARD_ALLOWED_MODEL_HOSTS": (
+        "allowed_model_hosts",
+        "Comma-separated host or host:port that external models may use even if they resolve to private or "
+        "loopback addresses (for example a local vLLM at 127.0.0.1:8000). Default none",
+    ),
+    "BRICKYARD_ENABLE_FAKE_MODELS": ("enable_fake_models", "1 to allow serving the deterministic test models. Default 0"),
+    "BRICKYARD_SERVING_QUEUE_SIZE": (
+        "serving_queue_size",
+        "Requests that may wait for one local model before new ones get 503 + Retry-After. Default 16",
+    ),
     "BRICKYARD_USER": ("user", "Principal that local CLI commands (sql, table) act as. No default"),
 }
 
@@ -49,6 +59,9 @@ class Settings:
     statement_row_limit: int = 1_000_000
     log_level: str = "info"
     user: str | None = None
+    allowed_model_hosts: str = ""
+    enable_fake_models: int = 0
+    serving_queue_size: int = 16
 
     def __post_init__(self) -> None:
         if not isinstance(self.home, Path):

@@ -1,0 +1,136 @@
+"""Secret scopes and secrets (the Databricks Secrets API), referenced from configs as
+``{{secrets/<scope>/<key>}}``. Values are never returned by listing routes and never logged.
+
+Permissions per scope: ``READ`` < ``WRITE`` < ``MANAGE``. The creator of a scope manages it; admins
+manage every scope.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..core.errors import AlreadyExists, InvalidParameterValue, NotFound, PermissionDenied
+from ..core.ids import now_ms
+from ..core.names import validate_part
+from ._db import Database
+from ._identity import Principal
+
+LEVELS = {"READ": 1, "WRITE": 2, "MANAGE": 3}
+REFERENCE = re.compile(r"^\{\{\s*secrets/([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)\s*\}\}$")
+_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+def _key(key: Any) -> str:
+    if not isinstance(key, str) or not _KEY.match(key):
+        raise InvalidParameterValue("a secret key is 1-128 characters of letters, digits, '_', '-' and '.'")
+    return key
+
+
+def _scope(scope: Any) -> str:
+    if not isinstance(scope, str) or not _KEY.match(scope):
+        raise InvalidParameterValue("a scope name is 1-128 characters of letters, digits, '_', '-' and '.'")
+    return scope
+
+
+class Secrets:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _level(self, tx: Any, p: Principal, scope: str) -> int:
+        row = tx.one("SELECT owner FROM secret_scopes WHERE name = ?", (scope,))
+        if row is None:
+            raise NotFound(f"secret scope {scope!r} does not exist")
+        if p.is_admin or row["owner"] in p.names:
+            return LEVELS["MANAGE"]
+        best = 0
+        for r in tx.all("SELECT principal, permission FROM secret_acl WHERE scope = ?", (scope,)):
+            if r["principal"] in p.names:
+                best = max(best, LEVELS[r["permission"]])
+        return best
+
+    def _need(self, tx: Any, p: Principal, scope: str, level: str) -> None:
+        if self._level(tx, p, scope) < LEVELS[level]:
+            raise PermissionDenied(f"{p.name} lacks {level} on secret scope {scope!r}")
+
+    def create_scope(self, p: Principal, scope: str) -> None:
+        scope = _scope(scope)
+        with self.db.tx() as tx:
+            if tx.one("SELECT name FROM secret_scopes WHERE name = ?", (scope,)):
+                raise AlreadyExists(f"secret scope {scope!r} already exists")
+            tx.execute("INSERT INTO secret_scopes (name, owner, created_at) VALUES (?, ?, ?)", (scope, p.name, now_ms()))
+
+    def delete_scope(self, p: Principal, scope: str) -> None:
+        with self.db.tx() as tx:
+            self._need(tx, p, _scope(scope), "MANAGE")
+            tx.execute("DELETE FROM secret_scopes WHERE name = ?", (scope,))
+
+    def list_scopes(self, p: Principal) -> list[str]:
+        with self.db.tx(write=False) as tx:
+            names = [r["name"] for r in tx.all("SELECT name FROM secret_scopes ORDER BY name")]
+            return [n for n in names if self._level(tx, p, n) > 0]
+
+    def put(self, p: Principal, scope: str, key: str, value: str) -> None:
+        if not isinstance(value, str) or len(value) > 128 * 1024:
+            raise InvalidParameterValue("a secret value is a string of at most 128 KiB")
+        with self.db.tx() as tx:
+            self._need(tx, p, _scope(scope), "WRITE")
+            tx.execute("DELETE FROM secrets WHERE scope = ? AND key = ?", (scope, _key(key)))
+            tx.execute("INSERT INTO secrets (scope, key, value, updated_at) VALUES (?, ?, ?, ?)",
+                       (scope, key, value, now_ms()))
+
+    def delete(self, p: Principal, scope: str, key: str) -> None:
+        with self.db.tx() as tx:
+            self._need(tx, p, _scope(scope), "WRITE")
+            if not tx.one("SELECT key FROM secrets WHERE scope = ? AND key = ?", (scope, _key(key))):
+                raise NotFound(f"secret {key!r} does not exist in scope {scope!r}")
+            tx.execute("DELETE FROM secrets WHERE scope = ? AND key = ?", (scope, key))
+
+    def list(self, p: Principal, scope: str) -> list[dict[str, Any]]:
+        with self.db.tx(write=False) as tx:
+            self._need(tx, p, _scope(scope), "READ")
+            return [{"key": r["key"], "last_updated_timestamp": r["updated_at"]}
+                    for r in tx.all("SELECT key, updated_at FROM secrets WHERE scope = ? ORDER BY key", (scope,))]
+
+    def get(self, p: Principal, scope: str, key: str) -> str:
+        with self.db.tx(write=False) as tx:
+            self._need(tx, p, _scope(scope), "READ")
+            row = tx.one("SELECT value FROM secrets WHERE scope = ? AND key = ?", (scope, _key(key)))
+        if row is None:
+            raise NotFound(f"secret {key!r} does not exist in scope {scope!r}")
+        return str(row["value"])
+
+    def set_acl(self, p: Principal, scope: str, principal: str, permission: str | None) -> None:
+        with self.db.tx() as tx:
+            self._need(tx, p, _scope(scope), "MANAGE")
+            tx.execute("DELETE FROM secret_acl WHERE scope = ? AND principal = ?", (scope, principal))
+            if permission is not None:
+                if permission not in LEVELS:
+                    raise InvalidParameterValue("permission must be READ, WRITE or MANAGE")
+                tx.execute("INSERT INTO secret_acl (scope, principal, permission) VALUES (?, ?, ?)",
+                           (scope, principal, permission))
+
+    def check_reference(self, p: Principal, value: str) -> None:
+        """A config may reference a secret only if its author can read it."""
+        m = REFERENCE.match(value)
+        if not m:
+            raise InvalidParameterValue("secret references look like {{secrets/<scope>/<key>}}")
+        self.get(p, m.group(1), m.group(2))
+
+    def resolve(self, value: str) -> str:
+        """The value behind ``{{secrets/scope/key}}`` (server side, after the author was checked)."""
+        m = REFERENCE.match(value)
+        if not m:
+            return value
+        with self.db.tx(write=False) as tx:
+            row = tx.one("SELECT value FROM secrets WHERE scope = ? AND key = ?", (m.group(1), m.group(2)))
+        if row is None:
+            raise NotFound(f"secret {m.group(2)!r} in scope {m.group(1)!r} no longer exists")
+        return str(row["value"])
+
+
+def is_reference(value: Any) -> bool:
+    return isinstance(value, str) and REFERENCE.match(value) is not None
+
+
+__all__ = ["Secrets", "is_reference", "validate_part"]

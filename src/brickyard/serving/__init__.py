@@ -1,0 +1,6 @@
+"""Model serving: endpoints, served entities, traffic split, and invocation of local and external models."""
+
+from ._catalog import FOUNDATION_STANDINS, LOCAL_MODELS
+from ._service import Invocation, Serving
+
+__all__ = ["FOUNDATION_STANDINS", "LOCAL_MODELS", "Invocation", "Serving"]

@@ -1,0 +1,711 @@
+"""Serving endpoints: configuration (versions, traffic split, tags, permissions) and invocation.
+
+Deployment is asynchronous, as on Databricks: a create or config update leaves the endpoint in
+``config_update: IN_PROGRESS`` while the new served entities are checked (model files present,
+external URLs allowed, secrets readable); then the config goes live (``NOT_UPDATING``) or the
+update fails (``UPDATE_FAILED``) and the previous config keeps serving. An update interrupted by a
+restart is taken up again when the workspace opens.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import random
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..catalog import ADMINS, Principal
+from ..catalog._db import Database, Row, Tx
+from ..catalog._secrets import Secrets, is_reference
+from ..core.errors import (
+    AlreadyExists,
+    InvalidParameterValue,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+    TemporarilyUnavailable,
+)
+from ..core.ids import new_id, now_ms
+from ..models._tokens import count_messages, count_tokens
+from ._catalog import CHAT, COMPLETIONS, EMBEDDINGS, FOUNDATION_STANDINS, LOCAL_MODELS, TASKS
+
+LEVELS = {"CAN_VIEW": 1, "CAN_QUERY": 2, "CAN_MANAGE": 3}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+PROVIDERS = ("openai", "custom", "databricks-model-serving", "anthropic")
+SECRET_FIELDS = ("openai_api_key", "databricks_api_token", "anthropic_api_key")
+
+
+def _name(value: Any, what: str = "endpoint name") -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidParameterValue(f"{what} must be 1-63 letters, digits, '-' or '_', starting with a letter or digit")
+    return value
+
+
+@dataclass
+class Invocation:
+    """One model call's outcome, for the gateway: the entity that served it and the usage."""
+
+    endpoint: str
+    served_entity: str
+    task: str
+    result: Any  # dict, or an iterator of chunks when streaming
+    stream: bool = False
+
+
+class Slot:
+    """At most ``capacity`` calls in flight or waiting for one local model; more get a 503 with Retry-After."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Slot:
+        with self._lock:
+            if self._count >= self.capacity:
+                raise TemporarilyUnavailable(
+                    f"the local model is busy ({self._count} requests queued); retry shortly", retry_after=1)
+            self._count += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._count -= 1
+
+
+class Serving:
+    def __init__(self, db: Database, secrets: Secrets, *, allowed_hosts: frozenset[str] = frozenset(),
+                 queue_size: int = 16, enable_fakes: bool = False,
+                 model_factories: dict[str, Callable[[], Any]] | None = None) -> None:
+        self.db = db
+        self.secrets = secrets
+        self.allowed_hosts = allowed_hosts
+        self.queue_size = queue_size
+        self.enable_fakes = enable_fakes
+        self._factories = model_factories or {}
+        self._models: dict[str, Any] = {}
+        self._slots: dict[str, Slot] = {}
+        self._providers: dict[tuple[str, int, str], Any] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # -- bootstrap and recovery ---------------------------------------------------------------------
+    def bootstrap(self) -> None:
+        """Create the foundation-model stand-in endpoints once, and resume interrupted deployments."""
+        with self.db.tx() as tx:
+            existing = {r["name"] for r in tx.all("SELECT name FROM serving_endpoints")}
+            for name, (entity, display) in FOUNDATION_STANDINS.items():
+                if name in existing:
+                    continue
+                model = LOCAL_MODELS[entity]
+                config = {"served_entities": [{"name": name, "entity_name": entity, "entity_version": "1",
+                                               "foundation_model": {"name": name, "display_name": display,
+                                                                    "stand_in": model.display_name}}],
+                          "traffic_config": {"routes": [{"served_entity_name": name, "traffic_percentage": 100}]}}
+                eid = new_id()
+                now = now_ms()
+                tx.execute(
+                    "INSERT INTO serving_endpoints (id, name, creator, created_at, updated_at, task, description,"
+                    " config_version, config, ai_gateway, tags, state_ready, state_update)"
+                    " VALUES (?, ?, 'system', ?, ?, ?, ?, 1, ?, '{}', '[]', 'READY', 'NOT_UPDATING')",
+                    (eid, name, now, now, model.task, f"Local stand-in for {display}: {model.display_name}",
+                     json.dumps(config)))
+                tx.execute("INSERT INTO endpoint_acl (endpoint_id, principal, level) VALUES (?, ?, 'CAN_QUERY')",
+                           (eid, "account users"))
+                tx.execute("INSERT INTO endpoint_acl (endpoint_id, principal, level) VALUES (?, ?, 'CAN_MANAGE')",
+                           (eid, ADMINS))
+            pending = [r["name"] for r in tx.all("SELECT name FROM serving_endpoints WHERE state_update = 'IN_PROGRESS'")]
+        for name in pending:
+            self._deploy_later(name)
+
+    def close(self) -> None:
+        for t in self._threads:
+            t.join(timeout=5)
+        for provider in self._providers.values():
+            close = getattr(provider, "close", None)
+            if close:
+                close()
+
+    # -- permissions --------------------------------------------------------------------------------
+    def _level(self, tx: Tx, p: Principal, row: Row) -> int:
+        if p.is_admin:
+            return LEVELS["CAN_MANAGE"]
+        best = LEVELS["CAN_MANAGE"] if row["creator"] == p.name else 0
+        for r in tx.all("SELECT principal, level FROM endpoint_acl WHERE endpoint_id = ?", (row["id"],)):
+            if r["principal"] in p.names:
+                best = max(best, LEVELS[r["level"]])
+        return best
+
+    def _row(self, tx: Tx, p: Principal, name: str, need: str) -> Row:
+        row = tx.one("SELECT * FROM serving_endpoints WHERE name = ?", (_name(name),))
+        if row is None:
+            raise NotFound(f"Endpoint '{name}' does not exist.")
+        level = self._level(tx, p, row)
+        if level == 0:
+            raise NotFound(f"Endpoint '{name}' does not exist.")  # no existence oracle for strangers
+        if level < LEVELS[need]:
+            raise PermissionDenied(f"{p.name} lacks {need} on serving endpoint '{name}'")
+        return row
+
+    # -- config validation --------------------------------------------------------------------------
+    def _validate(self, p: Principal, config: Any) -> tuple[dict[str, Any], str]:
+        if not isinstance(config, dict):
+            raise InvalidParameterValue("config must be an object with served_entities")
+        entities = config.get("served_entities") or config.get("served_models")
+        if not isinstance(entities, list) or not entities:
+            raise InvalidParameterValue("config.served_entities must list at least one entity")
+        if len(entities) > 15:
+            raise InvalidParameterValue("an endpoint serves at most 15 entities")
+        out, names, tasks = [], set(), set()
+        for i, ent in enumerate(entities):
+            if not isinstance(ent, dict):
+                raise InvalidParameterValue(f"served_entities[{i}] must be an object")
+            clean, task = self._entity(p, ent, i)
+            if clean["name"] in names:
+                raise InvalidParameterValue(f"served entity name {clean['name']!r} appears twice")
+            names.add(clean["name"])
+            tasks.add(task)
+            out.append(clean)
+        if len(tasks) > 1:
+            raise InvalidParameterValue(f"all served entities of an endpoint must have one task, got {sorted(tasks)}")
+        routes = ((config.get("traffic_config") or {}).get("routes")) or []
+        if not routes:
+            if len(out) > 1:
+                raise InvalidParameterValue("with several served entities, traffic_config.routes must split traffic")
+            routes = [{"served_entity_name": out[0]["name"], "traffic_percentage": 100}]
+        clean_routes = []
+        for r in routes:
+            target = r.get("served_entity_name") or r.get("served_model_name")
+            pct = r.get("traffic_percentage")
+            if target not in names:
+                raise InvalidParameterValue(f"traffic route names unknown served entity {str(target)[:60]!r}")
+            if not isinstance(pct, int) or not 0 <= pct <= 100:
+                raise InvalidParameterValue("traffic_percentage must be an integer from 0 to 100")
+            clean_routes.append({"served_entity_name": target, "traffic_percentage": pct})
+        if sum(r["traffic_percentage"] for r in clean_routes) != 100:
+            raise InvalidParameterValue("traffic percentages must add up to 100")
+        return {"served_entities": out, "traffic_config": {"routes": clean_routes}}, tasks.pop()
+
+    def _entity(self, p: Principal, ent: dict[str, Any], i: int) -> tuple[dict[str, Any], str]:
+        ext = ent.get("external_model")
+        entity_name = ent.get("entity_name") or ent.get("model_name")
+        if ext is not None:
+            if not isinstance(ext, dict):
+                raise InvalidParameterValue(f"served_entities[{i}].external_model must be an object")
+            provider = ext.get("provider")
+            if provider not in PROVIDERS:
+                raise InvalidParameterValue(f"external_model.provider must be one of {', '.join(PROVIDERS)}")
+            task = ext.get("task")
+            if task not in TASKS:
+                raise InvalidParameterValue(f"external_model.task must be one of {', '.join(TASKS)}")
+            if not isinstance(ext.get("name"), str) or not ext["name"]:
+                raise InvalidParameterValue("external_model.name (the provider's model name) is required")
+            self._external_target(p, ext)
+            name = ent.get("name") or _name(re.sub(r"[^A-Za-z0-9_-]", "-", f"{provider}-{ext['name']}")[:63],
+                                            "served entity name")
+            clean = {"name": _name(name, "served entity name"), "external_model": ext}
+            return clean, task
+        if not isinstance(entity_name, str) or not entity_name:
+            raise InvalidParameterValue(f"served_entities[{i}] needs external_model or entity_name")
+        model = LOCAL_MODELS.get(entity_name)
+        if model is None:
+            raise InvalidParameterValue(
+                f"unknown entity {entity_name[:80]!r}: serve one of {', '.join(sorted(LOCAL_MODELS))}, or an "
+                "external_model (registered model versions arrive with agents)")
+        if model.kind.startswith("fake") and not self.enable_fakes:
+            raise InvalidParameterValue(f"{entity_name} is a test model; set BRICKYARD_ENABLE_FAKE_MODELS=1 to serve it")
+        name = ent.get("name") or entity_name.replace(".", "-")[:63]
+        clean = {"name": _name(name, "served entity name"), "entity_name": entity_name,
+                 "entity_version": str(ent.get("entity_version") or "1")}
+        for key in ("workload_size", "workload_type", "scale_to_zero_enabled", "environment_vars"):
+            if key in ent:
+                clean[key] = ent[key]
+        return clean, model.task
+
+    def _external_target(self, p: Principal, ext: dict[str, Any]) -> tuple[str, str | None]:
+        """(base URL, secret value or reference) of an external model; checks URL and secret access."""
+        provider = ext["provider"]
+        if provider == "openai":
+            cfg = ext.get("openai_config") or {}
+            base, key = cfg.get("openai_api_base") or "https://api.openai.com/v1", \
+                cfg.get("openai_api_key") or cfg.get("openai_api_key_plaintext")
+        elif provider == "databricks-model-serving":
+            cfg = ext.get("databricks_model_serving_config") or {}
+            base = (cfg.get("databricks_workspace_url") or "").rstrip("/") + "/serving-endpoints"
+            key = cfg.get("databricks_api_token") or cfg.get("databricks_api_token_plaintext")
+        elif provider == "custom":
+            cfg = ext.get("custom_provider_config") or {}
+            base = cfg.get("custom_provider_url") or ""
+            auth = cfg.get("bearer_token_auth") or cfg.get("api_key_auth") or {}
+            key = auth.get("token") or auth.get("value") or auth.get("token_plaintext") or auth.get("value_plaintext")
+        else:
+            raise InvalidParameterValue("anthropic is served through its OpenAI-compatible API: use provider "
+                                        "'openai' with openai_api_base https://api.anthropic.com/v1/ (see docs/serving.md)")
+        from ..models._openai import check_url
+
+        check_url(base, self.allowed_hosts)
+        if key is not None:
+            if not isinstance(key, str):
+                raise InvalidParameterValue("API keys must be strings or {{secrets/scope/key}} references")
+            if is_reference(key):
+                self.secrets.check_reference(p, key)
+        return base, key
+
+    # -- control plane ------------------------------------------------------------------------------
+    def create(self, p: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        name = _name(body.get("name"))
+        config, task = self._validate(p, body.get("config"))
+        tags = _tags(body.get("tags"))
+        description = body.get("description")
+        if description is not None and (not isinstance(description, str) or len(description) > 4096):
+            raise InvalidParameterValue("description must be a string of at most 4096 characters")
+        eid = new_id()
+        now = now_ms()
+        with self.db.tx() as tx:
+            if tx.one("SELECT id FROM serving_endpoints WHERE name = ?", (name,)):
+                raise AlreadyExists(f"Endpoint with name '{name}' already exists.")
+            tx.execute(
+                "INSERT INTO serving_endpoints (id, name, creator, created_at, updated_at, task, description,"
+                " config_version, config, pending_config, ai_gateway, tags, state_ready, state_update)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 0, '{}', ?, ?, ?, 'NOT_READY', 'IN_PROGRESS')",
+                (eid, name, p.name, now, now, task, description, json.dumps(config),
+                 json.dumps(body.get("ai_gateway") or {}), json.dumps(tags)))
+            tx.execute("INSERT INTO endpoint_acl (endpoint_id, principal, level) VALUES (?, ?, 'CAN_MANAGE')",
+                       (eid, p.name))
+        self._deploy_later(name)
+        return self.get(p, name)
+
+    def update_config(self, p: Principal, name: str, config: Any) -> dict[str, Any]:
+        clean, task = self._validate(p, config)
+        with self.db.tx() as tx:
+            row = self._row(tx, p, name, "CAN_MANAGE")
+            if row["state_update"] == "IN_PROGRESS":
+                raise InvalidState(f"Endpoint '{name}' is already updating; wait until config_update is NOT_UPDATING")
+            if row["task"] and task != row["task"]:
+                raise InvalidParameterValue(f"the endpoint serves {row['task']}; the new config serves {task}")
+            tx.execute("UPDATE serving_endpoints SET pending_config = ?, state_update = 'IN_PROGRESS', updated_at = ?"
+                       " WHERE id = ?", (json.dumps(clean), now_ms(), row["id"]))
+        self._deploy_later(name)
+        return self.get(p, name)
+
+    def _deploy_later(self, name: str) -> None:
+        t = threading.Thread(target=self._deploy, args=(name,), daemon=True, name=f"deploy-{name}")
+        self._threads = [x for x in self._threads if x.is_alive()] + [t]
+        t.start()
+
+    def _deploy(self, name: str) -> None:
+        with self.db.tx(write=False) as tx:
+            row = tx.one("SELECT * FROM serving_endpoints WHERE name = ?", (name,))
+        if row is None or not row["pending_config"]:
+            return
+        config = json.loads(row["pending_config"])
+        try:
+            for ent in config["served_entities"]:
+                self._check_deployable(ent)
+        except Exception as exc:  # noqa: BLE001 - any failure fails the update, with its message
+            with self.db.tx() as tx:
+                tx.execute("UPDATE serving_endpoints SET pending_config = NULL, state_update = 'UPDATE_FAILED',"
+                           " state_message = ?, updated_at = ? WHERE id = ?",
+                           (str(getattr(exc, "message", exc))[:1000], now_ms(), row["id"]))
+            return
+        with self.db.tx() as tx:
+            tx.execute("UPDATE serving_endpoints SET config = ?, pending_config = NULL, config_version ="
+                       " config_version + 1, state_ready = 'READY', state_update = 'NOT_UPDATING', state_message = NULL,"
+                       " updated_at = ? WHERE id = ?", (json.dumps(config), now_ms(), row["id"]))
+
+    def _check_deployable(self, ent: dict[str, Any]) -> None:
+        if "external_model" in ent:
+            base, key = self._external_target(Principal(id="", kind="user", name="system", groups=frozenset({ADMINS})),
+                                              ent["external_model"])
+            if key is not None and is_reference(key):
+                self.secrets.resolve(key)
+            return
+        kind = LOCAL_MODELS[ent["entity_name"]].kind
+        module = {"llamacpp": "xllamacpp", "minilm": "safetensors"}.get(kind)
+        if module and importlib.util.find_spec(module) is None:
+            raise InvalidParameterValue(f"{ent['entity_name']} needs the 'local' extra: pip install 'brickyard[local]'")
+
+    def get(self, p: Principal, name: str) -> dict[str, Any]:
+        with self.db.tx(write=False) as tx:
+            row = self._row(tx, p, name, "CAN_VIEW")
+            return self._shape(row, self._level(tx, p, row))
+
+    def list(self, p: Principal) -> list[dict[str, Any]]:
+        with self.db.tx(write=False) as tx:
+            out = []
+            for row in tx.all("SELECT * FROM serving_endpoints ORDER BY name"):
+                level = self._level(tx, p, row)
+                if level:
+                    out.append(self._shape(row, level))
+            return out
+
+    def delete(self, p: Principal, name: str) -> None:
+        with self.db.tx() as tx:
+            row = self._row(tx, p, name, "CAN_MANAGE")
+            tx.execute("DELETE FROM serving_endpoints WHERE id = ?", (row["id"],))
+
+    def patch_tags(self, p: Principal, name: str, add: Any, delete: Any) -> list[dict[str, str]]:
+        with self.db.tx() as tx:
+            row = self._row(tx, p, name, "CAN_MANAGE")
+            tags = {t["key"]: t.get("value") for t in json.loads(row["tags"])}
+            for key in delete or []:
+                tags.pop(str(key), None)
+            for t in _tags(add):
+                tags[t["key"]] = t.get("value")
+            out = [{"key": k, "value": v} if v is not None else {"key": k} for k, v in tags.items()]
+            tx.execute("UPDATE serving_endpoints SET tags = ? WHERE id = ?", (json.dumps(out), row["id"]))
+            return out
+
+    def set_ai_gateway(self, p: Principal, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        with self.db.tx() as tx:
+            row = self._row(tx, p, name, "CAN_MANAGE")
+            tx.execute("UPDATE serving_endpoints SET ai_gateway = ?, updated_at = ? WHERE id = ?",
+                       (json.dumps(config), now_ms(), row["id"]))
+        return config
+
+    # -- endpoint permissions (workspace object ACLs) -----------------------------------------------
+    def acl(self, p: Principal, endpoint_id: str) -> dict[str, Any]:
+        with self.db.tx(write=False) as tx:
+            row = tx.one("SELECT * FROM serving_endpoints WHERE id = ?", (endpoint_id,))
+            if row is None:
+                raise NotFound(f"serving endpoint {endpoint_id!r} does not exist")
+            self._row(tx, p, row["name"], "CAN_VIEW")
+            return self._acl_shape(tx, row)
+
+    def set_acl(self, p: Principal, endpoint_id: str, entries: Any, *, replace: bool) -> dict[str, Any]:
+        if not isinstance(entries, list):
+            raise InvalidParameterValue("access_control_list must be a list")
+        with self.db.tx() as tx:
+            row = tx.one("SELECT * FROM serving_endpoints WHERE id = ?", (endpoint_id,))
+            if row is None:
+                raise NotFound(f"serving endpoint {endpoint_id!r} does not exist")
+            self._row(tx, p, row["name"], "CAN_MANAGE")
+            parsed = []
+            for e in entries:
+                who = e.get("user_name") or e.get("group_name") or e.get("service_principal_name") \
+                    if isinstance(e, dict) else None
+                level = e.get("permission_level") if isinstance(e, dict) else None
+                if not isinstance(who, str) or level not in LEVELS:
+                    raise InvalidParameterValue("each entry needs user_name, group_name or service_principal_name and "
+                                                "permission_level CAN_VIEW, CAN_QUERY or CAN_MANAGE")
+                if who != "account users" and not tx.one("SELECT id FROM principals WHERE name = ?", (who,)):
+                    raise InvalidParameterValue(f"principal {who[:80]!r} does not exist")
+                parsed.append((who, level))
+            if replace:
+                tx.execute("DELETE FROM endpoint_acl WHERE endpoint_id = ? AND principal <> ?", (row["id"], row["creator"]))
+            for who, level in parsed:
+                tx.execute("DELETE FROM endpoint_acl WHERE endpoint_id = ? AND principal = ?", (row["id"], who))
+                tx.execute("INSERT INTO endpoint_acl (endpoint_id, principal, level) VALUES (?, ?, ?)",
+                           (row["id"], who, level))
+            return self._acl_shape(tx, row)
+
+    def _acl_shape(self, tx: Tx, row: Row) -> dict[str, Any]:
+        entries = []
+        for r in tx.all("SELECT a.principal, a.level, p.kind FROM endpoint_acl a LEFT JOIN principals p"
+                        " ON p.name = a.principal WHERE a.endpoint_id = ? ORDER BY a.principal", (row["id"],)):
+            key = {"group": "group_name", "service_principal": "service_principal_name"}.get(
+                r["kind"] or "group", "user_name")
+            entries.append({key: r["principal"], "all_permissions": [{"permission_level": r["level"],
+                                                                      "inherited": False}]})
+        return {"object_id": f"/serving-endpoints/{row['id']}", "object_type": "serving-endpoint",
+                "access_control_list": entries}
+
+    # -- shapes -------------------------------------------------------------------------------------
+    def _shape(self, row: Row, level: int) -> dict[str, Any]:
+        config = json.loads(row["config"] or "{}")
+        deployed = row["config_version"] > 0
+        entities = []
+        for ent in config.get("served_entities", []):
+            e = dict(ent)
+            if "external_model" in e:
+                e["external_model"] = _redact(e["external_model"])
+            e["state"] = {"deployment": "DEPLOYMENT_READY", "deployment_state_message": ""}
+            e.setdefault("creator", row["creator"])
+            e.setdefault("creation_timestamp", row["created_at"])
+            entities.append(e)
+        out: dict[str, Any] = {
+            "name": row["name"], "id": row["id"], "creator": row["creator"],
+            "creation_timestamp": row["created_at"], "last_updated_timestamp": row["updated_at"],
+            "task": row["task"], "description": row["description"],
+            "state": {"ready": row["state_ready"], "config_update": row["state_update"]},
+            "tags": json.loads(row["tags"]), "ai_gateway": json.loads(row["ai_gateway"] or "{}"),
+            "permission_level": {v: k for k, v in LEVELS.items()}[level], "route_optimized": False,
+        }
+        if deployed:
+            out["config"] = {"config_version": row["config_version"], "served_entities": entities, "served_models": [],
+                             "traffic_config": config.get("traffic_config", {})}
+        if row["pending_config"]:
+            pending = json.loads(row["pending_config"])
+            out["pending_config"] = {"config_version": row["config_version"] + 1,
+                                     "served_entities": [dict(e, external_model=_redact(e["external_model"]))
+                                                         if "external_model" in e else e
+                                                         for e in pending["served_entities"]],
+                                     "traffic_config": pending["traffic_config"]}
+        if row["state_message"]:
+            out["state"]["message"] = row["state_message"]
+        return out
+
+    # -- data plane ---------------------------------------------------------------------------------
+    def endpoint_for_query(self, p: Principal, name: str) -> Row:
+        with self.db.tx(write=False) as tx:
+            row = self._row(tx, p, name, "CAN_QUERY")
+        if row["config_version"] == 0:
+            raise TemporarilyUnavailable(f"Endpoint '{name}' is not ready yet (config_update "
+                                         f"{row['state_update']}); retry shortly", retry_after=2)
+        return row
+
+    def pick(self, row: Row, rng: random.Random | None = None) -> dict[str, Any]:
+        """The served entity that takes this request, by the traffic split."""
+        config = json.loads(row["config"])
+        routes = [r for r in config["traffic_config"]["routes"] if r["traffic_percentage"] > 0]
+        chosen = (rng or random).choices(routes, weights=[r["traffic_percentage"] for r in routes])[0]
+        return next(e for e in config["served_entities"] if e["name"] == chosen["served_entity_name"])
+
+    def model_for(self, row: Row, entity: dict[str, Any]) -> tuple[Any, Slot | None]:
+        """(model object, its queue slot or None) for a served entity; local models load once and are shared."""
+        if "external_model" in entity:
+            key = (row["id"], row["config_version"], entity["name"])
+            with self._lock:
+                provider = self._providers.get(key)
+                if provider is None:
+                    provider = self._providers[key] = self._external(entity["external_model"])
+            return provider, None
+        entity_name = entity["entity_name"]
+        with self._lock:
+            model = self._models.get(entity_name)
+            if model is None:
+                model = self._models[entity_name] = self._load_local(entity_name)
+                self._slots[entity_name] = Slot(self.queue_size)
+            return model, self._slots[entity_name]
+
+    def _load_local(self, entity_name: str) -> Any:
+        if entity_name in self._factories:
+            return self._factories[entity_name]()
+        kind = LOCAL_MODELS[entity_name].kind
+        if kind == "llamacpp":
+            from ..models._llamacpp import LlamaCppChat
+
+            return LlamaCppChat()
+        if kind == "minilm":
+            from ..models._minilm import MiniLMEmbedder
+
+            return MiniLMEmbedder()
+        from ..models._fakes import HashEmbedder, QueueChat
+
+        return QueueChat(model_id="fake-chat") if kind == "fake-chat" else HashEmbedder(384)
+
+    def _external(self, ext: dict[str, Any]) -> Any:
+        from ..models._openai import OpenAICompatible
+
+        system = Principal(id="", kind="user", name="system", groups=frozenset({ADMINS}))
+        base, key = self._external_target(system, ext)
+        secret = self.secrets.resolve(key) if key is not None else None
+        return OpenAICompatible(base, model=ext["name"], api_key=secret, allowed_hosts=self.allowed_hosts)
+
+    def invoke(self, p: Principal, name: str, body: dict[str, Any], *, route: str) -> Invocation:
+        """Run one request. ``route`` is chat | completions | embeddings | invocations (task decides)."""
+        row = self.endpoint_for_query(p, name)
+        task = row["task"]
+        if route == "invocations":
+            route = {CHAT: "chat", COMPLETIONS: "completions", EMBEDDINGS: "embeddings"}[task]
+            if task == CHAT and "messages" not in body and "prompt" in body:
+                route = "completions"
+        expected = {"chat": CHAT, "completions": CHAT, "embeddings": EMBEDDINGS}[route]
+        if task != expected and not (route == "completions" and task == COMPLETIONS):
+            raise InvalidParameterValue(f"Endpoint '{name}' serves {task}; it cannot answer a {route} request")
+        entity = self.pick(row)
+        model, slot = self.model_for(row, entity)
+        request = {k: v for k, v in body.items() if k not in ("model", "client_request_id", "usage_context",
+                                                               "extra_params")}
+        if isinstance(body.get("extra_params"), dict):
+            request.update(body["extra_params"])
+        stream = bool(request.pop("stream", False))
+        if route == "embeddings":
+            return Invocation(name, entity["name"], task, self._embed(model, slot, request, name))
+        if route == "completions":
+            return Invocation(name, entity["name"], task, self._complete(model, slot, request, name))
+        _check_chat(request)
+        if stream:
+            return Invocation(name, entity["name"], task, self._stream(model, slot, request, name), stream=True)
+        if slot is None:
+            result = model.chat(request)
+        else:
+            with slot:
+                result = model.chat(request)
+        result["model"] = name
+        return Invocation(name, entity["name"], task, result)
+
+    def _stream(self, model: Any, slot: Slot | None, request: dict[str, Any], name: str) -> Iterator[dict[str, Any]]:
+        """The chunks, with the model's queue slot taken now and given back when the stream ends or is
+        dropped. The first chunk is fetched before returning, so errors still become HTTP errors."""
+        if slot is not None:
+            slot.__enter__()
+        stream = _Guarded(model.stream(request), (lambda: slot.__exit__(None, None, None)) if slot else None, name)
+        try:
+            first = next(stream)
+        except StopIteration:
+            return iter(())
+        except BaseException:
+            stream.close()
+            raise
+        return _chain(first, stream)
+
+    def _complete(self, model: Any, slot: Slot | None, request: dict[str, Any], name: str) -> dict[str, Any]:
+        prompt = request.pop("prompt", None)
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise InvalidParameterValue("prompt must be a string")
+        if hasattr(model, "complete"):
+            result = model.complete({**request, "prompt": prompt})
+        else:
+            chat = {**request, "messages": [{"role": "user", "content": prompt}]}
+            with slot if slot is not None else _nullcontext():
+                answer = model.chat(chat)
+            choice = answer["choices"][0]
+            result = {"id": answer["id"].replace("chatcmpl", "cmpl"), "object": "text_completion",
+                      "created": answer["created"], "model": name,
+                      "choices": [{"index": 0, "text": choice["message"].get("content") or "",
+                                   "finish_reason": choice.get("finish_reason"), "logprobs": None}],
+                      "usage": answer.get("usage")}
+        result["model"] = name
+        return result
+
+    def _embed(self, model: Any, slot: Slot | None, request: dict[str, Any], name: str) -> dict[str, Any]:
+        texts = request.get("input")
+        if texts is None:
+            texts = _dataframe_texts(request)
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidParameterValue("input must be a string or a non-empty list of strings")
+        if len(texts) > 2048:
+            raise InvalidParameterValue("at most 2048 inputs per request")
+        fmt = request.get("encoding_format", "float")
+        if fmt not in ("float", "base64"):
+            raise InvalidParameterValue("encoding_format must be float or base64")
+        if hasattr(model, "embed_raw"):
+            raw = model.embed_raw(texts)
+            vectors = np.array([d["embedding"] for d in sorted(raw["data"], key=lambda d: d["index"])],
+                               dtype=np.float32)
+            tokens = (raw.get("usage") or {}).get("prompt_tokens") or sum(count_tokens(t) for t in texts)
+        else:
+            with slot if slot is not None else _nullcontext():
+                vectors = np.asarray(model.embed(texts), dtype=np.float32)
+            tokens = sum(count_tokens(t) for t in texts)
+        data = []
+        for i, vec in enumerate(vectors):
+            emb: Any = base64.b64encode(vec.astype("<f4").tobytes()).decode() if fmt == "base64" else vec.tolist()
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        return {"object": "list", "data": data, "model": name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+class _Guarded:
+    """An iterator that runs ``release`` exactly once: at its end, on close(), or when collected."""
+
+    def __init__(self, inner: Iterator[dict[str, Any]], release: Callable[[], None] | None, name: str) -> None:
+        self._inner = inner
+        self._release = release
+        self._name = name
+
+    def __iter__(self) -> _Guarded:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        try:
+            chunk = next(self._inner)
+        except BaseException:
+            self.close()
+            raise
+        chunk["model"] = self._name
+        return chunk
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+        if release is not None:
+            release()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _chain(first: dict[str, Any], rest: _Guarded) -> Iterator[dict[str, Any]]:
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _check_chat(request: dict[str, Any]) -> None:
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidParameterValue("messages must be a non-empty list of {role, content}")
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool", "developer"):
+            raise InvalidParameterValue("each message needs a role: system, user, assistant, tool or developer")
+    if request.get("n") not in (None, 1):
+        raise InvalidParameterValue("only n=1 is supported")
+    mt = request.get("max_tokens")
+    if mt is not None and (not isinstance(mt, int) or mt <= 0):
+        raise InvalidParameterValue("max_tokens must be a positive integer")
+    request.setdefault("max_tokens", 512)
+    if count_messages(messages) > 200_000:
+        raise InvalidParameterValue("the conversation is too long")
+
+
+def _dataframe_texts(request: dict[str, Any]) -> Any:
+    if "inputs" in request:
+        return request["inputs"]
+    if "instances" in request:
+        return request["instances"]
+    split = request.get("dataframe_split")
+    if isinstance(split, dict) and isinstance(split.get("data"), list):
+        return [row[0] if isinstance(row, list) and row else row for row in split["data"]]
+    records = request.get("dataframe_records")
+    if isinstance(records, list):
+        return [next(iter(r.values())) if isinstance(r, dict) and r else r for r in records]
+    return None
+
+
+def _tags(value: Any) -> list[dict[str, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(t, dict) and isinstance(t.get("key"), str) for t in value):
+        raise InvalidParameterValue("tags must be a list of {key, value}")
+    return [{"key": t["key"], **({"value": str(t["value"])} if t.get("value") is not None else {})} for t in value]
+
+
+def _redact(ext: dict[str, Any]) -> dict[str, Any]:
+    """External model config as shown to clients: plaintext keys never leave; references do."""
+    out = json.loads(json.dumps(ext))
+    for cfg in out.values():
+        if isinstance(cfg, dict):
+            for key in list(cfg):
+                if key.endswith("_plaintext") or (key in SECRET_FIELDS and not is_reference(cfg[key])):
+                    cfg.pop(key)
+            for sub in cfg.values():
+                if isinstance(sub, dict):
+                    for key in list(sub):
+                        if key.endswith("_plaintext") or (key in ("token", "value") and not is_reference(sub[key])):
+                            sub.pop(key)
+    return out
