@@ -1,0 +1,300 @@
+"""Model serving through the official clients (openai, databricks-sdk, mlflow) against a live server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.service.serving import EndpointCoreConfigInput, ServedEntityInput
+from openai import APIStatusError, OpenAI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from brickyard.core.settings import Settings
+from brickyard.models import QueueChat
+from brickyard.workspace import Workspace
+from tests.conftest import serve
+
+CANARY = "sk-canary-9f8e7d6c5b4a39281706"
+
+
+@dataclass
+class Upstream:
+    """A fake OpenAI-compatible provider on loopback that records what it receives."""
+
+    url: str = ""
+    seen: list[dict[str, Any]] = field(default_factory=list)
+    status: int = 200
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    import uvicorn
+
+    state = Upstream()
+
+    async def chat(request: Request) -> JSONResponse:
+        body = await request.json()
+        state.seen.append({"auth": request.headers.get("authorization"), "body": body})
+        if state.status != 200:
+            return JSONResponse({"error": {"message": "nope"}}, status_code=state.status, headers={"retry-after": "7"})
+        return JSONResponse({"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": body["model"],
+                             "choices": [{"index": 0, "message": {"role": "assistant", "content": "from upstream"},
+                                          "finish_reason": "stop"}],
+                             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}})
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    state.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1"
+    yield state
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+@dataclass
+class Env:
+    url: str
+    ws: Workspace
+    admin: WorkspaceClient
+    admin_token: str
+
+    def openai(self, token: str | None = None) -> OpenAI:
+        return OpenAI(base_url=self.url + "/serving-endpoints", api_key=token or self.admin_token, max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Iterator[Env]:
+    host = upstream.url.split("//")[1].split("/")[0]
+    ws = Workspace(Settings(home=tmp_path_factory.mktemp("serving") / "home", enable_fake_models=1,
+                            allowed_model_hosts=host, serving_queue_size=2))
+    token = ws.create_token("admin@example.com", admin=True)
+    with serve(ws) as url:
+        admin = WorkspaceClient(host=url, token=token)
+        admin.serving_endpoints.create_and_wait(name="echo", config=EndpointCoreConfigInput(
+            name="echo", served_entities=[ServedEntityInput(entity_name="system.ai.fake-chat")]))
+        yield Env(url, ws, admin, token)
+    ws.close()
+
+
+def test_chat_stream_completions_and_invocations(env: Env) -> None:
+    client = env.openai()
+    r = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hello"}])
+    assert r.choices[0].message.content == "echo: hello" and r.usage.total_tokens > 0 and r.model == "echo"
+    text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="echo", messages=[{"role": "user", "content": "streamed"}], stream=True) if c.choices)
+    assert text == "echo: streamed"
+    raw = httpx.post(env.url + "/serving-endpoints/echo/invocations", timeout=30,
+                     headers={"authorization": f"Bearer {env.admin_token}"},
+                     json={"messages": [{"role": "user", "content": "x"}], "stream": True})
+    events = [line for line in raw.text.split("\n\n") if line]
+    assert all(e.startswith("data: ") for e in events) and events[-1] == "data: [DONE]"
+    assert raw.headers["served-model-name"] == "system-ai-fake-chat"
+    c = client.completions.create(model="echo", prompt="complete me")
+    assert c.choices[0].text == "echo: complete me"
+    from databricks.sdk.service.serving import ChatMessage, ChatMessageRole
+
+    q = env.admin.serving_endpoints.query(name="echo", messages=[ChatMessage(role=ChatMessageRole.USER, content="sdk")])
+    assert q.choices[0].message.content == "echo: sdk"
+
+
+def test_bad_requests_get_clear_4xx(env: Env) -> None:
+    client = env.openai()
+    with pytest.raises(APIStatusError) as e:
+        client.chat.completions.create(model="echo", messages=[])
+    assert e.value.status_code == 400 and "messages" in str(e.value)
+    with pytest.raises(APIStatusError) as e:
+        client.embeddings.create(model="echo", input=["x"])
+    assert e.value.status_code == 400 and "cannot answer" in str(e.value)
+    with pytest.raises(APIStatusError) as e:
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 404
+    for config, fragment in [
+        ({"served_entities": [{"entity_name": "system.ai.unknown"}]}, "unknown entity"),
+        ({"served_entities": [{"entity_name": "system.ai.fake-chat", "name": "a"},
+                              {"entity_name": "system.ai.fake-chat", "name": "b"}],
+          "traffic_config": {"routes": [{"served_entity_name": "a", "traffic_percentage": 60},
+                                        {"served_entity_name": "b", "traffic_percentage": 30}]}}, "add up to 100"),
+        ({"served_entities": [{"entity_name": "system.ai.fake-chat"}, {"entity_name": "system.ai.fake-chat"}]},
+         "appears twice"),
+        ({"served_entities": [{"entity_name": "system.ai.fake-chat", "name": "c"},
+                              {"entity_name": "system.ai.fake-embedding", "name": "d"}],
+          "traffic_config": {"routes": [{"served_entity_name": "c", "traffic_percentage": 50},
+                                        {"served_entity_name": "d", "traffic_percentage": 50}]}}, "one task"),
+    ]:
+        r = httpx.post(env.url + "/api/2.0/serving-endpoints", headers={"authorization": f"Bearer {env.admin_token}"},
+                       json={"name": "bad", "config": config})
+        assert r.status_code == 400 and fragment in r.json()["message"], r.text
+
+
+def test_traffic_split(env: Env) -> None:
+    env.admin.api_client.do("POST", "/api/2.0/serving-endpoints", body={"name": "split", "config": {
+        "served_entities": [{"entity_name": "system.ai.fake-chat", "name": "a"},
+                            {"entity_name": "system.ai.fake-chat", "name": "b"}],
+        "traffic_config": {"routes": [{"served_entity_name": "a", "traffic_percentage": 25},
+                                      {"served_entity_name": "b", "traffic_percentage": 75}]}}})
+    env.admin.serving_endpoints.wait_get_serving_endpoint_not_updating("split")
+    counts = {"a": 0, "b": 0}
+    for _ in range(200):
+        r = httpx.post(env.url + "/serving-endpoints/split/invocations", headers={"authorization": f"Bearer {env.admin_token}"},
+                       json={"messages": [{"role": "user", "content": "x"}]})
+        counts[r.headers["served-model-name"]] += 1
+    assert 25 <= counts["a"] <= 75, counts
+
+
+def test_permissions_on_endpoints(env: Env) -> None:
+    bob_token = env.ws.create_token("bob@example.com")
+    bob = env.openai(bob_token)
+    with pytest.raises(APIStatusError) as e:
+        bob.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 404  # a stranger cannot tell that the endpoint exists
+    # Foundation-model stand-ins are open to every user, as on Databricks.
+    listed = [x["name"] for x in httpx.get(env.url + "/api/2.0/serving-endpoints",
+                                            headers={"authorization": f"Bearer {bob_token}"}).json()["endpoints"]]
+    assert "databricks-meta-llama-3-3-70b-instruct" in listed and "echo" not in listed
+    eid = env.admin.serving_endpoints.get("echo").id
+    env.admin.api_client.do("PATCH", f"/api/2.0/permissions/serving-endpoints/{eid}", body={
+        "access_control_list": [{"user_name": "bob@example.com", "permission_level": "CAN_VIEW"}]})
+    with pytest.raises(APIStatusError) as e:
+        bob.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 403 and "CAN_QUERY" in str(e.value)
+    env.admin.api_client.do("PATCH", f"/api/2.0/permissions/serving-endpoints/{eid}", body={
+        "access_control_list": [{"user_name": "bob@example.com", "permission_level": "CAN_QUERY"}]})
+    assert bob.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}]).choices
+    r = httpx.delete(env.url + "/api/2.0/serving-endpoints/echo", headers={"authorization": f"Bearer {bob_token}"})
+    assert r.status_code == 403
+
+
+def test_external_openai_compatible_model_with_a_secret(env: Env, upstream: Upstream) -> None:
+    env.admin.secrets.create_scope("llm")
+    env.admin.secrets.put_secret("llm", "key", string_value=CANARY)
+    config = {"served_entities": [{"name": "gpt", "external_model": {
+        "name": "gpt-test", "provider": "openai", "task": "llm/v1/chat",
+        "openai_config": {"openai_api_base": upstream.url, "openai_api_key": "{{secrets/llm/key}}"}}}]}
+    env.admin.api_client.do("POST", "/api/2.0/serving-endpoints", body={"name": "ext", "config": config})
+    ep = env.admin.serving_endpoints.wait_get_serving_endpoint_not_updating("ext")
+    assert CANARY not in json.dumps(ep.as_dict())
+    r = env.openai().chat.completions.create(model="ext", messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content == "from upstream" and r.model == "ext"
+    assert upstream.seen[-1]["auth"] == f"Bearer {CANARY}" and upstream.seen[-1]["body"]["model"] == "gpt-test"
+    upstream.status = 429
+    try:
+        resp = httpx.post(env.url + "/serving-endpoints/chat/completions",
+                          headers={"authorization": f"Bearer {env.admin_token}"},
+                          json={"model": "ext", "messages": [{"role": "user", "content": "x"}]})
+        assert resp.status_code == 429 and resp.headers["retry-after"] == "7"
+        upstream.status = 500
+        resp = httpx.post(env.url + "/serving-endpoints/chat/completions",
+                          headers={"authorization": f"Bearer {env.admin_token}"},
+                          json={"model": "ext", "messages": [{"role": "user", "content": "x"}]})
+        assert resp.status_code == 502 and CANARY not in resp.text
+    finally:
+        upstream.status = 200
+    # Without the allow-list, a private or loopback address is refused before any connection.
+    bad = dict(config)
+    bad["served_entities"] = [{"name": "gpt", "external_model": {
+        "name": "m", "provider": "openai", "task": "llm/v1/chat",
+        "openai_config": {"openai_api_base": "http://10.0.0.1:8000/v1", "openai_api_key_plaintext": "x"}}}]
+    r = httpx.post(env.url + "/api/2.0/serving-endpoints", headers={"authorization": f"Bearer {env.admin_token}"},
+                   json={"name": "ssrf", "config": bad})
+    assert r.status_code == 400 and "private or local address" in r.json()["message"]
+    # Someone who cannot read the secret cannot point an endpoint at it.
+    carol = env.ws.create_token("carol@example.com")
+    r = httpx.post(env.url + "/api/2.0/serving-endpoints", headers={"authorization": f"Bearer {carol}"},
+                   json={"name": "steal", "config": config})
+    assert r.status_code == 403
+
+
+def test_failed_update_keeps_the_old_config(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    env.admin.api_client.do("POST", "/api/2.0/serving-endpoints", body={"name": "upd", "config": {
+        "served_entities": [{"entity_name": "system.ai.fake-chat"}]}})
+    env.admin.serving_endpoints.wait_get_serving_endpoint_not_updating("upd")
+    from brickyard.core.errors import InvalidParameterValue
+
+    def broken(entity: dict[str, Any]) -> None:
+        raise InvalidParameterValue("model files for the new version are missing")
+
+    monkeypatch.setattr(env.ws.serving, "_check_deployable", broken)
+    env.admin.api_client.do("PUT", "/api/2.0/serving-endpoints/upd/config", body={
+        "served_entities": [{"entity_name": "system.ai.fake-chat", "name": "v2"}]})
+    for _ in range(500):
+        ep = env.admin.serving_endpoints.get("upd")
+        if ep.state.config_update.value != "IN_PROGRESS":
+            break
+        time.sleep(0.01)
+    assert ep.state.config_update.value == "UPDATE_FAILED"
+    assert ep.config.config_version == 1 and ep.config.served_entities[0].name == "system-ai-fake-chat"
+    assert "missing" in env.admin.api_client.do("GET", "/api/2.0/serving-endpoints/upd")["state"]["message"]
+    r = env.openai().chat.completions.create(model="upd", messages=[{"role": "user", "content": "still"}])
+    assert r.choices[0].message.content == "echo: still"
+    monkeypatch.undo()
+    env.admin.api_client.do("PUT", "/api/2.0/serving-endpoints/upd/config", body={
+        "served_entities": [{"entity_name": "system.ai.fake-chat", "name": "v2"}]})
+    ep = env.admin.serving_endpoints.wait_get_serving_endpoint_not_updating("upd")
+    assert ep.config.config_version == 2 and ep.config.served_entities[0].name == "v2"
+
+
+def test_local_model_queue_applies_back_pressure(tmp_path: Path) -> None:
+    slow = QueueChat(model_id="slow", delay=0.4)
+    ws = Workspace(Settings(home=tmp_path / "home", enable_fake_models=1, serving_queue_size=1))
+    ws.serving._factories["system.ai.fake-chat"] = lambda: slow
+    token = ws.create_token("a@example.com", admin=True)
+    with serve(ws) as url:
+        WorkspaceClient(host=url, token=token).serving_endpoints.create_and_wait(
+            name="slow", config=EndpointCoreConfigInput(name="slow", served_entities=[
+                ServedEntityInput(entity_name="system.ai.fake-chat")]))
+
+        def call(_: int) -> httpx.Response:
+            return httpx.post(url + "/serving-endpoints/slow/invocations", timeout=30,
+                              headers={"authorization": f"Bearer {token}"},
+                              json={"messages": [{"role": "user", "content": "x"}]})
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(call, range(4)))
+    codes = sorted(r.status_code for r in results)
+    assert codes.count(200) >= 1 and set(codes) <= {200, 503}
+    assert all(r.headers.get("retry-after") for r in results if r.status_code == 503)
+    assert len(slow.requests) == codes.count(200)  # nothing accepted was lost, nothing refused ran
+    ws.close()
+
+
+def test_offline_local_models_answer(env: Env) -> None:
+    """The real default models: SmolLM2 chat (with JSON-schema output) and MiniLM embeddings."""
+    client = env.openai()
+    r = client.chat.completions.create(model="databricks-meta-llama-3-3-70b-instruct", max_tokens=24, temperature=0,
+                                       messages=[{"role": "user", "content": "Name a color."}])
+    assert r.choices[0].message.content and r.usage.completion_tokens > 0
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    r = client.chat.completions.create(model="databricks-meta-llama-3-3-70b-instruct", max_tokens=40, temperature=0,
+                                       messages=[{"role": "user", "content": "Which city is the capital of France?"}],
+                                       response_format={"type": "json_schema",
+                                                        "json_schema": {"name": "a", "schema": schema}})
+    assert isinstance(json.loads(r.choices[0].message.content)["city"], str)
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
+                                               "parameters": schema}}]
+    r = client.chat.completions.create(model="databricks-meta-llama-3-3-70b-instruct", max_tokens=40, temperature=0,
+                                       messages=[{"role": "user", "content": "Weather in Paris?"}], tools=tools,
+                                       tool_choice="required")
+    call = r.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather" and "city" in json.loads(call.function.arguments)
+    e = client.embeddings.create(model="databricks-gte-large-en",
+                                 input=["A cat sits on the mat.", "A kitten rests on a rug.", "Stock prices fell."])
+    v = np.array([d.embedding for d in e.data])
+    assert v.shape == (3, 384) and v[0] @ v[1] > v[0] @ v[2]
+    b64 = client.embeddings.create(model="databricks-gte-large-en", input="A cat sits on the mat.")
+    assert np.allclose(np.array(b64.data[0].embedding), v[0], atol=1e-5)
