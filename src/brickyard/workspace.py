@@ -11,9 +11,10 @@ import pyarrow as pa
 from .catalog import ADMINS, Catalog, Database, Identity, Principal
 from .catalog._objects import ConnectionSecrets
 from .catalog._secrets import Secrets
-from .core.errors import InvalidParameterValue
+from .core.errors import AlreadyExists, InvalidParameterValue
 from .core.ids import now_ms
 from .core.settings import Settings
+from .gateway import USAGE_SCHEMA, USAGE_TABLE, BufferedSink, Gateway, RateLimiter
 from .serving import Serving
 from .sql import SqlEngine, StatementStore
 from .tables import Tables, Volumes
@@ -57,12 +58,19 @@ class Workspace:
         self.serving = Serving(self.db, self.secrets, allowed_hosts=hosts, queue_size=self.settings.serving_queue_size,
                                enable_fakes=bool(self.settings.enable_fake_models))
         self.serving.bootstrap()
+        counters = self.db if self.db.dialect == "postgres" else Database(str(self.home / "gateway.db"),
+                                                                          synchronous="NORMAL")
+        self._counters = counters
+        self.gateway = Gateway(self.serving, RateLimiter(counters), BufferedSink(self._write_usage))
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None, **settings: Any) -> Workspace:
         return cls(Settings.from_env(home=home, **settings))
 
     def close(self) -> None:
+        self.gateway.usage.close()
+        if self._counters is not self.db:
+            self._counters.close()
         self.serving.close()
         self.statements.close()
         self.db.close()
@@ -138,3 +146,28 @@ class Workspace:
 
     def now(self) -> int:
         return now_ms()
+
+    # -- system tables written by the platform --------------------------------------------------------
+    def system_principal(self) -> Principal:
+        return Principal(id="system", kind="user", name="system", groups=frozenset({ADMINS}))
+
+    def system_table(self, full_name: str, schema: pa.Schema) -> Any:
+        """The system Delta table ``full_name`` (created on first use, read-only for everyone else)."""
+        system = self.system_principal()
+        catalog, schema_name, _ = full_name.split(".")
+        if not self.catalog.exists("schema", f"{catalog}.{schema_name}"):
+            try:
+                self.catalog.create(system, "schema", f"{catalog}.{schema_name}", spec={"system": True},
+                                    comment="System tables maintained by Brickyard")
+            except AlreadyExists:
+                pass
+        if not self.catalog.exists("table", full_name):
+            try:
+                self.tables.create(system, full_name, schema=schema, comment="Maintained by Brickyard")
+            except AlreadyExists:
+                pass
+        return self.catalog.get(system, "table", full_name)
+
+    def _write_usage(self, rows: list[dict[str, Any]]) -> None:
+        obj = self.system_table(USAGE_TABLE, USAGE_SCHEMA)
+        self.tables.write_authorized(obj, pa.Table.from_pylist(rows, schema=USAGE_SCHEMA))

@@ -56,6 +56,17 @@ def register(api: Api, ws: Any) -> None:
         body = req.body or {}
         return serving.patch_tags(req.user, req.path["name"], body.get("add_tags"), body.get("delete_tags"))
 
+    @api.route("PUT", BASE + "/{name}/ai-gateway", policy="authenticated")
+    def put_ai_gateway(req: Req) -> dict[str, Any]:
+        return serving.set_ai_gateway(req.user, req.path["name"], req.body or {})
+
+    @api.route("PUT", BASE + "/{name}/rate-limits", policy="authenticated")
+    def put_rate_limits(req: Req) -> dict[str, Any]:
+        limits = (req.body or {}).get("rate_limits") or []
+        current = serving.get(req.user, req.path["name"]).get("ai_gateway") or {}
+        serving.set_ai_gateway(req.user, req.path["name"], {**current, "rate_limits": limits})
+        return {"rate_limits": limits}
+
     # -- permissions --------------------------------------------------------------------------------
     @api.route("GET", "/api/2.0/permissions/serving-endpoints/{endpoint_id}", policy="authenticated")
     def get_endpoint_permissions(req: Req) -> dict[str, Any]:
@@ -79,7 +90,7 @@ def register(api: Api, ws: Any) -> None:
     # -- data plane ---------------------------------------------------------------------------------
     def run(req: Req, name: str, route: str) -> Response:
         body = req.body or {}
-        inv = serving.invoke(req.user, name, body, route=route)
+        inv = ws.gateway.call(req.user, name, body, route=route)
         headers = {"served-model-name": inv.served_entity}
         if inv.stream:
             return StreamingResponse(_sse(inv.result), media_type="text/event-stream", headers=headers)

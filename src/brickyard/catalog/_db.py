@@ -1,6 +1,7 @@
 """Metastore connections: SQLite (default) or PostgreSQL, through the same SQL.
 
-SQL in this package is written once, with ``?`` placeholders, and runs on both engines. Identifiers are
+SQL in this package is written once, with ``?`` placeholders, and runs on both engines (so it never holds
+a literal ``%``: pass LIKE patterns as parameters). Identifiers are
 never built from user input: every value travels as a bound parameter (a test lints for f-strings
 passed to ``execute``).
 
@@ -56,25 +57,53 @@ class Tx:
 class Database:
     """A metastore database. ``target`` is a SQLite file path or a ``postgresql://`` URL."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, *, synchronous: str = "FULL") -> None:
         self.target = target
+        self.synchronous = synchronous if synchronous in ("FULL", "NORMAL") else "FULL"
         self.dialect = "postgres" if target.startswith(("postgresql://", "postgres://")) else "sqlite"
-        self._local = threading.local()
+        self._idle: list[Any] = []
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        self._available = threading.Semaphore(self.POOL_SIZE)
         if self.dialect == "sqlite":
             Path(target).parent.mkdir(parents=True, exist_ok=True)
 
+    POOL_SIZE = 24
+
     # -- connections -------------------------------------------------------------------------
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
+    def _borrow(self) -> Any:
+        """A connection from the pool (at most POOL_SIZE open; callers wait for one beyond that)."""
+        if not self._available.acquire(timeout=30):
+            raise TemporarilyUnavailable("the metastore has no free connection; retry shortly", retry_after=1)
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        try:
+            return self._connect()
+        except BaseException:
+            self._available.release()
+            raise
+
+    def _give_back(self, conn: Any, *, broken: bool = False) -> None:
+        with self._lock:
+            if broken:
+                if conn in self._all:
+                    self._all.remove(conn)
+            else:
+                self._idle.append(conn)
+        if broken:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._available.release()
+
+    def _connect(self) -> Any:
         if self.dialect == "sqlite":
             conn = sqlite3.connect(self.target, isolation_level=None, check_same_thread=False, timeout=10)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=10000")
         else:
@@ -86,57 +115,55 @@ class Database:
                     "a PostgreSQL metastore needs the 'postgres' extra: pip install 'brickyard[postgres]'"
                 ) from exc
             conn = psycopg.connect(self.target, autocommit=True, row_factory=dict_row)
-        self._local.conn = conn
         with self._lock:
             self._all.append(conn)
         return conn
 
     def close(self) -> None:
         with self._lock:
-            conns, self._all = self._all, []
+            conns, self._all, self._idle = self._all, [], []
         for conn in conns:
             try:
                 conn.close()
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
-        self._local = threading.local()
 
     @contextmanager
     def tx(self, *, write: bool = True) -> Iterator[Tx]:
-        """A transaction: committed when the block ends, rolled back if it raises."""
-        conn = self._conn()
+        """A transaction on a pooled connection: committed when the block ends, rolled back if it raises."""
+        conn = self._borrow()
+        broken = False
         try:
-            if self.dialect == "sqlite":
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            else:
-                conn.execute("BEGIN")
-        except sqlite3.OperationalError as exc:
-            raise TemporarilyUnavailable(f"the metastore is busy ({exc}); retry shortly", retry_after=1) from exc
-        except Exception:
-            self._drop_broken(conn)
-            raise
-        try:
-            yield Tx(conn, self.dialect)
-        except BaseException:
             try:
-                conn.execute("ROLLBACK")
-            except Exception:  # noqa: BLE001 - the connection may be gone; the DB rolls back on its own
-                self._drop_broken(conn)
-            raise
-        else:
-            try:
-                conn.execute("COMMIT")
+                if self.dialect == "sqlite":
+                    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                else:
+                    conn.execute("BEGIN")
             except sqlite3.OperationalError as exc:
-                conn.execute("ROLLBACK")
                 raise TemporarilyUnavailable(f"the metastore is busy ({exc}); retry shortly", retry_after=1) from exc
-
-    def _drop_broken(self, conn: Any) -> None:
-        if getattr(self._local, "conn", None) is conn:
-            self._local.conn = None
-        try:
-            conn.close()
-        except Exception:  # noqa: BLE001
-            pass
+            except Exception:
+                broken = True
+                raise
+            try:
+                yield Tx(conn, self.dialect)
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - the connection may be gone; the DB rolls back on its own
+                    broken = True
+                raise
+            else:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    conn.execute("ROLLBACK")
+                    raise TemporarilyUnavailable(f"the metastore is busy ({exc}); retry shortly",
+                                                 retry_after=1) from exc
+                except Exception:
+                    broken = True
+                    raise
+        finally:
+            self._give_back(conn, broken=broken)
 
     def is_unique_violation(self, exc: BaseException) -> bool:
         if isinstance(exc, sqlite3.IntegrityError):

@@ -34,6 +34,7 @@ from ..core.errors import (
 )
 from ..core.ids import new_id, now_ms
 from ..models._tokens import count_messages, count_tokens
+from ._aigateway import validate_config
 from ._catalog import CHAT, COMPLETIONS, EMBEDDINGS, FOUNDATION_STANDINS, LOCAL_MODELS, TASKS
 
 LEVELS = {"CAN_VIEW": 1, "CAN_QUERY": 2, "CAN_MANAGE": 3}
@@ -276,7 +277,7 @@ class Serving:
                 " config_version, config, pending_config, ai_gateway, tags, state_ready, state_update)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, 0, '{}', ?, ?, ?, 'NOT_READY', 'IN_PROGRESS')",
                 (eid, name, p.name, now, now, task, description, json.dumps(config),
-                 json.dumps(body.get("ai_gateway") or {}), json.dumps(tags)))
+                 json.dumps(validate_config(body.get("ai_gateway"))), json.dumps(tags)))
             tx.execute("INSERT INTO endpoint_acl (endpoint_id, principal, level) VALUES (?, ?, 'CAN_MANAGE')",
                        (eid, p.name))
         self._deploy_later(name)
@@ -364,6 +365,7 @@ class Serving:
             return out
 
     def set_ai_gateway(self, p: Principal, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        config = validate_config(config)
         with self.db.tx() as tx:
             row = self._row(tx, p, name, "CAN_MANAGE")
             tx.execute("UPDATE serving_endpoints SET ai_gateway = ?, updated_at = ? WHERE id = ?",
@@ -509,9 +511,11 @@ class Serving:
         secret = self.secrets.resolve(key) if key is not None else None
         return OpenAICompatible(base, model=ext["name"], api_key=secret, allowed_hosts=self.allowed_hosts)
 
-    def invoke(self, p: Principal, name: str, body: dict[str, Any], *, route: str) -> Invocation:
-        """Run one request. ``route`` is chat | completions | embeddings | invocations (task decides)."""
-        row = self.endpoint_for_query(p, name)
+    def invoke(self, p: Principal, name: str, body: dict[str, Any], *, route: str, row: Row | None = None
+               ) -> Invocation:
+        """Run one request. ``route`` is chat | completions | embeddings | invocations (task decides).
+        ``row`` is the endpoint as already loaded (and permission-checked) by the caller."""
+        row = row or self.endpoint_for_query(p, name)
         task = row["task"]
         if route == "invocations":
             route = {CHAT: "chat", COMPLETIONS: "completions", EMBEDDINGS: "embeddings"}[task]

@@ -1,0 +1,95 @@
+"""The AI Gateway: policy around every call to a serving endpoint.
+
+Order per request: endpoint permission (CAN_QUERY) -> rate limits (exact; tokens reserved) -> the model
+-> token settlement -> usage row. Configuration is per endpoint (``PUT .../ai-gateway``); parts that
+Brickyard does not enforce yet are refused with 501 rather than accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ..catalog import Principal
+from ..core.errors import BrickyardError
+from ..core.ids import new_uuid
+from ..models._tokens import count_messages, count_tokens
+from ..serving import Invocation, Serving
+from ..serving._aigateway import parse_limits
+from ._limits import RateLimiter, applicable
+from ._usage import BufferedSink, usage_row
+
+
+class Gateway:
+    def __init__(self, serving: Serving, limiter: RateLimiter, usage: BufferedSink) -> None:
+        self.serving = serving
+        self.limiter = limiter
+        self.usage = usage
+
+    def call(self, p: Principal, name: str, body: dict[str, Any], *, route: str) -> Invocation:
+        row = self.serving.endpoint_for_query(p, name)
+        config = json.loads(row["ai_gateway"] or "{}")
+        pairs = applicable(parse_limits(config.get("rate_limits")), p)
+        reserve = self._estimate(body) if any(lim.tokens is not None for _, lim in pairs) else 0
+        tracking = bool((config.get("usage_tracking_config") or {}).get("enabled"))
+        started = time.time()
+        request_id = new_uuid()
+        window = self.limiter.acquire(row["id"], pairs, reserve)
+
+        def finish(entity: str, status: int, usage: dict[str, Any] | None, streaming: bool) -> None:
+            tokens_in = int((usage or {}).get("prompt_tokens") or 0)
+            tokens_out = int((usage or {}).get("completion_tokens") or 0)
+            if status == 200 and usage is None:  # provider reported nothing: estimate as Databricks does
+                tokens_in = self._estimate(body, with_max=False)
+            self.limiter.settle(row["id"], pairs, window, reserve, tokens_in + tokens_out)
+            if tracking:
+                self.usage.record(usage_row(
+                    request_id=request_id, client_request_id=body.get("client_request_id"), requester=p.name,
+                    endpoint=name, endpoint_id=row["id"], entity=entity, status=status, tokens_in=tokens_in,
+                    tokens_out=tokens_out, started=started, streaming=streaming, context=body.get("usage_context")))
+
+        try:
+            inv = self.serving.invoke(p, name, body, route=route, row=row)
+        except BrickyardError as exc:
+            finish("", exc.http_status, {}, bool(body.get("stream")))
+            raise
+        if inv.stream:
+            inv.result = self._watch(inv.result, lambda usage, status: finish(inv.served_entity, status, usage, True))
+        else:
+            finish(inv.served_entity, 200, inv.result.get("usage") if isinstance(inv.result, dict) else None, False)
+        return inv
+
+    @staticmethod
+    def _watch(chunks: Iterator[dict[str, Any]], done: Any) -> Iterator[dict[str, Any]]:
+        usage: dict[str, Any] | None = None
+        status = 200
+        try:
+            for chunk in chunks:
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                yield chunk
+        except BrickyardError as exc:
+            status = exc.http_status
+            raise
+        except BaseException:
+            status = 500
+            raise
+        finally:
+            done(usage, status)
+
+    @staticmethod
+    def _estimate(body: dict[str, Any], *, with_max: bool = True) -> int:
+        if isinstance(body.get("messages"), list):
+            tokens = count_messages(body["messages"])
+        elif isinstance(body.get("prompt"), str):
+            tokens = count_tokens(body["prompt"])
+        elif isinstance(body.get("input"), list | str):
+            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+            tokens = sum(count_tokens(t) for t in texts if isinstance(t, str))
+        else:
+            tokens = (len(json.dumps(body)) + 1) // 4
+        if with_max:
+            tokens += int(body.get("max_tokens") or 0) if isinstance(body.get("max_tokens"), int) else 0
+        return tokens

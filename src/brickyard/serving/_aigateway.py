@@ -1,0 +1,73 @@
+"""The ``ai_gateway`` section of a serving endpoint: validated here (with the endpoint's config),
+enforced by ``brickyard.gateway``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..core.errors import InvalidParameterValue, NotSupported
+
+KEYS = ("endpoint", "user", "user_group", "service_principal")
+
+
+@dataclass(frozen=True)
+class Limit:
+    key: str
+    principal: str | None
+    calls: int | None
+    tokens: int | None
+
+
+def parse_limits(value: Any) -> list[Limit]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidParameterValue("rate_limits must be a list")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise InvalidParameterValue(f"rate_limits[{i}] must be an object")
+        key = item.get("key", "user")
+        if key not in KEYS:
+            raise InvalidParameterValue(f"rate_limits[{i}].key must be one of {', '.join(KEYS)}")
+        if item.get("renewal_period", "minute") != "minute":
+            raise InvalidParameterValue("renewal_period must be minute")
+        calls, tokens = item.get("calls"), item.get("tokens")
+        for name, v in (("calls", calls), ("tokens", tokens)):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise InvalidParameterValue(f"rate_limits[{i}].{name} must be a non-negative integer")
+        if calls is None and tokens is None:
+            raise InvalidParameterValue(f"rate_limits[{i}] needs calls or tokens")
+        principal = item.get("principal")
+        if key == "endpoint" and principal:
+            raise InvalidParameterValue("an endpoint-wide limit has no principal")
+        if key == "user_group" and not principal:
+            raise InvalidParameterValue("a user_group limit names its group in principal")
+        out.append(Limit(key, principal, calls, tokens))
+    return out
+
+
+def validate_config(config: Any) -> dict[str, Any]:
+    """The stored form of an ``ai_gateway`` config; refuses what is not enforced yet."""
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise InvalidParameterValue("ai_gateway must be an object")
+    out: dict[str, Any] = {}
+    usage = config.get("usage_tracking_config")
+    if usage is not None:
+        if not isinstance(usage, dict) or not isinstance(usage.get("enabled", False), bool):
+            raise InvalidParameterValue("usage_tracking_config must be {\"enabled\": true|false}")
+        out["usage_tracking_config"] = {"enabled": bool(usage.get("enabled", False))}
+    if config.get("rate_limits") is not None:
+        parse_limits(config["rate_limits"])
+        out["rate_limits"] = config["rate_limits"]
+    for part in ("guardrails", "inference_table_config", "fallback_config"):
+        value = config.get(part)
+        if value and (part == "guardrails" or value.get("enabled")):
+            raise NotSupported(f"{part} is not enforced by this Brickyard version yet; leave it out "
+                               "(usage_tracking_config and rate_limits are)")
+    return out
+
+

@@ -1,0 +1,188 @@
+"""T21 (exact rate limits under concurrency, across connections and processes' stores) and usage tracking."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from brickyard.catalog import Principal
+from brickyard.core.errors import NotSupported, RateLimited
+from brickyard.core.settings import Settings
+from brickyard.models import QueueChat
+from brickyard.workspace import Workspace
+from tests.conftest import scaled, serve
+
+MSG = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000_000 - 1_800_000_000_000 % 60_000 + 5_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def make_ws(home: Path, metastore_url: str | None = None) -> Workspace:
+    ws = Workspace(Settings(home=home, enable_fake_models=1, metastore_url=metastore_url, serving_queue_size=10_000))
+    ws.serving._factories["system.ai.fake-chat"] = lambda: QueueChat(model_id="fake")
+    return ws
+
+
+@pytest.fixture
+def gw(tmp_path: Path, metastore_url: str | None) -> Iterator[tuple[Workspace, Clock]]:
+    ws = make_ws(tmp_path / "home", metastore_url)
+    clock = Clock()
+    ws.gateway.limiter.clock = clock
+    admin = ws.ensure_user("admin", admin=True)
+    ws.serving.create(admin, {"name": "ep", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]},
+                              "ai_gateway": {"usage_tracking_config": {"enabled": True}, "rate_limits": [
+                                  {"key": "user", "calls": 50, "renewal_period": "minute"},
+                                  {"key": "user", "principal": "bob", "calls": 10, "renewal_period": "minute"},
+                                  {"key": "user_group", "principal": "g", "calls": 70, "renewal_period": "minute"},
+                                  {"key": "endpoint", "calls": 500, "renewal_period": "minute"}]}})
+    for _ in range(500):
+        if ws.serving.get(admin, "ep")["state"]["config_update"] == "NOT_UPDATING":
+            break
+        time.sleep(0.01)
+    g = ws.identity.create("group", "g")
+    for name in ("alice", "bob", "carol", "dave"):
+        user = ws.ensure_user(name)
+        ws.serving.set_acl(admin, ws.serving.get(admin, "ep")["id"],
+                           [{"user_name": name, "permission_level": "CAN_QUERY"}], replace=False)
+        if name in ("carol", "dave"):
+            ws.identity.add_member(g.id, user.id)
+    yield ws, clock
+    ws.close()
+
+
+def fire(ws: Workspace, p: Principal, n: int, endpoint: str = "ep", body: dict[str, Any] | None = None
+         ) -> tuple[int, list[RateLimited]]:
+    def one(_: int) -> Any:
+        try:
+            return ws.gateway.call(p, endpoint, dict(body or MSG), route="chat")
+        except RateLimited as exc:
+            return exc
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(one, range(n)))
+    refused = [r for r in results if isinstance(r, RateLimited)]
+    return len(results) - len(refused), refused
+
+
+def test_t21_exact_limits_under_concurrency(gw: tuple[Workspace, Clock]) -> None:
+    ws, clock = gw
+    trials = scaled(5, 20)
+    for trial in range(trials):
+        accepted, refused = fire(ws, ws.principal("alice"), 500 if trial == 0 else 120)
+        assert accepted == 50, (trial, accepted)
+        assert refused and all(r.retry_after >= 1 for r in refused)
+        assert fire(ws, ws.principal("bob"), 30)[0] == 10  # bob's own limit replaces the default
+        got = fire(ws, ws.principal("carol"), 60)[0] + fire(ws, ws.principal("dave"), 60)[0]
+        assert got == 70  # the group's shared limit is stricter than two users' 50 each
+        clock.now += 60_000  # the next minute starts fresh
+
+
+def test_endpoint_and_token_limits(gw: tuple[Workspace, Clock]) -> None:
+    ws, clock = gw
+    admin = ws.principal("admin")
+    ws.serving.set_ai_gateway(admin, "ep", {"rate_limits": [
+        {"key": "endpoint", "calls": 30, "renewal_period": "minute"},
+        {"key": "user", "tokens": 400, "renewal_period": "minute"}]})
+    alice, bob = ws.principal("alice"), ws.principal("bob")
+    body = {"messages": [{"role": "user", "content": "hello there"}], "max_tokens": 50}
+    a, _ = fire(ws, alice, 40, body=body)
+    b, _ = fire(ws, bob, 40, body=body)
+    assert a + b <= 30 and a >= 1 and b >= 1
+    # tokens: every accepted call reserved prompt + max_tokens; the settled total stays within the limit
+    with ws._counters.tx(write=False) as tx:
+        rows = tx.all("SELECT scope, calls, tokens FROM rate_counters WHERE scope LIKE ?", ("user:%",))
+    assert rows and all(r["tokens"] <= 400 for r in rows)
+    clock.now += 60_000
+    assert fire(ws, alice, 1, body=body)[0] == 1
+
+
+def test_usage_rows_land_in_the_system_table(gw: tuple[Workspace, Clock]) -> None:
+    ws, _clock = gw
+    alice = ws.principal("alice")
+    for i in range(5):
+        ws.gateway.call(alice, "ep", {**MSG, "client_request_id": f"req-{i}", "usage_context": {"app": "demo"}},
+                        route="chat")
+    ws.gateway.usage.flush()
+    rows = ws.sql.execute(ws.principal("admin"), "SELECT requester, endpoint_name, status_code, input_token_count,"
+                          " output_token_count, client_request_id, usage_context['app'] AS app"
+                          " FROM system.serving.endpoint_usage ORDER BY client_request_id").table.to_pylist()
+    assert [r["client_request_id"] for r in rows] == [f"req-{i}" for i in range(5)]
+    assert all(r["requester"] == "alice" and r["status_code"] == 200 and r["input_token_count"] > 0
+               and r["output_token_count"] > 0 and r["app"] == "demo" for r in rows)
+    # Ordinary users cannot read system tables or drop them.
+    from brickyard.core.errors import PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        ws.sql.execute(alice, "SELECT * FROM system.serving.endpoint_usage")
+
+
+def test_a_failing_usage_sink_never_fails_requests(gw: tuple[Workspace, Clock]) -> None:
+    ws, _clock = gw
+
+    def broken(rows: list[dict[str, Any]]) -> None:
+        raise OSError(28, "No space left on device")
+
+    ws.gateway.usage._write = broken
+    before = ws.gateway.usage.dropped
+    for _ in range(3):
+        ws.gateway.call(ws.principal("alice"), "ep", dict(MSG), route="chat")
+    ws.gateway.usage.flush()
+    assert ws.gateway.usage.dropped - before == 3
+
+
+def test_unenforced_gateway_features_are_refused(gw: tuple[Workspace, Clock]) -> None:
+    ws, _clock = gw
+    for part in ({"guardrails": {"input": {"pii": {"behavior": "BLOCK"}}}},
+                 {"inference_table_config": {"enabled": True, "catalog_name": "main", "schema_name": "s"}},
+                 {"fallback_config": {"enabled": True}}):
+        with pytest.raises(NotSupported):
+            ws.serving.set_ai_gateway(ws.principal("admin"), "ep", part)
+
+
+def test_limits_hold_across_two_workspace_processes(tmp_path: Path, metastore_url: str | None) -> None:
+    """Two server processes share the counter store (same home): together they accept exactly the limit."""
+    first = make_ws(tmp_path / "home", metastore_url)
+    second = make_ws(tmp_path / "home", metastore_url)
+    try:
+        admin = first.ensure_user("admin", admin=True)
+        first.serving.create(admin, {"name": "ep", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]},
+                                     "ai_gateway": {"rate_limits": [{"key": "endpoint", "calls": 40,
+                                                                     "renewal_period": "minute"}]}})
+        for _ in range(500):
+            if first.serving.get(admin, "ep")["state"]["config_update"] == "NOT_UPDATING":
+                break
+            time.sleep(0.01)
+        with ThreadPoolExecutor(2) as pool:
+            counts = list(pool.map(lambda w: fire(w, w.principal("admin"), 100)[0], [first, second]))
+        assert sum(counts) == 40, counts
+    finally:
+        second.close()
+        first.close()
+
+
+def test_429_over_http_carries_retry_after(tmp_path: Path) -> None:
+    ws = make_ws(tmp_path / "home")
+    token = ws.create_token("a@example.com", admin=True)
+    admin = ws.principal("a@example.com")
+    ws.serving.create(admin, {"name": "ep", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]},
+                              "ai_gateway": {"rate_limits": [{"key": "user", "calls": 3, "renewal_period": "minute"}]}})
+    time.sleep(0.3)
+    with serve(ws) as url:
+        codes = [httpx.post(url + "/serving-endpoints/chat/completions", headers={"authorization": f"Bearer {token}"},
+                            json={"model": "ep", **MSG}) for _ in range(5)]
+    assert [c.status_code for c in codes] == [200, 200, 200, 429, 429]
+    assert int(codes[-1].headers["retry-after"]) >= 1
+    assert codes[-1].json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
+    ws.close()
