@@ -6,7 +6,10 @@ Run with ``make demo``. It starts ``brickyard serve`` on a free loopback port wi
 1. creates a catalog, a schema and a Delta table, writes rows with SQL and reads them back;
 2. shows a permission denial for a second user, grants access, and shows the same read succeeding;
 3. uploads a file to a volume and downloads it;
-4. reads the audit log (``system.access.audit``), where the denial was recorded.
+4. reads the audit log (``system.access.audit``), where the denial was recorded;
+5. serves the offline models: retrieves the best row for a question with the embedding endpoint
+   (``databricks-gte-large-en`` stand-in), answers it with the local chat model through the ``openai``
+   client behind the AI Gateway, hits a rate limit, and prints the usage rows.
 """
 
 from __future__ import annotations
@@ -21,8 +24,19 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import PermissionDenied
+from databricks.sdk.service.serving import (
+    AiGatewayConfig,
+    AiGatewayRateLimit,
+    AiGatewayRateLimitKey,
+    AiGatewayRateLimitRenewalPeriod,
+    AiGatewayUsageTrackingConfig,
+    EndpointCoreConfigInput,
+    ServedEntityInput,
+)
+from openai import OpenAI, RateLimitError
 from databricks.sdk.service.catalog import (
     ColumnInfo,
     ColumnTypeName,
@@ -102,7 +116,7 @@ def main() -> int:
         step("Write rows with SQL and read them back (w.statement_execution)")
         sql(admin, "INSERT INTO demo.docs.articles VALUES (1, 'Delta tables on a laptop'), (2, 'Grants that explain themselves')")
         sql(admin, "MERGE INTO demo.docs.articles AS t USING (SELECT 2 AS id, 'Grants that explain why' AS title "
-                   "UNION ALL SELECT 3, 'Time travel') AS s ON t.id = s.id "
+                   "UNION ALL SELECT 3, 'Time travel: query an older version of a table') AS s ON t.id = s.id "
                    "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
         for row in sql(admin, "SELECT id, title FROM demo.docs.articles ORDER BY id"):
             print("  ", row)
@@ -141,6 +155,41 @@ def main() -> int:
         step("The audit log records every change and every denial (system.access.audit)")
         for row in sql(admin, "SELECT user_identity.email, action_name, securable_full_name, response.status_code "
                               "FROM system.access.audit WHERE response.status_code = 403 ORDER BY event_time"):
+            print("  ", row)
+
+        step("Model serving behind the AI Gateway, offline (openai client + databricks-sdk)")
+        admin.serving_endpoints.create_and_wait(
+            name="demo-chat",
+            config=EndpointCoreConfigInput(name="demo-chat", served_entities=[
+                ServedEntityInput(entity_name="system.ai.smollm2-135m-instruct")]),
+            ai_gateway=AiGatewayConfig(
+                usage_tracking_config=AiGatewayUsageTrackingConfig(enabled=True),
+                rate_limits=[AiGatewayRateLimit(calls=2, key=AiGatewayRateLimitKey.USER,
+                                                renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE)]))
+        print("endpoint demo-chat serves SmolLM2-135M-Instruct; limit: 2 calls per user per minute")
+        client = OpenAI(base_url=f"{host}/serving-endpoints", api_key=admin_token, max_retries=0)
+        titles = [r[0] for r in sql(admin, "SELECT title FROM demo.docs.articles ORDER BY id")]
+        question = "How can I look at the data as it was yesterday, before my changes?"
+        vectors = client.embeddings.create(model="databricks-gte-large-en", input=[question, *titles]).data
+        q, docs = np.array(vectors[0].embedding), np.array([v.embedding for v in vectors[1:]])
+        best = titles[int(np.argmax(docs @ q))]
+        print(f"retrieved by embedding similarity: {best!r}")
+        answer = client.chat.completions.create(
+            model="demo-chat", max_tokens=60, temperature=0,
+            messages=[{"role": "system", "content": f"Answer in one sentence. Useful article: {best}"},
+                      {"role": "user", "content": question}])
+        print("SmolLM2 (a 135M demo model) says:", answer.choices[0].message.content.strip()[:200])
+        client.chat.completions.create(model="demo-chat", max_tokens=8,
+                                       messages=[{"role": "user", "content": "Say OK."}])
+        try:
+            client.chat.completions.create(model="demo-chat", max_tokens=8,
+                                           messages=[{"role": "user", "content": "Once more?"}])
+        except RateLimitError as exc:
+            print(f"third call in a minute: HTTP 429, Retry-After {exc.response.headers.get('retry-after')}s")
+        time.sleep(1.5)  # usage rows are written in batches, once a second
+        print("system.serving.endpoint_usage:")
+        for row in sql(admin, "SELECT requester, endpoint_name, status_code, input_token_count, output_token_count "
+                              "FROM system.serving.endpoint_usage ORDER BY request_time"):
             print("  ", row)
     finally:
         proc.terminate()

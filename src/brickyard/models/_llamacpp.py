@@ -112,6 +112,8 @@ class LlamaCppChat:
         req: dict[str, Any] = {k: request[k] for k in _PASS if request.get(k) is not None}
         req["messages"] = _flatten(messages)
         req.setdefault("max_tokens", 256)
+        # A 135M model loops easily; llama.cpp's repetition penalty keeps its answers readable.
+        req.setdefault("repeat_penalty", 1.15)
         req["max_tokens"] = max(1, min(int(req["max_tokens"]), self.n_ctx // 2))
         fmt = request.get("response_format")
         if isinstance(fmt, dict) and fmt.get("type") == "json_object":

@@ -264,6 +264,9 @@ class Serving:
         name = _name(body.get("name"))
         config, task = self._validate(p, body.get("config"))
         tags = _tags(body.get("tags"))
+        gateway = dict(body.get("ai_gateway") or {})
+        if body.get("rate_limits"):  # the legacy top-level form
+            gateway.setdefault("rate_limits", body["rate_limits"])
         description = body.get("description")
         if description is not None and (not isinstance(description, str) or len(description) > 4096):
             raise InvalidParameterValue("description must be a string of at most 4096 characters")
@@ -277,7 +280,7 @@ class Serving:
                 " config_version, config, pending_config, ai_gateway, tags, state_ready, state_update)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, 0, '{}', ?, ?, ?, 'NOT_READY', 'IN_PROGRESS')",
                 (eid, name, p.name, now, now, task, description, json.dumps(config),
-                 json.dumps(validate_config(body.get("ai_gateway"))), json.dumps(tags)))
+                 json.dumps(validate_config(gateway)), json.dumps(tags)))
             tx.execute("INSERT INTO endpoint_acl (endpoint_id, principal, level) VALUES (?, ?, 'CAN_MANAGE')",
                        (eid, p.name))
         self._deploy_later(name)
