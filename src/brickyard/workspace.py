@@ -10,11 +10,11 @@ import pyarrow as pa
 
 from .catalog import ADMINS, Catalog, Database, Identity, Principal
 from .catalog._objects import ConnectionSecrets
-from .catalog._secrets import Secrets
+from .catalog._secrets import Secrets, all_values
 from .core.errors import AlreadyExists, InvalidParameterValue
 from .core.ids import now_ms
 from .core.settings import Settings
-from .gateway import USAGE_SCHEMA, USAGE_TABLE, BufferedSink, Gateway, RateLimiter
+from .gateway import PAYLOAD_SCHEMA, USAGE_SCHEMA, USAGE_TABLE, BufferedSink, Gateway, RateLimiter
 from .serving import Serving
 from .sql import SqlEngine, StatementStore
 from .tables import Tables, Volumes
@@ -61,7 +61,9 @@ class Workspace:
         counters = self.db if self.db.dialect == "postgres" else Database(str(self.home / "gateway.db"),
                                                                           synchronous="NORMAL")
         self._counters = counters
-        self.gateway = Gateway(self.serving, RateLimiter(counters), BufferedSink(self._write_usage))
+        self.gateway = Gateway(self.serving, RateLimiter(counters), BufferedSink(self._write_usage),
+                               BufferedSink(self._write_payloads), secret_values=lambda: all_values(self.db),
+                               tables=self.tables)
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None, **settings: Any) -> Workspace:
@@ -69,6 +71,7 @@ class Workspace:
 
     def close(self) -> None:
         self.gateway.usage.close()
+        self.gateway.payloads.close()
         if self._counters is not self.db:
             self._counters.close()
         self.serving.close()
@@ -167,6 +170,19 @@ class Workspace:
             except AlreadyExists:
                 pass
         return self.catalog.get(system, "table", full_name)
+
+    def _write_payloads(self, rows: list[dict[str, Any]]) -> int:
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_table.setdefault(row.pop("_table"), []).append(row)
+        failed = 0
+        for name, batch in by_table.items():
+            try:
+                obj = self.catalog.get(self.system_principal(), "table", name)
+                self.tables.write_authorized(obj, pa.Table.from_pylist(batch, schema=PAYLOAD_SCHEMA))
+            except Exception:  # noqa: BLE001 - one broken table must not drop the others' rows
+                failed += len(batch)
+        return failed
 
     def _write_usage(self, rows: list[dict[str, Any]]) -> None:
         obj = self.system_table(USAGE_TABLE, USAGE_SCHEMA)

@@ -145,7 +145,6 @@ def test_a_failing_usage_sink_never_fails_requests(gw: tuple[Workspace, Clock]) 
 def test_unenforced_gateway_features_are_refused(gw: tuple[Workspace, Clock]) -> None:
     ws, _clock = gw
     for part in ({"guardrails": {"input": {"pii": {"behavior": "BLOCK"}}}},
-                 {"inference_table_config": {"enabled": True, "catalog_name": "main", "schema_name": "s"}},
                  {"fallback_config": {"enabled": True}}):
         with pytest.raises(NotSupported):
             ws.serving.set_ai_gateway(ws.principal("admin"), "ep", part)
@@ -155,6 +154,8 @@ def test_limits_hold_across_two_workspace_processes(tmp_path: Path, metastore_ur
     """Two server processes share the counter store (same home): together they accept exactly the limit."""
     first = make_ws(tmp_path / "home", metastore_url)
     second = make_ws(tmp_path / "home", metastore_url)
+    clock = Clock()  # a real minute boundary during the test would (rightly) open a new window
+    first.gateway.limiter.clock = second.gateway.limiter.clock = clock
     try:
         admin = first.ensure_user("admin", admin=True)
         first.serving.create(admin, {"name": "ep", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]},
@@ -174,6 +175,7 @@ def test_limits_hold_across_two_workspace_processes(tmp_path: Path, metastore_ur
 
 def test_429_over_http_carries_retry_after(tmp_path: Path) -> None:
     ws = make_ws(tmp_path / "home")
+    ws.gateway.limiter.clock = Clock()
     token = ws.create_token("a@example.com", admin=True)
     admin = ws.principal("a@example.com")
     ws.serving.create(admin, {"name": "ep", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]},
@@ -186,3 +188,36 @@ def test_429_over_http_carries_retry_after(tmp_path: Path) -> None:
     assert int(codes[-1].headers["retry-after"]) >= 1
     assert codes[-1].json()["error_code"] == "REQUEST_LIMIT_EXCEEDED"
     ws.close()
+
+
+def test_inference_table_logs_payloads_without_secrets(gw: tuple[Workspace, Clock]) -> None:
+    ws, _clock = gw
+    admin, alice = ws.principal("admin"), ws.principal("alice")
+    ws.catalog.create(admin, "catalog", "main")
+    ws.catalog.create(admin, "schema", "main.logs")
+    canary = "sk-canary-0a1b2c3d4e5f60718293"
+    ws.secrets.create_scope(admin, "llm")
+    ws.secrets.put(admin, "llm", "key", canary)
+    from brickyard.core.errors import PermissionDenied
+
+    with pytest.raises(PermissionDenied):  # alice may query the endpoint but not manage it
+        ws.gateway.configure(alice, "ep", {"inference_table_config": {
+            "enabled": True, "catalog_name": "main", "schema_name": "logs", "table_name_prefix": "ep"}})
+    ws.gateway.configure(admin, "ep", {"inference_table_config": {
+        "enabled": True, "catalog_name": "main", "schema_name": "logs", "table_name_prefix": "ep"}})
+    ws.gateway.call(alice, "ep", {"messages": [{"role": "user", "content": f"my key is {canary}"}],
+                                  "api_key": "sk-canary-in-body-1234567", "client_request_id": "r1"}, route="chat")
+    stream = ws.gateway.call(alice, "ep", {**MSG, "stream": True, "client_request_id": "r2"}, route="chat")
+    assert "".join((c["choices"][0]["delta"].get("content") or "") for c in stream.result if c["choices"])
+    huge = "x" * (1024 * 1024 + 10)
+    ws.gateway.call(alice, "ep", {"messages": [{"role": "user", "content": huge}], "client_request_id": "r3"},
+                    route="chat")
+    ws.gateway.payloads.flush()
+    rows = {r["client_request_id"]: r for r in ws.tables.read(admin, "main.logs.ep_payload").to_pylist()}
+    assert set(rows) == {"r1", "r2", "r3"}
+    assert rows["r1"]["status_code"] == 200 and "echo: my key is [REDACTED]" in rows["r1"]["response"]
+    assert canary not in str(rows) and "sk-canary-in-body" not in str(rows)
+    assert "echo:" in rows["r2"]["response"]
+    assert rows["r3"]["request"] is None and rows["r3"]["response"] is None  # the echo model repeats it
+    assert rows["r3"]["logging_error_codes"] == ["MAX_REQUEST_SIZE_EXCEEDED", "MAX_RESPONSE_SIZE_EXCEEDED"]
+    assert rows["r1"]["requester"] == "alice"

@@ -32,7 +32,7 @@ def register(api: Api, ws: Any) -> None:
 
     @api.route("POST", BASE, policy="authenticated")
     def create_endpoint(req: Req) -> dict[str, Any]:
-        return serving.create(req.user, req.body or {})
+        return ws.gateway.create_endpoint(req.user, req.body or {})
 
     @api.route("GET", BASE, policy="authenticated")
     def list_endpoints(req: Req) -> dict[str, Any]:
@@ -58,13 +58,13 @@ def register(api: Api, ws: Any) -> None:
 
     @api.route("PUT", BASE + "/{name}/ai-gateway", policy="authenticated")
     def put_ai_gateway(req: Req) -> dict[str, Any]:
-        return serving.set_ai_gateway(req.user, req.path["name"], req.body or {})
+        return ws.gateway.configure(req.user, req.path["name"], req.body or {})
 
     @api.route("PUT", BASE + "/{name}/rate-limits", policy="authenticated")
     def put_rate_limits(req: Req) -> dict[str, Any]:
         limits = (req.body or {}).get("rate_limits") or []
         current = serving.get(req.user, req.path["name"]).get("ai_gateway") or {}
-        serving.set_ai_gateway(req.user, req.path["name"], {**current, "rate_limits": limits})
+        ws.gateway.configure(req.user, req.path["name"], {**current, "rate_limits": limits})
         return {"rate_limits": limits}
 
     # -- permissions --------------------------------------------------------------------------------

@@ -129,6 +129,12 @@ class Secrets:
         return str(row["value"])
 
 
+def all_values(db: Database) -> frozenset[str]:
+    """Every stored secret value (for masking them out of logged payloads); server side only."""
+    with db.tx(write=False) as tx:
+        return frozenset(str(r["value"]) for r in tx.all("SELECT value FROM secrets") if len(str(r["value"])) >= 8)
+
+
 def is_reference(value: Any) -> bool:
     return isinstance(value, str) and REFERENCE.match(value) is not None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..catalog import Principal
@@ -17,16 +17,53 @@ from ..core.errors import BrickyardError
 from ..core.ids import new_uuid
 from ..models._tokens import count_messages, count_tokens
 from ..serving import Invocation, Serving
-from ..serving._aigateway import parse_limits
+from ..serving._aigateway import parse_limits, payload_table, validate_config
 from ._limits import RateLimiter, applicable
-from ._usage import BufferedSink, usage_row
+from ._usage import PAYLOAD_SCHEMA, BufferedSink, payload_row, usage_row
 
 
 class Gateway:
-    def __init__(self, serving: Serving, limiter: RateLimiter, usage: BufferedSink) -> None:
+    def __init__(self, serving: Serving, limiter: RateLimiter, usage: BufferedSink, payloads: BufferedSink, *,
+                 secret_values: Callable[[], frozenset[str]] = frozenset, tables: Any = None) -> None:
         self.serving = serving
         self.limiter = limiter
         self.usage = usage
+        self.payloads = payloads
+        self.tables = tables
+        self._secret_values = secret_values
+        self._secrets_cache: tuple[float, frozenset[str]] = (0.0, frozenset())
+
+    def secrets(self) -> frozenset[str]:
+        at, values = self._secrets_cache
+        if time.monotonic() - at > 5:
+            values = self._secret_values()
+            self._secrets_cache = (time.monotonic(), values)
+        return values
+
+    def create_endpoint(self, p: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a serving endpoint; its inference table (if configured) first, with ``p``'s rights."""
+        clean = validate_config(body.get("ai_gateway"))
+        self._prepare_table(p, clean, str(body.get("name")))
+        return self.serving.create(p, body)
+
+    def _prepare_table(self, p: Principal, clean: dict[str, Any], name: str) -> None:
+        table = payload_table(clean)
+        if table is not None and self.tables is not None:
+            if not self.tables.catalog.exists("table", table):
+                self.tables.create(p, table, schema=PAYLOAD_SCHEMA, comment=f"Inference table of endpoint {name}")
+            else:
+                self.tables.catalog.require(p, "MODIFY", "table", table, action="configureInferenceTable")
+
+    def configure(self, p: Principal, name: str, config: Any) -> dict[str, Any]:
+        """Set an endpoint's ``ai_gateway``. An inference table is created now, owned by ``p``, who must be
+        able to create tables in its schema."""
+        clean = validate_config(config)
+        if self.serving.get(p, name)["permission_level"] != "CAN_MANAGE":
+            from ..core.errors import PermissionDenied
+
+            raise PermissionDenied(f"{p.name} lacks CAN_MANAGE on serving endpoint '{name}'")
+        self._prepare_table(p, clean, name)
+        return self.serving.set_ai_gateway(p, name, clean)
 
     def call(self, p: Principal, name: str, body: dict[str, Any], *, route: str) -> Invocation:
         row = self.serving.endpoint_for_query(p, name)
@@ -34,11 +71,13 @@ class Gateway:
         pairs = applicable(parse_limits(config.get("rate_limits")), p)
         reserve = self._estimate(body) if any(lim.tokens is not None for _, lim in pairs) else 0
         tracking = bool((config.get("usage_tracking_config") or {}).get("enabled"))
+        table = payload_table(config)
         started = time.time()
         request_id = new_uuid()
         window = self.limiter.acquire(row["id"], pairs, reserve)
 
-        def finish(entity: str, status: int, usage: dict[str, Any] | None, streaming: bool) -> None:
+        def finish(entity: str, status: int, usage: dict[str, Any] | None, streaming: bool,
+                   response: Any = None) -> None:
             tokens_in = int((usage or {}).get("prompt_tokens") or 0)
             tokens_out = int((usage or {}).get("completion_tokens") or 0)
             if status == 200 and usage is None:  # provider reported nothing: estimate as Databricks does
@@ -49,26 +88,36 @@ class Gateway:
                     request_id=request_id, client_request_id=body.get("client_request_id"), requester=p.name,
                     endpoint=name, endpoint_id=row["id"], entity=entity, status=status, tokens_in=tokens_in,
                     tokens_out=tokens_out, started=started, streaming=streaming, context=body.get("usage_context")))
+            if table is not None:
+                self.payloads.record(payload_row(
+                    request_id=request_id, client_request_id=body.get("client_request_id"), requester=p.name,
+                    entity=entity, status=status, started=started, request=body, response=response,
+                    secrets=self.secrets(), table=table))
 
         try:
             inv = self.serving.invoke(p, name, body, route=route, row=row)
         except BrickyardError as exc:
-            finish("", exc.http_status, {}, bool(body.get("stream")))
+            finish("", exc.http_status, {}, bool(body.get("stream")), exc.to_dict())
             raise
         if inv.stream:
-            inv.result = self._watch(inv.result, lambda usage, status: finish(inv.served_entity, status, usage, True))
+            inv.result = self._watch(inv.result, lambda usage, status, text: finish(
+                inv.served_entity, status, usage, True, {"streamed_content": text, "usage": usage}))
         else:
-            finish(inv.served_entity, 200, inv.result.get("usage") if isinstance(inv.result, dict) else None, False)
+            finish(inv.served_entity, 200, inv.result.get("usage") if isinstance(inv.result, dict) else None, False,
+                   inv.result)
         return inv
 
     @staticmethod
     def _watch(chunks: Iterator[dict[str, Any]], done: Any) -> Iterator[dict[str, Any]]:
         usage: dict[str, Any] | None = None
         status = 200
+        text: list[str] = []
         try:
             for chunk in chunks:
                 if chunk.get("usage"):
                     usage = chunk["usage"]
+                for choice in chunk.get("choices") or []:
+                    text.append((choice.get("delta") or {}).get("content") or "")
                 yield chunk
         except BrickyardError as exc:
             status = exc.http_status
@@ -77,7 +126,7 @@ class Gateway:
             status = 500
             raise
         finally:
-            done(usage, status)
+            done(usage, status, "".join(text))
 
     @staticmethod
     def _estimate(body: dict[str, Any], *, with_max: bool = True) -> int:

@@ -63,11 +63,35 @@ def validate_config(config: Any) -> dict[str, Any]:
     if config.get("rate_limits") is not None:
         parse_limits(config["rate_limits"])
         out["rate_limits"] = config["rate_limits"]
-    for part in ("guardrails", "inference_table_config", "fallback_config"):
+    table = config.get("inference_table_config")
+    if table is not None:
+        if not isinstance(table, dict):
+            raise InvalidParameterValue("inference_table_config must be an object")
+        if table.get("enabled"):
+            from ..core.names import validate_part
+
+            prefix = table.get("table_name_prefix") or "payload"
+            out["inference_table_config"] = {
+                "enabled": True,
+                "catalog_name": validate_part(table.get("catalog_name") or "", "inference_table_config.catalog_name"),
+                "schema_name": validate_part(table.get("schema_name") or "", "inference_table_config.schema_name"),
+                "table_name_prefix": validate_part(prefix, "inference_table_config.table_name_prefix"),
+            }
+        else:
+            out["inference_table_config"] = {"enabled": False}
+    for part in ("guardrails", "fallback_config"):
         value = config.get(part)
         if value and (part == "guardrails" or value.get("enabled")):
             raise NotSupported(f"{part} is not enforced by this Brickyard version yet; leave it out "
-                               "(usage_tracking_config and rate_limits are)")
+                               "(usage tracking, rate limits and inference tables are)")
     return out
+
+
+def payload_table(config: dict[str, Any]) -> str | None:
+    """The full name of the inference table an ``ai_gateway`` config logs to, if any."""
+    table = config.get("inference_table_config") or {}
+    if not table.get("enabled"):
+        return None
+    return f"{table['catalog_name']}.{table['schema_name']}.{table['table_name_prefix']}_payload"
 
 
