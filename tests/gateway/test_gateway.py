@@ -144,8 +144,7 @@ def test_a_failing_usage_sink_never_fails_requests(gw: tuple[Workspace, Clock]) 
 
 def test_unenforced_gateway_features_are_refused(gw: tuple[Workspace, Clock]) -> None:
     ws, _clock = gw
-    for part in ({"guardrails": {"input": {"pii": {"behavior": "BLOCK"}}}},
-                 {"fallback_config": {"enabled": True}}):
+    for part in ({"guardrails": {"input": {"pii": {"behavior": "BLOCK"}}}},):
         with pytest.raises(NotSupported):
             ws.serving.set_ai_gateway(ws.principal("admin"), "ep", part)
 

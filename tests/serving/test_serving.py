@@ -37,6 +37,7 @@ class Upstream:
     url: str = ""
     seen: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
+    fail_next: int = 0
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,9 @@ def upstream() -> Iterator[Upstream]:
     async def chat(request: Request) -> JSONResponse:
         body = await request.json()
         state.seen.append({"auth": request.headers.get("authorization"), "body": body})
+        if state.fail_next > 0:
+            state.fail_next -= 1
+            return JSONResponse({"error": {"message": "transient"}}, status_code=503)
         if state.status != 200:
             return JSONResponse({"error": {"message": "nope"}}, status_code=state.status, headers={"retry-after": "7"})
         return JSONResponse({"id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": body["model"],
@@ -298,3 +302,32 @@ def test_offline_local_models_answer(env: Env) -> None:
     assert v.shape == (3, 384) and v[0] @ v[1] > v[0] @ v[2]
     b64 = client.embeddings.create(model="databricks-gte-large-en", input="A cat sits on the mat.")
     assert np.allclose(np.array(b64.data[0].embedding), v[0], atol=1e-5)
+
+
+def test_retries_and_fallback_across_served_entities(env: Env, upstream: Upstream) -> None:
+    config = {"served_entities": [
+        {"name": "primary", "external_model": {"name": "m", "provider": "custom", "task": "llm/v1/chat",
+                                               "custom_provider_config": {"custom_provider_url": upstream.url}}},
+        {"name": "backup", "entity_name": "system.ai.fake-chat"}],
+        "traffic_config": {"routes": [{"served_entity_name": "primary", "traffic_percentage": 100},
+                                      {"served_entity_name": "backup", "traffic_percentage": 0}]}}
+    env.admin.api_client.do("POST", "/api/2.0/serving-endpoints", body={"name": "fb", "config": config})
+    env.admin.serving_endpoints.wait_get_serving_endpoint_not_updating("fb")
+    client = env.openai()
+    hits = len(upstream.seen)
+    upstream.fail_next = 1  # one transient 503: the provider retries and succeeds
+    r = client.chat.completions.create(model="fb", messages=[{"role": "user", "content": "a"}])
+    assert r.choices[0].message.content == "from upstream" and len(upstream.seen) == hits + 2
+    upstream.status = 500  # the upstream is down: without fallback the caller sees 502
+    try:
+        with pytest.raises(APIStatusError) as e:
+            client.chat.completions.create(model="fb", messages=[{"role": "user", "content": "b"}])
+        assert e.value.status_code == 502
+        env.admin.api_client.do("PUT", "/api/2.0/serving-endpoints/fb/ai-gateway",
+                                body={"fallback_config": {"enabled": True}})
+        raw = httpx.post(env.url + "/serving-endpoints/fb/invocations", headers={"authorization": f"Bearer {env.admin_token}"},
+                         json={"messages": [{"role": "user", "content": "c"}]})
+        assert raw.status_code == 200 and raw.headers["served-model-name"] == "backup"
+        assert raw.json()["choices"][0]["message"]["content"] == "echo: c"
+    finally:
+        upstream.status = 200

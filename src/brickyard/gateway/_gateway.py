@@ -95,7 +95,8 @@ class Gateway:
                     secrets=self.secrets(), table=table))
 
         try:
-            inv = self.serving.invoke(p, name, body, route=route, row=row)
+            inv = self.serving.invoke(p, name, body, route=route, row=row,
+                                      fallback=bool((config.get("fallback_config") or {}).get("enabled")))
         except BrickyardError as exc:
             finish("", exc.http_status, {}, bool(body.get("stream")), exc.to_dict())
             raise

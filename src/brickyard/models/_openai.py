@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,13 +55,14 @@ def check_url(url: str, allowed_hosts: frozenset[str]) -> tuple[str, str]:
 class OpenAICompatible:
     def __init__(self, base_url: str, *, model: str, api_key: str | None = None, timeout: float = 120.0,
                  allowed_hosts: frozenset[str] = frozenset(), headers: dict[str, str] | None = None,
-                 model_id: str | None = None) -> None:
+                 model_id: str | None = None, retries: int = 2) -> None:
         import httpx
 
         check_url(base_url, allowed_hosts)
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.model_id = model_id or model
+        self.retries = retries
         self.dimension = 0
         auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(timeout=timeout, follow_redirects=False, headers={**auth, **(headers or {})},
@@ -70,16 +72,29 @@ class OpenAICompatible:
         self._client.close()
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST with up to ``retries`` retries on 429/5xx/timeouts, backing off (and honouring a short
+        ``Retry-After``); 4xx answers are final."""
         import httpx
 
-        try:
-            r = self._client.post(self.base_url + path, json=body)
-        except httpx.TimeoutException:
-            raise TemporarilyUnavailable("the upstream model timed out", retry_after=1) from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"cannot reach the upstream model: {type(exc).__name__}") from None
-        self._raise_for(r)
-        return r.json()
+        delay = 0.2
+        for attempt in range(self.retries + 1):
+            try:
+                r = self._client.post(self.base_url + path, json=body)
+                self._raise_for(r)
+                return r.json()
+            except httpx.TimeoutException:
+                error: BrickyardError = TemporarilyUnavailable("the upstream model timed out", retry_after=1)
+            except httpx.HTTPError as exc:
+                error = UpstreamError(f"cannot reach the upstream model: {type(exc).__name__}")
+            except (RateLimited, TemporarilyUnavailable, UpstreamError) as exc:
+                error = exc
+            if attempt == self.retries:
+                raise error
+            wait = min(float(getattr(error, "retry_after", delay) or delay), 2.0) if isinstance(error, RateLimited) \
+                else delay
+            time.sleep(wait)
+            delay *= 2
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _raise_for(r: Any) -> None:

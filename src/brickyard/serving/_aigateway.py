@@ -79,11 +79,14 @@ def validate_config(config: Any) -> dict[str, Any]:
             }
         else:
             out["inference_table_config"] = {"enabled": False}
-    for part in ("guardrails", "fallback_config"):
-        value = config.get(part)
-        if value and (part == "guardrails" or value.get("enabled")):
-            raise NotSupported(f"{part} is not enforced by this Brickyard version yet; leave it out "
-                               "(usage tracking, rate limits and inference tables are)")
+    fallback = config.get("fallback_config")
+    if fallback is not None:
+        if not isinstance(fallback, dict) or not isinstance(fallback.get("enabled", False), bool):
+            raise InvalidParameterValue("fallback_config must be {\"enabled\": true|false}")
+        out["fallback_config"] = {"enabled": bool(fallback.get("enabled"))}
+    if config.get("guardrails"):
+        raise NotSupported("guardrails are not enforced by this Brickyard version yet; leave them out "
+                           "(usage tracking, rate limits, inference tables and fallbacks are)")
     return out
 
 

@@ -26,13 +26,16 @@ from ..catalog._db import Database, Row, Tx
 from ..catalog._secrets import Secrets, is_reference
 from ..core.errors import (
     AlreadyExists,
+    BrickyardError,
     InvalidParameterValue,
     InvalidState,
     NotFound,
     PermissionDenied,
+    RateLimited,
     TemporarilyUnavailable,
 )
 from ..core.ids import new_id, now_ms
+from ..models._openai import UpstreamError
 from ..models._tokens import count_messages, count_tokens
 from ._aigateway import validate_config
 from ._catalog import CHAT, COMPLETIONS, EMBEDDINGS, FOUNDATION_STANDINS, LOCAL_MODELS, TASKS
@@ -514,10 +517,11 @@ class Serving:
         secret = self.secrets.resolve(key) if key is not None else None
         return OpenAICompatible(base, model=ext["name"], api_key=secret, allowed_hosts=self.allowed_hosts)
 
-    def invoke(self, p: Principal, name: str, body: dict[str, Any], *, route: str, row: Row | None = None
-               ) -> Invocation:
+    def invoke(self, p: Principal, name: str, body: dict[str, Any], *, route: str, row: Row | None = None,
+               fallback: bool = False) -> Invocation:
         """Run one request. ``route`` is chat | completions | embeddings | invocations (task decides).
-        ``row`` is the endpoint as already loaded (and permission-checked) by the caller."""
+        ``row`` is the endpoint as already loaded (and permission-checked) by the caller. With ``fallback``,
+        a served entity that fails with a retriable upstream error hands the request to the next one."""
         row = row or self.endpoint_for_query(p, name)
         task = row["task"]
         if route == "invocations":
@@ -527,18 +531,33 @@ class Serving:
         expected = {"chat": CHAT, "completions": CHAT, "embeddings": EMBEDDINGS}[route]
         if task != expected and not (route == "completions" and task == COMPLETIONS):
             raise InvalidParameterValue(f"Endpoint '{name}' serves {task}; it cannot answer a {route} request")
-        entity = self.pick(row)
-        model, slot = self.model_for(row, entity)
         request = {k: v for k, v in body.items() if k not in ("model", "client_request_id", "usage_context",
                                                                "extra_params")}
         if isinstance(body.get("extra_params"), dict):
             request.update(body["extra_params"])
         stream = bool(request.pop("stream", False))
+        if route == "chat":
+            _check_chat(request)
+        first = self.pick(row)
+        candidates = [first]
+        if fallback:  # then every other served entity, in the order of the config
+            candidates += [e for e in json.loads(row["config"])["served_entities"] if e["name"] != first["name"]]
+        failure: BrickyardError | None = None
+        for entity in candidates:
+            try:
+                return self._invoke_entity(row, entity, dict(request), route, stream, name, task)
+            except (RateLimited, TemporarilyUnavailable, UpstreamError) as exc:
+                failure = exc  # retriable upstream trouble: the next entity may answer
+        assert failure is not None
+        raise failure
+
+    def _invoke_entity(self, row: Row, entity: dict[str, Any], request: dict[str, Any], route: str, stream: bool,
+                       name: str, task: str) -> Invocation:
+        model, slot = self.model_for(row, entity)
         if route == "embeddings":
             return Invocation(name, entity["name"], task, self._embed(model, slot, request, name))
         if route == "completions":
             return Invocation(name, entity["name"], task, self._complete(model, slot, request, name))
-        _check_chat(request)
         if stream:
             return Invocation(name, entity["name"], task, self._stream(model, slot, request, name), stream=True)
         if slot is None:
