@@ -331,3 +331,15 @@ def test_retries_and_fallback_across_served_entities(env: Env, upstream: Upstrea
         assert raw.json()["choices"][0]["message"]["content"] == "echo: c"
     finally:
         upstream.status = 200
+
+
+def test_responses_api(env: Env) -> None:
+    client = env.openai()
+    r = client.responses.create(model="echo", input="hello responses", instructions="be brief")
+    assert r.output_text == "echo: hello responses" and r.usage.total_tokens > 0
+    r = client.responses.create(model="echo", input=[{"role": "user", "content": [{"type": "input_text", "text": "parts"}]}])
+    assert r.output_text == "echo: parts"
+    events = list(client.responses.create(model="echo", input="streamed", stream=True))
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "echo: streamed"
+    assert events[-1].response.output_text == "echo: streamed"

@@ -114,6 +114,20 @@ def register(api: Api, ws: Any) -> None:
     def completions(req: Req) -> Response:
         return run(req, model_name(req), "completions")
 
+    @api.route("POST", "/serving-endpoints/responses", policy="authenticated")
+    def responses(req: Req) -> Response:
+        from ..serving._responses import dumps, from_chat, stream_events, to_chat
+
+        body = req.body or {}
+        name = model_name(req)
+        chat = to_chat(body)
+        inv = ws.gateway.call(req.user, name, chat, route="chat")
+        headers = {"served-model-name": inv.served_entity}
+        if inv.stream:
+            return StreamingResponse((dumps(e) for e in stream_events(inv.result, name)),
+                                     media_type="text/event-stream", headers=headers)
+        return JSON(from_chat(inv.result, name), headers=headers)
+
     @api.route("POST", "/serving-endpoints/embeddings", policy="authenticated")
     def embeddings(req: Req) -> Response:
         return run(req, model_name(req), "embeddings")
