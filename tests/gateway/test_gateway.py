@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from brickyard.catalog import Principal
-from brickyard.core.errors import NotSupported, RateLimited
+from brickyard.core.errors import RateLimited
 from brickyard.core.settings import Settings
 from brickyard.models import QueueChat
 from brickyard.workspace import Workspace
@@ -142,11 +142,19 @@ def test_a_failing_usage_sink_never_fails_requests(gw: tuple[Workspace, Clock]) 
     assert ws.gateway.usage.dropped - before == 3
 
 
-def test_unenforced_gateway_features_are_refused(gw: tuple[Workspace, Clock]) -> None:
+def test_bad_gateway_configs_are_refused(gw: tuple[Workspace, Clock]) -> None:
+    from brickyard.core.errors import InvalidParameterValue
+
     ws, _clock = gw
-    for part in ({"guardrails": {"input": {"pii": {"behavior": "BLOCK"}}}},):
-        with pytest.raises(NotSupported):
-            ws.serving.set_ai_gateway(ws.principal("admin"), "ep", part)
+    for bad in ({"guardrails": {"input": {"pii": {"behavior": "SHRED"}}}},
+                {"guardrails": {"input": {"invalid_keywords": "not a list"}}},
+                {"rate_limits": [{"key": "planet", "calls": 1}]},
+                {"rate_limits": [{"key": "user", "calls": -1}]},
+                {"rate_limits": [{"key": "user_group", "calls": 1}]},
+                {"inference_table_config": {"enabled": True, "catalog_name": "../x", "schema_name": "s"}},
+                {"fallback_config": {"enabled": "yes"}}):
+        with pytest.raises(InvalidParameterValue):
+            ws.gateway.configure(ws.principal("admin"), "ep", bad)
 
 
 def test_limits_hold_across_two_workspace_processes(tmp_path: Path, metastore_url: str | None) -> None:

@@ -7,6 +7,7 @@ Brickyard does not enforce yet are refused with 501 rather than accepted and ign
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -15,9 +16,11 @@ from typing import Any
 from ..catalog import Principal
 from ..core.errors import BrickyardError
 from ..core.ids import new_uuid
+from ..models._fakes import chunks_of
 from ..models._tokens import count_messages, count_tokens
 from ..serving import Invocation, Serving
 from ..serving._aigateway import parse_limits, payload_table, validate_config
+from ._guardrails import Detectors, Guard, texts_of
 from ._limits import RateLimiter, applicable
 from ._usage import PAYLOAD_SCHEMA, BufferedSink, payload_row, usage_row
 
@@ -31,6 +34,7 @@ class Gateway:
         self.payloads = payloads
         self.tables = tables
         self._secret_values = secret_values
+        self.detectors = Detectors()
         self._secrets_cache: tuple[float, frozenset[str]] = (0.0, frozenset())
 
     def secrets(self) -> frozenset[str]:
@@ -91,21 +95,70 @@ class Gateway:
             if table is not None:
                 self.payloads.record(payload_row(
                     request_id=request_id, client_request_id=body.get("client_request_id"), requester=p.name,
-                    entity=entity, status=status, started=started, request=body, response=response,
+                    entity=entity, status=status, started=started, request=logged[0], response=response,
                     secrets=self.secrets(), table=table))
 
+        logged = [body]  # what the inference table may see of the request
+        guards = config.get("guardrails") or {}
+        in_guard = Guard(guards.get("input") or {}, self.detectors, "input")
+        out_guard = Guard(guards.get("output") or {}, self.detectors, "output")
+        guarded = route in ("chat", "completions", "invocations") and row["task"] != "llm/v1/embeddings"
         try:
+            if guarded and in_guard.active:
+                body = copy.deepcopy(body)
+                try:
+                    for holder, key in texts_of(body):
+                        holder[key] = in_guard.apply(holder[key])
+                except BrickyardError as exc:
+                    logged[0] = {"blocked_by_guardrail": exc.message}  # never the raw text that was refused
+                    raise
+                logged[0] = body
             inv = self.serving.invoke(p, name, body, route=route, row=row,
                                       fallback=bool((config.get("fallback_config") or {}).get("enabled")))
         except BrickyardError as exc:
             finish("", exc.http_status, {}, bool(body.get("stream")), exc.to_dict())
             raise
+        if guarded and out_guard.active:
+            try:
+                inv = self._guard_output(inv, out_guard)
+            except BrickyardError as exc:
+                finish(inv.served_entity, exc.http_status, {}, inv.stream, exc.to_dict())
+                raise
         if inv.stream:
             inv.result = self._watch(inv.result, lambda usage, status, text: finish(
                 inv.served_entity, status, usage, True, {"streamed_content": text, "usage": usage}))
         else:
             finish(inv.served_entity, 200, inv.result.get("usage") if isinstance(inv.result, dict) else None, False,
                    inv.result)
+        return inv
+
+    @staticmethod
+    def _guard_output(inv: Invocation, guard: Guard) -> Invocation:
+        """Check (and mask) the answer. A stream is collected first, so nothing unchecked is sent."""
+        if inv.stream:
+            chunks = list(inv.result)
+            text = "".join((c.get("delta") or {}).get("content") or "" for ch in chunks for c in ch.get("choices") or [])
+            usage = next((ch["usage"] for ch in reversed(chunks) if ch.get("usage")), None)
+            finish_reason = next((c.get("finish_reason") for ch in reversed(chunks) for c in ch.get("choices") or []
+                                  if c.get("finish_reason")), "stop")
+            base = chunks[0] if chunks else {"id": "chatcmpl-guarded", "created": int(time.time())}
+            answer = {"id": base.get("id"), "created": base.get("created"), "model": inv.endpoint,
+                      "object": "chat.completion", "usage": usage or {},
+                      "choices": [{"index": 0, "finish_reason": finish_reason,
+                                   "message": {"role": "assistant", "content": guard.apply(text)}}]}
+            inv.result = chunks_of(answer)
+            return inv
+        for choice in inv.result.get("choices") or []:
+            message = choice.get("message")
+            if isinstance(message, dict) and isinstance(message.get("content"), str):
+                message["content"] = guard.apply(message["content"])
+            if isinstance(message, dict):
+                for call in message.get("tool_calls") or []:
+                    fn = call.get("function") or {}
+                    if isinstance(fn.get("arguments"), str):
+                        fn["arguments"] = guard.apply(fn["arguments"])
+            if isinstance(choice.get("text"), str):
+                choice["text"] = guard.apply(choice["text"])
         return inv
 
     @staticmethod

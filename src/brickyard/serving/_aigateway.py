@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.errors import InvalidParameterValue, NotSupported
+from ..core.errors import InvalidParameterValue
 
 KEYS = ("endpoint", "user", "user_group", "service_principal")
+BEHAVIORS = ("NONE", "BLOCK", "MASK")
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,44 @@ def validate_config(config: Any) -> dict[str, Any]:
         if not isinstance(fallback, dict) or not isinstance(fallback.get("enabled", False), bool):
             raise InvalidParameterValue("fallback_config must be {\"enabled\": true|false}")
         out["fallback_config"] = {"enabled": bool(fallback.get("enabled"))}
-    if config.get("guardrails"):
-        raise NotSupported("guardrails are not enforced by this Brickyard version yet; leave them out "
-                           "(usage tracking, rate limits, inference tables and fallbacks are)")
+    if config.get("guardrails") is not None:
+        out["guardrails"] = validate_guardrails(config["guardrails"])
     return out
+
+
+def validate_guardrails(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise InvalidParameterValue("guardrails must be {\"input\": {...}, \"output\": {...}}")
+    out: dict[str, Any] = {}
+    for side in ("input", "output"):
+        part = config.get(side)
+        if part is None:
+            continue
+        if not isinstance(part, dict):
+            raise InvalidParameterValue(f"guardrails.{side} must be an object")
+        clean: dict[str, Any] = {}
+        if part.get("safety") is not None:
+            if not isinstance(part["safety"], bool):
+                raise InvalidParameterValue(f"guardrails.{side}.safety must be true or false")
+            clean["safety"] = part["safety"]
+        if part.get("pii") is not None:
+            behavior = (part["pii"] or {}).get("behavior", "NONE") if isinstance(part["pii"], dict) else None
+            if behavior not in BEHAVIORS:
+                raise InvalidParameterValue(f"guardrails.{side}.pii.behavior must be NONE, BLOCK or MASK")
+            clean["pii"] = {"behavior": behavior}
+        for key in ("invalid_keywords", "valid_topics"):
+            words = part.get(key)
+            if words is None:
+                continue
+            if not isinstance(words, list) or not all(isinstance(w, str) and w.strip() for w in words) \
+                    or len(words) > 100:
+                raise InvalidParameterValue(f"guardrails.{side}.{key} must be a list of up to 100 strings")
+            clean[key] = [w.strip() for w in words]
+        out[side] = clean
+    return out
+
 
 
 def payload_table(config: dict[str, Any]) -> str | None:
