@@ -27,6 +27,15 @@ from pathlib import Path
 import numpy as np
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import PermissionDenied
+from databricks.sdk.service.catalog import (
+    ColumnInfo,
+    ColumnTypeName,
+    DataSourceFormat,
+    PermissionsChange,
+    Privilege,
+    TableType,
+    VolumeType,
+)
 from databricks.sdk.service.serving import (
     AiGatewayConfig,
     AiGatewayRateLimit,
@@ -37,15 +46,6 @@ from databricks.sdk.service.serving import (
     ServedEntityInput,
 )
 from openai import OpenAI, RateLimitError
-from databricks.sdk.service.catalog import (
-    ColumnInfo,
-    ColumnTypeName,
-    DataSourceFormat,
-    PermissionsChange,
-    Privilege,
-    TableType,
-    VolumeType,
-)
 
 HOME = Path(os.environ.get("BRICKYARD_DEMO_HOME", ".demo"))
 BIN = Path(sys.executable).parent / "brickyard"

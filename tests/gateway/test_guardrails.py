@@ -50,7 +50,7 @@ def labelled(n: int, seed: int = 7) -> list[tuple[str, str, bool]]:
         elif kind == 3:
             v = f"dapi{''.join(rng.choice('0123456789abcdef') for _ in range(32))}"
         elif kind == 4:
-            v = f"DE89 3704 0044 0532 0130 00" if i % 2 else "GB82WEST12345698765432"
+            v = "DE89 3704 0044 0532 0130 00" if i % 2 else "GB82WEST12345698765432"
         elif kind == 5:
             v = f"{rng.randrange(100, 899)}-{rng.randrange(10, 99)}-{rng.randrange(1000, 9999)}"
         elif kind == 6:
@@ -140,7 +140,7 @@ def test_guardrails_through_the_gateway(ws: Workspace) -> None:
     email = "jane.doe@gmail.com"
     inv = ws.gateway.call(admin, "ep", {"messages": [
         {"role": "user", "content": f"write to {email}"},
-        {"role": "tool", "tool_call_id": "c1", "content": f"the card is 4111 1111 1111 1111"},
+        {"role": "tool", "tool_call_id": "c1", "content": "the card is 4111 1111 1111 1111"},
         {"role": "user", "content": f"and {email} again"}]}, route="chat")
     sent = json.dumps(ws.fake.requests[-1])  # type: ignore[attr-defined]
     assert email not in sent and "4111 1111" not in sent and "<EMAIL_ADDRESS>" in sent
