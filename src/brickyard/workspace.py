@@ -9,8 +9,9 @@ from typing import Any
 import pyarrow as pa
 
 from .catalog import ADMINS, Catalog, Database, Identity, Principal
+from .catalog._crypto import SecretBox
 from .catalog._objects import ConnectionSecrets
-from .catalog._secrets import Secrets, all_values
+from .catalog._secrets import Secrets
 from .core.errors import AlreadyExists, InvalidParameterValue
 from .core.ids import now_ms
 from .core.settings import Settings
@@ -48,12 +49,13 @@ class Workspace:
         self.identity = Identity(self.db)
         self.catalog = Catalog(self.db, self.identity)
         self.info = self.catalog.bootstrap()
-        self.connection_secrets = ConnectionSecrets(self.db)
+        self.secret_box = SecretBox(self.home / "secrets.key")
+        self.connection_secrets = ConnectionSecrets(self.db, self.secret_box)
         self.tables = Tables(self.catalog, self.home)
         self.volumes = Volumes(self.catalog, self.home)
         self.sql = SqlEngine(self.catalog, self.tables, system_tables={"system.access.audit": self.audit_table})
         self.statements = StatementStore(self.sql, row_limit=self.settings.statement_row_limit)
-        self.secrets = Secrets(self.db)
+        self.secrets = Secrets(self.db, self.secret_box)
         hosts = frozenset(h.strip().lower() for h in self.settings.allowed_model_hosts.split(",") if h.strip())
         self.serving = Serving(self.db, self.secrets, allowed_hosts=hosts, queue_size=self.settings.serving_queue_size,
                                enable_fakes=bool(self.settings.enable_fake_models))
@@ -62,7 +64,7 @@ class Workspace:
                                                                           synchronous="NORMAL")
         self._counters = counters
         self.gateway = Gateway(self.serving, RateLimiter(counters), BufferedSink(self._write_usage),
-                               BufferedSink(self._write_payloads), secret_values=lambda: all_values(self.db),
+                               BufferedSink(self._write_payloads), secret_values=self.secrets.all_values,
                                tables=self.tables)
 
     @classmethod

@@ -343,3 +343,36 @@ def test_responses_api(env: Env) -> None:
     assert events[0].type == "response.created" and events[-1].type == "response.completed"
     assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "echo: streamed"
     assert events[-1].response.output_text == "echo: streamed"
+
+
+def test_plaintext_keys_become_encrypted_secrets_and_cannot_be_borrowed(env: Env, upstream: Upstream) -> None:
+    key = "sk-canary-plaintext-5566778899aabb"
+    config = {"served_entities": [{"name": "plain", "external_model": {
+        "name": "m", "provider": "openai", "task": "llm/v1/chat",
+        "openai_config": {"openai_api_base": upstream.url, "openai_api_key_plaintext": key}}}]}
+    env.admin.api_client.do("POST", "/api/2.0/serving-endpoints", body={"name": "plain", "config": config})
+    ep = env.admin.api_client.do("GET", "/api/2.0/serving-endpoints/plain")
+    ref = ep["config"]["served_entities"][0]["external_model"]["openai_config"]["openai_api_key"]
+    assert ref.startswith("{{secrets/__brickyard/") and key not in json.dumps(ep)
+    env.openai().chat.completions.create(model="plain", messages=[{"role": "user", "content": "x"}])
+    assert upstream.seen[-1]["auth"] == f"Bearer {key}"
+    # The key is in no metastore table, and not in the key file's neighbour either.
+    import sqlite3
+
+    con = sqlite3.connect(env.ws.settings.metastore_target)
+    dump = "\n".join(con.iterdump())
+    con.close()
+    assert key not in dump
+    # Another user cannot point their own endpoint at the stored key.
+    dana = env.ws.create_token("dana@example.com")
+    stolen = {"served_entities": [{"name": "s", "external_model": {
+        "name": "m", "provider": "openai", "task": "llm/v1/chat",
+        "openai_config": {"openai_api_base": upstream.url, "openai_api_key": ref}}}]}
+    r = httpx.post(env.url + "/api/2.0/serving-endpoints", headers={"authorization": f"Bearer {dana}"},
+                   json={"name": "borrow", "config": stolen})
+    assert r.status_code == 400 and "reserved" in r.json()["message"]
+    # The owner can send back what GET showed (an update keeps the stored key).
+    env.admin.serving_endpoints.wait_get_serving_endpoint_not_updating("plain")
+    env.admin.api_client.do("PUT", "/api/2.0/serving-endpoints/plain/config",
+                            body={"served_entities": ep["config"]["served_entities"]})
+    env.admin.serving_endpoints.wait_get_serving_endpoint_not_updating("plain")

@@ -96,8 +96,9 @@ def connection_spec(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str
 class ConnectionSecrets:
     """Secret options of connections, kept out of every API response and log."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, box: Any = None) -> None:
         self.db = db
+        self.box = box
 
     def put(self, securable_id: str, options: dict[str, str]) -> None:
         import json
@@ -105,15 +106,18 @@ class ConnectionSecrets:
         with self.db.tx() as tx:
             tx.execute("DELETE FROM connection_secrets WHERE securable_id = ?", (securable_id,))
             if options:
+                text = json.dumps(options)
                 tx.execute("INSERT INTO connection_secrets (securable_id, options) VALUES (?, ?)",
-                           (securable_id, json.dumps(options)))
+                           (securable_id, self.box.seal(text) if self.box else text))
 
     def get(self, securable_id: str) -> dict[str, str]:
         import json
 
         with self.db.tx(write=False) as tx:
             row = tx.one("SELECT options FROM connection_secrets WHERE securable_id = ?", (securable_id,))
-        return {} if row is None else json.loads(row["options"])
+        if row is None:
+            return {}
+        return dict(json.loads(self.box.open(row["options"]) if self.box else row["options"]))
 
     def delete(self, securable_id: str) -> None:
         with self.db.tx() as tx:

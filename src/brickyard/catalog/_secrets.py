@@ -13,10 +13,12 @@ from typing import Any
 from ..core.errors import AlreadyExists, InvalidParameterValue, NotFound, PermissionDenied
 from ..core.ids import now_ms
 from ..core.names import validate_part
+from ._crypto import SecretBox
 from ._db import Database
 from ._identity import Principal
 
 LEVELS = {"READ": 1, "WRITE": 2, "MANAGE": 3}
+SYSTEM_SCOPE = "__brickyard"
 REFERENCE = re.compile(r"^\{\{\s*secrets/([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)\s*\}\}$")
 _KEY = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -34,8 +36,28 @@ def _scope(scope: Any) -> str:
 
 
 class Secrets:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, box: SecretBox | None = None) -> None:
         self.db = db
+        self.box = box
+
+    def _seal(self, value: str) -> str:
+        return self.box.seal(value) if self.box else value
+
+    def _open(self, stored: str) -> str:
+        return self.box.open(stored) if self.box else stored
+
+    def store_system(self, value: str) -> str:
+        """Keep a plaintext key given in a config as a secret of the system scope; returns its reference."""
+        import uuid
+
+        key = uuid.uuid4().hex
+        with self.db.tx() as tx:
+            if not tx.one("SELECT name FROM secret_scopes WHERE name = ?", (SYSTEM_SCOPE,)):
+                tx.execute("INSERT INTO secret_scopes (name, owner, created_at) VALUES (?, 'admins', ?)",
+                           (SYSTEM_SCOPE, now_ms()))
+            tx.execute("INSERT INTO secrets (scope, key, value, updated_at) VALUES (?, ?, ?, ?)",
+                       (SYSTEM_SCOPE, key, self._seal(value), now_ms()))
+        return "{{secrets/" + SYSTEM_SCOPE + "/" + key + "}}"
 
     def _level(self, tx: Any, p: Principal, scope: str) -> int:
         row = tx.one("SELECT owner FROM secret_scopes WHERE name = ?", (scope,))
@@ -77,7 +99,7 @@ class Secrets:
             self._need(tx, p, _scope(scope), "WRITE")
             tx.execute("DELETE FROM secrets WHERE scope = ? AND key = ?", (scope, _key(key)))
             tx.execute("INSERT INTO secrets (scope, key, value, updated_at) VALUES (?, ?, ?, ?)",
-                       (scope, key, value, now_ms()))
+                       (scope, key, self._seal(value), now_ms()))
 
     def delete(self, p: Principal, scope: str, key: str) -> None:
         with self.db.tx() as tx:
@@ -98,7 +120,7 @@ class Secrets:
             row = tx.one("SELECT value FROM secrets WHERE scope = ? AND key = ?", (scope, _key(key)))
         if row is None:
             raise NotFound(f"secret {key!r} does not exist in scope {scope!r}")
-        return str(row["value"])
+        return self._open(str(row["value"]))
 
     def set_acl(self, p: Principal, scope: str, principal: str, permission: str | None) -> None:
         with self.db.tx() as tx:
@@ -126,17 +148,18 @@ class Secrets:
             row = tx.one("SELECT value FROM secrets WHERE scope = ? AND key = ?", (m.group(1), m.group(2)))
         if row is None:
             raise NotFound(f"secret {m.group(2)!r} in scope {m.group(1)!r} no longer exists")
-        return str(row["value"])
+        return self._open(str(row["value"]))
 
 
-def all_values(db: Database) -> frozenset[str]:
-    """Every stored secret value (for masking them out of logged payloads); server side only."""
-    with db.tx(write=False) as tx:
-        return frozenset(str(r["value"]) for r in tx.all("SELECT value FROM secrets") if len(str(r["value"])) >= 8)
+    def all_values(self) -> frozenset[str]:
+        """Every stored secret value (for masking them out of logged payloads); server side only."""
+        with self.db.tx(write=False) as tx:
+            values = [self._open(str(r["value"])) for r in tx.all("SELECT value FROM secrets")]
+        return frozenset(v for v in values if len(v) >= 8)
 
 
 def is_reference(value: Any) -> bool:
     return isinstance(value, str) and REFERENCE.match(value) is not None
 
 
-__all__ = ["Secrets", "is_reference", "validate_part"]
+__all__ = ["SYSTEM_SCOPE", "Secrets", "is_reference", "validate_part"]

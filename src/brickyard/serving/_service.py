@@ -23,7 +23,7 @@ import numpy as np
 
 from ..catalog import ADMINS, Principal
 from ..catalog._db import Database, Row, Tx
-from ..catalog._secrets import Secrets, is_reference
+from ..catalog._secrets import SYSTEM_SCOPE, Secrets, is_reference
 from ..core.errors import (
     AlreadyExists,
     BrickyardError,
@@ -159,7 +159,9 @@ class Serving:
         return row
 
     # -- config validation --------------------------------------------------------------------------
-    def _validate(self, p: Principal, config: Any) -> tuple[dict[str, Any], str]:
+    def _validate(self, p: Principal, config: Any, inherited: frozenset[str] = frozenset()) -> tuple[dict[str, Any], str]:
+        """Check a config from a client. ``inherited`` are the system-secret references of the endpoint's
+        current config, which an update may keep (clients send back what GET showed them)."""
         if not isinstance(config, dict):
             raise InvalidParameterValue("config must be an object with served_entities")
         entities = config.get("served_entities") or config.get("served_models")
@@ -171,7 +173,7 @@ class Serving:
         for i, ent in enumerate(entities):
             if not isinstance(ent, dict):
                 raise InvalidParameterValue(f"served_entities[{i}] must be an object")
-            clean, task = self._entity(p, ent, i)
+            clean, task = self._entity(p, ent, i, inherited)
             if clean["name"] in names:
                 raise InvalidParameterValue(f"served entity name {clean['name']!r} appears twice")
             names.add(clean["name"])
@@ -197,7 +199,8 @@ class Serving:
             raise InvalidParameterValue("traffic percentages must add up to 100")
         return {"served_entities": out, "traffic_config": {"routes": clean_routes}}, tasks.pop()
 
-    def _entity(self, p: Principal, ent: dict[str, Any], i: int) -> tuple[dict[str, Any], str]:
+    def _entity(self, p: Principal, ent: dict[str, Any], i: int, inherited: frozenset[str]
+                ) -> tuple[dict[str, Any], str]:
         ext = ent.get("external_model")
         entity_name = ent.get("entity_name") or ent.get("model_name")
         if ext is not None:
@@ -211,7 +214,8 @@ class Serving:
                 raise InvalidParameterValue(f"external_model.task must be one of {', '.join(TASKS)}")
             if not isinstance(ext.get("name"), str) or not ext["name"]:
                 raise InvalidParameterValue("external_model.name (the provider's model name) is required")
-            self._external_target(p, ext)
+            self._external_target(p, ext, inherited=inherited)
+            ext = self._keep_keys_as_secrets(ext)
             name = ent.get("name") or _name(re.sub(r"[^A-Za-z0-9_-]", "-", f"{provider}-{ext['name']}")[:63],
                                             "served entity name")
             clean = {"name": _name(name, "served entity name"), "external_model": ext}
@@ -233,7 +237,30 @@ class Serving:
                 clean[key] = ent[key]
         return clean, model.task
 
-    def _external_target(self, p: Principal, ext: dict[str, Any]) -> tuple[str, str | None]:
+    def _keep_keys_as_secrets(self, ext: dict[str, Any]) -> dict[str, Any]:
+        """A copy of an external model config in which every plaintext key has become a reference to an
+        encrypted system secret: configs (and so the metastore and API answers) never hold keys."""
+        out = json.loads(json.dumps(ext))
+
+        def fix(section: dict[str, Any]) -> None:
+            for field_name in list(section):
+                value = section[field_name]
+                if isinstance(value, dict):
+                    fix(value)
+                    continue
+                plain = field_name.endswith("_plaintext")
+                if (plain or field_name in SECRET_FIELDS or field_name in ("token", "value")) and \
+                        isinstance(value, str) and value and not is_reference(value):
+                    section.pop(field_name)
+                    section[field_name.removesuffix("_plaintext")] = self.secrets.store_system(value)
+
+        for section in out.values():
+            if isinstance(section, dict):
+                fix(section)
+        return out
+
+    def _external_target(self, p: Principal, ext: dict[str, Any], *, inherited: frozenset[str] = frozenset(),
+                         trusted: bool = False) -> tuple[str, str | None]:
         """(base URL, secret value or reference) of an external model; checks URL and secret access."""
         provider = ext["provider"]
         if provider == "openai":
@@ -258,8 +285,13 @@ class Serving:
         if key is not None:
             if not isinstance(key, str):
                 raise InvalidParameterValue("API keys must be strings or {{secrets/scope/key}} references")
-            if is_reference(key):
-                self.secrets.check_reference(p, key)
+            if is_reference(key) and not trusted:
+                if f"secrets/{SYSTEM_SCOPE}/" in key.replace(" ", ""):
+                    if key not in inherited:  # someone else's stored key: never usable from a new config
+                        raise InvalidParameterValue(f"the secret scope {SYSTEM_SCOPE} is reserved; give the key "
+                                                    "itself or a reference to a scope you can read")
+                else:
+                    self.secrets.check_reference(p, key)
         return base, key
 
     # -- control plane ------------------------------------------------------------------------------
@@ -290,7 +322,10 @@ class Serving:
         return self.get(p, name)
 
     def update_config(self, p: Principal, name: str, config: Any) -> dict[str, Any]:
-        clean, task = self._validate(p, config)
+        with self.db.tx(write=False) as tx:
+            current = self._row(tx, p, name, "CAN_MANAGE")["config"] or "{}"
+        inherited = frozenset(re.findall(r"\{\{secrets/" + re.escape(SYSTEM_SCOPE) + r"/[0-9a-f]+\}\}", current))
+        clean, task = self._validate(p, config, inherited)
         with self.db.tx() as tx:
             row = self._row(tx, p, name, "CAN_MANAGE")
             if row["state_update"] == "IN_PROGRESS":
@@ -330,7 +365,7 @@ class Serving:
     def _check_deployable(self, ent: dict[str, Any]) -> None:
         if "external_model" in ent:
             base, key = self._external_target(Principal(id="", kind="user", name="system", groups=frozenset({ADMINS})),
-                                              ent["external_model"])
+                                              ent["external_model"], trusted=True)
             if key is not None and is_reference(key):
                 self.secrets.resolve(key)
             return
@@ -513,7 +548,7 @@ class Serving:
         from ..models._openai import OpenAICompatible
 
         system = Principal(id="", kind="user", name="system", groups=frozenset({ADMINS}))
-        base, key = self._external_target(system, ext)
+        base, key = self._external_target(system, ext, trusted=True)
         secret = self.secrets.resolve(key) if key is not None else None
         return OpenAICompatible(base, model=ext["name"], api_key=secret, allowed_hosts=self.allowed_hosts)
 
