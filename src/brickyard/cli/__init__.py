@@ -18,7 +18,9 @@ sp_app = typer.Typer(no_args_is_help=True, help="Service principals (OAuth machi
 table_app = typer.Typer(no_args_is_help=True, help="Read and write Delta tables.")
 app.add_typer(token_app, name="token")
 app.add_typer(sp_app, name="sp")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON on stdout).")
 app.add_typer(table_app, name="table")
+app.add_typer(bench_app, name="bench")
 
 Home = Annotated[Path | None, typer.Option("--home", help="Workspace directory [env BRICKYARD_HOME; ./.brickyard]")]
 User = Annotated[str | None, typer.Option("--user", help="Act as this principal [env BRICKYARD_USER]")]
@@ -193,6 +195,17 @@ def table_changes(name: str, home: Home = None, user: User = None, as_json: AsJs
     finally:
         ws.close()
     _print_table(table, as_json)
+
+
+@bench_app.command("gateway")
+def bench_gateway(seconds: Annotated[float, typer.Option(help="Seconds per load phase")] = 5.0,
+                  concurrency: Annotated[int, typer.Option(help="Concurrent connections")] = 32,
+                  as_json: AsJson = True) -> None:
+    """The AI Gateway hop against calling the upstream directly, side by side in one run."""
+    from ..bench import run_gateway_bench
+
+    result = _run(lambda: run_gateway_bench(seconds=seconds, concurrency=concurrency))
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 
 def _load_rows(source: Path) -> Any:

@@ -1,0 +1,5 @@
+"""``python -m brickyard.cli``: the same as the ``brickyard`` command."""
+
+from . import main
+
+main()
