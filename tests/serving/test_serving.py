@@ -277,6 +277,7 @@ def test_plaintext_keys_become_encrypted_secrets_and_cannot_be_borrowed(env: Env
         "name": "m", "provider": "openai", "task": "llm/v1/chat",
         "openai_config": {"openai_api_base": upstream.url, "openai_api_key_plaintext": key}}}]}
     env.admin.api_client.do("POST", "/api/2.0/serving-endpoints", body={"name": "plain", "config": config})
+    env.admin.serving_endpoints.wait_get_serving_endpoint_not_updating("plain")
     ep = env.admin.api_client.do("GET", "/api/2.0/serving-endpoints/plain")
     ref = ep["config"]["served_entities"][0]["external_model"]["openai_config"]["openai_api_key"]
     assert ref.startswith("{{secrets/__brickyard/") and key not in json.dumps(ep)
@@ -298,7 +299,6 @@ def test_plaintext_keys_become_encrypted_secrets_and_cannot_be_borrowed(env: Env
                    json={"name": "borrow", "config": stolen})
     assert r.status_code == 400 and "reserved" in r.json()["message"]
     # The owner can send back what GET showed (an update keeps the stored key).
-    env.admin.serving_endpoints.wait_get_serving_endpoint_not_updating("plain")
     env.admin.api_client.do("PUT", "/api/2.0/serving-endpoints/plain/config",
                             body={"served_entities": ep["config"]["served_entities"]})
     env.admin.serving_endpoints.wait_get_serving_endpoint_not_updating("plain")

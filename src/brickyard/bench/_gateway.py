@@ -86,11 +86,12 @@ async def _load(url: str, headers: dict[str, str], body: dict[str, Any], concurr
 def run_gateway_bench(*, seconds: float = 5.0, concurrency: int = 32) -> dict[str, Any]:
     up_port, port = _free_port(), _free_port()
     home = Path(tempfile.mkdtemp(prefix="brickyard-bench-"))
-    env = {**os.environ, "BRICKYARD_ALLOWED_MODEL_HOSTS": f"127.0.0.1:{up_port}", "BRICKYARD_LOG_LEVEL": "warning"}
+    from ..core.settings import Settings
+
+    env = Settings.child_environ(allowed_model_hosts=f"127.0.0.1:{up_port}", log_level="warning")
     upstream = subprocess.Popen([sys.executable, "-m", "brickyard.bench._upstream", str(up_port)], env=env)
     server = None
     try:
-        from ..core.settings import Settings
         from ..workspace import Workspace
 
         ws = Workspace(Settings.from_env(env, home=home))

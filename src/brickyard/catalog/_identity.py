@@ -72,13 +72,22 @@ class Identity:
     principal for REST calls, ``local`` for the CLI and library).
     """
 
+    #: how long an authenticated token is remembered; revocation in another process takes effect within it
+    CACHE_MS = 1000
+
     def __init__(self, db: Database, *, clock: Callable[[], int] = now_ms) -> None:
         self.db = db
         self.clock = clock
+        self._cache: dict[str, tuple[int, int | None, Principal]] = {}
+
+    def forget(self) -> None:
+        """Drop remembered authentications (after any change to principals, groups or tokens)."""
+        self._cache.clear()
 
     def _audit(self, t: Tx, actor: str, action: str, kind: str, target: str, **params: Any) -> None:
         import json
 
+        self.forget()  # every change to identities goes through here
         t.execute(
             "INSERT INTO audit (id, event_time, principal, action, securable_type, full_name, allowed, reason,"
             " request_params) VALUES (?, ?, ?, ?, ?, ?, 1, NULL, ?)",
@@ -281,6 +290,7 @@ class Identity:
             self._audit(t, actor, "removeGroupMember", "group", group["name"], member_id=member_id)
 
     def set_members(self, group_id: str, member_ids: list[str], *, actor: str = "local") -> None:
+        self.forget()
         with self.db.tx() as t:
             t.execute("DELETE FROM group_members WHERE group_id = ?", (group_id,))
             for mid in member_ids:
@@ -340,11 +350,34 @@ class Identity:
                 self._audit(t, actor, "revokeToken", "token", row["principal_id"], token_id=token_id)
 
     def authenticate(self, token: str) -> Principal:
-        """The principal a bearer token belongs to, or :class:`Unauthenticated` saying why not."""
+        """The principal a bearer token belongs to, or :class:`Unauthenticated` saying why not.
+
+        A successful answer is remembered for ``CACHE_MS``: changes made in this process are seen at
+        once (they call :meth:`forget`), changes from other processes within that bound."""
         if not token or len(token) > 512:
             raise Unauthenticated("invalid access token")
+        digest = _hash(token)
+        now = self.clock()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now and (hit[1] is None or hit[1] > now):
+            return hit[2]
+        principal, expires = self._authenticate(digest)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (now + self.CACHE_MS, expires, principal)
+        return principal
+
+    def cached(self, token: str) -> Principal | None:
+        """The remembered principal of ``token`` if it is fresh; None means: call :meth:`authenticate`."""
+        hit = self._cache.get(_hash(token)) if token and len(token) <= 512 else None
+        now = self.clock()
+        if hit is not None and hit[0] > now and (hit[1] is None or hit[1] > now):
+            return hit[2]
+        return None
+
+    def _authenticate(self, digest: str) -> tuple[Principal, int | None]:
         with self.db.tx(write=False) as t:
-            row = t.one("SELECT * FROM tokens WHERE token_hash = ?", (_hash(token),))
+            row = t.one("SELECT * FROM tokens WHERE token_hash = ?", (digest,))
             if row is None:
                 raise Unauthenticated("invalid access token")
             if row["revoked_at"] is not None:
@@ -354,7 +387,7 @@ class Identity:
             prow = self._row(t, pid=row["principal_id"])
             if prow is None or not prow["active"]:
                 raise Unauthenticated("the principal of this token is disabled")
-            return self._principal(t, prow)
+            return self._principal(t, prow), row["expires_at"]
 
     # -- OAuth machine-to-machine -------------------------------------------------------------
     def create_secret(self, pid: str, *, lifetime_seconds: int | None = None, actor: str = "local"

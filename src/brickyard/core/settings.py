@@ -103,6 +103,18 @@ class Settings:
                 f"got {self.metastore_url.split('://')[0]}://..."
             )
 
+    @staticmethod
+    def child_environ(**overrides: str) -> dict[str, str]:
+        """The environment for a child process: this one's, with ``BRICKYARD_*`` overrides
+        (``allowed_model_hosts="..."`` sets ``BRICKYARD_ALLOWED_MODEL_HOSTS``)."""
+        env = dict(os.environ)
+        names = {name: var for var, (name, _help) in SETTINGS_HELP.items()}
+        for name, value in overrides.items():
+            if name not in names:
+                raise InvalidParameterValue(f"unknown setting {name!r}")
+            env[names[name]] = str(value)
+        return env
+
     @property
     def metastore_target(self) -> str:
         """Where the metastore lives: a PostgreSQL URL or a SQLite file path."""

@@ -92,8 +92,8 @@ class RateLimiter:
     def settle(self, endpoint_id: str, pairs: list[tuple[str, Limit]], window: int, reserved: int, used: int) -> None:
         """Replace a token reservation by the tokens really used (never below zero)."""
         delta = used - reserved
-        if not pairs or delta == 0:
-            return
+        if not pairs or delta == 0 or all(lim.tokens is None for _, lim in pairs):
+            return  # nothing to correct: no token limit counts this request's tokens
         with self.db.tx() as tx:
             for scope in sorted({scope for scope, _ in pairs}):
                 tx.execute("UPDATE rate_counters SET tokens = CASE WHEN tokens + ? < 0 THEN 0 ELSE tokens + ? END"

@@ -15,6 +15,7 @@ import json
 import random
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,20 @@ class Slot:
             self._count -= 1
 
 
+def _invalidates(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Drop the data plane's cached endpoint view once a change has committed (or failed)."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self: Serving, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._changed()
+
+    return wrapper
+
+
 class Serving:
     def __init__(self, db: Database, secrets: Secrets, *, allowed_hosts: frozenset[str] = frozenset(),
                  queue_size: int = 16, enable_fakes: bool = False,
@@ -99,6 +114,13 @@ class Serving:
         self._providers: dict[tuple[str, int, str], Any] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        #: name -> (fetched at, endpoint row, ACL rows): the data plane's view, refreshed every CACHE_SECONDS
+        self._hot: dict[str, tuple[float, Row, list[Row]]] = {}
+
+    CACHE_SECONDS = 0.5
+
+    def _changed(self) -> None:
+        self._hot.clear()
 
     # -- bootstrap and recovery ---------------------------------------------------------------------
     def bootstrap(self) -> None:
@@ -295,6 +317,7 @@ class Serving:
         return base, key
 
     # -- control plane ------------------------------------------------------------------------------
+    @_invalidates
     def create(self, p: Principal, body: dict[str, Any]) -> dict[str, Any]:
         name = _name(body.get("name"))
         config, task = self._validate(p, body.get("config"))
@@ -321,6 +344,7 @@ class Serving:
         self._deploy_later(name)
         return self.get(p, name)
 
+    @_invalidates
     def update_config(self, p: Principal, name: str, config: Any) -> dict[str, Any]:
         with self.db.tx(write=False) as tx:
             current = self._row(tx, p, name, "CAN_MANAGE")["config"] or "{}"
@@ -356,11 +380,13 @@ class Serving:
                 tx.execute("UPDATE serving_endpoints SET pending_config = NULL, state_update = 'UPDATE_FAILED',"
                            " state_message = ?, updated_at = ? WHERE id = ?",
                            (str(getattr(exc, "message", exc))[:1000], now_ms(), row["id"]))
+            self._changed()
             return
         with self.db.tx() as tx:
             tx.execute("UPDATE serving_endpoints SET config = ?, pending_config = NULL, config_version ="
                        " config_version + 1, state_ready = 'READY', state_update = 'NOT_UPDATING', state_message = NULL,"
                        " updated_at = ? WHERE id = ?", (json.dumps(config), now_ms(), row["id"]))
+        self._changed()
 
     def _check_deployable(self, ent: dict[str, Any]) -> None:
         if "external_model" in ent:
@@ -388,11 +414,13 @@ class Serving:
                     out.append(self._shape(row, level))
             return out
 
+    @_invalidates
     def delete(self, p: Principal, name: str) -> None:
         with self.db.tx() as tx:
             row = self._row(tx, p, name, "CAN_MANAGE")
             tx.execute("DELETE FROM serving_endpoints WHERE id = ?", (row["id"],))
 
+    @_invalidates
     def patch_tags(self, p: Principal, name: str, add: Any, delete: Any) -> list[dict[str, str]]:
         with self.db.tx() as tx:
             row = self._row(tx, p, name, "CAN_MANAGE")
@@ -405,6 +433,7 @@ class Serving:
             tx.execute("UPDATE serving_endpoints SET tags = ? WHERE id = ?", (json.dumps(out), row["id"]))
             return out
 
+    @_invalidates
     def set_ai_gateway(self, p: Principal, name: str, config: dict[str, Any]) -> dict[str, Any]:
         config = validate_config(config)
         with self.db.tx() as tx:
@@ -422,6 +451,7 @@ class Serving:
             self._row(tx, p, row["name"], "CAN_VIEW")
             return self._acl_shape(tx, row)
 
+    @_invalidates
     def set_acl(self, p: Principal, endpoint_id: str, entries: Any, *, replace: bool) -> dict[str, Any]:
         if not isinstance(entries, list):
             raise InvalidParameterValue("access_control_list must be a list")
@@ -497,8 +527,30 @@ class Serving:
 
     # -- data plane ---------------------------------------------------------------------------------
     def endpoint_for_query(self, p: Principal, name: str) -> Row:
-        with self.db.tx(write=False) as tx:
-            row = self._row(tx, p, name, "CAN_QUERY")
+        """The endpoint row for a data-plane call by ``p`` (CAN_QUERY checked). Rows and ACLs are cached for
+        CACHE_SECONDS: changes in this process are seen at once, other processes' within that bound."""
+        now = time.monotonic()
+        hot = self._hot.get(name)
+        if hot is None or now - hot[0] > self.CACHE_SECONDS:
+            with self.db.tx(write=False) as tx:
+                found = tx.one("SELECT * FROM serving_endpoints WHERE name = ?", (_name(name),))
+                acl = [] if found is None else tx.all(
+                    "SELECT principal, level FROM endpoint_acl WHERE endpoint_id = ?", (found["id"],))
+            if found is None:
+                raise NotFound(f"Endpoint '{name}' does not exist.")
+            hot = (now, found, acl)
+            if len(self._hot) > 1000:
+                self._hot.clear()
+            self._hot[name] = hot
+        _, row, acl = hot
+        level = LEVELS["CAN_MANAGE"] if p.is_admin or row["creator"] == p.name else 0
+        for entry in acl:
+            if entry["principal"] in p.names:
+                level = max(level, LEVELS[entry["level"]])
+        if level == 0:
+            raise NotFound(f"Endpoint '{name}' does not exist.")
+        if level < LEVELS["CAN_QUERY"]:
+            raise PermissionDenied(f"{p.name} lacks CAN_QUERY on serving endpoint '{name}'")
         if row["config_version"] == 0:
             raise TemporarilyUnavailable(f"Endpoint '{name}' is not ready yet (config_update "
                                          f"{row['state_update']}); retry shortly", retry_after=2)
