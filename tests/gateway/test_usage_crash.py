@@ -1,0 +1,80 @@
+"""Usage rows under kill -9: rows are flushed every second, so a killed server loses at most the rows of
+requests answered in its last flush interval (plus the commit time)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from brickyard.core.settings import Settings
+from brickyard.workspace import Workspace
+from tests.conftest import scaled
+
+BOUND_S = 2.0  # the 1 s flush interval plus a generous commit time on a loaded 2-core machine
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_usage_rows_lost_on_kill_are_bounded(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = Settings.child_environ(enable_fake_models="1", log_level="warning")
+    env["PYTHONPATH"] = str(Path(__file__).parents[2] / "src")
+    ws = Workspace(Settings(home=home, enable_fake_models=1))
+    token = ws.create_token("a@example.com", admin=True)
+    ws.serving.create(ws.principal("a@example.com"), {
+        "name": "ep", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]},
+        "ai_gateway": {"usage_tracking_config": {"enabled": True}}})
+    time.sleep(0.3)
+    ws.close()
+    answered: dict[str, float] = {}
+    kills = scaled(3, 20)
+    for k in range(kills):
+        port = _port()
+        proc = subprocess.Popen([sys.executable, "-m", "brickyard.cli", "serve", "--home", str(home), "--port",
+                                 str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(url + "/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        stop = time.monotonic() + 2.5 + k % 3 * 0.7
+        with httpx.Client(timeout=10) as client:
+            i = 0
+            while time.monotonic() < stop:
+                rid = f"k{k}-{i}"
+                r = client.post(url + "/serving-endpoints/ep/invocations", headers={"authorization": f"Bearer {token}"},
+                                json={"messages": [{"role": "user", "content": "x"}], "client_request_id": rid})
+                assert r.status_code == 200
+                answered[rid] = time.monotonic()
+                i += 1
+        killed_at = time.monotonic()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        # every request answered more than BOUND_S before the kill must have its usage row
+        ws = Workspace(Settings(home=home, enable_fake_models=1))
+        try:
+            rows = ws.sql.execute(ws.principal("a@example.com"),
+                                  "SELECT client_request_id FROM system.serving.endpoint_usage").table
+            logged = set(rows.column("client_request_id").to_pylist()) if rows.num_rows else set()
+        finally:
+            ws.close()
+        mine = {rid for rid in answered if rid.startswith(f"k{k}-")}
+        old = {rid for rid in mine if answered[rid] < killed_at - BOUND_S}
+        assert old <= logged, sorted(old - logged)[:5]
+        assert len(mine & logged) > 0
+        lost = mine - logged
+        assert all(answered[r] >= killed_at - BOUND_S for r in lost)
