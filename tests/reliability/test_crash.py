@@ -90,8 +90,11 @@ def test_t01_kill_during_metastore_writes(tmp_path: Path) -> None:
         # -- verify after every kill ----------------------------------------------------------------
         con = sqlite3.connect(target)
         try:
-            assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+            # integrity_check reads the whole file: every kill at the PR size, every 10th (and the last) at
+            # the nightly size, where the database grows past 100 MB
+            if kills <= 200 or run % 10 == 0 or run == kills - 1:
+                assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+                assert con.execute("PRAGMA foreign_key_check").fetchall() == []
             rows = con.execute("SELECT id, full_name FROM securables WHERE kind = 'catalog'").fetchall()
             present = {name for _id, name in rows}
             ids = {name: sid for sid, name in rows}
