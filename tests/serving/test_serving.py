@@ -302,3 +302,30 @@ def test_plaintext_keys_become_encrypted_secrets_and_cannot_be_borrowed(env: Env
     env.admin.api_client.do("PUT", "/api/2.0/serving-endpoints/plain/config",
                             body={"served_entities": ep["config"]["served_entities"]})
     env.admin.serving_endpoints.wait_get_serving_endpoint_not_updating("plain")
+
+
+def test_dns_is_pinned_for_external_models(upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """T14: a name checked once cannot be rebound to another address for the connection."""
+    import socket
+
+    from brickyard.core.errors import InvalidParameterValue
+    from brickyard.models._openai import OpenAICompatible
+
+    port = int(upstream.url.split(":")[2].split("/")[0])
+    answers = {"pinned.test": ["127.0.0.1", "10.0.0.1"], "evil.test": ["10.0.0.1"]}
+    real = socket.getaddrinfo
+
+    def fake(host: str, p: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in answers:
+            ip = answers[host].pop(0) if len(answers[host]) > 1 else answers[host][0]
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, p))]
+        return real(host, p, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    model = OpenAICompatible(f"http://pinned.test:{port}/v1", model="m",
+                             allowed_hosts=frozenset({f"pinned.test:{port}"}))
+    for _ in range(3):  # later lookups would say 10.0.0.1; the connection keeps the checked address
+        assert model.chat({"messages": [{"role": "user", "content": "x"}]})["choices"]
+    model.close()
+    with pytest.raises(InvalidParameterValue, match="private or local"):
+        OpenAICompatible(f"http://evil.test:{port}/v1", model="m")

@@ -24,8 +24,11 @@ class UpstreamError(BrickyardError):
     http_status = 502
 
 
-def check_url(url: str, allowed_hosts: frozenset[str]) -> tuple[str, str]:
-    """Validate ``url`` for outbound model calls; returns (scheme, host:port)."""
+def check_url(url: str, allowed_hosts: frozenset[str]) -> tuple[str, str, str]:
+    """Validate ``url`` for outbound model calls; returns (scheme, host:port, the IP address to use).
+
+    The address is resolved here, once, and the caller connects to that address (DNS pinning): a name
+    that resolves to an allowed address now cannot be rebound to a private one for the connection."""
     if not isinstance(url, str) or len(url) > 2048:
         raise InvalidParameterValue("the model base URL must be a string of at most 2048 characters")
     parts = urlsplit(url)
@@ -36,12 +39,15 @@ def check_url(url: str, allowed_hosts: frozenset[str]) -> tuple[str, str]:
     host = parts.hostname.lower()
     port = parts.port or (443 if parts.scheme == "https" else 80)
     hostport = f"{host}:{port}"
-    if hostport in allowed_hosts or host in allowed_hosts:
-        return parts.scheme, hostport
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
         raise InvalidParameterValue(f"cannot resolve model host {host!r}") from None
+    if not infos:
+        raise InvalidParameterValue(f"cannot resolve model host {host!r}")
+    pinned = str(infos[0][4][0])
+    if hostport in allowed_hosts or host in allowed_hosts:
+        return parts.scheme, hostport, pinned
     for info in infos:
         ip = ipaddress.ip_address(info[4][0])
         if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast \
@@ -49,7 +55,7 @@ def check_url(url: str, allowed_hosts: frozenset[str]) -> tuple[str, str]:
             raise InvalidParameterValue(
                 f"model host {host!r} resolves to a private or local address ({ip}); add {hostport!r} to "
                 "BRICKYARD_ALLOWED_MODEL_HOSTS if you mean it")
-    return parts.scheme, hostport
+    return parts.scheme, hostport, pinned
 
 
 class OpenAICompatible:
@@ -61,8 +67,10 @@ class OpenAICompatible:
                  model_id: str | None = None, retries: int = 2) -> None:
         import urllib3
 
-        check_url(base_url, allowed_hosts)
+        scheme, hostport, ip = check_url(base_url, allowed_hosts)
         self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        self._prefix = parts.path.rstrip("/")
         self.model = model
         self.model_id = model_id or model
         self.retries = retries
@@ -71,16 +79,24 @@ class OpenAICompatible:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._timeout = urllib3.Timeout(connect=min(10.0, timeout), read=timeout)
-        self._pool = urllib3.PoolManager(maxsize=32, retries=False, timeout=self._timeout)
+        host, port = hostport.rsplit(":", 1)
+        self._headers["Host"] = host if port in ("80", "443") else hostport
+        # Connect to the address resolved above; TLS still verifies the certificate for the host name.
+        if scheme == "https":
+            self._pool: Any = urllib3.HTTPSConnectionPool(ip, int(port), maxsize=32, retries=False,
+                                                          timeout=self._timeout, server_hostname=host,
+                                                          assert_hostname=host)
+        else:
+            self._pool = urllib3.HTTPConnectionPool(ip, int(port), maxsize=32, retries=False, timeout=self._timeout)
 
     def close(self) -> None:
-        self._pool.clear()
+        self._pool.close()
 
     def _request(self, path: str, body: dict[str, Any], *, stream: bool = False) -> Any:
         import urllib3
 
         try:
-            return self._pool.request("POST", self.base_url + path, body=json.dumps(body).encode(),
+            return self._pool.request("POST", self._prefix + path, body=json.dumps(body).encode(),
                                       headers=self._headers, redirect=False, preload_content=not stream)
         except urllib3.exceptions.TimeoutError:
             raise TemporarilyUnavailable("the upstream model timed out", retry_after=1) from None
