@@ -208,6 +208,15 @@ def bench_gateway(seconds: Annotated[float, typer.Option(help="Seconds per load 
     typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 
+@bench_app.command("serving")
+def bench_serving(rounds: Annotated[int, typer.Option(help="Measured rounds per path")] = 3,
+                  max_tokens: Annotated[int, typer.Option(help="Tokens to generate per chat call")] = 64) -> None:
+    """The local models through an endpoint against calling them in-process, in one run."""
+    from ..bench import run_serving_bench
+
+    typer.echo(json.dumps(_run(lambda: run_serving_bench(rounds=rounds, max_tokens=max_tokens))))
+
+
 def _load_rows(source: Path) -> Any:
     import pyarrow as pa
 
