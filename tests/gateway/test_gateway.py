@@ -228,3 +228,32 @@ def test_inference_table_logs_payloads_without_secrets(gw: tuple[Workspace, Cloc
     assert rows["r3"]["request"] is None and rows["r3"]["response"] is None  # the echo model repeats it
     assert rows["r3"]["logging_error_codes"] == ["MAX_REQUEST_SIZE_EXCEEDED", "MAX_RESPONSE_SIZE_EXCEEDED"]
     assert rows["r1"]["requester"] == "alice"
+
+
+def test_sdk_put_ai_gateway_and_legacy_rate_limits(tmp_path: Path) -> None:
+    from databricks.sdk import WorkspaceClient
+    from databricks.sdk.service.serving import (
+        AiGatewayRateLimit,
+        AiGatewayRateLimitKey,
+        AiGatewayRateLimitRenewalPeriod,
+        AiGatewayUsageTrackingConfig,
+    )
+
+    ws = make_ws(tmp_path / "home")
+    token = ws.create_token("a@example.com", admin=True)
+    ws.serving.create(ws.principal("a@example.com"), {
+        "name": "ep", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]}})
+    with serve(ws) as url:
+        w = WorkspaceClient(host=url, token=token)
+        w.serving_endpoints.wait_get_serving_endpoint_not_updating("ep")
+        out = w.serving_endpoints.put_ai_gateway(
+            "ep", usage_tracking_config=AiGatewayUsageTrackingConfig(enabled=True),
+            rate_limits=[AiGatewayRateLimit(calls=7, key=AiGatewayRateLimitKey.ENDPOINT,
+                                            renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE)])
+        assert out.usage_tracking_config.enabled and out.rate_limits[0].calls == 7
+        got = w.serving_endpoints.get("ep").ai_gateway
+        assert got.rate_limits[0].key == AiGatewayRateLimitKey.ENDPOINT
+        r = httpx.put(url + "/api/2.0/serving-endpoints/ep/rate-limits", headers={"authorization": f"Bearer {token}"},
+                      json={"rate_limits": [{"calls": 3, "key": "user", "renewal_period": "minute"}]})
+        assert r.status_code == 200 and w.serving_endpoints.get("ep").ai_gateway.rate_limits[0].calls == 3
+    ws.close()
