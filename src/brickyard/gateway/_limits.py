@@ -53,6 +53,7 @@ class RateLimiter:
     def __init__(self, db: Database, *, clock: Callable[[], int] = now_ms) -> None:
         self.db = db
         self.clock = clock
+        self._swept: dict[str, int] = {}  # endpoint -> the window its old counters were last cleared for
         with self.db.tx() as tx:
             tx.execute(SCHEMA)
 
@@ -85,8 +86,10 @@ class RateLimiter:
             for scope in scopes:
                 tx.execute("UPDATE rate_counters SET calls = calls + 1, tokens = tokens + ? WHERE endpoint_id = ?"
                            " AND scope = ? AND window_start = ?", (tokens, endpoint_id, scope, window))
-            tx.execute("DELETE FROM rate_counters WHERE endpoint_id = ? AND window_start < ?",
-                       (endpoint_id, window - WINDOW_MS))
+            if self._swept.get(endpoint_id) != window:  # once per endpoint and minute is enough
+                tx.execute("DELETE FROM rate_counters WHERE endpoint_id = ? AND window_start < ?",
+                           (endpoint_id, window - WINDOW_MS))
+                self._swept[endpoint_id] = window
         return window
 
     def settle(self, endpoint_id: str, pairs: list[tuple[str, Limit]], window: int, reserved: int, used: int) -> None:

@@ -116,6 +116,7 @@ class Serving:
         self._threads: list[threading.Thread] = []
         #: name -> (fetched at, endpoint row, ACL rows): the data plane's view, refreshed every CACHE_SECONDS
         self._hot: dict[str, tuple[float, Row, list[Row]]] = {}
+        self._configs: dict[tuple[str, int], dict[str, Any]] = {}
 
     CACHE_SECONDS = 0.5
 
@@ -556,9 +557,19 @@ class Serving:
                                          f"{row['state_update']}); retry shortly", retry_after=2)
         return row
 
+    def config_of(self, row: Row) -> dict[str, Any]:
+        """The parsed config of an endpoint row, parsed once per config version."""
+        key = (row["id"], row["config_version"])
+        cached = self._configs.get(key)
+        if cached is None:
+            if len(self._configs) > 1000:
+                self._configs.clear()
+            cached = self._configs[key] = json.loads(row["config"])
+        return cached
+
     def pick(self, row: Row, rng: random.Random | None = None) -> dict[str, Any]:
         """The served entity that takes this request, by the traffic split."""
-        config = json.loads(row["config"])
+        config = self.config_of(row)
         routes = [r for r in config["traffic_config"]["routes"] if r["traffic_percentage"] > 0]
         chosen = (rng or random).choices(routes, weights=[r["traffic_percentage"] for r in routes])[0]
         return next(e for e in config["served_entities"] if e["name"] == chosen["served_entity_name"])
@@ -628,7 +639,7 @@ class Serving:
         first = self.pick(row)
         candidates = [first]
         if fallback:  # then every other served entity, in the order of the config
-            candidates += [e for e in json.loads(row["config"])["served_entities"] if e["name"] != first["name"]]
+            candidates += [e for e in self.config_of(row)["served_entities"] if e["name"] != first["name"]]
         failure: BrickyardError | None = None
         for entity in candidates:
             try:
