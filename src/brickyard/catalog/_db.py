@@ -13,6 +13,7 @@ thread, each write in one transaction; rows that must not change under us are lo
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -65,6 +66,9 @@ class Database:
         self._all: list[Any] = []
         self._lock = threading.Lock()
         self._available = threading.Semaphore(self.POOL_SIZE)
+        # SQLite lets one writer in at a time; queueing this process's writers on a lock avoids SQLite's
+        # busy handler, which sleeps in steps of up to 100 ms (other processes still meet it).
+        self._write_lock = threading.RLock()
         if self.dialect == "sqlite":
             Path(target).parent.mkdir(parents=True, exist_ok=True)
 
@@ -131,6 +135,11 @@ class Database:
     @contextmanager
     def tx(self, *, write: bool = True) -> Iterator[Tx]:
         """A transaction on a pooled connection: committed when the block ends, rolled back if it raises."""
+        serial = self._write_lock if (write and self.dialect == "sqlite") else contextlib.nullcontext()
+        with serial:
+            yield from self._tx(write)
+
+    def _tx(self, write: bool) -> Iterator[Tx]:
         conn = self._borrow()
         broken = False
         try:

@@ -54,6 +54,7 @@ class RateLimiter:
         self.db = db
         self.clock = clock
         self._swept: dict[str, int] = {}  # endpoint -> the window its old counters were last cleared for
+
         with self.db.tx() as tx:
             tx.execute(SCHEMA)
 
