@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -256,4 +257,73 @@ def test_sdk_put_ai_gateway_and_legacy_rate_limits(tmp_path: Path) -> None:
         r = httpx.put(url + "/api/2.0/serving-endpoints/ep/rate-limits", headers={"authorization": f"Bearer {token}"},
                       json={"rate_limits": [{"calls": 3, "key": "user", "renewal_period": "minute"}]})
         assert r.status_code == 200 and w.serving_endpoints.get("ep").ai_gateway.rate_limits[0].calls == 3
+    ws.close()
+
+
+class Flaky:
+    """A chat model that fails every 10th call and reports usage on every other call."""
+
+    model_id = "flaky"
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def chat(self, request: dict[str, Any]) -> dict[str, Any]:
+        from brickyard.models._fakes import completion
+        from brickyard.models._openai import UpstreamError
+
+        with self.lock:
+            self.n += 1
+            n = self.n
+        if n % 10 == 0:
+            raise UpstreamError("upstream failed")
+        text = request["messages"][-1]["content"]
+        answer = completion("flaky", f"answer {text}", prompt_tokens=7)
+        if n % 2:
+            answer.pop("usage")
+        return answer
+
+    def stream(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        from brickyard.models._fakes import chunks_of
+
+        yield from chunks_of(self.chat(request))
+
+
+def test_t22_usage_rows_match_calls_exactly(tmp_path: Path) -> None:
+    """1,000 requests (20% streamed, 10% upstream failures, usage reported on half): one row per request,
+    tokens as reported or (len + 1) // 4 when not."""
+    ws = Workspace(Settings(home=tmp_path / "home", enable_fake_models=1, serving_queue_size=10_000))
+    flaky = Flaky()
+    ws.serving._factories["system.ai.fake-chat"] = lambda: flaky
+    admin = ws.ensure_user("admin", admin=True)
+    ws.serving.create(admin, {"name": "ep", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]},
+                              "ai_gateway": {"usage_tracking_config": {"enabled": True}}})
+    time.sleep(0.3)
+    expected: dict[str, tuple[int, int, int]] = {}
+    for i in range(scaled(1000, 5000)):
+        rid = f"r{i}"
+        body = {"messages": [{"role": "user", "content": f"question {i}"}], "client_request_id": rid,
+                "stream": i % 5 == 0}
+        try:
+            inv = ws.gateway.call(admin, "ep", body, route="chat")
+            chunks = list(inv.result) if inv.stream else None
+            result = inv.result if not inv.stream else None
+            if chunks is not None:
+                usage = next((c["usage"] for c in chunks if c.get("usage")), None)
+                text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c["choices"])
+            else:
+                usage, text = result.get("usage"), result["choices"][0]["message"]["content"]
+            if usage:
+                expected[rid] = (200, usage["prompt_tokens"], usage["completion_tokens"])
+            else:
+                expected[rid] = (200, (len(f"question {i}") + 1) // 4, (len(text) + 1) // 4)
+        except Exception as exc:  # noqa: BLE001 - the failures are part of the mix
+            expected[rid] = (getattr(exc, "http_status", 500), 0, 0)
+    ws.gateway.usage.flush()
+    rows = ws.sql.execute(admin, "SELECT client_request_id, status_code, input_token_count, output_token_count"
+                                 " FROM system.serving.endpoint_usage").table.to_pylist()
+    got = {r["client_request_id"]: (r["status_code"], r["input_token_count"], r["output_token_count"]) for r in rows}
+    assert len(rows) == len(expected) and got == expected
+    assert sum(1 for v in expected.values() if v[0] != 200) > 0
     ws.close()

@@ -84,8 +84,9 @@ class Gateway:
                    response: Any = None) -> None:
             tokens_in = int((usage or {}).get("prompt_tokens") or 0)
             tokens_out = int((usage or {}).get("completion_tokens") or 0)
-            if status == 200 and usage is None:  # provider reported nothing: estimate as Databricks does
-                tokens_in = self._estimate(body, with_max=False)
+            if status == 200 and not usage:  # the provider reported nothing: (len + 1) // 4, as Databricks does
+                tokens_in = (len(_request_text(body)) + 1) // 4
+                tokens_out = (len(_response_text(response)) + 1) // 4
             self.limiter.settle(row["id"], pairs, window, reserve, tokens_in + tokens_out)
             if tracking:
                 self.usage.record(usage_row(
@@ -196,3 +197,32 @@ class Gateway:
         if with_max:
             tokens += int(body.get("max_tokens") or 0) if isinstance(body.get("max_tokens"), int) else 0
         return tokens
+
+
+def _request_text(body: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for m in body.get("messages") or []:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts += [str(c.get("text", "")) for c in content if isinstance(c, dict)]
+    for key in ("prompt", "input"):
+        value = body.get(key)
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, list):
+            parts += [v for v in value if isinstance(v, str)]
+    return "".join(parts)
+
+
+def _response_text(response: Any) -> str:
+    if not isinstance(response, dict):
+        return ""
+    if isinstance(response.get("streamed_content"), str):
+        return response["streamed_content"]
+    out = []
+    for choice in response.get("choices") or []:
+        message = choice.get("message") or {}
+        out.append(str(message.get("content") or choice.get("text") or ""))
+    return "".join(out)
