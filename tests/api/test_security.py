@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import re
 from collections.abc import Iterator
@@ -44,8 +45,13 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
             calls.append(f"{spec.method} {spec.path}")
             return spec.handler(req)
 
-        handler.__name__ = spec.handler.__name__
-        return dataclasses.replace(spec, handler=handler)
+        async def async_handler(req: Any) -> Any:
+            calls.append(f"{spec.method} {spec.path}")
+            return await spec.handler(req)
+
+        wrapper = async_handler if inspect.iscoroutinefunction(spec.handler) else handler
+        wrapper.__name__ = spec.handler.__name__
+        return dataclasses.replace(spec, handler=wrapper)
 
     api.routes = [spy(s) for s in api.routes]
     client = TestClient(create_app(ws, api=api), base_url="http://127.0.0.1")

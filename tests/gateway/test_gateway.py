@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -88,6 +89,34 @@ def test_t21_exact_limits_under_concurrency(gw: tuple[Workspace, Clock]) -> None
         got = fire(ws, ws.principal("carol"), 60)[0] + fire(ws, ws.principal("dave"), 60)[0]
         assert got == 70  # the group's shared limit is stricter than two users' 50 each
         clock.now += 60_000  # the next minute starts fresh
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "group-commit"])
+def test_t21_exact_limits_on_the_event_loop(gw: tuple[Workspace, Clock], inline: bool) -> None:
+    """The server's path (``acall``): 500 concurrent requests on one event loop. Inline commits (SQLite, writer
+    lock free) and group commits from a worker thread (PostgreSQL, or a busy writer) both accept exactly 50."""
+    ws, clock = gw
+    ws.gateway.admission.inline = inline
+    alice = ws.principal("alice")
+
+    async def burst(n: int) -> list[Any]:
+        async def one() -> Any:
+            try:
+                return await ws.gateway.acall(alice, "ep", dict(MSG), route="chat")
+            except RateLimited as exc:
+                return exc
+
+        return await asyncio.gather(*(one() for _ in range(n)))
+
+    for _ in range(scaled(3, 20)):
+        commits = ws.gateway.admission.commits
+        results = asyncio.run(burst(500))
+        refused = [r for r in results if isinstance(r, RateLimited)]
+        assert len(results) - len(refused) == 50
+        assert all(r.retry_after >= 1 for r in refused)
+        if not inline:  # concurrent requests shared transactions
+            assert ws.gateway.admission.commits - commits < 500
+        clock.now += 60_000
 
 
 def test_endpoint_and_token_limits(gw: tuple[Workspace, Clock]) -> None:

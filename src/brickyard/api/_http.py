@@ -14,6 +14,7 @@ route-inventory test walks the registry to prove it.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -114,6 +115,8 @@ class Api:
 
     def route(self, method: str, path: str, *, policy: str, body: str = "json") -> Callable[[Callable[[Req], Any]],
                                                                                            Callable[[Req], Any]]:
+        """Register a handler. A plain function runs in a worker thread; an ``async def`` one runs on the
+        event loop and must never block it (the data plane's proxy path)."""
         if policy not in POLICIES:
             raise ValueError(f"route {method} {path}: policy must be one of {POLICIES}")
 
@@ -239,7 +242,10 @@ def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
                 if req.body is not None and not isinstance(req.body, dict):
                     raise BadRequest("the request body must be a JSON object")
             try:
-                result = await anyio.to_thread.run_sync(spec.handler, req)
+                if inspect.iscoroutinefunction(spec.handler):  # the data plane: stays on the event loop
+                    result = await spec.handler(req)
+                else:
+                    result = await anyio.to_thread.run_sync(spec.handler, req)
             finally:
                 if req.file is not None:
                     req.file.close()

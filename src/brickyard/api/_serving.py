@@ -88,9 +88,8 @@ def register(api: Api, ws: Any) -> None:
             ("CAN_MANAGE", "Change, delete and grant the endpoint"))]}
 
     # -- data plane ---------------------------------------------------------------------------------
-    def run(req: Req, name: str, route: str) -> Response:
-        body = req.body or {}
-        inv = ws.gateway.call(req.user, name, body, route=route)
+    async def run(req: Req, name: str, route: str) -> Response:
+        inv = await ws.gateway.acall(req.user, name, req.body or {}, route=route)
         headers = {"served-model-name": inv.served_entity}
         if inv.stream:
             return StreamingResponse(_sse(inv.result), media_type="text/event-stream", headers=headers)
@@ -103,25 +102,25 @@ def register(api: Api, ws: Any) -> None:
         return name
 
     @api.route("POST", "/serving-endpoints/{name}/invocations", policy="authenticated")
-    def invocations(req: Req) -> Response:
-        return run(req, req.path["name"], "invocations")
+    async def invocations(req: Req) -> Response:
+        return await run(req, req.path["name"], "invocations")
 
     @api.route("POST", "/serving-endpoints/chat/completions", policy="authenticated")
-    def chat_completions(req: Req) -> Response:
-        return run(req, model_name(req), "chat")
+    async def chat_completions(req: Req) -> Response:
+        return await run(req, model_name(req), "chat")
 
     @api.route("POST", "/serving-endpoints/completions", policy="authenticated")
-    def completions(req: Req) -> Response:
-        return run(req, model_name(req), "completions")
+    async def completions(req: Req) -> Response:
+        return await run(req, model_name(req), "completions")
 
     @api.route("POST", "/serving-endpoints/responses", policy="authenticated")
-    def responses(req: Req) -> Response:
+    async def responses(req: Req) -> Response:
         from ..serving._responses import dumps, from_chat, stream_events, to_chat
 
         body = req.body or {}
         name = model_name(req)
         chat = to_chat(body)
-        inv = ws.gateway.call(req.user, name, chat, route="chat")
+        inv = await ws.gateway.acall(req.user, name, chat, route="chat")
         headers = {"served-model-name": inv.served_entity}
         if inv.stream:
             return StreamingResponse((dumps(e) for e in stream_events(inv.result, name)),
@@ -129,8 +128,8 @@ def register(api: Api, ws: Any) -> None:
         return JSON(from_chat(inv.result, name), headers=headers)
 
     @api.route("POST", "/serving-endpoints/embeddings", policy="authenticated")
-    def embeddings(req: Req) -> Response:
-        return run(req, model_name(req), "embeddings")
+    async def embeddings(req: Req) -> Response:
+        return await run(req, model_name(req), "embeddings")
 
     # -- secrets ------------------------------------------------------------------------------------
     secrets = ws.secrets

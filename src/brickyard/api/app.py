@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -13,6 +15,7 @@ from . import _core_routes, _files, _scim, _serving, _sql, _uc
 from ._http import Api, make_endpoint
 
 ROUTERS = (_core_routes, _scim, _uc, _files, _sql, _serving)
+DATA_PLANE = "/serving-endpoints/"
 
 
 def build_api(workspace: Any) -> Api:
@@ -25,8 +28,10 @@ def build_api(workspace: Any) -> Api:
 def create_app(workspace: Any, api: Api | None = None) -> Starlette:
     api = api or build_api(workspace)
     routes = []
-    # HEAD routes first: Starlette would otherwise send HEAD to the GET route of the same path.
-    for spec in sorted(api.routes, key=lambda s: s.method != "HEAD"):
+    # Starlette tries routes in order with a regular expression each, so the data plane goes first (at
+    # 130 routes, reaching the last one cost more than 10% of a proxied request's CPU). HEAD routes come
+    # before GET ones, which Starlette would otherwise send HEAD requests to.
+    for spec in sorted(api.routes, key=lambda s: (not s.path.startswith(DATA_PLANE), s.method != "HEAD")):
         routes.append(Route(spec.path, make_endpoint(spec, workspace), methods=[spec.method]))
 
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
@@ -38,7 +43,12 @@ def create_app(workspace: Any, api: Api | None = None) -> Starlette:
                              "message": f"method {request.method} is not allowed on {request.url.path}"},
                             status_code=405)
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed})
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await workspace.serving.aclose()  # upstream sessions belong to this event loop
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed}, lifespan=lifespan)
     app.state.workspace = workspace
     app.state.api = api
     return app

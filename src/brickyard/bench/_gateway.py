@@ -3,7 +3,7 @@
 A fixed-answer upstream (aiohttp) and a Brickyard server run as separate processes on loopback; an
 asyncio load generator sends chat completions to each in turn, at concurrency C and at 1. The gateway
 path does everything a production request does: token auth, CAN_QUERY, rate limits (exact, committed
-per request), usage tracking and inference-table rows, a no-op guardrail, and the proxy call.
+per request; inline on SQLite), usage tracking and inference-table rows, a no-op guardrail, and the proxy call.
 Reported: requests/s, p50/p99 latency, server CPU seconds per request, and the added p50 at c=1.
 """
 
@@ -133,7 +133,7 @@ def run_gateway_bench(*, seconds: float = 5.0, concurrency: int = 32) -> dict[st
         results["added_p50_ms_c1"] = round(results["gateway"]["c1"]["p50_ms"] - results["direct"]["c1"]["p50_ms"], 3)
         results["config"] = {"seconds": seconds, "concurrency": concurrency, "cpus": os.cpu_count(),
                              "path": "token auth + CAN_QUERY + exact rate limit + usage + inference table + "
-                                     "no-op guardrail + proxy (httpx) to an aiohttp upstream"}
+                                     "no-op guardrail + proxy (pooled aiohttp client) to an aiohttp upstream"}
         return results
     finally:
         for proc in (server, upstream):

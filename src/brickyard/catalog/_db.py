@@ -139,6 +139,18 @@ class Database:
         with serial:
             yield from self._tx(write)
 
+    @contextlib.contextmanager
+    def writer_if_free(self) -> Iterator[bool]:
+        """SQLite: take this process's writer lock if no other thread holds it (yields True), without
+        waiting (yields False). PostgreSQL has no such lock: always False."""
+        if self.dialect != "sqlite" or not self._write_lock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self._write_lock.release()
+
     def _tx(self, write: bool) -> Iterator[Tx]:
         conn = self._borrow()
         broken = False

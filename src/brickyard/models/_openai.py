@@ -8,6 +8,7 @@ private or loopback unless that exact host is allow-listed.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import socket
@@ -58,9 +59,28 @@ def check_url(url: str, allowed_hosts: frozenset[str]) -> tuple[str, str, str]:
     return parts.scheme, hostport, pinned
 
 
+class _PinnedResolver:
+    """An aiohttp resolver that knows one name, and answers with the address checked by ``check_url``."""
+
+    def __init__(self, host: str, ip: str) -> None:
+        self._host = host
+        self._ip = ip
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+        if host != self._host:
+            raise OSError(f"refusing to resolve {host!r}: only the checked model host may be reached")
+        fam = socket.AF_INET6 if ":" in self._ip else socket.AF_INET
+        return [{"hostname": host, "host": self._ip, "port": port, "family": fam, "proto": 0,
+                 "flags": socket.AI_NUMERICHOST}]
+
+    async def close(self) -> None:
+        return None
+
+
 class OpenAICompatible:
-    """Talks to the upstream with a pooled urllib3 client: measured here, httpx spent about 1.4 ms of CPU
-    per proxied request, which is most of a gateway hop's budget."""
+    """Talks to the upstream with pooled clients: urllib3 for blocking callers, aiohttp for the server's
+    event loop. Measured here, httpx spent about 1.4 ms of CPU per proxied request, which is most of a
+    gateway hop's budget; the async path also saves the hop to a worker thread."""
 
     def __init__(self, base_url: str, *, model: str, api_key: str | None = None, timeout: float = 120.0,
                  allowed_hosts: frozenset[str] = frozenset(), headers: dict[str, str] | None = None,
@@ -81,6 +101,9 @@ class OpenAICompatible:
         self._timeout = urllib3.Timeout(connect=min(10.0, timeout), read=timeout)
         host, port = hostport.rsplit(":", 1)
         self._headers["Host"] = host if port in ("80", "443") else hostport
+        self._scheme, self._host, self._port, self._ip = scheme, host, int(port), ip
+        self._read_timeout = timeout
+        self._sessions: dict[int, Any] = {}  # event loop id -> its aiohttp session
         # Connect to the address resolved above; TLS still verifies the certificate for the host name.
         if scheme == "https":
             self._pool: Any = urllib3.HTTPSConnectionPool(ip, int(port), maxsize=32, retries=False,
@@ -91,6 +114,55 @@ class OpenAICompatible:
 
     def close(self) -> None:
         self._pool.close()
+
+    async def aclose(self) -> None:
+        """Close the aiohttp session of the running event loop (sessions of other loops stay)."""
+        session = self._sessions.pop(id(asyncio.get_running_loop()), None)
+        if session is not None:
+            await session.close()
+
+    def _session(self) -> Any:
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        session = self._sessions.get(id(loop))
+        if session is None or session.closed or session._loop is not loop:  # noqa: SLF001 - a reused id
+            connector = aiohttp.TCPConnector(limit=64, resolver=_PinnedResolver(self._host, self._ip),
+                                             use_dns_cache=False)
+            session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=True, trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=None, connect=min(10.0, self._read_timeout),
+                                              sock_read=self._read_timeout))
+            self._sessions[id(loop)] = session
+        return session
+
+    async def _arequest(self, path: str, body: dict[str, Any]) -> tuple[int, Any, bytes]:
+        import aiohttp
+
+        port = "" if (self._scheme, self._port) in (("http", 80), ("https", 443)) else f":{self._port}"
+        url = f"{self._scheme}://{self._host}{port}{self._prefix}{path}"
+        try:
+            async with self._session().post(url, data=json.dumps(body).encode(), headers=self._headers,
+                                            allow_redirects=False) as r:
+                return r.status, r.headers, await r.read()
+        except TimeoutError:
+            raise TemporarilyUnavailable("the upstream model timed out", retry_after=1) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamError(f"cannot reach the upstream model: {type(exc).__name__}") from None
+
+    async def _apost(self, path: str, body: dict[str, Any]) -> Any:
+        """:meth:`_post` for the event loop: the same retries and back-off, without blocking it."""
+        delay = 0.2
+        for attempt in range(self.retries + 1):
+            try:
+                status, headers, data = await self._arequest(path, body)
+                return self._answer(status, headers, data)
+            except (RateLimited, TemporarilyUnavailable, UpstreamError) as exc:
+                if attempt == self.retries:
+                    raise
+                await asyncio.sleep(_backoff(exc, delay))
+                delay *= 2
+        raise AssertionError("unreachable")
 
     def _request(self, path: str, body: dict[str, Any], *, stream: bool = False) -> Any:
         import urllib3
@@ -110,19 +182,21 @@ class OpenAICompatible:
         for attempt in range(self.retries + 1):
             try:
                 r = self._request(path, body)
-                self._raise_for(r.status, r.headers, r.data)
-                return json.loads(r.data)
+                return self._answer(r.status, r.headers, r.data)
             except (RateLimited, TemporarilyUnavailable, UpstreamError) as exc:
-                error: BrickyardError = exc
-            except ValueError:
-                error = UpstreamError("the upstream model answered with invalid JSON")
-            if attempt == self.retries:
-                raise error
-            wait = min(float(getattr(error, "retry_after", delay) or delay), 2.0) if isinstance(error, RateLimited) \
-                else delay
-            time.sleep(wait)
-            delay *= 2
+                if attempt == self.retries:
+                    raise
+                time.sleep(_backoff(exc, delay))
+                delay *= 2
         raise AssertionError("unreachable")
+
+    @classmethod
+    def _answer(cls, status: int, headers: Any, data: bytes) -> Any:
+        cls._raise_for(status, headers, data)
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise UpstreamError("the upstream model answered with invalid JSON") from None
 
     @staticmethod
     def _raise_for(status: int, headers: Any, data: bytes) -> None:
@@ -177,8 +251,24 @@ class OpenAICompatible:
     def embed_raw(self, texts: list[str]) -> dict[str, Any]:
         return dict(self._post("/embeddings", {"model": self.model, "input": texts}))
 
+    async def achat(self, request: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self._apost("/chat/completions", {**request, "model": self.model, "stream": False}))
+
+    async def acomplete(self, request: dict[str, Any]) -> dict[str, Any]:
+        return dict(await self._apost("/completions", {**request, "model": self.model, "stream": False}))
+
+    async def aembed_raw(self, texts: list[str]) -> dict[str, Any]:
+        return dict(await self._apost("/embeddings", {"model": self.model, "input": texts}))
+
     def embed(self, texts: list[str]) -> Any:
         import numpy as np
 
         data = self.embed_raw(texts)["data"]
         return np.array([d["embedding"] for d in sorted(data, key=lambda d: d["index"])], dtype=np.float32)
+
+
+def _backoff(error: BrickyardError, delay: float) -> float:
+    """Seconds to wait before the next attempt: the back-off, or a rate limit's short Retry-After."""
+    if isinstance(error, RateLimited):
+        return min(float(error.retry_after or delay), 2.0)
+    return delay

@@ -64,6 +64,17 @@ class Invocation:
     stream: bool = False
 
 
+@dataclass
+class Plan:
+    """A checked request and the served entities that may take it, first choice first."""
+
+    row: Row
+    task: str
+    route: str
+    request: dict[str, Any]
+    stream: bool
+    candidates: list[dict[str, Any]]
+
 class Slot:
     """At most ``capacity`` calls in flight or waiting for one local model; more get a 503 with Retry-After."""
 
@@ -159,6 +170,13 @@ class Serving:
             close = getattr(provider, "close", None)
             if close:
                 close()
+
+    async def aclose(self) -> None:
+        """Close the upstream sessions opened on the running event loop (call at server shutdown)."""
+        for provider in list(self._providers.values()):
+            aclose = getattr(provider, "aclose", None)
+            if aclose:
+                await aclose()
 
     # -- permissions --------------------------------------------------------------------------------
     def _level(self, tx: Tx, p: Principal, row: Row) -> int:
@@ -530,6 +548,9 @@ class Serving:
     def endpoint_for_query(self, p: Principal, name: str) -> Row:
         """The endpoint row for a data-plane call by ``p`` (CAN_QUERY checked). Rows and ACLs are cached for
         CACHE_SECONDS: changes in this process are seen at once, other processes' within that bound."""
+        row = self.endpoint_if_cached(p, name)
+        if row is not None:
+            return row
         now = time.monotonic()
         hot = self._hot.get(name)
         if hot is None or now - hot[0] > self.CACHE_SECONDS:
@@ -543,10 +564,22 @@ class Serving:
             if len(self._hot) > 1000:
                 self._hot.clear()
             self._hot[name] = hot
-        _, row, acl = hot
+        return self._check_query(p, name, hot[1], hot[2])
+
+    def endpoint_if_cached(self, p: Principal, name: str) -> Row | None:
+        """:meth:`endpoint_for_query` when the endpoint's view is fresh in the cache (no database, so the
+        event loop may call it); None when it has to be read."""
+        hot = self._hot.get(name)
+        if hot is None or time.monotonic() - hot[0] > self.CACHE_SECONDS:
+            return None
+        return self._check_query(p, name, hot[1], hot[2])
+
+    @staticmethod
+    def _check_query(p: Principal, name: str, row: Row, acl: list[Row]) -> Row:
         level = LEVELS["CAN_MANAGE"] if p.is_admin or row["creator"] == p.name else 0
+        names = p.names
         for entry in acl:
-            if entry["principal"] in p.names:
+            if entry["principal"] in names:
                 level = max(level, LEVELS[entry["level"]])
         if level == 0:
             raise NotFound(f"Endpoint '{name}' does not exist.")
@@ -620,6 +653,58 @@ class Serving:
         """Run one request. ``route`` is chat | completions | embeddings | invocations (task decides).
         ``row`` is the endpoint as already loaded (and permission-checked) by the caller. With ``fallback``,
         a served entity that fails with a retriable upstream error hands the request to the next one."""
+        plan = self.plan(p, name, body, route=route, row=row, fallback=fallback)
+        failure: BrickyardError | None = None
+        for entity in plan.candidates:
+            try:
+                return self._invoke_entity(plan.row, entity, dict(plan.request), plan.route, plan.stream, name,
+                                           plan.task)
+            except (RateLimited, TemporarilyUnavailable, UpstreamError) as exc:
+                failure = exc  # retriable upstream trouble: the next entity may answer
+        assert failure is not None
+        raise failure
+
+    async def ainvoke(self, p: Principal, name: str, body: dict[str, Any], *, route: str, row: Row | None = None,
+                      fallback: bool = False) -> Invocation:
+        """:meth:`invoke` for the event loop. Non-streaming calls to external models are awaited on the loop
+        (pooled aiohttp, no thread); local models and streams run in a worker thread as before."""
+        import anyio
+
+        plan = self.plan(p, name, body, route=route, row=row, fallback=fallback)
+        failure: BrickyardError | None = None
+        for entity in plan.candidates:
+            try:
+                if plan.stream or "external_model" not in entity:
+                    return await anyio.to_thread.run_sync(self._invoke_entity, plan.row, entity, dict(plan.request),
+                                                          plan.route, plan.stream, name, plan.task)
+                return await self._ainvoke_external(plan, entity, dict(plan.request), name)
+            except (RateLimited, TemporarilyUnavailable, UpstreamError) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def _ainvoke_external(self, plan: Plan, entity: dict[str, Any], request: dict[str, Any],
+                                name: str) -> Invocation:
+        import anyio
+
+        key = (plan.row["id"], plan.row["config_version"], entity["name"])
+        model = self._providers.get(key)
+        if model is None:  # the first call resolves and checks the host: not on the event loop
+            model, _ = await anyio.to_thread.run_sync(self.model_for, plan.row, entity)
+        if plan.route == "embeddings":
+            texts, fmt = _embed_input(request)
+            raw = await model.aembed_raw(texts)
+            result = _embed_output(raw, texts, fmt, name)
+        elif plan.route == "completions":
+            result = await model.acomplete({**request, "prompt": _prompt_of(request)})
+        else:
+            result = await model.achat(request)
+        result["model"] = name
+        return Invocation(name, entity["name"], plan.task, result)
+
+    def plan(self, p: Principal, name: str, body: dict[str, Any], *, route: str, row: Row | None = None,
+             fallback: bool = False) -> Plan:
+        """Check a request against the endpoint's task and decide who may serve it, in which order."""
         row = row or self.endpoint_for_query(p, name)
         task = row["task"]
         if route == "invocations":
@@ -640,14 +725,7 @@ class Serving:
         candidates = [first]
         if fallback:  # then every other served entity, in the order of the config
             candidates += [e for e in self.config_of(row)["served_entities"] if e["name"] != first["name"]]
-        failure: BrickyardError | None = None
-        for entity in candidates:
-            try:
-                return self._invoke_entity(row, entity, dict(request), route, stream, name, task)
-            except (RateLimited, TemporarilyUnavailable, UpstreamError) as exc:
-                failure = exc  # retriable upstream trouble: the next entity may answer
-        assert failure is not None
-        raise failure
+        return Plan(row, task, route, request, stream, candidates)
 
     def _invoke_entity(self, row: Row, entity: dict[str, Any], request: dict[str, Any], route: str, stream: bool,
                        name: str, task: str) -> Invocation:
@@ -682,11 +760,7 @@ class Serving:
         return _chain(first, stream)
 
     def _complete(self, model: Any, slot: Slot | None, request: dict[str, Any], name: str) -> dict[str, Any]:
-        prompt = request.pop("prompt", None)
-        if isinstance(prompt, list) and len(prompt) == 1:
-            prompt = prompt[0]
-        if not isinstance(prompt, str):
-            raise InvalidParameterValue("prompt must be a string")
+        prompt = _prompt_of(request)
         if hasattr(model, "complete"):
             result = model.complete({**request, "prompt": prompt})
         else:
@@ -703,33 +777,55 @@ class Serving:
         return result
 
     def _embed(self, model: Any, slot: Slot | None, request: dict[str, Any], name: str) -> dict[str, Any]:
-        texts = request.get("input")
-        if texts is None:
-            texts = _dataframe_texts(request)
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            raise InvalidParameterValue("input must be a string or a non-empty list of strings")
-        if len(texts) > 2048:
-            raise InvalidParameterValue("at most 2048 inputs per request")
-        fmt = request.get("encoding_format", "float")
-        if fmt not in ("float", "base64"):
-            raise InvalidParameterValue("encoding_format must be float or base64")
+        texts, fmt = _embed_input(request)
         if hasattr(model, "embed_raw"):
-            raw = model.embed_raw(texts)
-            vectors = np.array([d["embedding"] for d in sorted(raw["data"], key=lambda d: d["index"])],
-                               dtype=np.float32)
-            tokens = (raw.get("usage") or {}).get("prompt_tokens") or sum(count_tokens(t) for t in texts)
-        else:
-            with slot if slot is not None else _nullcontext():
-                vectors = np.asarray(model.embed(texts), dtype=np.float32)
-            tokens = sum(count_tokens(t) for t in texts)
-        data = []
-        for i, vec in enumerate(vectors):
-            emb: Any = base64.b64encode(vec.astype("<f4").tobytes()).decode() if fmt == "base64" else vec.tolist()
-            data.append({"object": "embedding", "index": i, "embedding": emb})
-        return {"object": "list", "data": data, "model": name,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+            return _embed_output(model.embed_raw(texts), texts, fmt, name)
+        with slot if slot is not None else _nullcontext():
+            vectors = np.asarray(model.embed(texts), dtype=np.float32)
+        return _embed_result(vectors, sum(count_tokens(t) for t in texts), fmt, name)
+
+
+def _prompt_of(request: dict[str, Any]) -> str:
+    """Take the completion prompt out of ``request`` (one string, or a list of one)."""
+    prompt = request.pop("prompt", None)
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise InvalidParameterValue("prompt must be a string")
+    return prompt
+
+
+def _embed_input(request: dict[str, Any]) -> tuple[list[str], str]:
+    """(texts, encoding format) of an embeddings request, checked."""
+    texts = request.get("input")
+    if texts is None:
+        texts = _dataframe_texts(request)
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise InvalidParameterValue("input must be a string or a non-empty list of strings")
+    if len(texts) > 2048:
+        raise InvalidParameterValue("at most 2048 inputs per request")
+    fmt = request.get("encoding_format", "float")
+    if fmt not in ("float", "base64"):
+        raise InvalidParameterValue("encoding_format must be float or base64")
+    return texts, fmt
+
+
+def _embed_output(raw: dict[str, Any], texts: list[str], fmt: str, name: str) -> dict[str, Any]:
+    """An upstream provider's embeddings answer, re-encoded as asked."""
+    vectors = np.array([d["embedding"] for d in sorted(raw["data"], key=lambda d: d["index"])], dtype=np.float32)
+    tokens = (raw.get("usage") or {}).get("prompt_tokens") or sum(count_tokens(t) for t in texts)
+    return _embed_result(vectors, tokens, fmt, name)
+
+
+def _embed_result(vectors: np.ndarray, tokens: int, fmt: str, name: str) -> dict[str, Any]:
+    data = []
+    for i, vec in enumerate(vectors):
+        emb: Any = base64.b64encode(vec.astype("<f4").tobytes()).decode() if fmt == "base64" else vec.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": emb})
+    return {"object": "list", "data": data, "model": name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 class _Guarded:
