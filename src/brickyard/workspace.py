@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from .catalog import ADMINS, Catalog, Database, Identity, Principal
@@ -19,6 +20,7 @@ from .gateway import PAYLOAD_SCHEMA, USAGE_SCHEMA, USAGE_TABLE, BufferedSink, Ga
 from .serving import Serving
 from .sql import SqlEngine, StatementStore
 from .tables import Tables, Volumes
+from .vectorsearch import VectorSearch
 
 __all__ = ["Workspace"]
 
@@ -66,12 +68,21 @@ class Workspace:
         self.gateway = Gateway(self.serving, RateLimiter(counters), BufferedSink(self._write_usage),
                                BufferedSink(self._write_payloads), secret_values=self.secrets.all_values,
                                tables=self.tables)
+        self.vectorsearch = VectorSearch(self.db, self.catalog, self.tables, self.home, embed=self._embed,
+                                         system_principal=self.system_principal)
+
+    def _embed(self, p: Principal, endpoint: str, texts: list[str]) -> np.ndarray:
+        """Embeddings for vector search, through the AI Gateway as ``p`` (limits, usage and ACLs apply)."""
+        inv = self.gateway.call(p, endpoint, {"input": texts}, route="embeddings")
+        data = sorted(inv.result["data"], key=lambda d: d["index"])
+        return np.array([d["embedding"] for d in data], dtype=np.float32)
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None, **settings: Any) -> Workspace:
         return cls(Settings.from_env(home=home, **settings))
 
     def close(self) -> None:
+        self.vectorsearch.close()
         self.gateway.usage.close()
         self.gateway.payloads.close()
         if self._counters is not self.db:

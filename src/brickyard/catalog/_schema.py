@@ -158,3 +158,25 @@ MIGRATIONS.append(
         ],
     )
 )
+
+MIGRATIONS.append(
+    (
+        "0004_vector_search",
+        [
+            """CREATE TABLE vs_endpoints (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                endpoint_type TEXT NOT NULL,
+                creator TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                updated_by TEXT NOT NULL,
+                tags TEXT NOT NULL DEFAULT '[]')""",
+            """CREATE TABLE vs_indexes (
+                securable_id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                endpoint_name TEXT NOT NULL REFERENCES vs_endpoints(name),
+                created_at BIGINT NOT NULL)""",
+        ],
+    )
+)

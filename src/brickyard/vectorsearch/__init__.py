@@ -1,0 +1,8 @@
+"""Vector Search: endpoints, Delta Sync and Direct Access indexes, ANN / full-text / hybrid queries."""
+
+from ._engine import Engine
+from ._filters import compile_filters
+from ._service import RRF_K, VectorSearch, rrf
+from ._store import RowStore
+
+__all__ = ["RRF_K", "Engine", "RowStore", "VectorSearch", "compile_filters", "rrf"]

@@ -1,0 +1,326 @@
+"""The search structures of one index, derived from its row store: an HNSW graph (faiss, inner
+product) for ANN, a tantivy index for BM25, and the rows' columns in memory for filters and results.
+
+Rows get an engine-local *label* each time they are added; an updated row gets a new label and its
+old one is marked dead (HNSW cannot remove nodes). Filters and dead labels become one bitmap that
+faiss checks while it walks the graph, so a filtered query still returns its ``k`` nearest matching
+rows instead of fewer. When more than a third of the labels are dead, the graph is rebuilt.
+
+Snapshots (``ann.faiss`` + ``ann.json`` with the label -> (pk, seq) map and the file's SHA-256, and
+``fts/`` + ``fts.json``) are written beside the row store. Opening compares them with the row store:
+rows whose sequence differs are re-added, rows that are gone are dropped. A snapshot whose checksum
+does not match, or that fails to load, is discarded and rebuilt from the rows, never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import InvalidParameterValue
+from ._store import RowStore, StoredRow
+
+HNSW_M = 16
+EF_CONSTRUCTION = 128
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class Engine:
+    def __init__(self, directory: Path, store: RowStore, *, dimension: int | None, vector_column: str | None,
+                 text_column: str | None) -> None:
+        self.dir = directory
+        self.store = store
+        self.dimension = dimension
+        self.vector_column = vector_column
+        self.text_column = text_column
+        self.lock = threading.RLock()
+        self.rebuilt = 0  # how many times a snapshot was discarded and rebuilt (tests read it)
+        self._fts: Any = None
+        self._fts_applied: dict[str, int] = {}
+        self._reset()
+        self._open()
+
+    # -- state -------------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self.pks: list[str | None] = []  # label -> pk (None when dead)
+        self.seqs: list[int] = []
+        self.rows: list[dict[str, Any] | None] = []
+        self.by_pk: dict[str, int] = {}
+        self._columns: dict[str, np.ndarray] = {}
+        self._alive: np.ndarray | None = None
+        self.ann: Any = self._new_ann() if self.dimension else None
+
+    def _new_ann(self) -> Any:
+        import faiss
+
+        index = faiss.IndexHNSWFlat(int(self.dimension or 0), HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
+        return index
+
+    @property
+    def count(self) -> int:
+        return len(self.by_pk)
+
+    # -- opening -----------------------------------------------------------------------------------
+    def _open(self) -> None:
+        loaded = self._load_ann()
+        truth = self.store.seqs()
+        if loaded:
+            stale = [pk for pk, label in self.by_pk.items() if truth.get(pk) != self.seqs[label]]
+            for pk in stale:
+                self._kill(pk)
+            missing = [pk for pk, seq in truth.items() if pk not in self.by_pk]
+            self._add(list(self.store.rows(missing)))
+        else:
+            self._add(list(self.store.rows()))
+        self._open_fts(truth)
+
+    def _load_ann(self) -> bool:
+        meta_path, ann_path = self.dir / "ann.json", self.dir / "ann.faiss"
+        if not meta_path.exists():
+            return False
+        try:
+            meta = json.loads(meta_path.read_text())
+            if self.dimension:
+                import faiss
+
+                if not ann_path.exists() or _sha256(ann_path) != meta["sha256"]:
+                    raise ValueError("the ANN snapshot does not match its checksum")
+                ann = faiss.read_index(str(ann_path))
+                if ann.ntotal != len(meta["pks"]) or ann.d != self.dimension:
+                    raise ValueError("the ANN snapshot does not match its label map")
+                self.ann = ann
+            rows = {r.pk: r for r in self.store.rows([pk for pk in meta["pks"] if pk is not None])}
+            for label, (pk, seq) in enumerate(zip(meta["pks"], meta["seqs"], strict=True)):
+                row = rows.get(pk) if pk is not None else None
+                self.pks.append(pk)
+                self.seqs.append(seq)
+                self.rows.append(row.data if row is not None else None)
+                if pk is not None:
+                    self.by_pk[pk] = label
+            return True
+        except Exception:  # noqa: BLE001 - any damage: rebuild from the row store
+            self.rebuilt += 1
+            self._reset()
+            for path in (meta_path, ann_path):
+                path.unlink(missing_ok=True)
+            return False
+
+    def save(self) -> None:
+        """Write the ANN snapshot (fsync + atomic rename; the checksum is written last)."""
+        with self.lock:
+            if self.dimension:
+                import faiss
+
+                tmp = self.dir / "ann.faiss.tmp"
+                faiss.write_index(self.ann, str(tmp))
+                with tmp.open("rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.dir / "ann.faiss")
+                digest = _sha256(self.dir / "ann.faiss")
+            else:
+                digest = ""
+            meta = {"pks": self.pks, "seqs": self.seqs, "sha256": digest}
+            _atomic_write(self.dir / "ann.json", json.dumps(meta).encode())
+
+    # -- changes -----------------------------------------------------------------------------------
+    def apply(self, upserted: Iterable[StoredRow], deleted: Iterable[str]) -> None:
+        deleted = list(deleted)
+        with self.lock:
+            rows = list(upserted)
+            for pk in deleted:
+                self._kill(pk)
+            for row in rows:
+                self._kill(row.pk)
+            self._add(rows)
+            self._fts_apply(rows, list(deleted))
+            dead = len(self.pks) - len(self.by_pk)
+            if self.dimension and dead > 1000 and dead * 3 > len(self.pks):
+                self._compact()
+
+    def _kill(self, pk: str) -> None:
+        label = self.by_pk.pop(pk, None)
+        if label is not None:
+            self.pks[label] = None
+            self.rows[label] = None
+            self._columns.clear()
+            self._alive = None
+
+    def _add(self, rows: list[StoredRow]) -> None:
+        if not rows:
+            return
+        if self.dimension:
+            vectors = np.zeros((len(rows), self.dimension), dtype=np.float32)
+            for i, row in enumerate(rows):
+                if row.vector is None or row.vector.shape != (self.dimension,):
+                    raise InvalidParameterValue(f"row {row.pk!r} has no {self.dimension}-dimensional vector")
+                vectors[i] = row.vector
+            self.ann.add(vectors)
+        for row in rows:
+            self.by_pk[row.pk] = len(self.pks)
+            self.pks.append(row.pk)
+            self.seqs.append(row.seq)
+            self.rows.append(row.data)
+        self._columns.clear()
+        self._alive = None
+
+    def _compact(self) -> None:
+        live = list(self.store.rows([pk for pk in self.pks if pk is not None]))
+        self._reset()
+        self._add(live)
+        self.save()
+
+    # -- columns and masks -------------------------------------------------------------------------
+    def column(self, name: str) -> np.ndarray:
+        cached = self._columns.get(name)
+        if cached is None:
+            values = [None if r is None else r.get(name) for r in self.rows]
+            numeric = [v for v in values if v is not None]
+            if numeric and all(isinstance(v, int | float) and not isinstance(v, bool) for v in numeric):
+                cached = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            else:
+                cached = np.empty(len(values), dtype=object)
+                cached[:] = values
+            self._columns[name] = cached
+        return cached
+
+    def alive(self) -> np.ndarray:
+        if self._alive is None:
+            self._alive = np.fromiter((pk is not None for pk in self.pks), dtype=bool, count=len(self.pks))
+        return self._alive
+
+    # -- search ------------------------------------------------------------------------------------
+    def search_ann(self, vector: np.ndarray, k: int, mask: np.ndarray | None, *, ef: int | None = None
+                   ) -> list[tuple[int, float]]:
+        import faiss
+
+        if not self.dimension:
+            raise InvalidParameterValue("this index has no vectors; use query_type FULL_TEXT")
+        with self.lock:
+            n = len(self.pks)
+            if n == 0 or k <= 0:
+                return []
+            query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
+            if query.shape[1] != self.dimension:
+                raise InvalidParameterValue(f"query_vector has {query.shape[1]} dimensions; the index has "
+                                            f"{self.dimension}")
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = max(ef or 64, k)
+            allowed = mask if mask is not None else (self.alive() if self.count < n else None)
+            bits = None
+            if allowed is not None:
+                if not allowed.any():
+                    return []
+                bits = np.packbits(allowed, bitorder="little")
+                params.sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+            scores, labels = self.ann.search(query, min(k, n), params=params)
+            del bits
+        return [(int(lb), float(s)) for lb, s in zip(labels[0], scores[0], strict=True) if lb >= 0]
+
+    # -- full text ---------------------------------------------------------------------------------
+    def _fts_schema(self) -> Any:
+        import tantivy
+
+        sb = tantivy.SchemaBuilder()
+        sb.add_text_field("pk", stored=True, tokenizer_name="raw")
+        sb.add_text_field("text", stored=False, tokenizer_name="en_stem")
+        return sb.build()
+
+    def _open_fts(self, truth: dict[str, int]) -> None:
+        import tantivy
+
+        if not self.text_column:
+            return
+        path, meta_path = self.dir / "fts", self.dir / "fts.json"
+        applied: dict[str, int] = {}
+        try:
+            if path.exists() and meta_path.exists():
+                applied = json.loads(meta_path.read_text())
+                index = tantivy.Index(self._fts_schema(), path=str(path))
+            else:
+                raise FileNotFoundError
+        except Exception:  # noqa: BLE001 - missing or damaged: start over from the rows
+            if path.exists() or meta_path.exists():
+                self.rebuilt += 1
+            shutil.rmtree(path, ignore_errors=True)
+            meta_path.unlink(missing_ok=True)
+            path.mkdir(parents=True)
+            applied = {}
+            index = tantivy.Index(self._fts_schema(), path=str(path))
+        self._fts = index
+        self._fts_applied = applied
+        changed = [pk for pk, seq in truth.items() if applied.get(pk) != seq]
+        gone = [pk for pk in applied if pk not in truth]
+        if changed or gone:
+            self._fts_apply(list(self.store.rows(changed)), gone)
+
+    def _fts_apply(self, rows: list[StoredRow], deleted: list[str]) -> None:
+        import tantivy
+
+        if self._fts is None or (not rows and not deleted):
+            return
+        writer = self._fts.writer(heap_size=64_000_000, num_threads=1)
+        for pk in [*deleted, *(r.pk for r in rows)]:
+            writer.delete_documents_by_term("pk", pk)
+            self._fts_applied.pop(pk, None)
+        for row in rows:
+            doc = tantivy.Document()
+            doc.add_text("pk", row.pk)
+            text = row.data.get(self.text_column or "")
+            doc.add_text("text", text if isinstance(text, str) else "" if text is None else str(text))
+            writer.add_document(doc)
+            self._fts_applied[row.pk] = row.seq
+        writer.commit()
+        writer.wait_merging_threads()
+        _atomic_write(self.dir / "fts.json", json.dumps(self._fts_applied).encode())
+        self._fts.reload()
+
+    def search_text(self, text: str, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
+        """BM25 (tantivy, English stemming). With a mask, more hits are fetched until ``k`` pass it."""
+        if self._fts is None:
+            raise InvalidParameterValue("this index has no text column for FULL_TEXT or HYBRID queries")
+        words = _WORD.findall(text.lower())
+        if not words or k <= 0:
+            return []
+        with self.lock:
+            searcher = self._fts.searcher()
+            query = self._fts.parse_query(" ".join(words), ["text"])
+            limit = k if mask is None else max(4 * k, 64)
+            while True:
+                hits = searcher.search(query, limit, count=False).hits
+                out: list[tuple[int, float]] = []
+                for score, address in hits:
+                    label = self.by_pk.get(searcher.doc(address)["pk"][0])
+                    if label is not None and (mask is None or mask[label]):
+                        out.append((label, float(score)))
+                        if len(out) == k:
+                            return out
+                if len(hits) < limit:
+                    return out
+                limit *= 4
