@@ -14,6 +14,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
@@ -206,3 +209,111 @@ def test_t05_kill_concurrent_delta_writers(tmp_path: Path) -> None:
     print(f"T05: {kills} kills, {len(acked)} acknowledged batches, {len(counts)} batches stored, "
           f"0 lost, 0 duplicated, versions 0..{versions[-1]}")
     ws.close()
+
+
+# -- T02 / T03: vector indexes under kill -9 ----------------------------------------------------------
+def _vs_workspace(home: Path) -> Workspace:
+    ws = Workspace(Settings(home=home))
+    root = ws.ensure_user("root", admin=True)
+    ws.catalog.create(root, "catalog", "main")
+    ws.catalog.create(root, "schema", "main.s")
+    ws.vectorsearch.create_endpoint(root, {"name": "ep"})
+    return ws
+
+
+def _kill_loop(home: Path, mode: str, kills: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    acks: list[str] = []
+    start, done = 0, 0
+    deadline = time.monotonic() + 900
+    while done < kills and time.monotonic() < deadline:
+        proc, lines = _start([str(HERE / "_vs_child.py"), str(home), mode, str(start)])
+        _wait_ready(proc, lines)
+        time.sleep(rng.uniform(0.05, 0.4) if mode == "upsert" else rng.uniform(0.2, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        time.sleep(0.02)
+        if proc.returncode != -signal.SIGKILL:
+            raise AssertionError(f"child failed: {proc.stderr.read() if proc.stderr else ''}")
+        acks += [line for line in lines if line.startswith(("ack", "synced"))]
+        start += 1000  # new ids per life, so an unacknowledged batch never collides with a later one
+        done += 1
+    assert done == kills
+    return acks
+
+
+def _assert_engine_is_rebuild(live: Any) -> None:
+    from brickyard.vectorsearch import Engine, RowStore
+
+    store_rows = {r.pk: r for r in live.store.rows()}
+    assert set(live.engine.by_pk) == set(store_rows)
+    fresh_dir = live.engine.dir.parent / "fresh"
+    fresh = Engine(fresh_dir, RowStore(fresh_dir / "rows.db"), dimension=live.engine.dimension,
+                   vector_column=live.engine.vector_column, text_column=None)
+    fresh.store.apply([(r.pk, r.data, r.vector, r.text_hash) for r in store_rows.values()])
+    fresh.apply(fresh.store.rows(), [])
+    for pk, row in list(store_rows.items())[:50]:
+        mine = [live.engine.pks[lb] for lb, _ in live.engine.search_ann(row.vector, 3, None, ef=256)]
+        theirs = [fresh.pks[lb] for lb, _ in fresh.search_ann(row.vector, 3, None, ef=256)]
+        assert mine[0] == theirs[0] == pk or np.allclose(  # ties between identical vectors may order differently
+            store_rows[mine[0]].vector, store_rows[theirs[0]].vector)
+    fresh.store.close()
+
+
+def test_t02_kill_during_upserts(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ws = _vs_workspace(home)
+    root = ws.principal("root")
+    ws.vectorsearch.create_index(root, {
+        "name": "main.s.direct", "primary_key": "id", "index_type": "DIRECT_ACCESS",
+        "direct_access_index_spec": {"embedding_vector_columns": [{"name": "vec", "embedding_dimension": 8}],
+                                     "schema_json": '{"id": "integer", "text": "string", "vec": "array<float>"}'}},
+        endpoint="ep")
+    ws.close()
+    acks = _kill_loop(home, "upsert", scaled(50, 500), seed=5)
+    ws = Workspace(Settings(home=home))
+    try:
+        live = ws.vectorsearch.live("main.s.direct")
+        held = {r.pk: r for r in live.store.rows()}
+        for line in acks:
+            batch = int(line.split()[1])
+            for i in range(20):
+                assert str(batch * 20 + i) in held, f"acknowledged row {batch * 20 + i} was lost"
+        assert len(acks) > 0
+        _assert_engine_is_rebuild(live)
+        print(f"T02: {len(acks)} acknowledged upsert batches, {len(held)} rows, 0 lost")
+    finally:
+        ws.close()
+
+
+def test_t03_kill_during_sync(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ws = _vs_workspace(home)
+    root = ws.principal("root")
+    ws.tables.create(root, "main.s.src", columns=[{"name": "id", "type_text": "bigint"},
+                                                  {"name": "body", "type_text": "string"},
+                                                  {"name": "vec", "type_text": "array<float>"}])
+    ws.vectorsearch.create_index(root, {
+        "name": "main.s.synced", "primary_key": "id", "index_type": "DELTA_SYNC",
+        "delta_sync_index_spec": {"source_table": "main.s.src", "pipeline_type": "TRIGGERED",
+                                  "embedding_vector_columns": [{"name": "vec", "embedding_dimension": 8}]}},
+        endpoint="ep")
+    ws.close()
+    acks = _kill_loop(home, "sync", scaled(50, 500), seed=6)
+    ws = Workspace(Settings(home=home))
+    try:
+        live = ws.vectorsearch.live("main.s.synced")
+        version = live.store.meta("source_version")
+        src = ws.catalog.get(root, "table", "main.s.src")
+        expected = {str(r["id"]): r for r in ws.tables.open(src, version).to_pyarrow_table().to_pylist()}
+        held = {r.pk: r for r in live.store.rows()}
+        assert set(held) == set(expected), f"index at version {version} differs from the source at that version"
+        for pk, row in held.items():
+            assert np.allclose(row.vector, expected[pk]["vec"])
+        _assert_engine_is_rebuild(live)
+        assert any(line.startswith("synced") for line in acks)
+        ws.vectorsearch.sync_now("main.s.synced")  # and it carries on to the latest version
+        assert live.store.meta("source_version") == ws.tables.open(src).version()
+        print(f"T03: {len(acks)} syncs acknowledged, index at version {version} == source, then caught up")
+    finally:
+        ws.close()
