@@ -161,3 +161,13 @@ def test_rrf_fuses_ranks() -> None:
     fused = rrf([[(1, 0.9), (2, 0.8)], [(2, 5.0), (3, 4.0)]])
     assert [label for label, _ in fused] == [2, 1, 3]
     assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+
+
+def test_the_benchmark_runs_at_a_tiny_size() -> None:
+    """Not a timed test: it only proves ``brickyard bench vectorsearch`` works and reports what it says."""
+    from brickyard.bench._vectorsearch import ann, bm25
+
+    out = ann(2000, 50, [16, 64])
+    assert out["brickyard"]["sweep"][-1]["recall"] >= 0.95 and out["faiss_hnsw"]["sweep"]
+    assert out["brickyard"]["index_memory_vs_raw"] < 1.2
+    assert bm25(2000, 50)["brickyard"]["qps_per_core"] > 0

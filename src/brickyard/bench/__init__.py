@@ -2,5 +2,6 @@
 
 from ._gateway import run_gateway_bench
 from ._serving import run_serving_bench
+from ._vectorsearch import run_vectorsearch_bench
 
-__all__ = ["run_gateway_bench", "run_serving_bench"]
+__all__ = ["run_gateway_bench", "run_serving_bench", "run_vectorsearch_bench"]

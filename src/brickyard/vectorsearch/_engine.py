@@ -72,6 +72,7 @@ class Engine:
         self.seqs: list[int] = []
         self.rows: list[dict[str, Any] | None] = []
         self.by_pk: dict[str, int] = {}
+        self.by_seq: dict[int, int] = {}  # row sequence number -> label (full-text hits carry the sequence)
         self._columns: dict[str, np.ndarray] = {}
         self._alive: np.ndarray | None = None
         self.ann: Any = self._new_ann() if self.dimension else None
@@ -124,6 +125,7 @@ class Engine:
                 self.rows.append(row.data if row is not None else None)
                 if pk is not None:
                     self.by_pk[pk] = label
+                    self.by_seq[seq] = label
             return True
         except Exception:  # noqa: BLE001 - any damage: rebuild from the row store
             self.rebuilt += 1
@@ -167,6 +169,7 @@ class Engine:
     def _kill(self, pk: str) -> None:
         label = self.by_pk.pop(pk, None)
         if label is not None:
+            self.by_seq.pop(self.seqs[label], None)
             self.pks[label] = None
             self.rows[label] = None
             self._columns.clear()
@@ -184,6 +187,7 @@ class Engine:
             self.ann.add(vectors)
         for row in rows:
             self.by_pk[row.pk] = len(self.pks)
+            self.by_seq[row.seq] = len(self.pks)
             self.pks.append(row.pk)
             self.seqs.append(row.seq)
             self.rows.append(row.data)
@@ -248,8 +252,9 @@ class Engine:
         import tantivy
 
         sb = tantivy.SchemaBuilder()
-        sb.add_text_field("pk", stored=True, tokenizer_name="raw")
+        sb.add_text_field("pk", stored=False, tokenizer_name="raw")
         sb.add_text_field("text", stored=False, tokenizer_name="en_stem")
+        sb.add_unsigned_field("seq", stored=False, indexed=False, fast=True)
         return sb.build()
 
     def _open_fts(self, truth: dict[str, int]) -> None:
@@ -292,6 +297,7 @@ class Engine:
         for row in rows:
             doc = tantivy.Document()
             doc.add_text("pk", row.pk)
+            doc.add_unsigned("seq", row.seq)
             text = row.data.get(self.text_column or "")
             doc.add_text("text", text if isinstance(text, str) else "" if text is None else str(text))
             writer.add_document(doc)
@@ -314,9 +320,10 @@ class Engine:
             limit = k if mask is None else max(4 * k, 64)
             while True:
                 hits = searcher.search(query, limit, count=False).hits
+                seqs = searcher.fast_field_values("seq", [address for _, address in hits]) if hits else []
                 out: list[tuple[int, float]] = []
-                for score, address in hits:
-                    label = self.by_pk.get(searcher.doc(address)["pk"][0])
+                for (score, _), seq in zip(hits, seqs, strict=True):
+                    label = self.by_seq.get(seq)  # None: a row changed since (its new version has its own seq)
                     if label is not None and (mask is None or mask[label]):
                         out.append((label, float(score)))
                         if len(out) == k:

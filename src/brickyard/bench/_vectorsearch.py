@@ -1,0 +1,260 @@
+"""``brickyard bench vectorsearch``: Brickyard's index engine against its peers, in one run, per core.
+
+* ANN: clustered 384-d unit vectors (a Gaussian mixture with low-rank clusters, like text embeddings),
+  queries drawn fresh from the same mixture, exact top-10 by inner product as ground truth. Brickyard's
+  engine (``Engine.search_ann``: the Python API a query takes, dead-row and filter bitmaps included) and
+  faiss ``IndexHNSWFlat`` called directly (and hnswlib when installed) are built with the same M=16,
+  efConstruction=128 and swept over ef; one query per call, one thread. Reported per figure: QPS per
+  CPU-second at the smallest ef that reaches recall@10 >= 0.95 and >= 0.99, build inserts per
+  CPU-second, memory against the raw float32 vectors, and recall of 10%-selective filtered queries.
+* BM25: synthetic documents (Zipf vocabulary), Brickyard's ``search_text`` against tantivy queried
+  directly; indexing docs per CPU-second.
+* Embeddings: the default MiniLM at ~128 tokens, passages per CPU-second.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DIM = 384
+PEERS = {"faiss_hnsw_qps_at_0.95_per_core_100k": 5920, "faiss_hnsw_qps_at_0.99_per_core_100k": 3999,
+         "chroma_qps_100k": 705, "tantivy_qps_per_core_117k": 10900,
+         "minilm_ort_fp32_passages_per_s": 19}  # ../shared/design/performance.md, measured on this class of machine
+
+
+def clustered(n: int, rng: np.random.Generator, centers: np.ndarray, bases: np.ndarray) -> np.ndarray:
+    k = centers.shape[0]
+    weights = 1.0 / np.arange(1, k + 1) ** 0.7
+    labels = rng.choice(k, size=n, p=weights / weights.sum())
+    out = np.empty((n, DIM), dtype=np.float32)
+    for c in range(k):
+        rows = np.flatnonzero(labels == c)
+        if len(rows):
+            z = rng.standard_normal((len(rows), bases.shape[1]), dtype=np.float32) * 0.106
+            x = centers[c] + z @ bases[c] + rng.standard_normal((len(rows), DIM), dtype=np.float32) * 0.0153
+            out[rows] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def data(n: int, nq: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    k = max(8, n // 1000)
+    centers = rng.standard_normal((k, DIM)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    bases = rng.standard_normal((k, 32, DIM)).astype(np.float32)
+    bases /= np.linalg.norm(bases, axis=2, keepdims=True)
+    return clustered(n, rng, centers, bases), clustered(nq, rng, centers, bases)
+
+
+def exact(base: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
+    out = np.zeros((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), 100):
+        scores = queries[start:start + 100] @ base.T
+        if mask is not None:
+            scores[:, ~mask] = -np.inf
+        out[start:start + 100] = np.argsort(-scores, axis=1)[:, :k]
+    return out
+
+
+def _cpu() -> float:
+    return time.process_time()
+
+
+def _sweep(search: Callable[[np.ndarray, int], np.ndarray], queries: np.ndarray, truth: np.ndarray,
+           efs: list[int]) -> list[dict[str, float]]:
+    rows = []
+    for ef in efs:
+        for q in queries[:20]:  # warm up
+            search(q, ef)
+        cpu0, found = _cpu(), 0
+        for i, q in enumerate(queries):
+            found += len(set(search(q, ef).tolist()) & set(truth[i].tolist()))
+        cpu = _cpu() - cpu0
+        rows.append({"ef": ef, "recall": round(found / truth.size, 4), "qps_per_core": round(len(queries) / cpu, 1)})
+    return rows
+
+
+def _best(sweep: list[dict[str, float]], recall: float) -> dict[str, float] | None:
+    ok = [r for r in sweep if r["recall"] >= recall]
+    return max(ok, key=lambda r: r["qps_per_core"]) if ok else None
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def ann(n: int, nq: int, efs: list[int]) -> dict[str, Any]:
+    import faiss
+
+    from ..vectorsearch import Engine, RowStore
+
+    base, queries = data(n, nq)
+    truth = exact(base, queries, 10)
+    out: dict[str, Any] = {"rows": n, "queries": nq, "dim": DIM, "raw_vectors_mb": round(base.nbytes / 2**20, 1)}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RowStore(Path(tmp) / "rows.db")
+        t = time.perf_counter()
+        for start in range(0, n, 10_000):
+            store.apply([(str(i), {"id": i, "shard": i % 10}, base[i], None) for i in range(start, min(n, start + 10_000))])
+        store_s = time.perf_counter() - t
+        engine = Engine(Path(tmp) / "empty", RowStore(Path(tmp) / "empty" / "rows.db"), dimension=DIM,
+                        vector_column="v", text_column=None)
+        cpu0 = _cpu()
+        engine.apply(store.rows(), [])
+        build_cpu = _cpu() - cpu0
+        faiss.omp_set_num_threads(1)
+        labels = np.array([int(pk) for pk in engine.pks])  # label -> row id
+
+        def ours(q: np.ndarray, ef: int) -> np.ndarray:
+            return labels[[lb for lb, _ in engine.search_ann(q, 10, None, ef=ef)]]
+
+        sweep = _sweep(ours, queries, truth, efs)
+        mask = np.asarray(engine.column("shard")) == 3
+        truth_f = exact(base, queries, 10, mask=np.asarray([i % 10 == 3 for i in range(n)]))
+        lab_mask = mask & engine.alive()
+
+        def filtered(q: np.ndarray, ef: int) -> np.ndarray:
+            return labels[[lb for lb, _ in engine.search_ann(q, 10, lab_mask, ef=ef)]]
+
+        fsweep = _sweep(filtered, queries, truth_f, [64, 128])
+        ann_bytes = faiss.serialize_index(engine.ann).nbytes
+        out["brickyard"] = {"sweep": sweep, "at_0.95": _best(sweep, 0.95), "at_0.99": _best(sweep, 0.99),
+                            "build_inserts_per_cpu_s": round(n / build_cpu, 1),
+                            "row_store_write_s": round(store_s, 2),
+                            "index_memory_vs_raw": round(ann_bytes / base.nbytes, 3),
+                            "filtered_10pct": fsweep}
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+        store.close()
+        engine.store.close()
+
+    index = faiss.IndexHNSWFlat(DIM, 16, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 128
+    cpu0 = _cpu()
+    index.add(base)
+    build_cpu = _cpu() - cpu0
+    faiss.omp_set_num_threads(1)
+    params = faiss.SearchParametersHNSW()
+
+    def peer(q: np.ndarray, ef: int) -> np.ndarray:
+        params.efSearch = ef
+        return index.search(q.reshape(1, -1), 10, params=params)[1][0]
+
+    sweep = _sweep(peer, queries, truth, efs)
+    out["faiss_hnsw"] = {"sweep": sweep, "at_0.95": _best(sweep, 0.95), "at_0.99": _best(sweep, 0.99),
+                         "build_inserts_per_cpu_s": round(n / build_cpu, 1)}
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    for level in ("0.95", "0.99"):
+        mine, theirs = out["brickyard"][f"at_{level}"], out["faiss_hnsw"][f"at_{level}"]
+        if mine and theirs:
+            out[f"qps_ratio_vs_faiss_at_{level}"] = round(mine["qps_per_core"] / theirs["qps_per_core"], 3)
+    return out
+
+
+def bm25(n: int, nq: int) -> dict[str, Any]:
+    import tantivy
+
+    from ..vectorsearch import Engine, RowStore
+
+    rng = np.random.default_rng(3)
+    vocab = [f"w{i}" for i in range(20_000)]
+    weights = 1.0 / np.arange(1, len(vocab) + 1)
+    weights /= weights.sum()
+    lengths = rng.integers(8, 30, n)
+    words = rng.choice(len(vocab), size=int(lengths.sum()), p=weights)
+    docs, pos = [], 0
+    for length in lengths:
+        docs.append(" ".join(vocab[w] for w in words[pos:pos + length]))
+        pos += length
+    queries = [" ".join(vocab[w] for w in rng.choice(2000, size=3)) for _ in range(nq)]
+    out: dict[str, Any] = {"docs": n, "queries": nq}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RowStore(Path(tmp) / "rows.db")
+        store.apply([(str(i), {"id": i, "text": d}, None, None) for i, d in enumerate(docs)])
+        cpu0 = _cpu()
+        engine = Engine(Path(tmp), store, dimension=None, vector_column=None, text_column="text")
+        index_cpu = _cpu() - cpu0
+        for q in queries[:20]:
+            engine.search_text(q, 10, None)
+        cpu0 = _cpu()
+        for q in queries:
+            engine.search_text(q, 10, None)
+        out["brickyard"] = {"qps_per_core": round(nq / (_cpu() - cpu0), 1),
+                            "index_docs_per_cpu_s": round(n / index_cpu, 1)}
+        store.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        sb = tantivy.SchemaBuilder()
+        sb.add_text_field("text", stored=False, tokenizer_name="en_stem")
+        index = tantivy.Index(sb.build(), path=tmp)
+        cpu0 = _cpu()
+        writer = index.writer(heap_size=64_000_000, num_threads=1)
+        for d in docs:
+            writer.add_document(tantivy.Document(text=d))
+        writer.commit()
+        writer.wait_merging_threads()
+        index_cpu = _cpu() - cpu0
+        index.reload()
+        searcher = index.searcher()
+        parsed = [index.parse_query(q, ["text"]) for q in queries]
+        for q in parsed[:20]:
+            searcher.search(q, 10)
+        cpu0 = _cpu()
+        for q in parsed:
+            searcher.search(q, 10, count=False)
+        out["tantivy"] = {"qps_per_core": round(nq / (_cpu() - cpu0), 1),
+                          "index_docs_per_cpu_s": round(n / index_cpu, 1)}
+    out["qps_ratio_vs_tantivy"] = round(out["brickyard"]["qps_per_core"] / out["tantivy"]["qps_per_core"], 3)
+    return out
+
+
+def embeddings(passages: int) -> dict[str, Any]:
+    try:
+        from ..models._minilm import MiniLMEmbedder
+    except ImportError as exc:  # pragma: no cover - the local extra is missing
+        return {"skipped": str(exc)}
+    model = MiniLMEmbedder()
+    rng = np.random.default_rng(5)
+    words = "data table index vector query model serving gateway catalog schema token stream search".split()
+    texts = [" ".join(rng.choice(words, size=120)) for _ in range(passages)]
+    tokens = float(np.mean([model.count_tokens(t) for t in texts]))
+    model.embed(texts[:8])
+    cpu0, t0 = _cpu(), time.perf_counter()
+    model.embed(texts)
+    cpu, wall = _cpu() - cpu0, time.perf_counter() - t0
+    cpu0 = _cpu()
+    t1 = time.perf_counter()
+    for _ in range(20):
+        model.embed(["How do I reset my password?"])
+    return {"mean_tokens": round(tokens, 1), "passages_per_s": round(passages / wall, 1),
+            "passages_per_cpu_s": round(passages / cpu, 1),
+            "short_query_ms": round((time.perf_counter() - t1) / 20 * 1000, 2)}
+
+
+def embeddings_both(passages: int) -> dict[str, Any]:
+    """In this process (BLAS threads as configured) and in a child with one BLAS thread: the per-core
+    figure, since idle BLAS threads spin and count as CPU time."""
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    child = subprocess.run([sys.executable, "-c", "import json, sys; from brickyard.bench._vectorsearch import "
+                            f"embeddings; print(json.dumps(embeddings({passages})))"],
+                           env=env, capture_output=True, text=True, timeout=1800, check=False)
+    one = json.loads(child.stdout.strip().splitlines()[-1]) if child.returncode == 0 else {"error": child.stderr[-300:]}
+    return {"default_threads": embeddings(passages), "one_thread": one}
+
+
+def run_vectorsearch_bench(*, rows: int = 100_000, queries: int = 1000, docs: int = 100_000,
+                           passages: int = 64) -> dict[str, Any]:
+    efs = [16, 24, 32, 48, 64, 96, 128, 192]
+    return {"ann": ann(rows, queries, efs), "bm25": bm25(docs, queries), "embeddings": embeddings_both(passages),
+            "peers_from_performance_md": PEERS, "cpus": os.cpu_count(), "max_rss_mb": round(_rss_mb(), 1)}
