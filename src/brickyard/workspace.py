@@ -17,6 +17,7 @@ from .core.errors import AlreadyExists, InvalidParameterValue
 from .core.ids import now_ms
 from .core.settings import Settings
 from .gateway import PAYLOAD_SCHEMA, USAGE_SCHEMA, USAGE_TABLE, BufferedSink, Gateway, RateLimiter
+from .ingest import Options, Report, ingest
 from .serving import Serving
 from .sql import SqlEngine, StatementStore
 from .tables import Tables, Volumes
@@ -76,6 +77,12 @@ class Workspace:
         inv = self.gateway.call(p, endpoint, {"input": texts}, route="embeddings")
         data = sorted(inv.result["data"], key=lambda d: d["index"])
         return np.array([d["embedding"] for d in data], dtype=np.float32)
+
+    def ingest(self, p: Principal, paths: list[str | Path], table: str, *, options: Options | None = None,
+               embedding_endpoint: str | None = None, progress: Any = None, base: Path | None = None) -> Report:
+        """Parse and chunk files into a Delta table; ``embedding_endpoint`` serves semantic chunking."""
+        embed = (lambda texts: self._embed(p, embedding_endpoint, texts)) if embedding_endpoint else None
+        return ingest(self.tables, p, paths, table, options=options, embed=embed, progress=progress, base=base)
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None, **settings: Any) -> Workspace:

@@ -245,7 +245,9 @@ def embeddings_both(passages: int) -> dict[str, Any]:
     import subprocess
     import sys
 
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    from ..core.settings import Settings
+
+    env = Settings.blas_single_thread_environ()
     child = subprocess.run([sys.executable, "-c", "import json, sys; from brickyard.bench._vectorsearch import "
                             f"embeddings; print(json.dumps(embeddings({passages})))"],
                            env=env, capture_output=True, text=True, timeout=1800, check=False)

@@ -139,6 +139,44 @@ def sql(statement: str, home: Home = None, user: User = None, as_json: AsJson = 
     _print_table(result.table, as_json)
 
 
+@app.command("ingest")
+def ingest_cmd(paths: Annotated[list[Path], typer.Argument(help="Files or directories to ingest")],
+               table: Annotated[str, typer.Option(help="Target Delta table catalog.schema.table (created if missing)")],
+               home: Home = None, user: User = None, as_json: AsJson = False,
+               strategy: Annotated[str, typer.Option(help="fixed | recursive | structure | semantic")] = "recursive",
+               size: Annotated[int, typer.Option(help="Chunk size (characters, or tokens with --unit tokens)")] = 1000,
+               overlap: Annotated[int, typer.Option(help="Overlap between consecutive chunks")] = 100,
+               unit: Annotated[str, typer.Option(help="chars | tokens (fixed strategy)")] = "chars",
+               embedding_endpoint: Annotated[str | None, typer.Option(
+                   help="Embedding serving endpoint for --strategy semantic")] = None) -> None:
+    """Parse documents (PDF, DOCX, PPTX, HTML, Markdown, text), chunk them and write the chunks to a table."""
+    from rich.progress import Progress
+
+    from ..ingest import Options, files_under
+
+    ws = _run(lambda: _workspace(home))
+    try:
+        options = _run(lambda: Options(strategy=strategy, size=size, overlap=overlap, unit=unit).check())
+        total = len(_run(lambda: files_under(paths)))
+        with Progress(transient=as_json, disable=as_json) as bar:
+            task = bar.add_task("ingesting", total=total)
+
+            def step(source: str, chunks: int) -> None:
+                bar.update(task, advance=1, description=f"{source[-40:]} ({chunks} chunks)")
+
+            report = _run(lambda: ws.ingest(_principal(ws, user), list(paths), table, options=options,
+                                            embedding_endpoint=embedding_endpoint, progress=step))
+    finally:
+        ws.close()
+    out = report.to_dict()
+    if as_json:
+        typer.echo(json.dumps(out))
+    else:
+        typer.echo(f"{out['files']} files, {out['chunks']} chunks -> {table} (version {out['table_version']})")
+        for failure in out["failed"]:
+            typer.echo(f"  skipped {failure['source']}: {failure['kind']}: {failure['message']}", err=True)
+
+
 @table_app.command("read")
 def table_read(name: str, home: Home = None, user: User = None, as_json: AsJson = False,
                version: Annotated[int | None, typer.Option(help="Time travel to this version")] = None,

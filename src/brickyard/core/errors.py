@@ -6,6 +6,7 @@ Every error carries a Databricks ``error_code`` and an HTTP status, so the REST 
     BrickyardError                      500 INTERNAL_ERROR
     +-- InvalidParameterValue           400 INVALID_PARAMETER_VALUE
     |   +-- PayloadTooLarge             413 INVALID_PARAMETER_VALUE
+    |   +-- IngestionError              400 INVALID_PARAMETER_VALUE (carries kind)
     +-- BadRequest                      400 BAD_REQUEST
     +-- InvalidState                    400 INVALID_STATE
     +-- Unauthenticated                 401 UNAUTHENTICATED
@@ -38,6 +39,7 @@ __all__ = [
     "RateLimited",
     "TemporarilyUnavailable",
     "Unauthenticated",
+    "IngestionError",
 ]
 
 
@@ -65,6 +67,14 @@ class InvalidParameterValue(BrickyardError):
 
 class PayloadTooLarge(InvalidParameterValue):
     http_status = 413
+
+
+class IngestionError(InvalidParameterValue):
+    """A document that cannot be ingested. ``kind``: CORRUPT, UNSUPPORTED, TOO_LARGE, UNSAFE or TIMEOUT."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}", kind=kind)
+        self.kind = kind
 
 
 class BadRequest(BrickyardError):

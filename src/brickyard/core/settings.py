@@ -115,6 +115,18 @@ class Settings:
             env[names[name]] = str(value)
         return env
 
+    @staticmethod
+    def sandbox_environ(**extra: str) -> dict[str, str]:
+        """A minimal environment for an untrusted-input worker: no secrets, no Brickyard settings; just
+        enough to start Python (``PATH``, ``PYTHONPATH``, locale, ``HOME``), plus ``extra``."""
+        keep = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "HOME", "VIRTUAL_ENV")
+        return {**{k: v for k, v in os.environ.items() if k in keep}, **extra}
+
+    @staticmethod
+    def blas_single_thread_environ() -> dict[str, str]:
+        """This environment with one BLAS/OpenMP thread (for per-core measurements in a child)."""
+        return {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+
     @property
     def metastore_target(self) -> str:
         """Where the metastore lives: a PostgreSQL URL or a SQLite file path."""
