@@ -9,19 +9,24 @@ Run with ``make demo``. It starts ``brickyard serve`` on a free loopback port wi
 4. reads the audit log (``system.access.audit``), where the denial was recorded;
 5. serves the offline models: retrieves the best row for a question with the embedding endpoint
    (``databricks-gte-large-en`` stand-in), answers it with the local chat model through the ``openai``
-   client behind the AI Gateway, hits a rate limit, and prints the usage rows.
+   client behind the AI Gateway, hits a rate limit, and prints the usage and inference-table rows;
+6. renders some of Brickyard's own docs to PDF, DOCX and HTML, ingests them with ``brickyard ingest``,
+   builds a Delta Sync index with managed embeddings through ``VectorSearchClient``, and runs ANN,
+   FULL_TEXT and HYBRID queries with a filter.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +43,7 @@ from databricks.sdk.service.catalog import (
 )
 from databricks.sdk.service.serving import (
     AiGatewayConfig,
+    AiGatewayInferenceTableConfig,
     AiGatewayRateLimit,
     AiGatewayRateLimitKey,
     AiGatewayRateLimitRenewalPeriod,
@@ -46,6 +52,9 @@ from databricks.sdk.service.serving import (
     ServedEntityInput,
 )
 from openai import OpenAI, RateLimitError
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="databricks.vector_search")
+from databricks.vector_search.client import VectorSearchClient  # noqa: E402
 
 HOME = Path(os.environ.get("BRICKYARD_DEMO_HOME", ".demo"))
 BIN = Path(sys.executable).parent / "brickyard"
@@ -84,6 +93,38 @@ def sql(w: WorkspaceClient, statement: str) -> list[list[str]]:
     if r.status.state.value != "SUCCEEDED":
         raise RuntimeError(f"{statement!r} failed: {r.status.error.message if r.status.error else r.status}")
     return r.result.data_array or [] if r.result else []
+
+
+def render_corpus(out: Path) -> Path:
+    """Some of this project's docs in every format the parsers read: PDF, DOCX, HTML and Markdown."""
+    import docx
+    from fpdf import FPDF
+    from markdown_it import MarkdownIt
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    out.mkdir(parents=True, exist_ok=True)
+    md = MarkdownIt("commonmark").enable("table")
+    shutil.copy(docs.parent / "README.md", out / "README.md")
+    (out / "security.html").write_text(f"<html><body>{md.render((docs / 'security.md').read_text())}</body></html>")
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    text = (docs / "serving.md").read_text().encode("latin-1", "replace").decode("latin-1")
+    pdf.write_html(re.sub(r"</?(code|strong|em)\b[^>]*>", "", md.render(text)))  # fpdf's HTML subset
+    pdf.output(str(out / "serving.pdf"))
+    document = docx.Document()
+    for tok_line in (docs / "vectorsearch.md").read_text().split("\n\n"):
+        block = tok_line.strip()
+        if block.startswith("#"):
+            level = len(block) - len(block.lstrip("#"))
+            document.add_heading(block.lstrip("# ").strip(), level=min(level - 1, 9))
+        elif block.startswith("- "):
+            for item in block.split("\n- "):
+                document.add_paragraph(item.removeprefix("- ").strip(), style="List Bullet")
+        elif block:
+            document.add_paragraph(block)
+    document.save(str(out / "vectorsearch.docx"))
+    return out
 
 
 def main() -> int:
@@ -164,6 +205,8 @@ def main() -> int:
                 ServedEntityInput(entity_name="system.ai.smollm2-135m-instruct")]),
             ai_gateway=AiGatewayConfig(
                 usage_tracking_config=AiGatewayUsageTrackingConfig(enabled=True),
+                inference_table_config=AiGatewayInferenceTableConfig(
+                    enabled=True, catalog_name="demo", schema_name="docs", table_name_prefix="demo_chat"),
                 rate_limits=[AiGatewayRateLimit(calls=2, key=AiGatewayRateLimitKey.USER,
                                                 renewal_period=AiGatewayRateLimitRenewalPeriod.MINUTE)]))
         print("endpoint demo-chat serves SmolLM2-135M-Instruct; limit: 2 calls per user per minute")
@@ -191,6 +234,34 @@ def main() -> int:
         for row in sql(admin, "SELECT requester, endpoint_name, status_code, input_token_count, output_token_count "
                               "FROM system.serving.endpoint_usage ORDER BY request_time"):
             print("  ", row)
+        print("inference table demo.docs.demo_chat_payload (first row):")
+        for row in sql(admin, "SELECT requester, status_code, substr(request, 1, 70), substr(response, 1, 70) "
+                              "FROM demo.docs.demo_chat_payload ORDER BY request_time LIMIT 1"):
+            print("  ", row)
+
+        step("Ingest Brickyard's own docs (rendered to PDF, DOCX and HTML) and search them")
+        corpus = render_corpus(HOME / "corpus")
+        print("rendered:", ", ".join(sorted(p.name for p in corpus.iterdir())))
+        print(cli("ingest", str(corpus), "--table", "demo.docs.chunks", "--home", str(HOME), "--user",
+                  "admin@example.com", "--strategy", "structure", "--size", "1500", "--overlap", "150"))
+        vsc = VectorSearchClient(workspace_url=host, personal_access_token=admin_token, disable_notice=True)
+        vsc.create_endpoint_and_wait(name="demo-vs", endpoint_type="STANDARD")
+        index = vsc.create_delta_sync_index(
+            endpoint_name="demo-vs", index_name="demo.docs.chunks_index", source_table_name="demo.docs.chunks",
+            primary_key="chunk_id", pipeline_type="TRIGGERED", embedding_source_column="text",
+            embedding_model_endpoint_name="databricks-gte-large-en")
+        index.wait_until_ready(wait_for_updates=True)
+        index = vsc.get_index(endpoint_name="demo-vs", index_name="demo.docs.chunks_index")
+        print(f"index demo.docs.chunks_index: {index.describe()['status']['indexed_row_count']} chunks, "
+              "embedded with all-MiniLM-L6-v2 (the databricks-gte-large-en stand-in)")
+        question = "how are rate limits kept exact across server processes?"
+        for query_type in ("ANN", "FULL_TEXT", "HYBRID"):
+            hits = index.similarity_search(query_text=question, columns=["source", "section_path"], num_results=3,
+                                           query_type=query_type, filters={"source NOT": "security.html"},
+                                           disable_notice=True)
+            print(f"{query_type:9} top hits for {question!r} (filter: source NOT security.html):")
+            for source, section, score in hits["result"]["data_array"]:
+                print(f"   {score:8.4f}  {Path(source).name:18} {section[:70]}")
     finally:
         proc.terminate()
         try:

@@ -79,10 +79,10 @@ class Workspace:
         return np.array([d["embedding"] for d in data], dtype=np.float32)
 
     def ingest(self, p: Principal, paths: list[str | Path], table: str, *, options: Options | None = None,
-               embedding_endpoint: str | None = None, progress: Any = None, base: Path | None = None) -> Report:
+               embedding_endpoint: str | None = None, progress: Any = None) -> Report:
         """Parse and chunk files into a Delta table; ``embedding_endpoint`` serves semantic chunking."""
         embed = (lambda texts: self._embed(p, embedding_endpoint, texts)) if embedding_endpoint else None
-        return ingest(self.tables, p, paths, table, options=options, embed=embed, progress=progress, base=base)
+        return ingest(self.tables, p, paths, table, options=options, embed=embed, progress=progress)
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None, **settings: Any) -> Workspace:

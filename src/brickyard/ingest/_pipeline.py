@@ -42,16 +42,18 @@ class Report:
         return {"files": self.files, "chunks": self.chunks, "failed": self.failed, "table_version": self.version}
 
 
-def files_under(paths: Iterable[str | Path]) -> list[Path]:
-    """The supported files named by ``paths`` (directories are walked, hidden entries skipped)."""
-    out: list[Path] = []
+def files_under(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """(file, source name) for the supported files named by ``paths``. Directories are walked (hidden
+    entries skipped) and their files are named relative to the directory given."""
+    out: list[tuple[Path, str]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS
-                          and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            out += [(p, p.relative_to(path).as_posix()) for p in sorted(path.rglob("*"))
+                    if p.is_file() and p.suffix.lower() in FORMATS
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)]
         elif path.is_file():
-            out.append(path)
+            out.append((path, path.name))
         else:
             raise InvalidParameterValue(f"{path} does not exist")
     return out
@@ -59,7 +61,7 @@ def files_under(paths: Iterable[str | Path]) -> list[Path]:
 
 def ingest(tables: Tables, p: Principal, paths: Iterable[str | Path], table: str, *,
            options: Options | None = None, embed: Callable[[list[str]], np.ndarray] | None = None,
-           progress: Callable[[str, int], None] | None = None, base: Path | None = None) -> Report:
+           progress: Callable[[str, int], None] | None = None) -> Report:
     """Parse and chunk every file and write the chunks of each into ``table`` (created if missing).
     A file that cannot be parsed is reported in ``failed`` and does not stop the others."""
     opts = (options or Options()).check()
@@ -70,8 +72,7 @@ def ingest(tables: Tables, p: Principal, paths: Iterable[str | Path], table: str
         tables.create(p, table, schema=CHUNK_SCHEMA, comment="Document chunks written by brickyard ingest")
     obj = tables.catalog.require(p, "MODIFY", "table", table, action="ingest")
     report = Report()
-    for path in files:
-        source = str(path.relative_to(base)) if base is not None and path.is_relative_to(base) else str(path)
+    for path, source in files:
         try:
             parsed = parse_file(path)
             rows = [c.to_row() for c in chunk(parsed, source, opts, embed)]
