@@ -34,6 +34,12 @@ EF_CONSTRUCTION = 128
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -76,6 +82,7 @@ class Engine:
         self._columns: dict[str, np.ndarray] = {}
         self._alive: np.ndarray | None = None
         self.ann: Any = self._new_ann() if self.dimension else None
+        self._params: dict[int, Any] = {}
 
     def _new_ann(self) -> Any:
         import faiss
@@ -222,30 +229,36 @@ class Engine:
     # -- search ------------------------------------------------------------------------------------
     def search_ann(self, vector: np.ndarray, k: int, mask: np.ndarray | None, *, ef: int | None = None
                    ) -> list[tuple[int, float]]:
-        import faiss
-
+        """The ``k`` nearest alive rows (by inner product) that pass ``mask``: (label, score), best first."""
         if not self.dimension:
             raise InvalidParameterValue("this index has no vectors; use query_type FULL_TEXT")
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        if query.shape[1] != self.dimension:
+            raise InvalidParameterValue(f"query_vector has {query.shape[1]} dimensions; the index has "
+                                        f"{self.dimension}")
         with self.lock:
             n = len(self.pks)
             if n == 0 or k <= 0:
                 return []
-            query = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
-            if query.shape[1] != self.dimension:
-                raise InvalidParameterValue(f"query_vector has {query.shape[1]} dimensions; the index has "
-                                            f"{self.dimension}")
-            params = faiss.SearchParametersHNSW()
-            params.efSearch = max(ef or 64, k)
-            allowed = mask if mask is not None else (self.alive() if self.count < n else None)
+            ef = max(ef or 64, k)
+            allowed = mask if mask is not None else (self.alive() if len(self.by_pk) < n else None)
             bits = None
-            if allowed is not None:
+            if allowed is None:
+                params = self._params.get(ef)  # reused: building one costs a tenth of a fast query
+                if params is None:
+                    params = self._params[ef] = _faiss().SearchParametersHNSW()
+                    params.efSearch = ef
+            else:
                 if not allowed.any():
                     return []
+                faiss = _faiss()
                 bits = np.packbits(allowed, bitorder="little")
+                params = faiss.SearchParametersHNSW()
+                params.efSearch = ef
                 params.sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
             scores, labels = self.ann.search(query, min(k, n), params=params)
             del bits
-        return [(int(lb), float(s)) for lb, s in zip(labels[0], scores[0], strict=True) if lb >= 0]
+        return [(lb, s) for lb, s in zip(labels[0].tolist(), scores[0].tolist(), strict=True) if lb >= 0]
 
     # -- full text ---------------------------------------------------------------------------------
     def _fts_schema(self) -> Any:
