@@ -195,7 +195,8 @@ def test_managed_embeddings_hybrid_and_lineage(env: Env) -> None:
                                              for i, t in enumerate(texts)])
     index = env.client().create_delta_sync_index(
         endpoint_name="vs1", index_name="main.rag.docs_index", primary_key="doc_id", source_table_name="main.rag.docs",
-        pipeline_type="TRIGGERED", embedding_source_column="content", embedding_model_endpoint_name="fake-embedding")
+        pipeline_type="TRIGGERED", embedding_source_column="content", embedding_model_endpoint_name="fake-embedding",
+        sync_computed_embeddings=True)
     index.wait_until_ready(wait_for_updates=True)
     desc = index.describe()
     assert desc["status"]["indexed_row_count"] == 5
@@ -226,6 +227,13 @@ def test_managed_embeddings_hybrid_and_lineage(env: Env) -> None:
         ws.vectorsearch.embed = real  # type: ignore[method-assign]
     assert calls == []
     assert np.array_equal(next(r.vector for r in live.store.rows() if r.pk == "d0"), before["d0"])
+    # the embedding writeback table mirrors the index
+    writeback = live.spec["delta_sync_index_spec"]["embedding_writeback_table"]
+    ws.sql.execute(admin, "DELETE FROM main.rag.docs WHERE doc_id = 'd1'")
+    ws.vectorsearch.sync_now("main.rag.docs_index")
+    rows = {r["doc_id"]: r for r in ws.tables.read(admin, writeback).to_pylist()}
+    assert set(rows) == {"d0", "d2", "d3", "d4"} and rows["d0"]["source"] == "moved"
+    assert np.allclose(rows["d2"]["__db_content_vector"], before["d2"])
 
 
 def test_sdk_routes(env: Env) -> None:

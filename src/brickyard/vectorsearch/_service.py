@@ -160,6 +160,7 @@ class VectorSearch:
                                 "endpoint_name": endpoint, "index_type": index_type, "primary_key": pk,
                                 "index_subtype": str(body.get("index_subtype") or "VECTOR").upper()}
         source = None
+        writeback_schema: Any = None
         if index_type == "DELTA_SYNC":
             ds = body.get("delta_sync_index_spec")
             if not isinstance(ds, dict):
@@ -179,8 +180,12 @@ class VectorSearch:
                     raise InvalidParameterValue(f"columns_to_sync must name columns of {source}")
                 ds_clean["columns_to_sync"] = list(dict.fromkeys([pk, *cols, *self._needed(ds_clean)]))
             if ds.get("embedding_writeback_table"):
+                if not ds_clean.get("embedding_source_columns"):
+                    raise InvalidParameterValue("embedding_writeback_table needs managed embeddings "
+                                                "(embedding_source_columns)")
                 ds_clean["embedding_writeback_table"] = str(parse_name(ds["embedding_writeback_table"], 3,
                                                                        what="embedding_writeback_table"))
+                writeback_schema = self._writeback_schema(schema, ds_clean, pk)
             ds_clean["pipeline_id"] = new_id()
             spec["delta_sync_index_spec"] = ds_clean
         elif index_type == "DIRECT_ACCESS":
@@ -204,6 +209,12 @@ class VectorSearch:
         else:
             raise InvalidParameterValue("index_type must be DELTA_SYNC or DIRECT_ACCESS")
         spec["dimension"] = self._dimension(p, spec)
+        writeback = (spec.get("delta_sync_index_spec") or {}).get("embedding_writeback_table")
+        if writeback:
+            if self.catalog.exists("table", writeback):
+                raise AlreadyExists(f"the embedding writeback table {writeback} already exists")
+            self.tables.create(p, writeback, schema=writeback_schema,
+                               comment=f"Embeddings of vector index {name}")
         with self.db.tx() as tx:
             if tx.one("SELECT name FROM vs_indexes WHERE name = ?", (name,)):
                 raise AlreadyExists(f"Index '{name}' already exists")
@@ -226,6 +237,36 @@ class VectorSearch:
             if spec["delta_sync_index_spec"]["pipeline_type"] == "CONTINUOUS":
                 self._start_continuous(name, live)
         return self._index_view(name, live)
+
+    @staticmethod
+    def _writeback_schema(source: Any, spec: dict[str, Any], pk: str) -> Any:
+        """The source's synced columns and ``__db_<text column>_vector``, as Databricks names it."""
+        import pyarrow as pa
+
+        wanted = spec.get("columns_to_sync")
+        fields = [f for f in source if wanted is None or f.name in wanted or f.name == pk]
+        col = spec["embedding_source_columns"][0]["name"]
+        return pa.schema([*fields, pa.field(f"__db_{col}_vector", pa.list_(pa.float32()))])
+
+    def _writeback(self, live: Live, rows: list[tuple[str, dict[str, Any], np.ndarray, str | None]],
+                   deletes: list[str], *, replace: bool) -> None:
+        """Mirror a sync's change into the embedding writeback table (a derived copy: rebuilt on replace)."""
+        ds = live.spec["delta_sync_index_spec"]
+        name = ds.get("embedding_writeback_table")
+        if not name:
+            return
+        owner = self._owner(live)
+        obj = self.catalog.require(owner, "MODIFY", "table", name, action="writeEmbeddings")
+        col, pk = ds["embedding_source_columns"][0]["name"], live.spec["primary_key"]
+        data = [{**row, f"__db_{col}_vector": vector.tolist()} for _, row, vector, _ in rows]
+        if replace:
+            self.tables.write_authorized(obj, data, mode="overwrite")
+            return
+        if deletes:
+            keys = ", ".join("'" + k.replace("'", "''") + "'" for k in deletes)
+            self.tables.delete_rows(obj, f"CAST({pk} AS STRING) IN ({keys})")
+        if data:
+            self.tables.write_authorized(obj, data, mode="merge", keys=[pk])
 
     @staticmethod
     def _needed(spec: dict[str, Any]) -> list[str]:
@@ -633,6 +674,7 @@ class VectorSearch:
         total = len(upserts)
         prepared = self._prepare_rows(live, upserts, progress=(lambda n: progress(n, total)) if progress else None)
         self._commit(live, prepared, deletes, meta={"source_version": version})
+        self._writeback(live, prepared, deletes, replace=False)
         expected = self.tables.open(src, version).to_pyarrow_dataset().count_rows()
         if expected != live.store.count():  # a feed that silently missed a change (e.g. CDF turned off)
             raise _Gap(f"the index holds {live.store.count()} rows after the change feed, the source {expected}")
@@ -646,6 +688,7 @@ class VectorSearch:
         rows = data.select(cols).to_pylist()
         prepared = self._prepare_rows(live, rows, progress=(lambda n: progress(n, len(rows))) if progress else None)
         self._commit(live, prepared, [], meta={"source_version": version}, replace=True)
+        self._writeback(live, prepared, [], replace=True)
         return {"mode": "full", "version": version, "upserted": len(prepared), "deleted": 0}
 
     def _start_continuous(self, name: str, live: Live) -> None:
