@@ -171,3 +171,15 @@ def test_the_benchmark_runs_at_a_tiny_size() -> None:
     assert out["brickyard"]["sweep"][-1]["recall"] >= 0.95 and out["faiss_hnsw"]["sweep"]
     assert out["brickyard"]["index_memory_vs_raw"] < 1.2
     assert bm25(2000, 50)["brickyard"]["qps_per_core"] > 0
+
+
+def test_offline_reranker_uses_both_signals() -> None:
+    from brickyard.vectorsearch._rerank import rerank_scores
+
+    docs = ["rate limits per user", "the weather is nice", "limits on rates of serving endpoints"]
+    order = [i for i, _ in rerank_scores("rate limits", docs)]
+    assert order[-1] == 1
+    vectors = [np.array([0.0, 1.0]), np.array([1.0, 0.0]), np.array([0.0, 1.0])]
+    # a dense signal that strongly prefers doc 1 can lift it above a lexical tie
+    lifted = [i for i, _ in rerank_scores("nothing matches", docs, np.array([1.0, 0.0]), vectors)]
+    assert lifted[0] == 1

@@ -212,6 +212,16 @@ def test_managed_embeddings_hybrid_and_lineage(env: Env) -> None:
     hits = index.similarity_search(query_text="rate limits", columns=["doc_id", "source"], num_results=5,
                                    query_type="HYBRID", filters={"source": "web"})
     assert all(r[1] == "web" for r in hits["result"]["data_array"])
+    hits = index.similarity_search(query_text="rate limits", columns=["doc_id", "content"], num_results=2,
+                                   query_type="HYBRID", columns_to_rerank=["content"])
+    assert {r[0] for r in hits["result"]["data_array"]} == {"d2", "d4"}
+    assert "reranker_time" in hits.get("debug_info", {})
+    import httpx
+
+    r = httpx.post(env.url + "/api/2.0/vector-search/indexes/main.rag.docs_index/query",
+                   headers={"authorization": f"Bearer {env.token}"},
+                   json={"query_text": "x", "columns": ["doc_id"], "reranker": {"model": "some-endpoint"}})
+    assert r.status_code == 501
     lineage = ws.catalog.lineage(admin, "table", "main.rag.docs_index")
     assert any(e["full_name"] == "main.rag.docs" for e in lineage["upstreams"]), lineage
     # unchanged rows are not embedded again

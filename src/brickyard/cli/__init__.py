@@ -267,6 +267,21 @@ def bench_vectorsearch(rows: Annotated[int, typer.Option(help="Vectors in the AN
                                                               passages=passages))))
 
 
+@bench_app.command("retrieval")
+def bench_retrieval(data: Annotated[Path, typer.Option(help="A BEIR-layout directory (corpus.jsonl, queries.jsonl, "
+                                                            "qrels/)")] = Path("../shared/data/scifact"),
+                    split: Annotated[str, typer.Option(help="qrels split")] = "train",
+                    limit_docs: Annotated[int | None, typer.Option(help="Keep the relevant docs and fill up to N")]
+                    = None) -> None:
+    """Retrieval quality (nDCG@10, recall@10) of ANN, FULL_TEXT, HYBRID and HYBRID+rerank on SciFact."""
+    from ..bench._retrieval import run_retrieval_bench
+
+    if not (data / "corpus.jsonl").exists():
+        typer.echo(f"Error: {data}/corpus.jsonl not found; pass --data", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(_run(lambda: run_retrieval_bench(data, split=split, limit_docs=limit_docs))))
+
+
 def _load_rows(source: Path) -> Any:
     import pyarrow as pa
 

@@ -720,8 +720,7 @@ class VectorSearch:
         if not isinstance(num, int) or isinstance(num, bool) or num < 1:
             raise InvalidParameterValue("num_results must be a positive integer")
         num = min(num, MAX_TEXT_RESULTS if query_type != "ANN" else MAX_ANN_RESULTS)
-        if body.get("reranker") or body.get("columns_to_rerank"):
-            raise NotSupported("rerankers are not available yet in Brickyard; query without 'reranker'")
+        rerank = self._reranker(body, live)
         text = body.get("query_text") if body.get("query_text") is not None else body.get("query")
         if text is not None and not isinstance(text, str):
             raise InvalidParameterValue("query_text must be a string")
@@ -753,6 +752,8 @@ class VectorSearch:
             elif vector is not None:
                 if not isinstance(vector, list) or not all(isinstance(x, int | float) for x in vector):
                     raise InvalidParameterValue("query_vector must be a list of numbers")
+            if rerank is not None and vector is None and text and inner.get("embedding_source_columns"):
+                vector = self._query_vector(live, inner, text)  # the reranker's dense signal
             if query_type in ("FULL_TEXT", "HYBRID") and not text:
                 raise InvalidParameterValue(f"{query_type} queries need query_text")
             if query_type == "ANN":
@@ -765,13 +766,67 @@ class VectorSearch:
                 dense = engine.search_ann(np.asarray(vector, dtype=np.float32), depth, mask)
                 sparse = engine.search_text(str(text), depth, mask)
                 hits = rrf([dense, sparse])[:num]
+            debug: dict[str, Any] = {}
+            if rerank is not None:
+                started = time.perf_counter()
+                hits = self._rerank(engine, hits, str(text or ""), vector, rerank, query_type, mask, num)
+                debug["reranker_time"] = round((time.perf_counter() - started) * 1000, 3)
             if threshold is not None:
                 hits = [h for h in hits if h[1] >= threshold]
             data = [[engine.rows[label].get(c) for c in columns] + [score]  # type: ignore[union-attr]
                     for label, score in hits]
         manifest = {"column_count": len(columns) + 1,
                     "columns": [{"name": c} for c in columns] + [{"name": "score"}]}
-        return self._page({"manifest": manifest}, data, _int(body.get("page_size")) or len(data) or 1)
+        head: dict[str, Any] = {"manifest": manifest}
+        if debug:
+            head["debug_info"] = debug
+        return self._page(head, data, _int(body.get("page_size")) or len(data) or 1)
+
+    RERANK_DEPTH = 50  # candidates the rerank stage reorders (the result is then cut to num_results)
+
+    def _reranker(self, body: dict[str, Any], live: Live) -> list[str] | None:
+        """The columns to rerank on, when the query asks for reranking (None when it does not)."""
+        spec = body.get("reranker")
+        columns = body.get("columns_to_rerank")
+        if not spec and not columns:
+            return None
+        if spec is not None:
+            if not isinstance(spec, dict):
+                raise InvalidParameterValue("reranker must be an object: {model, parameters{columns_to_rerank}}")
+            model = spec.get("model") or "databricks_reranker"
+            if model not in ("databricks_reranker", "brickyard_default"):
+                raise NotSupported(f"reranker model {model!r} is not available: Brickyard offers its offline "
+                                   "default ('databricks_reranker'); cross-encoder and remote rerankers are planned")
+            columns = (spec.get("parameters") or {}).get("columns_to_rerank") or columns
+        if columns is None:
+            text = live.engine.text_column
+            columns = [text] if text else []
+        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+            raise InvalidParameterValue("columns_to_rerank must name the text columns to rerank on")
+        known = self._known_columns(live)
+        for c in columns:
+            if c not in known:
+                raise InvalidParameterValue(f"columns_to_rerank: {c!r} is not a column of the index")
+        return columns
+
+    def _rerank(self, engine: Engine, hits: list[tuple[int, float]], text: str, vector: Any, columns: list[str],
+                query_type: str, mask: np.ndarray | None, num: int) -> list[tuple[int, float]]:
+        from ._rerank import rerank_scores
+
+        depth = max(num, self.RERANK_DEPTH)
+        if len(hits) < depth:  # widen the pool the same way the query ran
+            if query_type == "ANN":
+                hits = engine.search_ann(np.asarray(vector, dtype=np.float32), depth, mask)
+            elif query_type == "FULL_TEXT":
+                hits = engine.search_text(text, depth, mask)
+            else:
+                hits = rrf([engine.search_ann(np.asarray(vector, dtype=np.float32), depth, mask),
+                            engine.search_text(text, depth, mask)])[:depth]
+        docs = [" ".join("" if engine.rows[label].get(c) is None else str(engine.rows[label].get(c))  # type: ignore[union-attr]
+                         for c in columns) for label, _ in hits]
+        vectors = [engine.ann.reconstruct(int(label)) for label, _ in hits] if engine.dimension else None
+        order = rerank_scores(text, docs, None if vector is None else np.asarray(vector, dtype=np.float32), vectors)
+        return [(hits[i][0], score) for i, score in order][:num]
 
     def _known_columns(self, live: Live) -> set[str]:
         spec = live.spec
