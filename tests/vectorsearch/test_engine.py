@@ -183,3 +183,12 @@ def test_offline_reranker_uses_both_signals() -> None:
     # a dense signal that strongly prefers doc 1 can lift it above a lexical tie
     lifted = [i for i, _ in rerank_scores("nothing matches", docs, np.array([1.0, 0.0]), vectors)]
     assert lifted[0] == 1
+
+
+def test_ndcg_and_recall() -> None:
+    from brickyard.bench._retrieval import ndcg_recall
+
+    assert ndcg_recall(["a", "b"], {"a": 1}) == (1.0, 1.0)
+    ndcg, recall = ndcg_recall(["x", "a"], {"a": 1, "b": 1})
+    assert recall == 0.5 and ndcg == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+    assert ndcg_recall(["x"], {"a": 1}) == (0.0, 0.0)

@@ -144,13 +144,19 @@ def _table_rows(n: int, start: int = 0, seed: int = 1) -> list[dict[str, Any]]:
             for i in range(start, start + n)]
 
 
-def test_delta_sync_self_managed_incremental_equals_rebuild(env: Env) -> None:
-    ws = env.ws
-    admin = ws.principal("admin@example.com")
-    ws.tables.create(admin, "main.rag.src", columns=[
+def _source(env: Env, name: str, rows: int) -> Any:
+    """A Delta table of ``rows`` rows with an id, text, a tag and a vector; returns the admin."""
+    admin = env.ws.principal("admin@example.com")
+    env.ws.tables.create(admin, name, columns=[
         {"name": "id", "type_text": "bigint"}, {"name": "body", "type_text": "string"},
         {"name": "tag", "type_text": "string"}, {"name": "vec", "type_text": "array<float>"}])
-    ws.tables.write(admin, "main.rag.src", _table_rows(100))
+    env.ws.tables.write(admin, name, _table_rows(rows))
+    return admin
+
+
+def test_delta_sync_self_managed_incremental_equals_rebuild(env: Env) -> None:
+    ws = env.ws
+    admin = _source(env, "main.rag.src", 100)
     client = env.client()
     index = client.create_delta_sync_index(endpoint_name="vs1", index_name="main.rag.synced", primary_key="id",
                                            source_table_name="main.rag.src", pipeline_type="TRIGGERED",
@@ -259,3 +265,35 @@ def test_sdk_routes(env: Env) -> None:
     assert q.result.row_count == 2
     w.vector_search_indexes.delete_data_vector_index("main.rag.direct", primary_keys=["10", "11"])
     assert env.ws.vectorsearch.live("main.rag.direct").engine.count == 295
+
+
+def test_continuous_pipeline_follows_the_table_and_paging(env: Env) -> None:
+    import time
+
+    ws = env.ws
+    admin = _source(env, "main.rag.live", 10)
+    index = env.client().create_delta_sync_index(endpoint_name="vs1", index_name="main.rag.live_index",
+                                                 primary_key="id", source_table_name="main.rag.live",
+                                                 pipeline_type="CONTINUOUS", embedding_dimension=DIM,
+                                                 embedding_vector_column="vec")
+    index.wait_until_ready()
+    assert index.describe()["status"]["detailed_state"] == "ONLINE_CONTINUOUS_UPDATE"
+    ws.tables.write(admin, "main.rag.live", _table_rows(30, start=10))
+    deadline = time.monotonic() + 15
+    while index.describe()["status"]["indexed_row_count"] < 40:
+        assert time.monotonic() < deadline, "the continuous pipeline did not pick up the new rows"
+        time.sleep(0.1)
+    # paging: the client follows next_page_token; every row comes once
+    import httpx
+
+    h = {"authorization": f"Bearer {env.token}"}
+    first = httpx.post(env.url + "/api/2.0/vector-search/indexes/main.rag.live_index/query", headers=h,
+                       json={"query_vector": [0.1] * DIM, "columns": ["id"], "num_results": 25, "page_size": 10}).json()
+    seen = [r[0] for r in first["result"]["data_array"]]
+    token = first["next_page_token"]
+    while token:
+        page = httpx.post(env.url + "/api/2.0/vector-search/indexes/main.rag.live_index/query-next-page",
+                          headers=h, json={"page_token": token, "endpoint_name": "vs1"}).json()
+        seen += [r[0] for r in page["result"]["data_array"]]
+        token = page["next_page_token"]
+    assert len(seen) == 25 == len(set(seen))

@@ -255,8 +255,70 @@ def embeddings_both(passages: int) -> dict[str, Any]:
     return {"default_threads": embeddings(passages), "one_thread": one}
 
 
+def freshness(rows: int) -> dict[str, Any]:
+    """Seconds from a Delta commit of ``rows`` rows to all of them being queryable through a CONTINUOUS
+    index: with your own vectors, and with managed embeddings (MiniLM stand-in), the embedding time
+    reported apart."""
+    from ..core.settings import Settings
+    from ..workspace import Workspace
+
+    out: dict[str, Any] = {"rows": rows}
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace(Settings(home=Path(tmp) / "home"))
+        try:
+            admin = ws.ensure_user("bench", admin=True)
+            ws.catalog.create(admin, "catalog", "b")
+            ws.catalog.create(admin, "schema", "b.s")
+            ws.vectorsearch.create_endpoint(admin, {"name": "ep"})
+            embedded = [0.0]
+            real = ws.vectorsearch.embed
+
+            def timed(p: Any, endpoint: str, texts: list[str]) -> np.ndarray:
+                t = time.perf_counter()
+                try:
+                    return real(p, endpoint, texts)
+                finally:
+                    embedded[0] += time.perf_counter() - t
+
+            ws.vectorsearch.embed = timed  # type: ignore[method-assign]
+            rng = np.random.default_rng(1)
+            for kind in ("own_vectors", "managed_embeddings"):
+                table, index = f"b.s.{kind}", f"b.s.{kind}_index"
+                ws.tables.create(admin, table, columns=[{"name": "id", "type_text": "bigint"},
+                                                        {"name": "body", "type_text": "string"},
+                                                        {"name": "vec", "type_text": "array<float>"}])
+                ws.tables.write(admin, table, [{"id": -1, "body": "seed", "vec": [0.0] * 8}])
+                ds: dict[str, Any] = {"source_table": table, "pipeline_type": "CONTINUOUS"}
+                if kind == "own_vectors":
+                    ds["embedding_vector_columns"] = [{"name": "vec", "embedding_dimension": 8}]
+                else:
+                    ds["embedding_source_columns"] = [{"name": "body",
+                                                       "embedding_model_endpoint_name": "databricks-gte-large-en"}]
+                ws.vectorsearch.create_index(admin, {"name": index, "primary_key": "id", "index_type": "DELTA_SYNC",
+                                                     "delta_sync_index_spec": ds}, endpoint="ep")
+                live = ws.vectorsearch.live(index)
+                while live.engine.count < 1:
+                    time.sleep(0.01)
+                batch = [{"id": i, "body": f"passage {i} about topic {i % 17}",
+                          "vec": rng.standard_normal(8).astype(np.float32).tolist()} for i in range(rows)]
+                embedded[0] = 0.0
+                ws.tables.write(admin, table, batch)
+                t0 = time.perf_counter()
+                deadline = t0 + 600
+                while live.engine.count < rows + 1 and time.perf_counter() < deadline:
+                    time.sleep(0.005)
+                total = time.perf_counter() - t0
+                out[kind] = {"seconds": round(total, 3), "embedding_seconds": round(embedded[0], 3),
+                             "seconds_excluding_embedding": round(total - embedded[0], 3),
+                             "complete": live.engine.count == rows + 1}
+        finally:
+            ws.close()
+    return out
+
+
 def run_vectorsearch_bench(*, rows: int = 100_000, queries: int = 1000, docs: int = 100_000,
-                           passages: int = 64) -> dict[str, Any]:
+                           passages: int = 64, freshness_rows: int = 1000) -> dict[str, Any]:
     efs = [16, 24, 32, 48, 64, 96, 128, 192]
     return {"ann": ann(rows, queries, efs), "bm25": bm25(docs, queries), "embeddings": embeddings_both(passages),
+            "freshness": freshness(freshness_rows),
             "peers_from_performance_md": PEERS, "cpus": os.cpu_count(), "max_rss_mb": round(_rss_mb(), 1)}

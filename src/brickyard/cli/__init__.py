@@ -259,12 +259,13 @@ def bench_serving(rounds: Annotated[int, typer.Option(help="Measured rounds per 
 def bench_vectorsearch(rows: Annotated[int, typer.Option(help="Vectors in the ANN index")] = 100_000,
                        queries: Annotated[int, typer.Option(help="Queries per measurement")] = 1000,
                        docs: Annotated[int, typer.Option(help="Documents in the BM25 index")] = 100_000,
-                       passages: Annotated[int, typer.Option(help="Passages to embed")] = 64) -> None:
+                       passages: Annotated[int, typer.Option(help="Passages to embed")] = 64,
+                       freshness_rows: Annotated[int, typer.Option(help="Rows per freshness commit")] = 1000) -> None:
     """The vector index engine (ANN, BM25) and the embedding model against their peers, per core."""
     from ..bench import run_vectorsearch_bench
 
     typer.echo(json.dumps(_run(lambda: run_vectorsearch_bench(rows=rows, queries=queries, docs=docs,
-                                                              passages=passages))))
+                                                              passages=passages, freshness_rows=freshness_rows))))
 
 
 @bench_app.command("retrieval")
