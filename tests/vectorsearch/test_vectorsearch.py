@@ -50,6 +50,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     ws.catalog.create(admin, "schema", "main.rag")
     ws.serving.create(admin, {"name": "fake-embedding",
                               "config": {"served_entities": [{"entity_name": "system.ai.fake-embedding"}]}})
+    ws.vectorsearch.create_endpoint(admin, {"name": "vs1"})
     with serve(ws) as url:
         yield Env(ws, url, token, bob)
     ws.close()
@@ -63,8 +64,9 @@ def vectors(n: int, seed: int = 0) -> np.ndarray:
 
 def test_direct_access_index_end_to_end(env: Env) -> None:
     client = env.client()
-    client.create_endpoint_and_wait(name="vs1", endpoint_type="STANDARD")
-    assert client.get_endpoint("vs1")["endpoint_status"]["state"] == "ONLINE"
+    client.create_endpoint_and_wait(name="vs0", endpoint_type="STANDARD")
+    assert client.get_endpoint("vs0")["endpoint_status"]["state"] == "ONLINE"
+    client.delete_endpoint("vs0")
     index = client.create_direct_access_index(
         endpoint_name="vs1", index_name="main.rag.direct", primary_key="id", embedding_dimension=DIM,
         embedding_vector_column="vec",
@@ -297,3 +299,27 @@ def test_continuous_pipeline_follows_the_table_and_paging(env: Env) -> None:
         seen += [r[0] for r in page["result"]["data_array"]]
         token = page["next_page_token"]
     assert len(seen) == 25 == len(set(seen))
+
+
+def test_a_gap_in_the_change_feed_triggers_a_full_rebuild(env: Env) -> None:
+    ws = env.ws
+    admin = _source(env, "main.rag.gappy", 20)
+    index = env.client().create_delta_sync_index(endpoint_name="vs1", index_name="main.rag.gappy_index",
+                                                 primary_key="id", source_table_name="main.rag.gappy",
+                                                 pipeline_type="TRIGGERED", embedding_dimension=DIM,
+                                                 embedding_vector_column="vec")
+    index.wait_until_ready()
+    src = ws.catalog.get(admin, "table", "main.rag.gappy")
+    ws.tables.write(admin, "main.rag.gappy", _table_rows(7, start=100), mode="overwrite")
+    ws.tables.write(admin, "main.rag.gappy", _table_rows(3, start=200))
+    ws.tables.open(src).vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    import shutil
+    from pathlib import Path
+
+    shutil.rmtree(Path(src.spec["storage_location"]) / "_change_data", ignore_errors=True)  # the feed is gone
+    result = ws.vectorsearch.sync_now("main.rag.gappy_index")
+    live = ws.vectorsearch.live("main.rag.gappy_index")
+    held = sorted(int(r.data["id"]) for r in live.store.rows())
+    assert held == [*range(100, 107), *range(200, 203)], (result, held)
+    assert result["mode"] == "full"
+    assert live.store.meta("source_version") == ws.tables.open(src).version()
