@@ -70,7 +70,8 @@ class Workspace:
                                BufferedSink(self._write_payloads), secret_values=self.secrets.all_values,
                                tables=self.tables)
         self.vectorsearch = VectorSearch(self.db, self.catalog, self.tables, self.home, embed=self._embed,
-                                         system_principal=self.system_principal)
+                                         system_principal=self.system_principal,
+                                         reranker_path=self.settings.reranker_path)
 
     def _embed(self, p: Principal, endpoint: str, texts: list[str]) -> np.ndarray:
         """Embeddings for vector search, through the AI Gateway as ``p`` (limits, usage and ACLs apply)."""

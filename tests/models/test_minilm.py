@@ -4,6 +4,7 @@ no batching, no in-place tricks): the fast path's shortcuts must not move the em
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,3 +61,44 @@ def test_fast_forward_matches_the_reference() -> None:
     # batching by length and padding must not change a text's vector
     alone = np.stack([model.embed([t])[0] for t in TEXTS])
     assert np.allclose(alone, fast, atol=1e-5)
+
+
+def make_cross_encoder(directory: Path) -> Path:
+    """A cross-encoder directory built from MiniLM's files and a random classifier head: the mechanics of
+    loading and scoring pairs, not a trained reranker (no package ships one)."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from brickyard.models._minilm import default_model_dir
+
+    src = default_model_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(src / name, directory / name)
+    weights = {f"bert.{k}": v for k, v in load_file(str(src / "model.safetensors")).items()}
+    rng = np.random.default_rng(0)
+    weights.setdefault("bert.pooler.dense.weight", rng.standard_normal((384, 384)).astype(np.float32) * 0.05)
+    weights.setdefault("bert.pooler.dense.bias", np.zeros(384, dtype=np.float32))
+    weights["classifier.weight"] = rng.standard_normal((1, 384)).astype(np.float32)
+    weights["classifier.bias"] = np.zeros(1, dtype=np.float32)
+    save_file(weights, str(directory / "model.safetensors"))
+    return directory
+
+
+def test_cross_encoder_scores_pairs(tmp_path: Path) -> None:
+    from brickyard.core.errors import InvalidParameterValue
+    from brickyard.models._minilm import CrossEncoder
+
+    model = CrossEncoder(make_cross_encoder(tmp_path / "ce"))
+    docs = ["Delta tables keep a log.", "Rate limits are exact.", "x"]
+    scores = model.scores("how are rate limits enforced?", docs)
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+    assert np.allclose(scores, model.scores("how are rate limits enforced?", docs))  # deterministic
+    assert not np.allclose(scores, model.scores("something else entirely", docs))  # the query matters
+    # segment ids are used: the second text is embedded as segment B
+    pair = model.tokenizer.encode("q", "d")
+    assert set(pair.type_ids) == {0, 1}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidParameterValue):
+        CrossEncoder(tmp_path / "empty")

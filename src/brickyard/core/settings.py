@@ -43,6 +43,11 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "serving_queue_size",
         "Requests that may wait for one local model before new ones get 503 + Retry-After. Default 16",
     ),
+    "BRICKYARD_RERANKER_PATH": (
+        "reranker_path",
+        "Directory of a BERT cross-encoder (config.json, model.safetensors, tokenizer.json) that vector search "
+        "queries may rerank with (reranker model 'cross_encoder'). Default none: the offline default reranker",
+    ),
     "BRICKYARD_USER": ("user", "Principal that local CLI commands (sql, table) act as. No default"),
 }
 
@@ -62,6 +67,7 @@ class Settings:
     allowed_model_hosts: str = ""
     enable_fake_models: int = 0
     serving_queue_size: int = 16
+    reranker_path: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.home, Path):

@@ -81,7 +81,8 @@ class Live:
 
 class VectorSearch:
     def __init__(self, db: Database, catalog: Catalog, tables: Tables, home: Path, *, embed: Embed,
-                 system_principal: Callable[[], Principal], poll_seconds: float = 0.5) -> None:
+                 system_principal: Callable[[], Principal], poll_seconds: float = 0.5,
+                 reranker_path: str | None = None) -> None:
         self.db = db
         self.catalog = catalog
         self.tables = tables
@@ -90,6 +91,8 @@ class VectorSearch:
         self.system_principal = system_principal
         self.poll_seconds = poll_seconds
         self.sync_wait_seconds = 10.0
+        self.reranker_path = reranker_path
+        self._cross_encoder: Any = None
         self._live: dict[str, Live] = {}
         self._lock = threading.Lock()
         self._pages: OrderedDict[str, tuple[float, dict[str, Any], list[list[Any]]]] = OrderedDict()
@@ -784,19 +787,28 @@ class VectorSearch:
 
     RERANK_DEPTH = 50  # candidates the rerank stage reorders (the result is then cut to num_results)
 
-    def _reranker(self, body: dict[str, Any], live: Live) -> list[str] | None:
-        """The columns to rerank on, when the query asks for reranking (None when it does not)."""
+    def _reranker(self, body: dict[str, Any], live: Live) -> tuple[str, list[str]] | None:
+        """(reranker, columns to rerank on) when the query asks for reranking, None when it does not.
+        ``databricks_reranker`` is the configured cross-encoder if there is one, else the offline default."""
         spec = body.get("reranker")
         columns = body.get("columns_to_rerank")
         if not spec and not columns:
             return None
+        kind = "cross_encoder" if self.reranker_path else "offline"
         if spec is not None:
             if not isinstance(spec, dict):
                 raise InvalidParameterValue("reranker must be an object: {model, parameters{columns_to_rerank}}")
             model = spec.get("model") or "databricks_reranker"
-            if model not in ("databricks_reranker", "brickyard_default"):
-                raise NotSupported(f"reranker model {model!r} is not available: Brickyard offers its offline "
-                                   "default ('databricks_reranker'); cross-encoder and remote rerankers are planned")
+            if model == "brickyard_default":
+                kind = "offline"
+            elif model == "cross_encoder":
+                if not self.reranker_path:
+                    raise NotSupported("no cross-encoder is configured: an admin sets BRICKYARD_RERANKER_PATH to a "
+                                       "local model directory (no package ships cross-encoder weights)")
+                kind = "cross_encoder"
+            elif model != "databricks_reranker":
+                raise NotSupported(f"reranker model {model!r} is not available: use databricks_reranker, "
+                                   "brickyard_default or cross_encoder; remote rerank endpoints are planned")
             columns = (spec.get("parameters") or {}).get("columns_to_rerank") or columns
         if columns is None:
             text = live.engine.text_column
@@ -807,11 +819,23 @@ class VectorSearch:
         for c in columns:
             if c not in known:
                 raise InvalidParameterValue(f"columns_to_rerank: {c!r} is not a column of the index")
-        return columns
+        return kind, columns
 
-    def _rerank(self, engine: Engine, hits: list[tuple[int, float]], text: str, vector: Any, columns: list[str],
-                query_type: str, mask: np.ndarray | None, num: int) -> list[tuple[int, float]]:
+    def cross_encoder(self) -> Any:
+        """The configured cross-encoder, loaded once (it is only ever read from the admin's directory)."""
+        with self._lock:
+            if self._cross_encoder is None:
+                from ..models._minilm import CrossEncoder
+
+                self._cross_encoder = CrossEncoder(str(self.reranker_path))
+            return self._cross_encoder
+
+    def _rerank(self, engine: Engine, hits: list[tuple[int, float]], text: str, vector: Any,
+                rerank: tuple[str, list[str]], query_type: str, mask: np.ndarray | None, num: int
+                ) -> list[tuple[int, float]]:
         from ._rerank import rerank_scores
+
+        kind, columns = rerank
 
         depth = max(num, self.RERANK_DEPTH)
         if len(hits) < depth:  # widen the pool the same way the query ran
@@ -824,8 +848,13 @@ class VectorSearch:
                             engine.search_text(text, depth, mask)])[:depth]
         docs = [" ".join("" if engine.rows[label].get(c) is None else str(engine.rows[label].get(c))  # type: ignore[union-attr]
                          for c in columns) for label, _ in hits]
-        vectors = [engine.ann.reconstruct(int(label)) for label, _ in hits] if engine.dimension else None
-        order = rerank_scores(text, docs, None if vector is None else np.asarray(vector, dtype=np.float32), vectors)
+        if kind == "cross_encoder":
+            scores = self.cross_encoder().scores(text, docs)
+            order = [(int(i), round(float(scores[i]), 6)) for i in np.argsort(-scores, kind="stable")]
+        else:
+            vectors = [engine.ann.reconstruct(int(label)) for label, _ in hits] if engine.dimension else None
+            order = rerank_scores(text, docs, None if vector is None else np.asarray(vector, dtype=np.float32),
+                                  vectors)
         return [(hits[i][0], score) for i, score in order][:num]
 
     def _known_columns(self, live: Live) -> set[str]:
