@@ -7,6 +7,7 @@ the change (or the denial) in the audit log inside the same transaction as the c
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -135,6 +136,8 @@ class Catalog:
         self.db = db
         self.identity = identity
         self.clock = clock
+        #: (principal, groups, privilege, kind, name) -> (when, securable): recent allowed decisions
+        self._allowed: dict[tuple[Any, ...], tuple[float, Securable]] = {}
 
     # -- bootstrap -----------------------------------------------------------------------------
     def bootstrap(self) -> dict[str, str]:
@@ -252,6 +255,8 @@ class Catalog:
         try:
             with self.db.tx(write=write) as tx:
                 yield tx
+            if write:
+                self._allowed.clear()  # this process's changes apply to cached decisions at once
         except PermissionDenied as exc:
             pending = exc.details.pop("audit", None)
             if pending is not None:
@@ -306,6 +311,26 @@ class Catalog:
             if obj is None:
                 return Decision(False, f"{securable[1]} does not exist")  # type: ignore[index]
             return self._decide(tx, p, privilege, obj)
+
+    DECISION_SECONDS = 0.5
+
+    def require_cached(self, p: Principal, privilege: str, kind: str, full_name: str, *, action: str) -> Securable:
+        """:meth:`require` for hot read paths: an allowed decision is remembered for DECISION_SECONDS.
+        This process's catalog writes clear it at once; other processes' apply within that bound, as
+        for authentication (1 s). Denials are never cached (each one is audited)."""
+        key = (p.name, p.groups, privilege, kind, full_name)
+        hit = self._allowed.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.DECISION_SECONDS:
+            return hit[1]
+        obj = self.require(p, privilege, kind, full_name, action=action)
+        if len(self._allowed) > 10_000:
+            self._allowed.clear()
+        self._allowed[key] = (time.monotonic(), obj)
+        return obj
+
+    def is_cached(self, p: Principal, privilege: str, kind: str, full_name: str) -> bool:
+        hit = self._allowed.get((p.name, p.groups, privilege, kind, full_name))
+        return hit is not None and time.monotonic() - hit[0] < self.DECISION_SECONDS
 
     def require(self, p: Principal, privilege: str, kind: str, full_name: str, *, action: str) -> Securable:
         """Load ``kind full_name`` and insist that ``p`` holds ``privilege`` on it (else 403, audited)."""

@@ -269,7 +269,7 @@ def bench_vectorsearch(rows: Annotated[int, typer.Option(help="Vectors in the AN
 
 
 @bench_app.command("retrieval")
-def bench_retrieval(data: Annotated[Path, typer.Option(help="A BEIR-layout directory (corpus.jsonl, queries.jsonl, "
+def bench_retrieval_quality(data: Annotated[Path, typer.Option(help="A BEIR-layout directory (corpus.jsonl, queries.jsonl, "
                                                             "qrels/)")] = Path("../shared/data/scifact"),
                     split: Annotated[str, typer.Option(help="qrels split")] = "train",
                     limit_docs: Annotated[int | None, typer.Option(help="Keep the relevant docs and fill up to N")]

@@ -328,10 +328,14 @@ class VectorSearch:
             raise NotFound(f"Index '{name}' does not exist", error_code="RESOURCE_DOES_NOT_EXIST")
         return obj
 
-    def _open(self, name: str) -> Live:
+    def _open(self, name: str, obj: Any = None) -> Live:
+        """The open index ``name``; ``obj`` is its securable when the caller has just resolved it."""
+        if obj is None:
+            obj = self._obj(name)
+        elif obj.spec.get("data_source_format") != "VECTOR_INDEX_FORMAT":
+            raise NotFound(f"Index '{name}' does not exist", error_code="RESOURCE_DOES_NOT_EXIST")
         with self._lock:
             live = self._live.get(name)
-            obj = self._obj(name)
             if live is not None and live.spec.get("id") == obj.id:
                 return live
             spec = {**obj.spec, "id": obj.id, "name": name, "owner": obj.owner, "created_at": obj.created_at}
@@ -457,9 +461,7 @@ class VectorSearch:
     # -- writes: Direct Access ---------------------------------------------------------------------
     def _writable(self, p: Principal, name: str, action: str) -> Live:
         name = str(parse_name(name, 3, what="index name"))
-        self._obj(name)
-        self.catalog.require(p, "MODIFY", "table", name, action=action)
-        return self._open(name)
+        return self._open(name, self.catalog.require(p, "MODIFY", "table", name, action=action))
 
     def upsert(self, p: Principal, name: str, inputs: Any) -> dict[str, Any]:
         live = self._writable(p, name, "upsertVectorIndexData")
@@ -709,11 +711,22 @@ class VectorSearch:
         live.thread.start()
 
     # -- queries -------------------------------------------------------------------------------------
+    def can_answer_inline(self, p: Principal, name: str, body: dict[str, Any]) -> bool:
+        """Whether :meth:`query` would do no I/O and no model call: the index is open, the caller's SELECT was
+        decided moments ago, and the query brings its vector (or is FULL_TEXT) with at most the offline
+        reranker. Then the server answers on its event loop instead of hopping to a worker thread."""
+        if not isinstance(name, str) or name not in self._live:
+            return False
+        if not self.catalog.is_cached(p, "SELECT", "table", name):
+            return False
+        query_type = str(body.get("query_type") or "ANN").upper()
+        needs_embedding = body.get("query_vector") is None and query_type != "FULL_TEXT"
+        reranks = bool(body.get("reranker") or body.get("columns_to_rerank"))
+        return not needs_embedding and not (reranks and (self.reranker_path or body.get("query_vector") is None))
+
     def query(self, p: Principal, name: str, body: dict[str, Any]) -> dict[str, Any]:
         name = str(parse_name(name, 3, what="index name"))
-        self._obj(name)
-        self.catalog.require(p, "SELECT", "table", name, action="queryVectorIndex")
-        live = self._open(name)
+        live = self._open(name, self.catalog.require_cached(p, "SELECT", "table", name, action="queryVectorIndex"))
         spec = live.spec
         inner = spec.get("delta_sync_index_spec") or spec.get("direct_access_index_spec") or {}
         query_type = str(body.get("query_type") or "ANN").upper()
@@ -753,8 +766,12 @@ class VectorSearch:
                     raise InvalidParameterValue("give query_vector or query_text")
                 vector = self._query_vector(live, inner, text)
             elif vector is not None:
-                if not isinstance(vector, list) or not all(isinstance(x, int | float) for x in vector):
-                    raise InvalidParameterValue("query_vector must be a list of numbers")
+                try:
+                    vector = np.asarray(vector, dtype=np.float32)
+                except (TypeError, ValueError):
+                    raise InvalidParameterValue("query_vector must be a list of numbers") from None
+                if vector.ndim != 1 or not np.isfinite(vector).all():
+                    raise InvalidParameterValue("query_vector must be a flat list of finite numbers")
             if rerank is not None and vector is None and text and inner.get("embedding_source_columns"):
                 vector = self._query_vector(live, inner, text)  # the reranker's dense signal
             if query_type in ("FULL_TEXT", "HYBRID") and not text:
@@ -909,9 +926,7 @@ class VectorSearch:
 
     def scan(self, p: Principal, name: str, last_primary_key: Any, num_results: Any) -> dict[str, Any]:
         name = str(parse_name(name, 3, what="index name"))
-        self._obj(name)
-        self.catalog.require(p, "SELECT", "table", name, action="scanVectorIndex")
-        live = self._open(name)
+        live = self._open(name, self.catalog.require(p, "SELECT", "table", name, action="scanVectorIndex"))
         limit = _int(num_results) or 100
         if not 1 <= limit <= 10_000:
             raise InvalidParameterValue("num_results must be 1..10000")
