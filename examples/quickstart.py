@@ -12,7 +12,7 @@ Run with ``make demo``. It starts ``brickyard serve`` on a free loopback port wi
    client behind the AI Gateway, hits a rate limit, and prints the usage and inference-table rows;
 6. renders some of Brickyard's own docs to PDF, DOCX and HTML, ingests them with ``brickyard ingest``,
    builds a Delta Sync index with managed embeddings through ``VectorSearchClient``, and runs ANN,
-   FULL_TEXT and HYBRID queries with a filter.
+   FULL_TEXT, HYBRID and reranked HYBRID queries with a filter.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from openai import OpenAI, RateLimitError
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="databricks.vector_search")
 from databricks.vector_search.client import VectorSearchClient  # noqa: E402
+from databricks.vector_search.reranker import DatabricksReranker  # noqa: E402
 
 HOME = Path(os.environ.get("BRICKYARD_DEMO_HOME", ".demo"))
 BIN = Path(sys.executable).parent / "brickyard"
@@ -255,11 +256,13 @@ def main() -> int:
         print(f"index demo.docs.chunks_index: {index.describe()['status']['indexed_row_count']} chunks, "
               "embedded with all-MiniLM-L6-v2 (the databricks-gte-large-en stand-in)")
         question = "how are rate limits kept exact across server processes?"
-        for query_type in ("ANN", "FULL_TEXT", "HYBRID"):
+        reranker = DatabricksReranker(columns_to_rerank=["text"])
+        for query_type, rerank in (("ANN", None), ("FULL_TEXT", None), ("HYBRID", None), ("HYBRID", reranker)):
             hits = index.similarity_search(query_text=question, columns=["source", "section_path"], num_results=3,
                                            query_type=query_type, filters={"source NOT": "security.html"},
-                                           disable_notice=True)
-            print(f"{query_type:9} top hits for {question!r} (filter: source NOT security.html):")
+                                           reranker=rerank, disable_notice=True)
+            label = query_type + (" + reranker" if rerank else "")
+            print(f"{label} top hits for {question!r} (filter: source NOT security.html):")
             for source, section, score in hits["result"]["data_array"]:
                 print(f"   {score:8.4f}  {Path(source).name:18} {section[:70]}")
     finally:
