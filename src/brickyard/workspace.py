@@ -66,8 +66,11 @@ class Workspace:
         counters = self.db if self.db.dialect == "postgres" else Database(str(self.home / "gateway.db"),
                                                                           synchronous="NORMAL")
         self._counters = counters
-        self.gateway = Gateway(self.serving, RateLimiter(counters), BufferedSink(self._write_usage),
-                               BufferedSink(self._write_payloads), secret_values=self.secrets.all_values,
+        journal = self.home / "journal"
+        self.gateway = Gateway(self.serving, RateLimiter(counters),
+                               BufferedSink(self._write_usage, journal=journal, name="usage"),
+                               BufferedSink(self._write_payloads, journal=journal, name="payloads"),
+                               secret_values=self.secrets.all_values,
                                tables=self.tables)
         self.vectorsearch = VectorSearch(self.db, self.catalog, self.tables, self.home, embed=self._embed,
                                          system_principal=self.system_principal,
@@ -192,7 +195,7 @@ class Workspace:
                 pass
         return self.catalog.get(system, "table", full_name)
 
-    def _write_payloads(self, rows: list[dict[str, Any]]) -> int:
+    def _write_payloads(self, rows: list[dict[str, Any]], txn: tuple[str, int] | None = None) -> int:
         by_table: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_table.setdefault(row.pop("_table"), []).append(row)
@@ -200,11 +203,13 @@ class Workspace:
         for name, batch in by_table.items():
             try:
                 obj = self.catalog.get(self.system_principal(), "table", name)
-                self.tables.write_authorized(obj, pa.Table.from_pylist(batch, schema=PAYLOAD_SCHEMA))
+                self.tables.write_authorized(obj, pa.Table.from_pylist(batch, schema=PAYLOAD_SCHEMA), txn=txn)
             except Exception:  # noqa: BLE001 - one broken table must not drop the others' rows
                 failed += len(batch)
         return failed
 
-    def _write_usage(self, rows: list[dict[str, Any]]) -> None:
+    def _write_usage(self, rows: list[dict[str, Any]], txn: tuple[str, int] | None = None) -> None:
         obj = self.system_table(USAGE_TABLE, USAGE_SCHEMA)
-        self.tables.write_authorized(obj, pa.Table.from_pylist(rows, schema=USAGE_SCHEMA))
+        for row in rows:  # rows replayed from the journal carry [key, value] lists
+            row["usage_context"] = [tuple(kv) for kv in row.get("usage_context") or []]
+        self.tables.write_authorized(obj, pa.Table.from_pylist(rows, schema=USAGE_SCHEMA), txn=txn)

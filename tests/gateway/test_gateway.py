@@ -161,7 +161,7 @@ def test_usage_rows_land_in_the_system_table(gw: tuple[Workspace, Clock]) -> Non
 def test_a_failing_usage_sink_never_fails_requests(gw: tuple[Workspace, Clock]) -> None:
     ws, _clock = gw
 
-    def broken(rows: list[dict[str, Any]]) -> None:
+    def broken(rows: list[dict[str, Any]], txn: Any = None) -> None:
         raise OSError(28, "No space left on device")
 
     ws.gateway.usage._write = broken
