@@ -14,13 +14,14 @@ route-inventory test walks the registry to prove it.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
 import math
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -46,16 +47,27 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 @dataclass
 class Req:
-    """What a handler gets: the caller, path and query parameters, the parsed JSON body (or a file)."""
+    """What a handler gets: the caller, path and query parameters, the parsed JSON body (or a file).
+    Query parameters and headers are copied out of the request only when a handler reads them."""
 
     request: Request
     principal: Principal | None
     path: dict[str, str]
-    query: dict[str, str]
-    query_lists: dict[str, list[str]]
     body: Any = None
     file: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
+
+    @functools.cached_property
+    def query(self) -> dict[str, str]:
+        return dict(self.request.query_params)
+
+    @functools.cached_property
+    def query_lists(self) -> dict[str, list[str]]:
+        params = self.request.query_params
+        return {k: params.getlist(k) for k in params}
+
+    @functools.cached_property
+    def headers(self) -> dict[str, str]:
+        return dict(self.request.headers)
 
     @property
     def user(self) -> Principal:
@@ -224,10 +236,7 @@ def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
                         raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
                 except ValueError:
                     raise BadRequest("invalid Content-Length header") from None
-            req = Req(request=request, principal=principal, path=dict(request.path_params),
-                      query=dict(request.query_params), query_lists={k: request.query_params.getlist(k)
-                                                                      for k in request.query_params},
-                      headers=dict(request.headers))
+            req = Req(request=request, principal=principal, path=dict(request.path_params))
             if spec.body == "file":
                 if declared is not None and int(declared) > settings.max_upload_bytes:
                     raise PayloadTooLarge(f"the upload is larger than {settings.max_upload_bytes} bytes")

@@ -51,4 +51,34 @@ def create_app(workspace: Any, api: Api | None = None) -> Starlette:
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed}, lifespan=lifespan)
     app.state.workspace = workspace
     app.state.api = api
-    return app
+    fast = {spec.path: make_endpoint(spec, workspace) for spec in api.routes
+            if spec.method == "POST" and spec.path.startswith(DATA_PLANE)}
+    return DataPlaneFirst(app, fast)  # type: ignore[return-value]
+
+
+class DataPlaneFirst:
+    """Sends the serving data plane's POST requests straight to their endpoints, past Starlette's router and
+    middleware (a tenth of a proxied request's CPU); everything else goes to the Starlette app. The
+    endpoints are the registry's own (same policy, authentication and error handling)."""
+
+    def __init__(self, app: Starlette, endpoints: dict[str, Any]) -> None:
+        self.app = app
+        self.state = app.state
+        self.routes = app.routes
+        self._fixed = {path: ep for path, ep in endpoints.items() if "{" not in path}
+        self._invocations = endpoints.get(DATA_PLANE + "{name}/invocations")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(DATA_PLANE):
+            path = scope["path"]
+            endpoint, params = self._fixed.get(path), {}
+            if endpoint is None and path.endswith("/invocations"):
+                name = path[len(DATA_PLANE):-len("/invocations")]
+                if name and "/" not in name and self._invocations is not None:
+                    endpoint, params = self._invocations, {"name": name}
+            if endpoint is not None:
+                scope = {**scope, "path_params": params, "app": self.app}
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

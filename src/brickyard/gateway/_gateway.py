@@ -37,6 +37,7 @@ class Gateway:
         self.detectors = Detectors()
         self._secrets_cache: tuple[float, frozenset[str]] = (0.0, frozenset())
         self._configs: dict[str, tuple[dict[str, Any], list[Any]]] = {}
+        self._applicable: dict[tuple[Any, ...], list[Any]] = {}
         self.admission = GroupCommit(limiter)
 
     def secrets(self) -> frozenset[str]:
@@ -115,7 +116,12 @@ class Gateway:
 
     def _open(self, p: Principal, row: Any, name: str, body: dict[str, Any], route: str) -> _Call:
         config, limits = self._config(row["ai_gateway"])
-        pairs = applicable(limits, p)
+        key = (row["ai_gateway"], p.name, p.kind, p.groups)
+        pairs = self._applicable.get(key)
+        if pairs is None:  # which limits bind this caller: the same until the config or the caller changes
+            if len(self._applicable) > 10_000:
+                self._applicable.clear()
+            pairs = self._applicable[key] = applicable(limits, p)
         reserve = self._estimate(body) if any(lim.tokens is not None for _, lim in pairs) else 0
         guards = config.get("guardrails") or {}
         guarded = route in ("chat", "completions", "invocations") and row["task"] != "llm/v1/embeddings"
