@@ -16,6 +16,8 @@ from ._http import Api, make_endpoint
 
 ROUTERS = (_core_routes, _scim, _uc, _files, _sql, _serving, _vectorsearch, _ingest)
 DATA_PLANE = "/serving-endpoints/"
+VS_QUERY = "/api/2.0/vector-search/indexes/{index}/query"
+_VS_PREFIX, _VS_SUFFIX = VS_QUERY.split("{index}")
 
 
 def build_api(workspace: Any) -> Api:
@@ -52,14 +54,14 @@ def create_app(workspace: Any, api: Api | None = None) -> Starlette:
     app.state.workspace = workspace
     app.state.api = api
     fast = {spec.path: make_endpoint(spec, workspace) for spec in api.routes
-            if spec.method == "POST" and spec.path.startswith(DATA_PLANE)}
+            if spec.method == "POST" and (spec.path.startswith(DATA_PLANE) or spec.path == VS_QUERY)}
     return DataPlaneFirst(app, fast)  # type: ignore[return-value]
 
 
 class DataPlaneFirst:
-    """Sends the serving data plane's POST requests straight to their endpoints, past Starlette's router and
-    middleware (a tenth of a proxied request's CPU); everything else goes to the Starlette app. The
-    endpoints are the registry's own (same policy, authentication and error handling)."""
+    """Sends the hot POST routes (the serving data plane, vector search queries) straight to their endpoints,
+    past Starlette's router and middleware (a tenth of a proxied request's CPU); everything else goes to
+    the Starlette app. The endpoints are the registry's own (same policy, authentication and errors)."""
 
     def __init__(self, app: Starlette, endpoints: dict[str, Any]) -> None:
         self.app = app
@@ -67,15 +69,20 @@ class DataPlaneFirst:
         self.routes = app.routes
         self._fixed = {path: ep for path, ep in endpoints.items() if "{" not in path}
         self._invocations = endpoints.get(DATA_PLANE + "{name}/invocations")
+        self._vs_query = endpoints.get(VS_QUERY)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith(DATA_PLANE):
+        if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]
             endpoint, params = self._fixed.get(path), {}
-            if endpoint is None and path.endswith("/invocations"):
+            if endpoint is None and path.startswith(DATA_PLANE) and path.endswith("/invocations"):
                 name = path[len(DATA_PLANE):-len("/invocations")]
                 if name and "/" not in name and self._invocations is not None:
                     endpoint, params = self._invocations, {"name": name}
+            elif endpoint is None and path.startswith(_VS_PREFIX) and path.endswith(_VS_SUFFIX):
+                index = path[len(_VS_PREFIX):-len(_VS_SUFFIX)]
+                if index and "/" not in index and self._vs_query is not None:
+                    endpoint, params = self._vs_query, {"index": index}
             if endpoint is not None:
                 scope = {**scope, "path_params": params, "app": self.app}
                 response = await endpoint(Request(scope, receive))
