@@ -323,3 +323,34 @@ def test_a_gap_in_the_change_feed_triggers_a_full_rebuild(env: Env) -> None:
     assert held == [*range(100, 107), *range(200, 203)], (result, held)
     assert result["mode"] == "full"
     assert live.store.meta("source_version") == ws.tables.open(src).version()
+
+
+def test_a_column_added_to_the_source_reaches_the_index(env: Env) -> None:
+    """Schema evolution by another Delta writer (here delta-rs directly, as Spark would): the next sync
+    carries the new column, and it can be returned and filtered on."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    ws = env.ws
+    admin = _source(env, "main.rag.evolving", 10)
+    index = env.client().create_delta_sync_index(endpoint_name="vs1", index_name="main.rag.evolving_index",
+                                                 primary_key="id", source_table_name="main.rag.evolving",
+                                                 pipeline_type="TRIGGERED", embedding_dimension=DIM,
+                                                 embedding_vector_column="vec")
+    index.wait_until_ready()
+    src = ws.catalog.get(admin, "table", "main.rag.evolving")
+    rows = _table_rows(5, start=50)
+    for r in rows:
+        r["lang"] = "en" if r["id"] % 2 else "fr"
+    schema = pa.schema([("id", pa.int64()), ("body", pa.string()), ("tag", pa.string()),
+                        ("vec", pa.list_(pa.float32())), ("lang", pa.string())])
+    write_deltalake(src.spec["storage_location"], pa.Table.from_pylist(rows, schema=schema), mode="append",
+                    schema_mode="merge")
+    index.sync()
+    index.wait_until_ready(wait_for_updates=True)
+    assert index.describe()["status"]["indexed_row_count"] == 15
+    hits = index.similarity_search(query_vector=rows[0]["vec"], columns=["id", "lang"], num_results=5,
+                                   filters={"lang": "fr"})
+    found = hits["result"]["data_array"]
+    assert found and all(r[1] == "fr" for r in found)
+    assert {int(r[0]) for r in found} == {50, 52, 54}
