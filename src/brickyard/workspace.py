@@ -74,13 +74,18 @@ class Workspace:
                                tables=self.tables)
         self.vectorsearch = VectorSearch(self.db, self.catalog, self.tables, self.home, embed=self._embed,
                                          system_principal=self.system_principal,
-                                         reranker_path=self.settings.reranker_path)
+                                         reranker_path=self.settings.reranker_path, rerank=self._rerank)
 
     def _embed(self, p: Principal, endpoint: str, texts: list[str]) -> np.ndarray:
         """Embeddings for vector search, through the AI Gateway as ``p`` (limits, usage and ACLs apply)."""
         inv = self.gateway.call(p, endpoint, {"input": texts}, route="embeddings")
         data = sorted(inv.result["data"], key=lambda d: d["index"])
         return np.array([d["embedding"] for d in data], dtype=np.float32)
+
+    def _rerank(self, p: Principal, endpoint: str, query: str, documents: list[str]) -> list[tuple[int, float]]:
+        """(document index, score), best first, from a rerank serving endpoint, through the AI Gateway as ``p``."""
+        inv = self.gateway.call(p, endpoint, {"query": query, "documents": documents}, route="rerank")
+        return [(r["index"], r["relevance_score"]) for r in inv.result["results"]]
 
     def ingest(self, p: Principal, paths: list[str | Path], table: str, *, options: Options | None = None,
                embedding_endpoint: str | None = None, progress: Any = None) -> Report:

@@ -228,8 +228,8 @@ def test_managed_embeddings_hybrid_and_lineage(env: Env) -> None:
 
     r = httpx.post(env.url + "/api/2.0/vector-search/indexes/main.rag.docs_index/query",
                    headers={"authorization": f"Bearer {env.token}"},
-                   json={"query_text": "x", "columns": ["doc_id"], "reranker": {"model": "some-endpoint"}})
-    assert r.status_code == 501
+                   json={"query_text": "x", "columns": ["doc_id"], "reranker": {"model": "no-such-endpoint"}})
+    assert r.status_code == 404  # a rerank model that is not an endpoint
     lineage = ws.catalog.lineage(admin, "table", "main.rag.docs_index")
     assert any(e["full_name"] == "main.rag.docs" for e in lineage["upstreams"]), lineage
     # unchanged rows are not embedded again
@@ -354,3 +354,66 @@ def test_a_column_added_to_the_source_reaches_the_index(env: Env) -> None:
     found = hits["result"]["data_array"]
     assert found and all(r[1] == "fr" for r in found)
     assert {int(r[0]) for r in found} == {50, 52, 54}
+
+
+def test_rerank_through_a_remote_rerank_endpoint(tmp_path: Any) -> None:
+    """A serving endpoint with task llm/v1/rerank pointing at a /rerank provider (vLLM, TEI, Jina and Cohere
+    share the shape); queries name it as reranker.model and the call goes through the gateway."""
+    import threading
+    import time
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    seen: list[dict[str, Any]] = []
+
+    async def rerank(request: Request) -> JSONResponse:
+        body = await request.json()
+        seen.append(body)  # scores: longer documents first, so the order is easy to predict
+        return JSONResponse({"results": [{"index": i, "relevance_score": float(len(d))}
+                                         for i, d in enumerate(body["documents"])]})
+
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/v1/rerank", rerank, methods=["POST"])]),
+                                           host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    ws = Workspace(Settings(home=tmp_path / "home", allowed_model_hosts=f"127.0.0.1:{port}"))
+    try:
+        admin = ws.ensure_user("root", admin=True)
+        ws.catalog.create(admin, "catalog", "c")
+        ws.catalog.create(admin, "schema", "c.s")
+        ws.serving.create(admin, {"name": "reranker", "config": {"served_entities": [{
+            "name": "up", "external_model": {"name": "bge-reranker", "provider": "custom", "task": "llm/v1/rerank",
+                                             "custom_provider_config": {
+                                                 "custom_provider_url": f"http://127.0.0.1:{port}/v1"}}}]},
+            "ai_gateway": {"usage_tracking_config": {"enabled": True}}})
+        for _ in range(500):
+            if ws.serving.get(admin, "reranker")["state"]["config_update"] == "NOT_UPDATING":
+                break
+            time.sleep(0.01)
+        ws.vectorsearch.create_endpoint(admin, {"name": "ep"})
+        ws.vectorsearch.create_index(admin, {
+            "name": "c.s.i", "primary_key": "id", "index_type": "DIRECT_ACCESS",
+            "direct_access_index_spec": {"embedding_vector_columns": [{"name": "v", "embedding_dimension": 2}],
+                                         "schema_json": '{"id": "integer", "text": "string", "v": "array<float>"}'}},
+            endpoint="ep")
+        texts = ["rate", "rate limits here", "rate limits", "something else"]
+        ws.vectorsearch.upsert(admin, "c.s.i", [{"id": i, "text": t, "v": [1.0, float(i)]}
+                                                for i, t in enumerate(texts)])
+        out = ws.vectorsearch.query(admin, "c.s.i", {"query_text": "rate limits", "query_type": "FULL_TEXT",
+                                                      "columns": ["text"], "num_results": 2,
+                                                      "reranker": {"model": "reranker",
+                                                                   "parameters": {"columns_to_rerank": ["text"]}}})
+        assert [r[0] for r in out["result"]["data_array"]] == ["rate limits here", "rate limits"]
+        assert seen[-1]["query"] == "rate limits" and seen[-1]["model"] == "bge-reranker"
+        time.sleep(1.5)  # usage rows are written once a second
+        usage = ws.sql.execute(admin, "SELECT endpoint_name, status_code FROM system.serving.endpoint_usage").table
+        assert ("reranker", 200) in list(zip(*[usage.column(c).to_pylist() for c in usage.column_names], strict=True))
+    finally:
+        ws.close()
+        server.should_exit = True

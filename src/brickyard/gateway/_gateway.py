@@ -124,7 +124,8 @@ class Gateway:
             pairs = self._applicable[key] = applicable(limits, p)
         reserve = self._estimate(body) if any(lim.tokens is not None for _, lim in pairs) else 0
         guards = config.get("guardrails") or {}
-        guarded = route in ("chat", "completions", "invocations") and row["task"] != "llm/v1/embeddings"
+        guarded = route in ("chat", "completions", "invocations") and row["task"] not in ("llm/v1/embeddings",
+                                                                                        "llm/v1/rerank")
         return _Call(self, p, row, name, body, config, pairs, reserve, guarded,
                      Guard(guards.get("input") or {}, self.detectors, "input"),
                      Guard(guards.get("output") or {}, self.detectors, "output"))
@@ -304,7 +305,7 @@ def _request_text(body: dict[str, Any]) -> str:
             parts.append(content)
         elif isinstance(content, list):
             parts += [str(c.get("text", "")) for c in content if isinstance(c, dict)]
-    for key in ("prompt", "input"):
+    for key in ("prompt", "input", "query", "documents"):
         value = body.get(key)
         if isinstance(value, str):
             parts.append(value)

@@ -251,6 +251,13 @@ class OpenAICompatible:
     def embed_raw(self, texts: list[str]) -> dict[str, Any]:
         return dict(self._post("/embeddings", {"model": self.model, "input": texts}))
 
+    def rerank(self, request: dict[str, Any]) -> dict[str, Any]:
+        return _rerank_answer(self._post("/rerank", _rerank_body(self.model, request)), len(request["documents"]))
+
+    async def arerank(self, request: dict[str, Any]) -> dict[str, Any]:
+        answer = await self._apost("/rerank", _rerank_body(self.model, request))
+        return _rerank_answer(answer, len(request["documents"]))
+
     async def achat(self, request: dict[str, Any]) -> dict[str, Any]:
         return dict(await self._apost("/chat/completions", {**request, "model": self.model, "stream": False}))
 
@@ -272,3 +279,27 @@ def _backoff(error: BrickyardError, delay: float) -> float:
     if isinstance(error, RateLimited):
         return min(float(error.retry_after or delay), 2.0)
     return delay
+
+
+def _rerank_body(model: str, request: dict[str, Any]) -> dict[str, Any]:
+    body = {"model": model, "query": request["query"], "documents": request["documents"]}
+    if isinstance(request.get("top_n"), int):
+        body["top_n"] = request["top_n"]
+    return body
+
+
+def _rerank_answer(answer: Any, count: int) -> dict[str, Any]:
+    """The provider's answer as ``{"results": [{"index", "relevance_score"}]}``, best first (the shape of
+    vLLM, TEI, Jina and Cohere's rerank APIs), checked."""
+    results = answer.get("results") if isinstance(answer, dict) else answer
+    if not isinstance(results, list):
+        raise UpstreamError("the rerank provider answered without a results list")
+    out = []
+    for item in results:
+        index = item.get("index") if isinstance(item, dict) else None
+        score = item.get("relevance_score", item.get("score")) if isinstance(item, dict) else None
+        if not isinstance(index, int) or not 0 <= index < count or not isinstance(score, int | float):
+            raise UpstreamError("the rerank provider answered with an invalid result")
+        out.append({"index": index, "relevance_score": float(score)})
+    out.sort(key=lambda r: -r["relevance_score"])
+    return {"object": "list", "results": out, "usage": answer.get("usage") if isinstance(answer, dict) else None}

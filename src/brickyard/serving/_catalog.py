@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CHAT, COMPLETIONS, EMBEDDINGS = "llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"
-TASKS = (CHAT, COMPLETIONS, EMBEDDINGS)
+RERANK = "llm/v1/rerank"  # Brickyard's own: an external /rerank provider (vLLM, TEI, Jina, Cohere-compatible)
+TASKS = (CHAT, COMPLETIONS, EMBEDDINGS, RERANK)
 
 
 @dataclass(frozen=True)

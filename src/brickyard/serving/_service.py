@@ -39,7 +39,7 @@ from ..core.ids import new_id, now_ms
 from ..models._openai import UpstreamError
 from ..models._tokens import count_messages, count_tokens
 from ._aigateway import validate_config
-from ._catalog import CHAT, COMPLETIONS, EMBEDDINGS, FOUNDATION_STANDINS, LOCAL_MODELS, TASKS
+from ._catalog import CHAT, COMPLETIONS, EMBEDDINGS, FOUNDATION_STANDINS, LOCAL_MODELS, RERANK, TASKS
 
 LEVELS = {"CAN_VIEW": 1, "CAN_QUERY": 2, "CAN_MANAGE": 3}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -691,6 +691,8 @@ class Serving:
         model = self._providers.get(key)
         if model is None:  # the first call resolves and checks the host: not on the event loop
             model, _ = await anyio.to_thread.run_sync(self.model_for, plan.row, entity)
+        if plan.route == "rerank":
+            return Invocation(name, entity["name"], plan.task, await model.arerank(request))
         if plan.route == "embeddings":
             texts, fmt = _embed_input(request)
             raw = await model.aembed_raw(texts)
@@ -708,10 +710,10 @@ class Serving:
         row = row or self.endpoint_for_query(p, name)
         task = row["task"]
         if route == "invocations":
-            route = {CHAT: "chat", COMPLETIONS: "completions", EMBEDDINGS: "embeddings"}[task]
+            route = {CHAT: "chat", COMPLETIONS: "completions", EMBEDDINGS: "embeddings", RERANK: "rerank"}[task]
             if task == CHAT and "messages" not in body and "prompt" in body:
                 route = "completions"
-        expected = {"chat": CHAT, "completions": CHAT, "embeddings": EMBEDDINGS}[route]
+        expected = {"chat": CHAT, "completions": CHAT, "embeddings": EMBEDDINGS, "rerank": RERANK}[route]
         if task != expected and not (route == "completions" and task == COMPLETIONS):
             raise InvalidParameterValue(f"Endpoint '{name}' serves {task}; it cannot answer a {route} request")
         request = {k: v for k, v in body.items() if k not in ("model", "client_request_id", "usage_context",
@@ -721,6 +723,9 @@ class Serving:
         stream = bool(request.pop("stream", False))
         if route == "chat":
             _check_chat(request)
+        if route == "rerank":
+            _check_rerank(request)
+            stream = False
         first = self.pick(row)
         candidates = [first]
         if fallback:  # then every other served entity, in the order of the config
@@ -730,6 +735,8 @@ class Serving:
     def _invoke_entity(self, row: Row, entity: dict[str, Any], request: dict[str, Any], route: str, stream: bool,
                        name: str, task: str) -> Invocation:
         model, slot = self.model_for(row, entity)
+        if route == "rerank":
+            return Invocation(name, entity["name"], task, model.rerank(request))
         if route == "embeddings":
             return Invocation(name, entity["name"], task, self._embed(model, slot, request, name))
         if route == "completions":
@@ -891,6 +898,16 @@ def _check_chat(request: dict[str, Any]) -> None:
     request.setdefault("max_tokens", 512)
     if count_messages(messages) > 200_000:
         raise InvalidParameterValue("the conversation is too long")
+
+
+def _check_rerank(request: dict[str, Any]) -> None:
+    query, documents = request.get("query"), request.get("documents")
+    if not isinstance(query, str) or not query:
+        raise InvalidParameterValue("a rerank request needs query: a non-empty string")
+    if not isinstance(documents, list) or not documents or not all(isinstance(d, str) for d in documents):
+        raise InvalidParameterValue("a rerank request needs documents: a non-empty list of strings")
+    if len(documents) > 1000:
+        raise InvalidParameterValue("at most 1000 documents per rerank request")
 
 
 def _dataframe_texts(request: dict[str, Any]) -> Any:

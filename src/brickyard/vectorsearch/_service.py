@@ -82,7 +82,8 @@ class Live:
 class VectorSearch:
     def __init__(self, db: Database, catalog: Catalog, tables: Tables, home: Path, *, embed: Embed,
                  system_principal: Callable[[], Principal], poll_seconds: float = 0.5,
-                 reranker_path: str | None = None) -> None:
+                 reranker_path: str | None = None,
+                 rerank: Callable[[Principal, str, str, list[str]], list[tuple[int, float]]] | None = None) -> None:
         self.db = db
         self.catalog = catalog
         self.tables = tables
@@ -92,6 +93,7 @@ class VectorSearch:
         self.poll_seconds = poll_seconds
         self.sync_wait_seconds = 10.0
         self.reranker_path = reranker_path
+        self.rerank_endpoint = rerank
         self._cross_encoder: Any = None
         self._live: dict[str, Live] = {}
         self._lock = threading.Lock()
@@ -722,7 +724,11 @@ class VectorSearch:
         query_type = str(body.get("query_type") or "ANN").upper()
         needs_embedding = body.get("query_vector") is None and query_type != "FULL_TEXT"
         reranks = bool(body.get("reranker") or body.get("columns_to_rerank"))
-        return not needs_embedding and not (reranks and (self.reranker_path or body.get("query_vector") is None))
+        spec = body.get("reranker")
+        model = spec.get("model") if isinstance(spec, dict) else None
+        remote = model not in (None, "databricks_reranker", "brickyard_default", "cross_encoder")
+        return not needs_embedding and not (reranks and (self.reranker_path or remote
+                                                         or body.get("query_vector") is None))
 
     def query(self, p: Principal, name: str, body: dict[str, Any]) -> dict[str, Any]:
         name = str(parse_name(name, 3, what="index name"))
@@ -756,45 +762,50 @@ class VectorSearch:
         mask_fn = compile_filters(body.get("filters_json") or body.get("filters"), body.get("filter_string"),
                                   columns=known)
         engine = live.engine
+        # Model calls (query embedding, remote rerank) happen outside the index lock.
+        if query_type in ("ANN", "HYBRID") and vector is None:
+            if not text:
+                raise InvalidParameterValue("give query_vector or query_text")
+            vector = self._query_vector(live, inner, text)
+        elif vector is not None:
+            try:
+                vector = np.asarray(vector, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise InvalidParameterValue("query_vector must be a list of numbers") from None
+            if vector.ndim != 1 or not np.isfinite(vector).all():
+                raise InvalidParameterValue("query_vector must be a flat list of finite numbers")
+        if rerank is not None and vector is None and text and inner.get("embedding_source_columns"):
+            vector = self._query_vector(live, inner, text)  # the reranker's dense signal
+        if query_type in ("FULL_TEXT", "HYBRID") and not text:
+            raise InvalidParameterValue(f"{query_type} queries need query_text")
+        depth = max(num, self.RERANK_DEPTH) if rerank is not None else num
         with engine.lock:
             n = len(engine.pks)
             mask = None
             if mask_fn is not None:
                 mask = mask_fn(engine.column, n) & engine.alive()
-            if query_type in ("ANN", "HYBRID") and vector is None:
-                if not text:
-                    raise InvalidParameterValue("give query_vector or query_text")
-                vector = self._query_vector(live, inner, text)
-            elif vector is not None:
-                try:
-                    vector = np.asarray(vector, dtype=np.float32)
-                except (TypeError, ValueError):
-                    raise InvalidParameterValue("query_vector must be a list of numbers") from None
-                if vector.ndim != 1 or not np.isfinite(vector).all():
-                    raise InvalidParameterValue("query_vector must be a flat list of finite numbers")
-            if rerank is not None and vector is None and text and inner.get("embedding_source_columns"):
-                vector = self._query_vector(live, inner, text)  # the reranker's dense signal
-            if query_type in ("FULL_TEXT", "HYBRID") and not text:
-                raise InvalidParameterValue(f"{query_type} queries need query_text")
             if query_type == "ANN":
-                hits = engine.search_ann(np.asarray(vector, dtype=np.float32), num, mask,
+                hits = engine.search_ann(np.asarray(vector, dtype=np.float32), depth, mask,
                                          ef=_int(body.get("ef_search")))
             elif query_type == "FULL_TEXT":
-                hits = engine.search_text(str(text), num, mask)
+                hits = engine.search_text(str(text), depth, mask)
             else:
-                depth = max(num, 50)
-                dense = engine.search_ann(np.asarray(vector, dtype=np.float32), depth, mask)
-                sparse = engine.search_text(str(text), depth, mask)
-                hits = rrf([dense, sparse])[:num]
-            debug: dict[str, Any] = {}
-            if rerank is not None:
-                started = time.perf_counter()
-                hits = self._rerank(engine, hits, str(text or ""), vector, rerank, query_type, mask, num)
-                debug["reranker_time"] = round((time.perf_counter() - started) * 1000, 3)
-            if threshold is not None:
-                hits = [h for h in hits if h[1] >= threshold]
-            data = [[engine.rows[label].get(c) for c in columns] + [score]  # type: ignore[union-attr]
-                    for label, score in hits]
+                pool = max(depth, 50)
+                dense = engine.search_ann(np.asarray(vector, dtype=np.float32), pool, mask)
+                sparse = engine.search_text(str(text), pool, mask)
+                hits = rrf([dense, sparse])[:depth]
+            rows = {label: engine.rows[label] for label, _ in hits}  # row dicts are never changed in place
+            vectors = [engine.ann.reconstruct(int(label)) for label, _ in hits] \
+                if rerank is not None and rerank[0] == "offline" and engine.dimension else None
+        debug: dict[str, Any] = {}
+        if rerank is not None:
+            started = time.perf_counter()
+            hits = self._rerank(hits, rows, str(text or ""), vector, vectors, rerank, p)
+            debug["reranker_time"] = round((time.perf_counter() - started) * 1000, 3)
+        hits = hits[:num]
+        if threshold is not None:
+            hits = [h for h in hits if h[1] >= threshold]
+        data = [[rows[label].get(c) for c in columns] + [score] for label, score in hits]  # type: ignore[union-attr]
         manifest = {"column_count": len(columns) + 1,
                     "columns": [{"name": c} for c in columns] + [{"name": "score"}]}
         head: dict[str, Any] = {"manifest": manifest}
@@ -824,8 +835,10 @@ class VectorSearch:
                                        "local model directory (no package ships cross-encoder weights)")
                 kind = "cross_encoder"
             elif model != "databricks_reranker":
-                raise NotSupported(f"reranker model {model!r} is not available: use databricks_reranker, "
-                                   "brickyard_default or cross_encoder; remote rerank endpoints are planned")
+                if not isinstance(model, str) or self.rerank_endpoint is None:
+                    raise InvalidParameterValue("reranker.model must be databricks_reranker, brickyard_default, "
+                                                "cross_encoder or the name of a rerank serving endpoint")
+                kind = "endpoint:" + model  # a serving endpoint with task llm/v1/rerank, called as the querier
             columns = (spec.get("parameters") or {}).get("columns_to_rerank") or columns
         if columns is None:
             text = live.engine.text_column
@@ -847,32 +860,25 @@ class VectorSearch:
                 self._cross_encoder = CrossEncoder(str(self.reranker_path))
             return self._cross_encoder
 
-    def _rerank(self, engine: Engine, hits: list[tuple[int, float]], text: str, vector: Any,
-                rerank: tuple[str, list[str]], query_type: str, mask: np.ndarray | None, num: int
+    def _rerank(self, hits: list[tuple[int, float]], rows: dict[int, Any], text: str, vector: Any,
+                vectors: list[np.ndarray] | None, rerank: tuple[str, list[str]], caller: Principal
                 ) -> list[tuple[int, float]]:
+        """Reorder the candidate pool (best first) with the chosen reranker."""
         from ._rerank import rerank_scores
 
         kind, columns = rerank
-
-        depth = max(num, self.RERANK_DEPTH)
-        if len(hits) < depth:  # widen the pool the same way the query ran
-            if query_type == "ANN":
-                hits = engine.search_ann(np.asarray(vector, dtype=np.float32), depth, mask)
-            elif query_type == "FULL_TEXT":
-                hits = engine.search_text(text, depth, mask)
-            else:
-                hits = rrf([engine.search_ann(np.asarray(vector, dtype=np.float32), depth, mask),
-                            engine.search_text(text, depth, mask)])[:depth]
-        docs = [" ".join("" if engine.rows[label].get(c) is None else str(engine.rows[label].get(c))  # type: ignore[union-attr]
-                         for c in columns) for label, _ in hits]
-        if kind == "cross_encoder":
+        docs = [" ".join("" if rows[label].get(c) is None else str(rows[label].get(c)) for c in columns)
+                for label, _ in hits]
+        if kind.startswith("endpoint:"):
+            assert self.rerank_endpoint is not None
+            order = self.rerank_endpoint(caller, kind.removeprefix("endpoint:"), text, docs)
+        elif kind == "cross_encoder":
             scores = self.cross_encoder().scores(text, docs)
             order = [(int(i), round(float(scores[i]), 6)) for i in np.argsort(-scores, kind="stable")]
         else:
-            vectors = [engine.ann.reconstruct(int(label)) for label, _ in hits] if engine.dimension else None
             order = rerank_scores(text, docs, None if vector is None else np.asarray(vector, dtype=np.float32),
                                   vectors)
-        return [(hits[i][0], score) for i, score in order][:num]
+        return [(hits[i][0], score) for i, score in order]
 
     def _known_columns(self, live: Live) -> set[str]:
         spec = live.spec
