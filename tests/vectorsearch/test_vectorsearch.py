@@ -146,6 +146,13 @@ def _table_rows(n: int, start: int = 0, seed: int = 1) -> list[dict[str, Any]]:
             for i in range(start, start + n)]
 
 
+def _own_vectors_index(env: Env, source: str, name: str, pipeline: str) -> Any:
+    """A Delta Sync index over ``source``'s own ``vec`` column, through the official client."""
+    return env.client().create_delta_sync_index(endpoint_name="vs1", index_name=name, primary_key="id",
+                                                source_table_name=source, pipeline_type=pipeline,
+                                                embedding_dimension=DIM, embedding_vector_column="vec")
+
+
 def _source(env: Env, name: str, rows: int) -> Any:
     """A Delta table of ``rows`` rows with an id, text, a tag and a vector; returns the admin."""
     admin = env.ws.principal("admin@example.com")
@@ -274,10 +281,7 @@ def test_continuous_pipeline_follows_the_table_and_paging(env: Env) -> None:
 
     ws = env.ws
     admin = _source(env, "main.rag.live", 10)
-    index = env.client().create_delta_sync_index(endpoint_name="vs1", index_name="main.rag.live_index",
-                                                 primary_key="id", source_table_name="main.rag.live",
-                                                 pipeline_type="CONTINUOUS", embedding_dimension=DIM,
-                                                 embedding_vector_column="vec")
+    index = _own_vectors_index(env, "main.rag.live", "main.rag.live_index", "CONTINUOUS")
     index.wait_until_ready()
     assert index.describe()["status"]["detailed_state"] == "ONLINE_CONTINUOUS_UPDATE"
     ws.tables.write(admin, "main.rag.live", _table_rows(30, start=10))
@@ -304,10 +308,7 @@ def test_continuous_pipeline_follows_the_table_and_paging(env: Env) -> None:
 def test_a_gap_in_the_change_feed_triggers_a_full_rebuild(env: Env) -> None:
     ws = env.ws
     admin = _source(env, "main.rag.gappy", 20)
-    index = env.client().create_delta_sync_index(endpoint_name="vs1", index_name="main.rag.gappy_index",
-                                                 primary_key="id", source_table_name="main.rag.gappy",
-                                                 pipeline_type="TRIGGERED", embedding_dimension=DIM,
-                                                 embedding_vector_column="vec")
+    index = _own_vectors_index(env, "main.rag.gappy", "main.rag.gappy_index", "TRIGGERED")
     index.wait_until_ready()
     src = ws.catalog.get(admin, "table", "main.rag.gappy")
     ws.tables.write(admin, "main.rag.gappy", _table_rows(7, start=100), mode="overwrite")
@@ -333,10 +334,7 @@ def test_a_column_added_to_the_source_reaches_the_index(env: Env) -> None:
 
     ws = env.ws
     admin = _source(env, "main.rag.evolving", 10)
-    index = env.client().create_delta_sync_index(endpoint_name="vs1", index_name="main.rag.evolving_index",
-                                                 primary_key="id", source_table_name="main.rag.evolving",
-                                                 pipeline_type="TRIGGERED", embedding_dimension=DIM,
-                                                 embedding_vector_column="vec")
+    index = _own_vectors_index(env, "main.rag.evolving", "main.rag.evolving_index", "TRIGGERED")
     index.wait_until_ready()
     src = ws.catalog.get(admin, "table", "main.rag.evolving")
     rows = _table_rows(5, start=50)
