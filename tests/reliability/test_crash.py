@@ -229,6 +229,11 @@ def _kill_loop(home: Path, mode: str, kills: int, seed: int) -> list[str]:
     while done < kills and time.monotonic() < deadline:
         proc, lines = _start([str(HERE / "_vs_child.py"), str(home), mode, str(start)])
         _wait_ready(proc, lines)
+        if done % 5 == 0:  # every fifth life first finishes a step, so progress is made on a loaded machine too
+            wait_until = time.monotonic() + 30
+            while not any(line.startswith(("ack", "synced")) for line in lines) and time.monotonic() < wait_until \
+                    and proc.poll() is None:
+                time.sleep(0.01)
         time.sleep(rng.uniform(0.05, 0.4) if mode == "upsert" else rng.uniform(0.2, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
