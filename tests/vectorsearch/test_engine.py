@@ -235,3 +235,25 @@ def test_queries_rerank_with_a_configured_cross_encoder(tmp_path: Path) -> None:
             plain.vectorsearch._reranker({"reranker": {"model": "cross_encoder"}}, None)  # type: ignore[arg-type]
     finally:
         plain.close()
+
+
+def test_a_failing_full_text_commit_rebuilds_it_from_the_rows(tmp_path: Path) -> None:
+    """What T02 found: a commit a killed process never finished leaves tantivy files that make the next
+    commit fail. The full-text index is derived, so it is rebuilt from the row store."""
+    engine = make(tmp_path, 2, [{"id": i, "text": f"word{i}"} for i in range(5)],
+                  np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 0]])
+    real = engine._fts_write
+    calls = []
+
+    def fail_once(rows: list, deleted: list) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("Failed to open file for write: FileAlreadyExists")
+        real(rows, deleted)
+
+    engine._fts_write = fail_once  # type: ignore[method-assign]
+    engine.store.apply([("9", {"id": 9, "text": "fresh"}, np.array([1.0, 0.0], dtype=np.float32), None)])
+    engine.apply(engine.store.rows(since_seq=5), [])
+    assert engine.rebuilt == 1
+    assert [engine.pks[lb] for lb, _ in engine.search_text("fresh", 5, None)] == ["9"]
+    assert len(engine.search_text("word3", 5, None)) == 1

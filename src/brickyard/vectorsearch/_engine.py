@@ -69,6 +69,7 @@ class Engine:
         self.rebuilt = 0  # how many times a snapshot was discarded and rebuilt (tests read it)
         self._fts: Any = None
         self._fts_applied: dict[str, int] = {}
+        self._fts_rebuilding = False
         self._reset()
         self._open()
 
@@ -287,6 +288,9 @@ class Engine:
             if path.exists() and meta_path.exists():
                 applied = json.loads(meta_path.read_text())
                 index = tantivy.Index(self._fts_schema(), path=str(path))
+                writer = index.writer(heap_size=16_000_000, num_threads=1)
+                writer.garbage_collect_files()  # files of a commit a killed process never finished
+                writer.wait_merging_threads()
             else:
                 raise FileNotFoundError
         except Exception:  # noqa: BLE001 - missing or damaged: start over from the rows
@@ -305,10 +309,25 @@ class Engine:
             self._fts_apply(list(self.store.rows(changed)), gone)
 
     def _fts_apply(self, rows: list[StoredRow], deleted: list[str]) -> None:
-        import tantivy
-
         if self._fts is None or (not rows and not deleted):
             return
+        try:
+            self._fts_write(rows, deleted)
+        except (ValueError, OSError):  # the full-text index is derived: rebuild it from the row store
+            if self._fts_rebuilding:
+                raise
+            self._fts_rebuilding = True
+            self.rebuilt += 1
+            shutil.rmtree(self.dir / "fts", ignore_errors=True)
+            (self.dir / "fts.json").unlink(missing_ok=True)
+            try:
+                self._open_fts(self.store.seqs())
+            finally:
+                self._fts_rebuilding = False
+
+    def _fts_write(self, rows: list[StoredRow], deleted: list[str]) -> None:
+        import tantivy
+
         writer = self._fts.writer(heap_size=64_000_000, num_threads=1)
         for pk in [*deleted, *(r.pk for r in rows)]:
             writer.delete_documents_by_term("pk", pk)
