@@ -96,6 +96,7 @@ class VectorSearch:
         self.rerank_endpoint = rerank
         self._cross_encoder: Any = None
         self._live: dict[str, Live] = {}
+        self._opening: dict[str, threading.Lock] = {}  # index name -> held while that index loads
         self._lock = threading.Lock()
         self._pages: OrderedDict[str, tuple[float, dict[str, Any], list[list[Any]]]] = OrderedDict()
         self._closed = False
@@ -340,6 +341,12 @@ class VectorSearch:
             live = self._live.get(name)
             if live is not None and live.spec.get("id") == obj.id:
                 return live
+            opening = self._opening.setdefault(name, threading.Lock())
+        # Loading a large index takes seconds: only callers of this index wait for it, not every query.
+        with opening:
+            live = self._live.get(name)
+            if live is not None and live.spec.get("id") == obj.id:
+                return live
             spec = {**obj.spec, "id": obj.id, "name": name, "owner": obj.owner, "created_at": obj.created_at}
             inner = spec.get("delta_sync_index_spec") or spec.get("direct_access_index_spec") or {}
             directory = self.root / obj.id
@@ -349,7 +356,8 @@ class VectorSearch:
             engine = Engine(directory, store, dimension=int(spec["dimension"]), vector_column=vector_col,
                             text_column=text_col)
             live = Live(spec, store, engine)
-            self._live[name] = live
+            with self._lock:
+                self._live[name] = live
         if (spec.get("delta_sync_index_spec") or {}).get("pipeline_type") == "CONTINUOUS":
             self._start_continuous(name, live)
         return live
