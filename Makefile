@@ -6,7 +6,7 @@ VENV := .venv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install system-deps lint clean
+.PHONY: demo test install system-deps lint clean bench peers
 
 install: $(STAMP)
 
@@ -37,9 +37,23 @@ test: install system-deps
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/python -m pytest -q
 
+# The benchmarks (JSON on stdout), with the peers they compare against installed in their own locked
+# environment (.venv-peers), so a peer's dependencies never change the versions Brickyard runs with.
+PEERS := .venv-peers
+peers: $(PEERS)/.installed-$(shell cksum < bench/peers.txt | cut -d' ' -f1)
+
+$(PEERS)/.installed-%: bench/peers.txt | install
+	@test -x $(PEERS)/bin/python || $(VENV)/bin/uv venv --quiet --python $(PYTHON) $(PEERS)
+	VIRTUAL_ENV=$(PEERS) $(VENV)/bin/uv pip install --quiet --require-hashes -r bench/peers.txt
+	@rm -f $(PEERS)/.installed-*
+	@touch $@
+
+bench: install peers
+	$(VENV)/bin/brickyard bench vectorsearch --peer-python $(PEERS)/bin/python
+
 lint: install
 	$(VENV)/bin/ruff check src tests examples
 	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf $(VENV) .pytest_cache .demo
+	rm -rf $(VENV) $(PEERS) .pytest_cache .demo

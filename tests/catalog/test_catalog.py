@@ -192,3 +192,44 @@ def test_identity_changes_are_audited(ws: Workspace, admin: Principal) -> None:
                      (admin.name, "createToken"), ("erin", "revokeToken"), (admin.name, "deleteUser")]:
         assert expected in rows
     assert all(_token not in str(r) for r in ws.catalog.audit_rows())
+
+
+def test_cached_decisions_expire_and_a_refresh_is_shared(ws: Workspace, admin: Principal,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hot read paths remember an allowed decision briefly. A revoke by another process (a second workspace
+    on the same home) applies within twice DECISION_SECONDS; while one caller re-checks an expired decision,
+    the others keep the old answer instead of all reading the metastore at once; a denied re-check drops it."""
+    import time
+
+    from brickyard.catalog import Catalog
+
+    monkeypatch.setattr(Catalog, "DECISION_SECONDS", 0.2)
+    cat = ws.catalog
+    carol = ws.ensure_user("carol")
+    cat.create(admin, "catalog", "main")
+    cat.create(admin, "schema", "main.s")
+    cat.create(admin, "table", "main.s.t")
+    cat.update_grants(admin, "catalog", "main", [{"principal": "carol", "add": ["USE_CATALOG"]}])
+    cat.update_grants(admin, "schema", "main.s", [{"principal": "carol", "add": ["USE_SCHEMA", "SELECT"]}])
+    assert not cat.is_cached(carol, "SELECT", "table", "main.s.t")
+    cat.require_cached(carol, "SELECT", "table", "main.s.t", action="t")
+    assert cat.is_cached(carol, "SELECT", "table", "main.s.t")
+
+    other = Workspace(ws.settings)
+    try:
+        other.catalog.update_grants(other.principal(admin.name), "schema", "main.s",
+                                    [{"principal": "carol", "remove": ["SELECT"]}])
+    finally:
+        other.close()
+    cat.require_cached(carol, "SELECT", "table", "main.s.t", action="t")  # not yet seen: within the bound
+    key = (carol.name, carol.groups, "SELECT", "table", "main.s.t")
+    time.sleep(0.25)
+    assert not cat.is_cached(carol, "SELECT", "table", "main.s.t")
+    cat._refreshing.add(key)  # another caller is re-checking: the old answer stands a little longer
+    assert cat.is_cached(carol, "SELECT", "table", "main.s.t")
+    time.sleep(0.2)
+    assert not cat.is_cached(carol, "SELECT", "table", "main.s.t")  # but never past twice the bound
+    cat._refreshing.discard(key)
+    with pytest.raises(PermissionDenied):
+        cat.require_cached(carol, "SELECT", "table", "main.s.t", action="t")
+    assert not cat.is_cached(carol, "SELECT", "table", "main.s.t") and key not in cat._refreshing

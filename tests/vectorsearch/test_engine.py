@@ -12,6 +12,7 @@ import pytest
 
 from brickyard.core.errors import InvalidParameterValue
 from brickyard.vectorsearch import Engine, RowStore, compile_filters, rrf
+from brickyard.vectorsearch._filters import compile_keyed
 
 ROWS = [{"id": i, "cat": ["a", "b", "c", None][i % 4], "n": i % 10, "price": i * 0.5,
          "text": f"item {i} " + ["red fish", "blue bird", "red dog", "green cat"][i % 4]} for i in range(200)]
@@ -127,6 +128,34 @@ def test_ann_recall_with_and_without_filters(tmp_path: Path) -> None:
             assert label_mask is None or all(label_mask[lb] for lb, _ in got)
             hits += len(exact & {lb for lb, _ in got})
         assert hits / (10 * len(queries)) >= 0.95
+
+
+def test_remembered_filters_follow_row_changes(tmp_path: Path) -> None:
+    """A filter's rows are remembered by its text until the rows change: an upsert that moves a row into or
+    out of the filter, or a delete, is seen by the very next query."""
+    vecs = np.eye(4, dtype=np.float32)[[i % 4 for i in range(40)]]
+    rows = [{"id": i, "text": "x", "shard": i % 2} for i in range(40)]
+    engine = make(tmp_path, 4, rows, vecs)
+    columns = frozenset({"id", "shard", "text"})
+
+    def labels() -> set[str]:
+        keyed = compile_keyed('{"shard": 1}', None, columns=columns)
+        assert keyed is not None and keyed[0] == 'j:{"shard": 1}'
+        hits = engine.search_ann(np.array([1, 0, 0, 0], np.float32), 40, engine.selection(*keyed), ef=64)
+        return {str(engine.pks[label]) for label, _ in hits}
+
+    assert labels() == {str(i) for i in range(1, 40, 2)}
+    before = engine.store.seq
+    engine.store.apply([("1", {"id": 1, "text": "x", "shard": 0}, vecs[1], None),
+                        ("2", {"id": 2, "text": "x", "shard": 1}, vecs[2], None)], ["3"])
+    engine.apply(engine.store.rows(since_seq=before), ["3"])
+    assert labels() == {str(i) for i in range(5, 40, 2)} | {"2"}
+    assert compile_keyed({"shard": 1}, None, columns=columns)[0] == compile_keyed('{"shard": 1}', None,  # type: ignore[index]
+                                                                                 columns=columns)[0].replace(" ", "")  # type: ignore[index]
+    with pytest.raises(InvalidParameterValue, match="not both"):
+        compile_keyed({"shard": 1}, "shard = 1", columns=columns)
+    with pytest.raises(InvalidParameterValue, match="unknown column"):
+        compile_keyed(None, "nope = 1", columns=columns)
 
 
 def test_snapshot_reopen_and_corruption(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from databricks.sdk import WorkspaceClient
 
+from brickyard.core.errors import InvalidState
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
 from tests.conftest import serve
@@ -119,6 +120,12 @@ def test_bad_requests_get_clear_errors(env: Env) -> None:
     r = httpx.post(env.url + "/api/2.0/vector-search/indexes/main.rag.nothing/query", headers=h,
                    json={"query_vector": [0.1] * DIM})
     assert r.status_code == 404
+    # The query route parses its body with the fast parser; what it refuses, the standard one explains.
+    route = env.url + "/api/2.0/vector-search/indexes/main.rag.direct/query"
+    for raw, said in ((b'{"query_vector": [NaN]}', "not valid JSON"), (b'{"query_vector": [0.1,', "line 1 column"),
+                      (b"[1, 2]", "must be a JSON object"), (b'{"num_results": "3"}', "num_results")):
+        r = httpx.post(route, headers={**h, "content-type": "application/json"}, content=raw)
+        assert r.status_code == 400 and said in r.json()["message"], (raw, r.text)
 
 
 def test_queries_need_select_on_the_index(env: Env) -> None:
@@ -352,6 +359,54 @@ def test_a_column_added_to_the_source_reaches_the_index(env: Env) -> None:
     found = hits["result"]["data_array"]
     assert found and all(r[1] == "fr" for r in found)
     assert {int(r[0]) for r in found} == {50, 52, 54}
+
+
+def test_dropped_and_renamed_source_columns_rebuild_the_index(env: Env) -> None:
+    """Dropping or renaming a column is not described by the change feed alone (Spark's DROP COLUMN with
+    column mapping rewrites no file, so no row is listed), so the sync rebuilds whenever a column was
+    dropped, renamed or retyped (here a Delta overwrite with a new schema): the index then equals a full rebuild, a
+    filter on the old column is refused by name, and a renamed column serves under its new name. When a
+    column the index needs is gone, the sync fails with the reason and the index keeps what it had."""
+    import httpx
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    ws = env.ws
+    admin = _source(env, "main.rag.reshaped", 12)
+    index = _own_vectors_index(env, "main.rag.reshaped", "main.rag.reshaped_index", "TRIGGERED")
+    index.wait_until_ready()
+    probe = _table_rows(12)[3]["vec"]
+    assert index.similarity_search(query_vector=probe, columns=["id", "tag"], num_results=3,
+                                   filters={"tag": "even"})["result"]["data_array"]  # "tag" is remembered as known
+    src = ws.catalog.get(admin, "table", "main.rag.reshaped")
+    location = src.spec["storage_location"]
+
+    renamed = [{"id": r["id"], "body": r["body"], "label": r["tag"], "vec": r["vec"]} for r in _table_rows(12)]
+    schema = pa.schema([("id", pa.int64()), ("body", pa.string()), ("label", pa.string()),
+                        ("vec", pa.list_(pa.float32()))])
+    write_deltalake(location, pa.Table.from_pylist(renamed, schema=schema), mode="overwrite", schema_mode="overwrite")
+    result = ws.vectorsearch.sync_now("main.rag.reshaped_index")
+    assert result["mode"] == "full", result
+    live = ws.vectorsearch.live("main.rag.reshaped_index")
+    held = {int(r.data["id"]): r.data for r in live.store.rows()}
+    assert set(held) == set(range(12)) and all(set(row) == {"id", "body", "label"} for row in held.values())
+    found = index.similarity_search(query_vector=probe, columns=["id", "label"], num_results=3,
+                                    filters={"label": "odd"})["result"]["data_array"]
+    assert found and all(r[1] == "odd" for r in found)
+    refused = httpx.post(env.url + "/api/2.0/vector-search/indexes/main.rag.reshaped_index/query",
+                         headers={"authorization": f"Bearer {env.token}"}, json={"query_vector": probe, "columns": ["id"],
+                                                 "filters_json": '{"tag": "odd"}'})
+    assert refused.status_code == 400 and "'tag'" in refused.json()["message"], refused.text
+
+    dropped = [{"id": r["id"], "body": r["body"]} for r in renamed]  # the vector column itself is gone
+    write_deltalake(location, pa.Table.from_pylist(dropped, schema=pa.schema([("id", pa.int64()),
+                                                                              ("body", pa.string())])),
+                    mode="overwrite", schema_mode="overwrite")
+    with pytest.raises(InvalidState, match="no longer has column"):
+        ws.vectorsearch.sync_now("main.rag.reshaped_index")
+    status = index.describe()["status"]
+    assert "no longer has column(s) vec" in status["message"] and status["indexed_row_count"] == 12
+    assert index.similarity_search(query_vector=probe, columns=["id"], num_results=1)["result"]["data_array"]
 
 
 def test_rerank_through_a_remote_rerank_endpoint(tmp_path: Any) -> None:

@@ -71,7 +71,7 @@ def register(api: Api, ws: Any) -> None:
         vs.sync(req.user, req.path["index"])
         return {}
 
-    @api.route("GET|POST", BASE + "/indexes/{index}/query", policy="authenticated")
+    @api.route("GET|POST", BASE + "/indexes/{index}/query", policy="authenticated", body="json64")
     async def query_index(req: Req) -> dict[str, Any]:
         import anyio
 

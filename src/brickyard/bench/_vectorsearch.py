@@ -327,7 +327,26 @@ def freshness(rows: int) -> dict[str, Any]:
     return out
 
 
-def rest(n: int, seconds: float, concurrency: int) -> dict[str, Any]:
+def chroma(peer_python: str | None, base: np.ndarray, queries: np.ndarray, shard: np.ndarray, value: int
+           ) -> dict[str, Any]:
+    """Chroma on the same vectors and filter, in its own process and environment (``chroma_peer.py``)."""
+    import json
+    import subprocess
+
+    if not peer_python:
+        return {"skipped": "no peers environment; `make bench` makes .venv-peers and passes --peer-python"}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "data.npz"
+        np.savez(path, base=base, queries=queries, shard=shard, value=value, truth=exact(base, queries, 10),
+                 truth_filtered=exact(base, queries, 10, shard == value))
+        script = Path(__file__).with_name("chroma_peer.py")
+        done = subprocess.run([peer_python, str(script), str(path)], capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        return {"failed": done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]}
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def rest(n: int, seconds: float, concurrency: int, peer_python: str | None = None) -> dict[str, Any]:
     """Filtered ANN queries through the REST route of a real server process: aiohttp load at
     ``concurrency``, and one official client (databricks-vectorsearch) in a loop for its latency."""
     import asyncio
@@ -388,13 +407,33 @@ def rest(n: int, seconds: float, concurrency: int) -> dict[str, Any]:
         finally:
             server.terminate()
             server.wait(timeout=10)
-    return {"rows": n, f"aiohttp_c{concurrency}": loaded, "official_client_one_thread": client,
-            "peer": "Chroma embedded 705 QPS at 100k (performance.md)"}
+    peer = chroma(peer_python, base, queries[:100], np.arange(n) % 10, 3)
+    out = {"rows": n, "filter": {"shard": 3}, "selectivity": 0.1, f"aiohttp_c{concurrency}": loaded,
+           "official_client_one_thread": client, "chroma_embedded_same_run": peer,
+           "peer_from_performance_md": "Chroma embedded 705 QPS per CPU-s at 100k, unfiltered"}
+    ours = loaded.get("qps_per_server_cpu_second")
+    for label in ("unfiltered", "filtered"):
+        theirs = (peer.get(label) or {}).get("qps_per_cpu_second")
+        if ours and theirs:
+            out[f"ratio_to_chroma_{label}"] = round(ours / theirs, 2)
+    return out
+
+
+PARTS = ("ann", "bm25", "embeddings", "freshness", "rest")
 
 
 def run_vectorsearch_bench(*, rows: int = 100_000, queries: int = 1000, docs: int = 100_000,
-                           passages: int = 64, freshness_rows: int = 1000) -> dict[str, Any]:
+                           passages: int = 64, freshness_rows: int = 1000, parts: tuple[str, ...] = PARTS,
+                           peer_python: str | None = None) -> dict[str, Any]:
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        from ..core.errors import InvalidParameterValue
+
+        raise InvalidParameterValue(f"unknown part(s) {sorted(unknown)}; the parts are {', '.join(PARTS)}")
     efs = [16, 24, 32, 48, 64, 96, 128, 192]
-    return {"ann": ann(rows, queries, efs), "bm25": bm25(docs, queries), "embeddings": embeddings_both(passages),
-            "freshness": freshness(freshness_rows), "rest": rest(rows, 5.0, 16),
-            "peers_from_performance_md": PEERS, "cpus": os.cpu_count(), "max_rss_mb": round(_rss_mb(), 1)}
+    run: dict[str, Callable[[], Any]] = {
+        "ann": lambda: ann(rows, queries, efs), "bm25": lambda: bm25(docs, queries),
+        "embeddings": lambda: embeddings_both(passages), "freshness": lambda: freshness(freshness_rows),
+        "rest": lambda: rest(rows, 5.0, 16, peer_python)}
+    out = {part: run[part]() for part in PARTS if part in parts}
+    return {**out, "peers_from_performance_md": PEERS, "cpus": os.cpu_count(), "max_rss_mb": round(_rss_mb(), 1)}

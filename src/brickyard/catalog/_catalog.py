@@ -138,6 +138,7 @@ class Catalog:
         self.clock = clock
         #: (principal, groups, privilege, kind, name) -> (when, securable): recent allowed decisions
         self._allowed: dict[tuple[Any, ...], tuple[float, Securable]] = {}
+        self._refreshing: set[tuple[Any, ...]] = set()  # decisions being re-checked now
 
     # -- bootstrap -----------------------------------------------------------------------------
     def bootstrap(self) -> dict[str, str]:
@@ -316,21 +317,37 @@ class Catalog:
 
     def require_cached(self, p: Principal, privilege: str, kind: str, full_name: str, *, action: str) -> Securable:
         """:meth:`require` for hot read paths: an allowed decision is remembered for DECISION_SECONDS.
-        This process's catalog writes clear it at once; other processes' apply within that bound, as
-        for authentication (1 s). Denials are never cached (each one is audited)."""
+        This process's catalog writes clear it at once; other processes' apply within twice that bound
+        (1 s, as for authentication). When a decision expires, the one caller that re-checks it holds a
+        refresh mark; others keep the old answer for up to one more DECISION_SECONDS meanwhile, so a busy
+        index is not re-checked by every request in flight at once. Denials are never cached (each one
+        is audited) and a refresh that is denied drops the decision."""
         key = (p.name, p.groups, privilege, kind, full_name)
-        hit = self._allowed.get(key)
-        if hit is not None and time.monotonic() - hit[0] < self.DECISION_SECONDS:
-            return hit[1]
-        obj = self.require(p, privilege, kind, full_name, action=action)
+        if self._decided(key):
+            return self._allowed[key][1]
+        self._refreshing.add(key)
+        try:
+            obj = self.require(p, privilege, kind, full_name, action=action)
+        except BaseException:
+            self._allowed.pop(key, None)
+            raise
+        finally:
+            self._refreshing.discard(key)
         if len(self._allowed) > 10_000:
             self._allowed.clear()
         self._allowed[key] = (time.monotonic(), obj)
         return obj
 
     def is_cached(self, p: Principal, privilege: str, kind: str, full_name: str) -> bool:
-        hit = self._allowed.get((p.name, p.groups, privilege, kind, full_name))
-        return hit is not None and time.monotonic() - hit[0] < self.DECISION_SECONDS
+        """Whether :meth:`require_cached` would answer without reading the metastore."""
+        return self._decided((p.name, p.groups, privilege, kind, full_name))
+
+    def _decided(self, key: tuple[Any, ...]) -> bool:
+        hit = self._allowed.get(key)
+        if hit is None:
+            return False
+        age = time.monotonic() - hit[0]
+        return age < self.DECISION_SECONDS or (age < 2 * self.DECISION_SECONDS and key in self._refreshing)
 
     def require(self, p: Principal, privilege: str, kind: str, full_name: str, *, action: str) -> Securable:
         """Load ``kind full_name`` and insist that ``p`` holds ``privilege`` on it (else 403, audited)."""

@@ -260,12 +260,19 @@ def bench_vectorsearch(rows: Annotated[int, typer.Option(help="Vectors in the AN
                        queries: Annotated[int, typer.Option(help="Queries per measurement")] = 1000,
                        docs: Annotated[int, typer.Option(help="Documents in the BM25 index")] = 100_000,
                        passages: Annotated[int, typer.Option(help="Passages to embed")] = 64,
-                       freshness_rows: Annotated[int, typer.Option(help="Rows per freshness commit")] = 1000) -> None:
-    """The vector index engine (ANN, BM25) and the embedding model against their peers, per core."""
+                       freshness_rows: Annotated[int, typer.Option(help="Rows per freshness commit")] = 1000,
+                       part: Annotated[list[str] | None, typer.Option(
+                           help="Run only this part (repeatable): ann, bm25, embeddings, freshness, rest")] = None,
+                       peer_python: Annotated[str | None, typer.Option(
+                           help="Python of the peers environment (make bench: .venv-peers/bin/python); "
+                                "without it the Chroma peer is skipped")] = None) -> None:
+    """The vector index engine (ANN, BM25), the REST route and the embedding model against their peers, per core."""
     from ..bench import run_vectorsearch_bench
+    from ..bench._vectorsearch import PARTS
 
-    typer.echo(json.dumps(_run(lambda: run_vectorsearch_bench(rows=rows, queries=queries, docs=docs,
-                                                              passages=passages, freshness_rows=freshness_rows))))
+    typer.echo(json.dumps(_run(lambda: run_vectorsearch_bench(
+        rows=rows, queries=queries, docs=docs, passages=passages, freshness_rows=freshness_rows,
+        parts=tuple(part) if part else PARTS, peer_python=peer_python))))
 
 
 @bench_app.command("retrieval")

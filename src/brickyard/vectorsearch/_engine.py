@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,32 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+class Selection:
+    """The rows a filter lets through: a boolean mask over labels, and (made on first use) its bitmap and
+    faiss search parameters, which point into that bitmap and so live exactly as long as this object."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.mask = mask
+        self.any = bool(mask.any())
+        self._bits: np.ndarray | None = None
+        self._params: dict[int, Any] = {}
+        self._keep: list[Any] = []
+
+    def params(self, ef: int, n: int) -> Any:
+        found = self._params.get(ef)
+        if found is None:
+            faiss = _faiss()
+            if self._bits is None:
+                self._bits = np.packbits(self.mask, bitorder="little")
+            found = faiss.SearchParametersHNSW()
+            found.efSearch = ef
+            selector = faiss.IDSelectorBitmap(n, faiss.swig_ptr(self._bits))
+            found.sel = selector
+            self._keep.append(selector)  # the params hold a bare pointer to it
+            self._params[ef] = found
+        return found
+
+
 class Engine:
     def __init__(self, directory: Path, store: RowStore, *, dimension: int | None, vector_column: str | None,
                  text_column: str | None) -> None:
@@ -82,6 +108,7 @@ class Engine:
         self.by_seq: dict[int, int] = {}  # row sequence number -> label (full-text hits carry the sequence)
         self._columns: dict[str, np.ndarray] = {}
         self._alive: np.ndarray | None = None
+        self._selections: dict[str, Selection] = {}
         self.ann: Any = self._new_ann() if self.dimension else None
         self._params: dict[int, Any] = {}
         self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # result arrays per k, used under the lock
@@ -181,8 +208,7 @@ class Engine:
             self.by_seq.pop(self.seqs[label], None)
             self.pks[label] = None
             self.rows[label] = None
-            self._columns.clear()
-            self._alive = None
+            self._changed()
 
     def _add(self, rows: list[StoredRow]) -> None:
         if not rows:
@@ -200,8 +226,7 @@ class Engine:
             self.pks.append(row.pk)
             self.seqs.append(row.seq)
             self.rows.append(row.data)
-        self._columns.clear()
-        self._alive = None
+        self._changed()
 
     def _compact(self) -> None:
         live = list(self.store.rows([pk for pk in self.pks if pk is not None]))
@@ -210,6 +235,28 @@ class Engine:
         self.save()
 
     # -- columns and masks -------------------------------------------------------------------------
+    def _changed(self) -> None:
+        """Rows were added or removed: drop everything derived from the row list."""
+        self._columns.clear()
+        self._alive = None
+        self._selections.clear()
+
+    SELECTIONS = 64  # filters remembered per index until its rows change (1M rows: 125 KB each)
+
+    def selection(self, key: str, mask: Callable[[Callable[[str], np.ndarray], int], np.ndarray]) -> Selection:
+        """The alive rows passing a compiled filter, remembered under ``key`` (the filter's text) until the
+        rows change: a service sees the same few filters (a tenant, a category) again and again, and
+        evaluating one over every row costs more than the search it narrows."""
+        with self.lock:
+            found = self._selections.get(key)
+            if found is None:
+                n = len(self.pks)
+                allowed = mask(self.column, n) & self.alive()
+                if len(self._selections) >= self.SELECTIONS:
+                    self._selections.clear()
+                found = self._selections[key] = Selection(allowed)
+            return found
+
     def column(self, name: str) -> np.ndarray:
         cached = self._columns.get(name)
         if cached is None:
@@ -229,7 +276,7 @@ class Engine:
         return self._alive
 
     # -- search ------------------------------------------------------------------------------------
-    def search_ann(self, vector: np.ndarray, k: int, mask: np.ndarray | None, *, ef: int | None = None
+    def search_ann(self, vector: np.ndarray, k: int, mask: np.ndarray | Selection | None, *, ef: int | None = None
                    ) -> list[tuple[int, float]]:
         """The ``k`` nearest alive rows (by inner product) that pass ``mask``: (label, score), best first."""
         if not self.dimension:
@@ -243,28 +290,25 @@ class Engine:
             if n == 0 or k <= 0:
                 return []
             ef = max(ef or 64, k)
-            allowed = mask if mask is not None else (self.alive() if len(self.by_pk) < n else None)
-            bits = None
-            if allowed is None:
+            if mask is None and len(self.by_pk) < n:  # dead rows wait for compaction: never return them
+                mask = self.selection("", lambda _cols, rows: np.ones(rows, dtype=bool))
+            elif isinstance(mask, np.ndarray):
+                mask = Selection(mask)
+            if mask is None:
                 params = self._params.get(ef)  # reused: building one costs a tenth of a fast query
                 if params is None:
                     params = self._params[ef] = _faiss().SearchParametersHNSW()
                     params.efSearch = ef
+            elif not mask.any:
+                return []
             else:
-                if not allowed.any():
-                    return []
-                faiss = _faiss()
-                bits = np.packbits(allowed, bitorder="little")
-                params = faiss.SearchParametersHNSW()
-                params.efSearch = ef
-                params.sel = faiss.IDSelectorBitmap(n, faiss.swig_ptr(bits))
+                params = mask.params(ef, n)
             k = min(k, n)
             scores, labels = self._buffers.get(k) or self._buffers.setdefault(
                 k, (np.empty((1, k), dtype=np.float32), np.empty((1, k), dtype=np.int64)))
             query = np.ascontiguousarray(query)
             faiss = _faiss()  # the SWIG call itself: the wrapper's checks and allocations cost ~5% of a query
             self.ann.search_c(1, faiss.swig_ptr(query), k, faiss.swig_ptr(scores), faiss.swig_ptr(labels), params)
-            del bits
             return [(lb, s) for lb, s in zip(labels[0].tolist(), scores[0].tolist(), strict=True) if lb >= 0]
 
     # -- full text ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ rows at once (numpy), and the mask goes into the ANN search itself.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -56,6 +57,39 @@ def compile_filters(filters_json: Any = None, filter_string: Any = None, *, colu
             out &= part(cols, n)
         return out
 
+    return mask
+
+
+def compile_keyed(filters_json: Any, filter_string: Any, *, columns: frozenset[str]) -> tuple[str, Mask] | None:
+    """:func:`compile_filters` for the query path: (the filter's text, its mask function), or None. Compiled
+    filters are remembered by their text, and the text keys the rows an index found for it (a
+    ``filter_string`` goes through a SQL parser, which costs more than the search it narrows)."""
+    if filters_json in (None, "", {}) and filter_string in (None, ""):
+        return None
+    if filter_string not in (None, "") and filters_json in (None, "", {}) and isinstance(filter_string, str):
+        key = "s:" + filter_string
+    elif isinstance(filters_json, str) and filter_string in (None, ""):
+        key = "j:" + filters_json
+    elif isinstance(filters_json, dict) and filter_string in (None, ""):
+        try:
+            key = "j:" + json.dumps(filters_json, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            raise InvalidParameterValue("filters_json holds values that are not JSON") from None
+    else:  # both spellings, or a wrong type: let compile_filters say what is wrong
+        mask = compile_filters(filters_json, filter_string, columns=set(columns))
+        return None if mask is None else (repr((filters_json, filter_string)), mask)
+    if len(key) > 10_002:  # not worth remembering; compile_filters bounds filter_string itself
+        mask = compile_filters(filters_json, filter_string, columns=set(columns))
+        return None if mask is None else (key, mask)
+    return key, _compiled(key, columns)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(key: str, columns: frozenset[str]) -> Mask:
+    text = key[2:]
+    mask = compile_filters(text if key[0] == "j" else None, text if key[0] == "s" else None, columns=set(columns))
+    if mask is None:  # "{}" given as text: no filter at all
+        return lambda _cols, n: np.ones(n, dtype=bool)
     return mask
 
 

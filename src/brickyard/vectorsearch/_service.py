@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from ..catalog import Catalog, Principal
 from ..catalog._db import Database, Row
@@ -40,7 +41,7 @@ from ..core.ids import new_id, now_ms
 from ..core.names import parse_name
 from ..tables import Tables
 from ._engine import Engine
-from ._filters import compile_filters
+from ._filters import compile_keyed
 from ._store import RowStore
 
 log = logging.getLogger("brickyard.vectorsearch")
@@ -77,6 +78,8 @@ class Live:
     thread: threading.Thread | None = None
     changes_since_save: int = 0
     saved_at: float = field(default_factory=time.monotonic)
+    known: frozenset[str] | None = None  # the columns queries may name; reset when a sync lands
+    schemas: dict[int, dict[str, str]] = field(default_factory=dict)  # source version -> its columns
 
 
 class VectorSearch:
@@ -582,6 +585,8 @@ class VectorSearch:
         """Durably store a change, then apply it to the engine. Returns the rows written."""
         before = live.store.seq
         live.store.apply(rows, deletes, meta=meta, replace=replace)
+        if meta is not None:
+            live.known = None  # a sync: the source's columns may have changed
         if replace:
             live.engine.apply([], [pk for pk in list(live.engine.by_pk)])
         live.engine.apply(live.store.rows(since_seq=before), deletes)
@@ -638,9 +643,12 @@ class VectorSearch:
                 if last is not None and int(last) >= version:
                     live.last_error = None
                     return {"mode": "none", "version": version}
+                columns = self._source_columns(live, table, version)
                 result = None
                 if last is not None:
                     try:
+                        if not self._additive(live, src, int(last), columns):
+                            raise _Gap("columns of the source were dropped, renamed or changed type")
                         result = self._incremental(live, src, int(last), version, progress)
                     except _Gap as gap:
                         log.info("index %s: %s; rebuilding from version %s", name, gap, version)
@@ -657,6 +665,33 @@ class VectorSearch:
             raise
         finally:
             live.syncing = False
+
+    def _source_columns(self, live: Live, table: Any, version: int) -> dict[str, str]:
+        """The source's columns at ``version`` (name -> type), checked against what the index needs: a sync
+        fails, and the index keeps serving what it has, when the primary key or a column in
+        ``columns_to_sync`` is gone."""
+        columns = {f.name: str(f.type) for f in pa.schema(table.schema().to_arrow())}
+        live.schemas[version] = columns
+        ds = live.spec["delta_sync_index_spec"]
+        needed = [live.spec["primary_key"], *(ds.get("columns_to_sync") or []),
+                  *(c["name"] for c in ds.get("embedding_source_columns") or []),
+                  *(c["name"] for c in ds.get("embedding_vector_columns") or [])]
+        missing = sorted({c for c in needed if c not in columns})
+        if missing:
+            raise InvalidState(f"the source table {ds['source_table']} no longer has column(s) {', '.join(missing)} "
+                               "that this index needs; restore them, or recreate the index")
+        return columns
+
+    def _additive(self, live: Live, src: Any, last: int, columns: dict[str, str]) -> bool:
+        """Whether the source's schema only gained columns since version ``last``, so the change feed
+        describes every row the index must change. Dropping or renaming a column rewrites what unchanged
+        rows hold too, which only a rebuild sees."""
+        before = live.schemas.get(last)
+        if before is None:
+            before = {f.name: str(f.type) for f in pa.schema(self.tables.open(src, last).schema().to_arrow())}
+        for version in [v for v in live.schemas if v < last]:
+            del live.schemas[version]
+        return all(columns.get(name) == kind for name, kind in before.items())
 
     def _columns(self, live: Live, names: list[str]) -> list[str]:
         wanted = live.spec["delta_sync_index_spec"].get("columns_to_sync")
@@ -767,8 +802,8 @@ class VectorSearch:
         threshold = body.get("score_threshold")
         if threshold is not None and not isinstance(threshold, int | float):
             raise InvalidParameterValue("score_threshold must be a number")
-        mask_fn = compile_filters(body.get("filters_json") or body.get("filters"), body.get("filter_string"),
-                                  columns=known)
+        keyed = compile_keyed(body.get("filters_json") or body.get("filters"), body.get("filter_string"),
+                              columns=known)
         engine = live.engine
         # Model calls (query embedding, remote rerank) happen outside the index lock.
         if query_type in ("ANN", "HYBRID") and vector is None:
@@ -788,18 +823,15 @@ class VectorSearch:
             raise InvalidParameterValue(f"{query_type} queries need query_text")
         depth = max(num, self.RERANK_DEPTH) if rerank is not None else num
         with engine.lock:
-            n = len(engine.pks)
-            mask = None
-            if mask_fn is not None:
-                mask = mask_fn(engine.column, n) & engine.alive()
+            selection = None if keyed is None else engine.selection(*keyed)
+            mask = None if selection is None else selection.mask
             if query_type == "ANN":
-                hits = engine.search_ann(np.asarray(vector, dtype=np.float32), depth, mask,
-                                         ef=_int(body.get("ef_search")))
+                hits = engine.search_ann(vector, depth, selection, ef=_int(body.get("ef_search")))
             elif query_type == "FULL_TEXT":
                 hits = engine.search_text(str(text), depth, mask)
             else:
                 pool = max(depth, 50)
-                dense = engine.search_ann(np.asarray(vector, dtype=np.float32), pool, mask)
+                dense = engine.search_ann(vector, pool, selection)
                 sparse = engine.search_text(str(text), pool, mask)
                 hits = rrf([dense, sparse])[:depth]
             rows = {label: engine.rows[label] for label, _ in hits}  # row dicts are never changed in place
@@ -888,7 +920,15 @@ class VectorSearch:
                                   vectors)
         return [(hits[i][0], score) for i, score in order]
 
-    def _known_columns(self, live: Live) -> set[str]:
+    def _known_columns(self, live: Live) -> frozenset[str]:
+        """The columns a query may select or filter on, remembered until the next sync lands (a Delta Sync
+        index without ``columns_to_sync`` has its source's columns, which cost a Delta log read to learn)."""
+        known = live.known
+        if known is None:
+            known = live.known = frozenset(self._columns_now(live))
+        return known
+
+    def _columns_now(self, live: Live) -> set[str]:
         spec = live.spec
         if spec.get("direct_access_index_spec"):
             cols = set(json.loads(spec["direct_access_index_spec"]["schema_json"]))
