@@ -20,7 +20,8 @@ from .gateway import PAYLOAD_SCHEMA, USAGE_SCHEMA, USAGE_TABLE, BufferedSink, Ga
 from .ingest import Options, Report, ingest
 from .serving import Serving
 from .sql import SqlEngine, StatementStore
-from .tables import Tables, Volumes
+from .tables import Files, Tables, Volumes
+from .tracking import ArtifactTree, LoggedModels, Tracking
 from .vectorsearch import VectorSearch
 
 __all__ = ["Workspace"]
@@ -56,6 +57,9 @@ class Workspace:
         self.connection_secrets = ConnectionSecrets(self.db, self.secret_box)
         self.tables = Tables(self.catalog, self.home)
         self.volumes = Volumes(self.catalog, self.home)
+        self.tracking = Tracking(self.db)
+        self.logged_models = LoggedModels(self.tracking)
+        self.files = Files(self.volumes, ArtifactTree(self.tracking, self.home / "tracking" / "artifacts"))
         self.sql = SqlEngine(self.catalog, self.tables, system_tables={"system.access.audit": self.audit_table})
         self.statements = StatementStore(self.sql, row_limit=self.settings.statement_row_limit)
         self.secrets = Secrets(self.db, self.secret_box)

@@ -1,4 +1,5 @@
-"""Files API on volumes: ``/api/2.0/fs/files/Volumes/...`` and ``/api/2.0/fs/directories/Volumes/...``."""
+"""Files API: ``/api/2.0/fs/files/<path>`` and ``/api/2.0/fs/directories/<path>`` over volumes (``/Volumes/...``)
+and MLflow artifacts (``/WorkspaceInternal/Mlflow/Artifacts/...``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def _headers(info: Any) -> dict[str, str]:
 
 
 def register(api: Api, ws: Any) -> None:
-    vol = ws.volumes
+    vol = ws.files
 
     def path_of(req: Req) -> str:
         return "/" + req.path["path"]

@@ -180,3 +180,89 @@ MIGRATIONS.append(
         ],
     )
 )
+
+MIGRATIONS.append(
+    (
+        "0005_tracking",
+        [
+            """CREATE TABLE ml_experiments (
+                experiment_id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                artifact_location TEXT NOT NULL,
+                lifecycle_stage TEXT NOT NULL,
+                creator TEXT NOT NULL,
+                creation_time BIGINT NOT NULL,
+                last_update_time BIGINT NOT NULL)""",
+            """CREATE TABLE ml_experiment_tags (
+                experiment_id TEXT NOT NULL REFERENCES ml_experiments(experiment_id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (experiment_id, key))""",
+            """CREATE TABLE ml_experiment_acl (
+                experiment_id TEXT NOT NULL REFERENCES ml_experiments(experiment_id) ON DELETE CASCADE,
+                principal TEXT NOT NULL,
+                level TEXT NOT NULL,
+                PRIMARY KEY (experiment_id, principal))""",
+            """CREATE TABLE ml_runs (
+                run_id TEXT PRIMARY KEY,
+                experiment_id TEXT NOT NULL REFERENCES ml_experiments(experiment_id) ON DELETE CASCADE,
+                run_name TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                status TEXT NOT NULL,
+                start_time BIGINT NOT NULL,
+                end_time BIGINT,
+                lifecycle_stage TEXT NOT NULL,
+                artifact_uri TEXT NOT NULL)""",
+            "CREATE INDEX ml_runs_experiment ON ml_runs(experiment_id, start_time)",
+            """CREATE TABLE ml_params (
+                run_id TEXT NOT NULL REFERENCES ml_runs(run_id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (run_id, key))""",
+            """CREATE TABLE ml_run_tags (
+                run_id TEXT NOT NULL REFERENCES ml_runs(run_id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (run_id, key))""",
+            """CREATE TABLE ml_metrics (
+                run_id TEXT NOT NULL REFERENCES ml_runs(run_id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                value DOUBLE PRECISION,
+                is_nan INTEGER NOT NULL,
+                timestamp BIGINT NOT NULL,
+                step BIGINT NOT NULL,
+                model_id TEXT,
+                dataset_name TEXT,
+                dataset_digest TEXT)""",
+            "CREATE INDEX ml_metrics_run ON ml_metrics(run_id, key, step, timestamp)",
+            """CREATE TABLE ml_run_inputs (
+                run_id TEXT NOT NULL REFERENCES ml_runs(run_id) ON DELETE CASCADE,
+                kind TEXT NOT NULL,
+                body TEXT NOT NULL)""",
+            """CREATE TABLE ml_logged_models (
+                model_id TEXT PRIMARY KEY,
+                experiment_id TEXT NOT NULL REFERENCES ml_experiments(experiment_id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                artifact_uri TEXT NOT NULL,
+                status TEXT NOT NULL,
+                status_message TEXT,
+                model_type TEXT,
+                source_run_id TEXT,
+                creator TEXT NOT NULL,
+                creation_time BIGINT NOT NULL,
+                last_update_time BIGINT NOT NULL,
+                lifecycle_stage TEXT NOT NULL)""",
+            "CREATE INDEX ml_logged_models_experiment ON ml_logged_models(experiment_id)",
+            """CREATE TABLE ml_logged_model_tags (
+                model_id TEXT NOT NULL REFERENCES ml_logged_models(model_id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (model_id, key))""",
+            """CREATE TABLE ml_logged_model_params (
+                model_id TEXT NOT NULL REFERENCES ml_logged_models(model_id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (model_id, key))""",
+        ],
+    )
+)

@@ -2,12 +2,16 @@
 
 from ._delta import Tables, WriteResult, conform
 from ._types import columns_to_schema, parse_type, schema_to_columns, type_text
-from ._volumes import FileInfo, Volumes, split_volume_path
+from ._volumes import FileInfo, Files, FileTree, Volumes, below, check_parts, split_volume_path
 
 __all__ = [
     "FileInfo",
     "Tables",
+    "Files",
+    "FileTree",
     "Volumes",
+    "below",
+    "check_parts",
     "WriteResult",
     "columns_to_schema",
     "conform",

@@ -59,56 +59,52 @@ def split_volume_path(path: str) -> tuple[str, list[str]]:
         raise InvalidParameterValue(f"path {path[:100]!r} must name /Volumes/<catalog>/<schema>/<volume>")
     volume = parse_name(".".join(parts[:3]), 3, what="volume name")
     rest = parts[3:]
-    for part in rest:
+    check_parts(path, rest)
+    return str(volume), rest
+
+
+def check_parts(path: str, parts: list[str]) -> None:
+    """Refuse path parts that could leave a directory or confuse a file system."""
+    for part in parts:
         if part in ("", ".", ".."):
             raise InvalidParameterValue(f"path {path[:100]!r} has an empty, '.' or '..' part")
         if len(part) > MAX_PART or any(ord(c) < 32 or c in "\\\x7f" for c in part):
             raise InvalidParameterValue(f"path {path[:100]!r} has a part that is too long or holds control characters or '\\'")
-    return str(volume), rest
 
 
-class Volumes:
-    def __init__(self, catalog: Catalog, home: Path) -> None:
-        self.catalog = catalog
-        self.home = home
-        self.root = home / "volumes"
+def below(base: Path, rest: list[str], path: str) -> Path:
+    """``base/rest...``, refusing a symbolic link anywhere below ``base`` (a planted link must not lead out)."""
+    probe = base
+    for part in rest:
+        probe = probe / part
+        try:
+            if stat.S_ISLNK(os.lstat(probe).st_mode):
+                raise InvalidParameterValue(f"path {path[:100]!r} goes through a symbolic link")
+        except FileNotFoundError:
+            break
+    return base.joinpath(*rest)
 
-    def create(self, p: Principal, full_name: str, *, comment: str | None = None,
-               volume_type: str = "MANAGED", storage_location: str | None = None) -> Securable:
-        fn = parse_name(full_name, 3, what="volume name")
-        if str(volume_type or "MANAGED").upper() != "MANAGED" or storage_location:
-            raise InvalidParameterValue("only MANAGED volumes are supported; leave storage_location empty")
 
-        def prepare(_parent: Securable | None, sid: str) -> dict[str, Any]:
-            path = managed_path(self.root, list(fn.parts), sid, self.catalog.storage_in_use)
-            path.mkdir(parents=True, exist_ok=False)
-            return {"storage_location": str(path), "volume_type": "MANAGED"}
+class FileTree:
+    """Files API operations over one kind of path (volumes, MLflow artifacts, model files). A subclass says
+    which paths it owns (``prefix``) and how a path maps to a directory after the caller's permission
+    is checked (``_resolve``); writes go to a temporary file that is fsynced and renamed into place."""
 
-        return self.catalog.create(p, "volume", str(fn), comment=comment, prepare=prepare)
+    prefix = "/"
+    what = "tree"
 
-    # -- resolution -----------------------------------------------------------------------------
-    def _resolve(self, p: Principal, path: str, privilege: str, action: str) -> tuple[Securable, Path, list[str]]:
-        volume, rest = split_volume_path(path)
-        obj = self.catalog.require(p, privilege, "volume", volume, action=action)
-        base = Path(obj.spec["storage_location"])
-        target = base.joinpath(*rest)
-        # Refuse symlinks anywhere below the volume root (a planted link must not lead outside).
-        probe = base
-        for part in rest:
-            probe = probe / part
-            try:
-                if stat.S_ISLNK(os.lstat(probe).st_mode):
-                    raise InvalidParameterValue(f"path {path[:100]!r} goes through a symbolic link")
-            except FileNotFoundError:
-                break
-        return obj, target, rest
+    def _resolve(self, p: Principal, path: str, *, write: bool, action: str) -> tuple[Path, list[str]]:
+        raise NotImplementedError
+
+    def owns(self, path: str) -> bool:
+        return isinstance(path, str) and (path + "/").startswith(self.prefix)
 
     # -- files ----------------------------------------------------------------------------------
     def upload(self, p: Principal, path: str, chunks: Iterator[bytes] | bytes | BinaryIO, *,
                overwrite: bool = True) -> FileInfo:
-        _obj, target, rest = self._resolve(p, path, "WRITE_VOLUME", "writeVolumeFile")
+        target, rest = self._resolve(p, path, write=True, action="writeVolumeFile")
         if not rest:
-            raise InvalidParameterValue("the path names the volume itself; add a file name")
+            raise InvalidParameterValue(f"the path names the {self.what} itself; add a file name")
         if target.is_dir():
             raise AlreadyExists(f"{path} is a directory")
         if not overwrite and target.exists():
@@ -145,12 +141,12 @@ class Volumes:
 
     def check_writable(self, p: Principal, path: str) -> None:
         """Raise unless ``p`` may write ``path`` (used before a multi-step upload starts)."""
-        _obj, target, rest = self._resolve(p, path, "WRITE_VOLUME", "writeVolumeFile")
+        target, rest = self._resolve(p, path, write=True, action="writeVolumeFile")
         if not rest or target.is_dir():
             raise InvalidParameterValue(f"{path} does not name a file")
 
     def open(self, p: Principal, path: str) -> tuple[FileInfo, Path]:
-        _obj, target, _rest = self._resolve(p, path, "READ_VOLUME", "readVolumeFile")
+        target, _rest = self._resolve(p, path, write=False, action="readVolumeFile")
         if not target.is_file():
             if target.is_dir():
                 raise InvalidState(f"{path} is a directory; list it with /api/2.0/fs/directories{path}")
@@ -158,27 +154,27 @@ class Volumes:
         return self._info(path, target), target
 
     def stat(self, p: Principal, path: str, *, directory: bool) -> FileInfo:
-        _obj, target, _rest = self._resolve(p, path, "READ_VOLUME", "getVolumeFileMetadata")
+        target, _rest = self._resolve(p, path, write=False, action="getVolumeFileMetadata")
         if (directory and not target.is_dir()) or (not directory and not target.is_file()):
             raise NotFound(f"{'directory' if directory else 'file'} {path} does not exist", error_code="NOT_FOUND")
         return self._info(path, target)
 
     def delete(self, p: Principal, path: str) -> None:
-        _obj, target, rest = self._resolve(p, path, "WRITE_VOLUME", "deleteVolumeFile")
+        target, rest = self._resolve(p, path, write=True, action="deleteVolumeFile")
         if not rest or not target.is_file():
             raise NotFound(f"file {path} does not exist", error_code="NOT_FOUND")
         target.unlink()
 
     def mkdirs(self, p: Principal, path: str) -> None:
-        _obj, target, _rest = self._resolve(p, path, "WRITE_VOLUME", "createVolumeDirectory")
+        target, _rest = self._resolve(p, path, write=True, action="createVolumeDirectory")
         if target.is_file():
             raise AlreadyExists(f"{path} is a file")
         target.mkdir(parents=True, exist_ok=True)
 
     def rmdir(self, p: Principal, path: str) -> None:
-        _obj, target, rest = self._resolve(p, path, "WRITE_VOLUME", "deleteVolumeDirectory")
+        target, rest = self._resolve(p, path, write=True, action="deleteVolumeDirectory")
         if not rest:
-            raise InvalidParameterValue("the volume root cannot be deleted through the Files API; drop the volume")
+            raise InvalidParameterValue(f"the root of the {self.what} cannot be deleted through the Files API")
         if not target.is_dir():
             raise NotFound(f"directory {path} does not exist", error_code="NOT_FOUND")
         try:
@@ -188,7 +184,7 @@ class Volumes:
 
     def list(self, p: Principal, path: str, *, page_token: str | None = None, page_size: int | None = None
              ) -> tuple[list[FileInfo], str | None]:
-        _obj, target, _rest = self._resolve(p, path, "READ_VOLUME", "listVolumeDirectory")
+        target, _rest = self._resolve(p, path, write=False, action="listVolumeDirectory")
         if not target.is_dir():
             raise NotFound(f"directory {path} does not exist", error_code="NOT_FOUND")
         size = 1000 if not page_size or page_size <= 0 else min(int(page_size), 1000)
@@ -206,3 +202,79 @@ class Volumes:
         is_dir = stat.S_ISDIR(st.st_mode)
         return FileInfo(path=path.rstrip("/") + ("/" if is_dir else ""), is_directory=is_dir,
                         file_size=0 if is_dir else st.st_size, last_modified=int(st.st_mtime * 1000))
+
+
+
+class Volumes(FileTree):
+    prefix = "/Volumes/"
+    what = "volume"
+
+    def __init__(self, catalog: Catalog, home: Path) -> None:
+        self.catalog = catalog
+        self.home = home
+        self.root = home / "volumes"
+
+    def create(self, p: Principal, full_name: str, *, comment: str | None = None,
+               volume_type: str = "MANAGED", storage_location: str | None = None) -> Securable:
+        fn = parse_name(full_name, 3, what="volume name")
+        if str(volume_type or "MANAGED").upper() != "MANAGED" or storage_location:
+            raise InvalidParameterValue("only MANAGED volumes are supported; leave storage_location empty")
+
+        def prepare(_parent: Securable | None, sid: str) -> dict[str, Any]:
+            path = managed_path(self.root, list(fn.parts), sid, self.catalog.storage_in_use)
+            path.mkdir(parents=True, exist_ok=False)
+            return {"storage_location": str(path), "volume_type": "MANAGED"}
+
+        return self.catalog.create(p, "volume", str(fn), comment=comment, prepare=prepare)
+
+    # -- resolution -----------------------------------------------------------------------------
+    def _resolve(self, p: Principal, path: str, *, write: bool, action: str) -> tuple[Path, list[str]]:
+        volume, rest = split_volume_path(path)
+        obj = self.catalog.require(p, "WRITE_VOLUME" if write else "READ_VOLUME", "volume", volume, action=action)
+        return below(Path(obj.spec["storage_location"]), rest, path), rest
+
+
+class Files:
+    """What the Files API serves: each :class:`FileTree` owns the paths under its prefix (``/Volumes/``,
+    MLflow's ``/WorkspaceInternal/Mlflow/Artifacts/``, model files under ``/Models/``)."""
+
+    def __init__(self, *trees: FileTree) -> None:
+        self.trees = list(trees)
+
+    def add(self, tree: FileTree) -> None:
+        self.trees.append(tree)
+
+    def tree(self, path: str) -> FileTree:
+        if not isinstance(path, str) or len(path) > MAX_PATH:
+            raise InvalidParameterValue(f"a path of at most {MAX_PATH} characters is required")
+        for tree in self.trees:
+            if tree.owns(path):
+                return tree
+        roots = ", ".join(t.prefix for t in self.trees)
+        raise InvalidParameterValue(f"path {path[:100]!r} is not served here; paths start with {roots}")
+
+    def upload(self, p: Principal, path: str, chunks: Iterator[bytes] | bytes | BinaryIO, *,
+               overwrite: bool = True) -> FileInfo:
+        return self.tree(path).upload(p, path, chunks, overwrite=overwrite)
+
+    def check_writable(self, p: Principal, path: str) -> None:
+        self.tree(path).check_writable(p, path)
+
+    def open(self, p: Principal, path: str) -> tuple[FileInfo, Path]:
+        return self.tree(path).open(p, path)
+
+    def stat(self, p: Principal, path: str, *, directory: bool) -> FileInfo:
+        return self.tree(path).stat(p, path, directory=directory)
+
+    def delete(self, p: Principal, path: str) -> None:
+        self.tree(path).delete(p, path)
+
+    def mkdirs(self, p: Principal, path: str) -> None:
+        self.tree(path).mkdirs(p, path)
+
+    def rmdir(self, p: Principal, path: str) -> None:
+        self.tree(path).rmdir(p, path)
+
+    def list(self, p: Principal, path: str, *, page_token: str | None = None, page_size: int | None = None
+             ) -> tuple[list[FileInfo], str | None]:
+        return self.tree(path).list(p, path, page_token=page_token, page_size=page_size)

@@ -96,6 +96,7 @@ class Engine:
         self._fts: Any = None
         self._fts_applied: dict[str, int] = {}
         self._fts_rebuilding = False
+        self._fts_empty = False  # True while the full-text index is new and nothing was committed to it
         self._reset()
         self._open()
 
@@ -153,7 +154,7 @@ class Engine:
                 if ann.ntotal != len(meta["pks"]) or ann.d != self.dimension:
                     raise ValueError("the ANN snapshot does not match its label map")
                 self.ann = ann
-            rows = {r.pk: r for r in self.store.rows([pk for pk in meta["pks"] if pk is not None])}
+            rows = {r.pk: r for r in self.store.rows()}  # one scan: cheaper than looking up most keys
             for label, (pk, seq) in enumerate(zip(meta["pks"], meta["seqs"], strict=True)):
                 row = rows.get(pk) if pk is not None else None
                 self.pks.append(pk)
@@ -328,6 +329,7 @@ class Engine:
             return
         path, meta_path = self.dir / "fts", self.dir / "fts.json"
         applied: dict[str, int] = {}
+        fresh = False
         try:
             if path.exists() and meta_path.exists():
                 applied = json.loads(meta_path.read_text())
@@ -345,12 +347,16 @@ class Engine:
             path.mkdir(parents=True)
             applied = {}
             index = tantivy.Index(self._fts_schema(), path=str(path))
+            fresh = True
         self._fts = index
+        self._fts_empty = fresh
         self._fts_applied = applied
         changed = [pk for pk, seq in truth.items() if applied.get(pk) != seq]
         gone = [pk for pk in applied if pk not in truth]
         if changed or gone:
-            self._fts_apply(list(self.store.rows(changed)), gone)
+            # The engine already holds every live row at its current sequence: no second read and decode.
+            self._fts_apply([StoredRow(pk, self.seqs[label], self.rows[label] or {}, None, None)
+                             for pk in changed if (label := self.by_pk.get(pk)) is not None], gone)
 
     def _fts_apply(self, rows: list[StoredRow], deleted: list[str]) -> None:
         if self._fts is None or (not rows and not deleted):
@@ -374,8 +380,9 @@ class Engine:
 
         writer = self._fts.writer(heap_size=64_000_000, num_threads=1)
         for pk in [*deleted, *(r.pk for r in rows)]:
-            writer.delete_documents_by_term("pk", pk)
             self._fts_applied.pop(pk, None)
+            if not self._fts_empty:  # a commit may hold documents fts.json never recorded: delete by key
+                writer.delete_documents_by_term("pk", pk)
         for row in rows:
             doc = tantivy.Document()
             doc.add_text("pk", row.pk)
@@ -385,6 +392,7 @@ class Engine:
             writer.add_document(doc)
             self._fts_applied[row.pk] = row.seq
         writer.commit()
+        self._fts_empty = False
         writer.wait_merging_threads()
         _atomic_write(self.dir / "fts.json", json.dumps(self._fts_applied).encode())
         self._fts.reload()

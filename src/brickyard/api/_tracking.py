@@ -1,0 +1,202 @@
+"""MLflow tracking REST routes (``/api/2.0/mlflow/...``), the ones the ``mlflow`` client calls with tracking
+URI ``databricks``: experiments, runs, metrics, params, tags, inputs and outputs, and experiment
+permissions. Thin: each route reads its arguments (JSON body or query string) and calls the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._http import Api, Req
+
+ML = "/api/2.0/mlflow"
+
+
+def register(api: Api, ws: Any) -> None:
+    tr = ws.tracking
+
+    # -- experiments ---------------------------------------------------------------------------------
+    @api.route("POST", ML + "/experiments/create", policy="authenticated")
+    def create_experiment(req: Req) -> dict[str, Any]:
+        return {"experiment_id": tr.create_experiment(req.user, req.require("name"),
+                                                      artifact_location=req.arg("artifact_location"),
+                                                      tags=req.arg("tags"))}
+
+    @api.route("GET", ML + "/experiments/get", policy="authenticated")
+    def get_experiment(req: Req) -> dict[str, Any]:
+        return {"experiment": tr.get_experiment(req.user, req.require("experiment_id"))}
+
+    @api.route("GET", ML + "/experiments/get-by-name", policy="authenticated")
+    def get_experiment_by_name(req: Req) -> dict[str, Any]:
+        return {"experiment": tr.get_experiment_by_name(req.user, req.require("experiment_name"))}
+
+    @api.route("GET|POST", ML + "/experiments/search", policy="authenticated")
+    def search_experiments(req: Req) -> dict[str, Any]:
+        order_by = req.arg("order_by")
+        if req.query_lists.get("order_by") and not (isinstance(req.body, dict) and "order_by" in req.body):
+            order_by = req.query_lists["order_by"]
+        found, token = tr.search_experiments(req.user, filter=req.arg("filter"), max_results=req.arg("max_results"),
+                                             order_by=order_by, page_token=req.arg("page_token"),
+                                             view_type=req.arg("view_type"))
+        return {"experiments": found, **({"next_page_token": token} if token else {})}
+
+    @api.route("POST", ML + "/experiments/update", policy="authenticated")
+    def update_experiment(req: Req) -> dict[str, Any]:
+        tr.update_experiment(req.user, req.require("experiment_id"), req.require("new_name"))
+        return {}
+
+    @api.route("POST", ML + "/experiments/delete", policy="authenticated")
+    def delete_experiment(req: Req) -> dict[str, Any]:
+        tr.set_experiment_stage(req.user, req.require("experiment_id"), "deleted")
+        return {}
+
+    @api.route("POST", ML + "/experiments/restore", policy="authenticated")
+    def restore_experiment(req: Req) -> dict[str, Any]:
+        tr.set_experiment_stage(req.user, req.require("experiment_id"), "active")
+        return {}
+
+    @api.route("POST", ML + "/experiments/set-experiment-tag", policy="authenticated")
+    def set_experiment_tag(req: Req) -> dict[str, Any]:
+        tr.set_experiment_tag(req.user, req.require("experiment_id"), req.require("key"), req.arg("value", ""))
+        return {}
+
+    @api.route("POST", ML + "/experiments/delete-experiment-tag", policy="authenticated")
+    def delete_experiment_tag(req: Req) -> dict[str, Any]:
+        tr.delete_experiment_tag(req.user, req.require("experiment_id"), req.require("key"))
+        return {}
+
+    @api.route("GET", "/api/2.0/permissions/experiments/{experiment_id}", policy="authenticated")
+    def get_experiment_permissions(req: Req) -> dict[str, Any]:
+        return tr.get_permissions(req.user, req.path["experiment_id"])  # type: ignore[no-any-return]
+
+    @api.route("PUT", "/api/2.0/permissions/experiments/{experiment_id}", policy="authenticated")
+    def set_experiment_permissions(req: Req) -> dict[str, Any]:
+        return tr.set_permissions(req.user, req.path["experiment_id"],  # type: ignore[no-any-return]
+                                  req.arg("access_control_list", []), replace=True)
+
+    @api.route("PATCH", "/api/2.0/permissions/experiments/{experiment_id}", policy="authenticated")
+    def update_experiment_permissions(req: Req) -> dict[str, Any]:
+        return tr.set_permissions(req.user, req.path["experiment_id"],  # type: ignore[no-any-return]
+                                  req.arg("access_control_list", []), replace=False)
+
+    # -- runs ------------------------------------------------------------------------------------------
+    def run_id(req: Req) -> Any:
+        return req.arg("run_id") or req.require("run_uuid")
+
+    @api.route("POST", ML + "/runs/create", policy="authenticated")
+    def create_run(req: Req) -> dict[str, Any]:
+        return {"run": tr.create_run(req.user, req.require("experiment_id"), start_time=req.arg("start_time"),
+                                     tags=req.arg("tags"), run_name=req.arg("run_name"))}
+
+    @api.route("GET", ML + "/runs/get", policy="authenticated")
+    def get_run(req: Req) -> dict[str, Any]:
+        return {"run": tr.get_run(req.user, run_id(req))}
+
+    @api.route("POST", ML + "/runs/update", policy="authenticated")
+    def update_run(req: Req) -> dict[str, Any]:
+        return {"run_info": tr.update_run(req.user, run_id(req), status=req.arg("status"),
+                                          end_time=req.arg("end_time"), run_name=req.arg("run_name"))}
+
+    @api.route("POST", ML + "/runs/delete", policy="authenticated")
+    def delete_run(req: Req) -> dict[str, Any]:
+        tr.set_run_stage(req.user, req.require("run_id"), "deleted")
+        return {}
+
+    @api.route("POST", ML + "/runs/restore", policy="authenticated")
+    def restore_run(req: Req) -> dict[str, Any]:
+        tr.set_run_stage(req.user, req.require("run_id"), "active")
+        return {}
+
+    @api.route("POST", ML + "/runs/log-batch", policy="authenticated")
+    def log_batch(req: Req) -> dict[str, Any]:
+        tr.log_batch(req.user, run_id(req), metrics=req.arg("metrics"), params=req.arg("params"),
+                     tags=req.arg("tags"))
+        return {}
+
+    @api.route("POST", ML + "/runs/log-metric", policy="authenticated")
+    def log_metric(req: Req) -> dict[str, Any]:
+        metric = {k: req.arg(k) for k in ("key", "value", "timestamp", "step", "model_id", "dataset_name",
+                                          "dataset_digest")}
+        tr.log_batch(req.user, run_id(req), metrics=[metric])
+        return {}
+
+    @api.route("POST", ML + "/runs/log-parameter", policy="authenticated")
+    def log_parameter(req: Req) -> dict[str, Any]:
+        tr.log_batch(req.user, run_id(req), params=[{"key": req.arg("key"), "value": req.arg("value")}])
+        return {}
+
+    @api.route("POST", ML + "/runs/set-tag", policy="authenticated")
+    def set_tag(req: Req) -> dict[str, Any]:
+        tr.log_batch(req.user, run_id(req), tags=[{"key": req.arg("key"), "value": req.arg("value", "")}])
+        return {}
+
+    @api.route("POST", ML + "/runs/delete-tag", policy="authenticated")
+    def delete_tag(req: Req) -> dict[str, Any]:
+        tr.delete_tag(req.user, req.require("run_id"), req.require("key"))
+        return {}
+
+    @api.route("POST", ML + "/runs/log-inputs", policy="authenticated")
+    def log_inputs(req: Req) -> dict[str, Any]:
+        tr.log_inputs(req.user, req.require("run_id"), datasets=req.arg("datasets"), models=req.arg("models"))
+        return {}
+
+    @api.route("POST", ML + "/runs/outputs", policy="authenticated")
+    def log_outputs(req: Req) -> dict[str, Any]:
+        tr.log_outputs(req.user, req.require("run_id"), req.arg("models"))
+        return {}
+
+    @api.route("POST", ML + "/runs/search", policy="authenticated")
+    def search_runs(req: Req) -> dict[str, Any]:
+        found, token = tr.search_runs(req.user, req.arg("experiment_ids"), filter=req.arg("filter"),
+                                      run_view_type=req.arg("run_view_type"), max_results=req.arg("max_results"),
+                                      order_by=req.arg("order_by"), page_token=req.arg("page_token"))
+        return {"runs": found, **({"next_page_token": token} if token else {})}
+
+    @api.route("GET", ML + "/metrics/get-history", policy="authenticated")
+    def metric_history(req: Req) -> dict[str, Any]:
+        found, token = tr.metric_history(req.user, run_id(req), req.require("metric_key"),
+                                         page_token=req.arg("page_token"), max_results=req.arg("max_results"))
+        return {"metrics": found, **({"next_page_token": token} if token else {})}
+
+    # -- logged models (MLflow 3) ----------------------------------------------------------------------
+    lm = ws.logged_models
+
+    @api.route("POST", ML + "/logged-models", policy="authenticated")
+    def create_logged_model(req: Req) -> dict[str, Any]:
+        return {"model": lm.create(req.user, req.require("experiment_id"), name=req.arg("name"),
+                                   model_type=req.arg("model_type"), source_run_id=req.arg("source_run_id"),
+                                   params=req.arg("params"), tags=req.arg("tags"))}
+
+    @api.route("POST", ML + "/logged-models/search", policy="authenticated")
+    def search_logged_models(req: Req) -> dict[str, Any]:
+        found, token = lm.search(req.user, req.arg("experiment_ids"), filter=req.arg("filter"),
+                                 max_results=req.arg("max_results"), order_by=req.arg("order_by"),
+                                 page_token=req.arg("page_token"))
+        return {"models": found, **({"next_page_token": token} if token else {})}
+
+    @api.route("GET", ML + "/logged-models/{model_id}", policy="authenticated")
+    def get_logged_model(req: Req) -> dict[str, Any]:
+        return {"model": lm.get(req.user, req.path["model_id"])}
+
+    @api.route("PATCH", ML + "/logged-models/{model_id}", policy="authenticated")
+    def finalize_logged_model(req: Req) -> dict[str, Any]:
+        return {"model": lm.finalize(req.user, req.path["model_id"], req.require("status"))}
+
+    @api.route("DELETE", ML + "/logged-models/{model_id}", policy="authenticated")
+    def delete_logged_model(req: Req) -> dict[str, Any]:
+        lm.delete(req.user, req.path["model_id"])
+        return {}
+
+    @api.route("PATCH", ML + "/logged-models/{model_id}/tags", policy="authenticated")
+    def set_logged_model_tags(req: Req) -> dict[str, Any]:
+        lm.set_tags(req.user, req.path["model_id"], req.arg("tags"))
+        return {}
+
+    @api.route("DELETE", ML + "/logged-models/{model_id}/tags/{key}", policy="authenticated")
+    def delete_logged_model_tag(req: Req) -> dict[str, Any]:
+        lm.delete_tag(req.user, req.path["model_id"], req.path["key"])
+        return {}
+
+    @api.route("POST", ML + "/logged-models/{model_id}/params", policy="authenticated")
+    def log_logged_model_params(req: Req) -> dict[str, Any]:
+        lm.log_params(req.user, req.path["model_id"], req.arg("params"))
+        return {}

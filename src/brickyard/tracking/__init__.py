@@ -1,0 +1,9 @@
+"""MLflow-compatible tracking: experiments, runs, metrics and artifacts (the store behind the MLflow REST
+routes), so the ``mlflow`` client works against a Brickyard server with tracking URI ``databricks``."""
+
+from ._artifacts import ArtifactTree
+from ._models import LoggedModels
+from ._search import Entity, compile_filter, sort_entities
+from ._store import Tracking
+
+__all__ = ["ArtifactTree", "Entity", "LoggedModels", "Tracking", "compile_filter", "sort_entities"]

@@ -1,0 +1,138 @@
+"""Experiments, runs, metrics and artifacts through the official ``mlflow`` client, with tracking URI
+``databricks`` pointed at a Brickyard server."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brickyard.core.settings import Settings
+from brickyard.workspace import Workspace
+from tests.conftest import serve
+
+
+@dataclass
+class Env:
+    ws: Workspace
+    url: str
+    token: str
+    bob_token: str
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    ws = Workspace(Settings(home=tmp_path_factory.mktemp("tracking") / "home"))
+    token = ws.create_token("alice@example.com")
+    ws.ensure_user("bob@example.com")
+    bob = ws.create_token("bob@example.com")
+    with serve(ws) as url:
+        yield Env(ws, url, token, bob)
+    ws.close()
+
+
+@pytest.fixture
+def client(env: Env, monkeypatch: pytest.MonkeyPatch) -> Any:
+    import mlflow
+
+    monkeypatch.setenv("DATABRICKS_HOST", env.url)
+    monkeypatch.setenv("DATABRICKS_TOKEN", env.token)
+    mlflow.set_tracking_uri("databricks")
+    yield mlflow.MlflowClient(tracking_uri="databricks")
+    if mlflow.active_run():
+        mlflow.end_run()
+
+
+def test_experiments_runs_params_metrics_tags(env: Env, client: Any, tmp_path: Path) -> None:
+    import mlflow
+
+    exp = mlflow.set_experiment("/Users/alice@example.com/rag")
+    assert exp.artifact_location == f"dbfs:/databricks/mlflow-tracking/{exp.experiment_id}"
+    with mlflow.start_run(run_name="first") as run:
+        mlflow.log_param("model", "mini")
+        mlflow.log_params({"k": 5, "chunk": "recursive"})
+        for step in range(3):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_metrics({"ndcg": 0.72, "odd": math.nan})
+        mlflow.set_tag("team", "search")
+        (tmp_path / "notes.txt").write_text("what we tried")
+        mlflow.log_artifact(str(tmp_path / "notes.txt"), artifact_path="docs")
+        mlflow.log_dict({"a": 1}, "config/settings.json")
+    got = client.get_run(run.info.run_id)
+    assert got.info.status == "FINISHED" and got.info.run_name == "first" and got.info.end_time
+    assert got.data.params == {"model": "mini", "k": "5", "chunk": "recursive"}
+    assert got.data.metrics["loss"] == pytest.approx(1 / 3) and math.isnan(got.data.metrics["odd"])
+    assert got.data.tags["team"] == "search" and got.data.tags["mlflow.user"] == "alice@example.com"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [(m.step, round(m.value, 3)) for m in history] == [(0, 1.0), (1, 0.5), (2, 0.333)]
+
+    names = sorted(a.path for a in client.list_artifacts(run.info.run_id))
+    assert names == ["config", "docs"]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "docs")] == ["docs/notes.txt"]
+    local = client.download_artifacts(run.info.run_id, "docs/notes.txt", str(tmp_path / "down"))
+    assert Path(local).read_text() == "what we tried"
+    assert mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/config/settings.json") == {"a": 1}
+    stored = env.ws.home / "tracking" / "artifacts" / exp.experiment_id / "Runs" / run.info.run_id
+    assert (stored / "artifacts" / "docs" / "notes.txt").read_text() == "what we tried"
+
+    with pytest.raises(mlflow.exceptions.MlflowException, match="Changing param values is not allowed"):
+        client.log_param(run.info.run_id, "model", "other")
+
+
+def test_search_runs_and_experiments(env: Env, client: Any) -> None:
+    import mlflow
+
+    exp = mlflow.set_experiment("/Users/alice@example.com/sweep")
+    for i, (k, score) in enumerate([(3, 0.61), (5, 0.72), (10, 0.69), (20, 0.55)]):
+        with mlflow.start_run(run_name=f"k{k}"):
+            mlflow.log_param("k", k)
+            mlflow.log_metric("ndcg", score)
+            mlflow.set_tag("family", "dense" if i % 2 else "sparse")
+    runs = mlflow.search_runs([exp.experiment_id], filter_string="metrics.ndcg > 0.6 AND tags.family = 'dense'",
+                              order_by=["metrics.ndcg DESC"])
+    assert list(runs["params.k"]) == ["5"]
+    best = client.search_runs([exp.experiment_id], order_by=["metrics.ndcg DESC"], max_results=2)
+    assert [r.data.params["k"] for r in best] == ["5", "10"]
+    named = client.search_runs([exp.experiment_id], filter_string="attributes.run_name LIKE 'k1%'")
+    assert [r.info.run_name for r in named] == ["k10"]
+    paged = client.search_runs([exp.experiment_id], max_results=3)
+    assert len(paged) == 3 and paged.token
+    rest = client.search_runs([exp.experiment_id], max_results=3, page_token=paged.token)
+    assert len(rest) == 1 and not rest.token
+    found = client.search_experiments(filter_string="name LIKE '%sweep'")
+    assert [e.name for e in found] == ["/Users/alice@example.com/sweep"]
+    with pytest.raises(mlflow.exceptions.MlflowException, match="OR"):
+        client.search_runs([exp.experiment_id], filter_string="metrics.ndcg > 0.6 OR params.k = '5'")
+    client.delete_experiment(exp.experiment_id)
+    assert client.get_experiment(exp.experiment_id).lifecycle_stage == "deleted"
+    client.restore_experiment(exp.experiment_id)
+
+
+def test_other_users_see_nothing_until_granted(env: Env, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+    import mlflow
+
+    exp = mlflow.set_experiment("/Users/alice@example.com/private")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("x", 1.0)
+    bob = mlflow.MlflowClient(tracking_uri="databricks")
+    monkeypatch.setenv("DATABRICKS_TOKEN", env.bob_token)
+    for call in (lambda: bob.get_experiment(exp.experiment_id), lambda: bob.get_run(run.info.run_id)):
+        with pytest.raises(mlflow.exceptions.MlflowException, match="RESOURCE_DOES_NOT_EXIST"):
+            call()
+    assert exp.experiment_id not in {e.experiment_id for e in bob.search_experiments()}
+    artifact = (f"{env.url}/api/2.0/fs/files/WorkspaceInternal/Mlflow/Artifacts/{exp.experiment_id}/Runs/"
+                f"{run.info.run_id}/artifacts/planted.txt")
+    assert httpx.put(artifact, content=b"x", headers={"authorization": f"Bearer {env.bob_token}"}).status_code == 404
+    grant = httpx.patch(f"{env.url}/api/2.0/permissions/experiments/{exp.experiment_id}",
+                        headers={"authorization": f"Bearer {env.token}"},
+                        json={"access_control_list": [{"user_name": "bob@example.com", "permission_level": "CAN_READ"}]})
+    assert grant.status_code == 200, grant.text
+    assert bob.get_run(run.info.run_id).data.metrics == {"x": 1.0}
+    with pytest.raises(mlflow.exceptions.MlflowException, match="PERMISSION_DENIED"):
+        bob.log_metric(run.info.run_id, "x", 2.0)
+    assert httpx.put(artifact, content=b"x", headers={"authorization": f"Bearer {env.bob_token}"}).status_code == 403
