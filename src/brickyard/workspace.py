@@ -21,7 +21,7 @@ from .ingest import Options, Report, ingest
 from .serving import Serving
 from .sql import SqlEngine, StatementStore
 from .tables import Files, Tables, Volumes
-from .tracking import ArtifactTree, LoggedModels, Tracking
+from .tracking import ArtifactTree, LoggedModels, Traces, Tracking
 from .vectorsearch import VectorSearch
 
 __all__ = ["Workspace"]
@@ -59,6 +59,7 @@ class Workspace:
         self.volumes = Volumes(self.catalog, self.home)
         self.tracking = Tracking(self.db)
         self.logged_models = LoggedModels(self.tracking)
+        self.traces = Traces(self.tracking, self.home / "tracking" / "artifacts", self.secret_box, self.principal)
         self.files = Files(self.volumes, ArtifactTree(self.tracking, self.home / "tracking" / "artifacts"))
         self.sql = SqlEngine(self.catalog, self.tables, system_tables={"system.access.audit": self.audit_table})
         self.statements = StatementStore(self.sql, row_limit=self.settings.statement_row_limit)

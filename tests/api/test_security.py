@@ -22,7 +22,8 @@ from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
 
 PUBLIC = {"/health", "/.well-known/databricks-config", "/oidc/.well-known/oauth-authorization-server",
-          "/oidc/v1/token", "/openapi.json"}
+          "/oidc/v1/token", "/openapi.json",
+          "/api/2.0/brickyard/signed/{token}"}  # its sealed, expiring token is the authorization
 
 
 @dataclasses.dataclass

@@ -136,3 +136,78 @@ def test_other_users_see_nothing_until_granted(env: Env, client: Any, monkeypatc
     with pytest.raises(mlflow.exceptions.MlflowException, match="PERMISSION_DENIED"):
         bob.log_metric(run.info.run_id, "x", 2.0)
     assert httpx.put(artifact, content=b"x", headers={"authorization": f"Bearer {env.bob_token}"}).status_code == 403
+
+
+def test_traces_export_and_read_back_with_assessments(env: Env, client: Any) -> None:
+    """``@mlflow.trace`` exports to the server (trace info, then spans through a signed URL); get_trace and
+    search_traces read them back with span types, the parent/child tree and inputs/outputs intact."""
+    import mlflow
+    from mlflow.entities import AssessmentSource, SpanType
+
+    exp = mlflow.set_experiment("/Users/alice@example.com/agent")
+
+    @mlflow.trace(span_type=SpanType.RETRIEVER)
+    def retrieve(question: str) -> list[str]:
+        return [f"doc about {question}"]
+
+    @mlflow.trace(span_type=SpanType.CHAT_MODEL)
+    def answer(question: str, docs: list[str]) -> str:
+        return f"{question}? see {docs[0]}"
+
+    @mlflow.trace(span_type=SpanType.AGENT, name="agent")
+    def agent(question: str) -> str:
+        with mlflow.start_span("tool", span_type=SpanType.TOOL) as span:
+            span.set_inputs({"q": question})
+            span.set_outputs({"ok": True})
+        return answer(question, retrieve(question))
+
+    assert agent("rate limits") == "rate limits? see doc about rate limits"
+    trace_id = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+    trace = client.get_trace(trace_id)
+    spans = {s.name: s for s in trace.data.spans}
+    assert set(spans) == {"agent", "tool", "retrieve", "answer"}
+    assert spans["agent"].span_type == SpanType.AGENT and spans["agent"].parent_id is None
+    assert {spans[n].parent_id for n in ("tool", "retrieve", "answer")} == {spans["agent"].span_id}
+    assert spans["retrieve"].span_type == SpanType.RETRIEVER and spans["retrieve"].outputs == ["doc about rate limits"]
+    assert spans["answer"].span_type == SpanType.CHAT_MODEL and spans["answer"].inputs["question"] == "rate limits"
+    assert trace.info.experiment_id == exp.experiment_id and trace.info.state.value == "OK"
+
+    mlflow.log_feedback(trace_id=trace_id, name="helpful", value=True, rationale="cites a doc",
+                        source=AssessmentSource(source_type="HUMAN", source_id="alice@example.com"))
+    mlflow.log_expectation(trace_id=trace_id, name="expected", value="see the rate-limit doc")
+    client.set_trace_tag(trace_id, "reviewed", "yes")
+    info = client.get_trace(trace_id).info
+    assert {a.name for a in info.assessments} == {"helpful", "expected"} and info.tags["reviewed"] == "yes"
+    feedback = next(a for a in info.assessments if a.name == "helpful")
+    assert feedback.value is True and feedback.rationale == "cites a doc"
+
+    found = mlflow.search_traces(locations=[exp.experiment_id], filter_string="tags.reviewed = 'yes'",
+                                 return_type="list")
+    assert [t.info.trace_id for t in found] == [trace_id] and len(found[0].data.spans) == 4
+    assert mlflow.search_traces(locations=[exp.experiment_id], filter_string="tags.reviewed = 'no'",
+                                return_type="list") == []
+
+
+def test_signed_urls_are_scoped_and_expire(env: Env, client: Any) -> None:
+    import httpx
+    import mlflow
+
+    mlflow.set_experiment("/Users/alice@example.com/signed")
+
+    @mlflow.trace
+    def step() -> int:
+        return 1
+
+    step()
+    trace_id = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+    h = {"authorization": f"Bearer {env.token}"}
+    down = httpx.get(f"{env.url}/api/2.0/mlflow/traces/{trace_id}/credentials-for-data-download", headers=h).json()
+    url = down["credential_info"]["signed_uri"]
+    assert url.startswith(env.url + "/api/2.0/brickyard/signed/") and httpx.get(url).json()["spans"]
+    assert httpx.put(url, content=b'{"spans": []}').status_code == 403  # a download URL cannot upload
+    assert httpx.get(url[:-4] + "AAAA").status_code == 403
+    bob = {"authorization": f"Bearer {env.bob_token}"}
+    assert httpx.get(f"{env.url}/api/2.0/mlflow/traces/{trace_id}/credentials-for-data-download",
+                     headers=bob).status_code == 404

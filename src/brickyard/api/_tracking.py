@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.responses import Response
+
 from ._http import Api, Req
 
 ML = "/api/2.0/mlflow"
@@ -199,4 +201,78 @@ def register(api: Api, ws: Any) -> None:
     @api.route("POST", ML + "/logged-models/{model_id}/params", policy="authenticated")
     def log_logged_model_params(req: Req) -> dict[str, Any]:
         lm.log_params(req.user, req.path["model_id"], req.arg("params"))
+        return {}
+
+    # -- traces (V3, in experiments) and assessments ---------------------------------------------------
+    traces = ws.traces
+    V3 = "/api/3.0/mlflow/traces"
+
+    def base_url(req: Req) -> str:
+        return str(req.request.base_url)
+
+    @api.route("POST", V3, policy="authenticated")
+    def start_trace(req: Req) -> dict[str, Any]:
+        return {"trace": {"trace_info": traces.start(req.user, req.require("trace"))}}
+
+    @api.route("POST", V3 + "/search", policy="authenticated")
+    def search_traces(req: Req) -> dict[str, Any]:
+        found, token = traces.search(req.user, req.arg("locations"), filter=req.arg("filter"),
+                                     max_results=req.arg("max_results"), order_by=req.arg("order_by"),
+                                     page_token=req.arg("page_token"))
+        return {"traces": found, **({"next_page_token": token} if token else {})}
+
+    @api.route("POST", V3 + "/delete-traces", policy="authenticated")
+    def delete_traces(req: Req) -> dict[str, Any]:
+        return {"traces_deleted": traces.delete(req.user, req.require("experiment_id"), trace_ids=req.arg("request_ids")
+                                                or req.arg("trace_ids"),
+                                                max_timestamp_millis=req.arg("max_timestamp_millis"),
+                                                max_traces=req.arg("max_traces"))}
+
+    @api.route("GET", V3 + "/{trace_id}", policy="authenticated")
+    def get_trace_info(req: Req) -> dict[str, Any]:
+        return {"trace": {"trace_info": traces.get_info(req.user, req.path["trace_id"])}}
+
+    @api.route("PATCH", ML + "/traces/{trace_id}/tags", policy="authenticated")
+    def set_trace_tag(req: Req) -> dict[str, Any]:
+        traces.set_tag(req.user, req.path["trace_id"], req.require("key"), req.arg("value", ""))
+        return {}
+
+    @api.route("DELETE", ML + "/traces/{trace_id}/tags", policy="authenticated")
+    def delete_trace_tag(req: Req) -> dict[str, Any]:
+        traces.delete_tag(req.user, req.path["trace_id"], req.require("key"))
+        return {}
+
+    @api.route("GET", ML + "/traces/{trace_id}/credentials-for-data-upload", policy="authenticated")
+    def trace_upload_credentials(req: Req) -> dict[str, Any]:
+        return traces.credentials(req.user, req.path["trace_id"], write=True, base_url=base_url(req))  # type: ignore[no-any-return]
+
+    @api.route("GET", ML + "/traces/{trace_id}/credentials-for-data-download", policy="authenticated")
+    def trace_download_credentials(req: Req) -> dict[str, Any]:
+        return traces.credentials(req.user, req.path["trace_id"], write=False, base_url=base_url(req))  # type: ignore[no-any-return]
+
+    @api.route("PUT", "/api/2.0/brickyard/signed/{token}", policy="public", body="file")
+    def signed_upload(req: Req) -> Response:
+        traces.use_signed(req.path["token"], write=True, data=req.file.read() if req.file else b"")
+        return Response(status_code=200)
+
+    @api.route("GET", "/api/2.0/brickyard/signed/{token}", policy="public", body="none")
+    def signed_download(req: Req) -> Response:
+        return Response(traces.use_signed(req.path["token"], write=False), media_type="application/json")
+
+    @api.route("POST", V3 + "/{trace_id}/assessments", policy="authenticated")
+    def create_assessment(req: Req) -> dict[str, Any]:
+        return {"assessment": traces.create_assessment(req.user, req.path["trace_id"], req.require("assessment"))}
+
+    @api.route("GET", V3 + "/{trace_id}/assessments/{assessment_id}", policy="authenticated")
+    def get_assessment(req: Req) -> dict[str, Any]:
+        return {"assessment": traces.get_assessment(req.user, req.path["trace_id"], req.path["assessment_id"])}
+
+    @api.route("PATCH", V3 + "/{trace_id}/assessments/{assessment_id}", policy="authenticated")
+    def update_assessment(req: Req) -> dict[str, Any]:
+        return {"assessment": traces.update_assessment(req.user, req.path["trace_id"], req.path["assessment_id"],
+                                                       req.require("assessment"), req.arg("update_mask"))}
+
+    @api.route("DELETE", V3 + "/{trace_id}/assessments/{assessment_id}", policy="authenticated")
+    def delete_assessment(req: Req) -> dict[str, Any]:
+        traces.delete_assessment(req.user, req.path["trace_id"], req.path["assessment_id"])
         return {}

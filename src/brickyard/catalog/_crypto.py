@@ -46,3 +46,22 @@ class SecretBox:
         if not stored.startswith(PREFIX):
             return stored
         return self._fernet.decrypt(stored[len(PREFIX):].encode()).decode()
+
+    def sign(self, payload: dict[str, object]) -> str:
+        """A sealed, timestamped token for ``payload`` (URL-safe): signed URLs carry it."""
+        import json
+
+        return self._fernet.encrypt(json.dumps(payload, separators=(",", ":")).encode()).decode()
+
+    def unsign(self, token: str, *, max_age_seconds: int) -> dict[str, object] | None:
+        """The payload of a token :meth:`sign` made at most ``max_age_seconds`` ago, else None."""
+        import json
+
+        from cryptography.fernet import InvalidToken
+
+        try:
+            payload = json.loads(self._fernet.decrypt(token.encode(), ttl=max_age_seconds))
+        except (InvalidToken, ValueError, TypeError):
+            return None
+        return payload if isinstance(payload, dict) else None
+

@@ -258,6 +258,27 @@ MIGRATIONS.append(
                 key TEXT NOT NULL,
                 value TEXT NOT NULL,
                 PRIMARY KEY (model_id, key))""",
+            """CREATE TABLE ml_traces (
+                trace_id TEXT PRIMARY KEY,
+                experiment_id TEXT NOT NULL REFERENCES ml_experiments(experiment_id) ON DELETE CASCADE,
+                request_time BIGINT NOT NULL,
+                execution_duration BIGINT NOT NULL,
+                state TEXT NOT NULL,
+                client_request_id TEXT,
+                info TEXT NOT NULL,
+                creator TEXT NOT NULL)""",
+            "CREATE INDEX ml_traces_experiment ON ml_traces(experiment_id, request_time)",
+            """CREATE TABLE ml_trace_tags (
+                trace_id TEXT NOT NULL REFERENCES ml_traces(trace_id) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (trace_id, key))""",
+            """CREATE TABLE ml_assessments (
+                assessment_id TEXT PRIMARY KEY,
+                trace_id TEXT NOT NULL REFERENCES ml_traces(trace_id) ON DELETE CASCADE,
+                body TEXT NOT NULL,
+                create_time BIGINT NOT NULL,
+                creator TEXT NOT NULL)""",
             """CREATE TABLE ml_logged_model_params (
                 model_id TEXT NOT NULL REFERENCES ml_logged_models(model_id) ON DELETE CASCADE,
                 key TEXT NOT NULL,

@@ -5,5 +5,6 @@ from ._artifacts import ArtifactTree
 from ._models import LoggedModels
 from ._search import Entity, compile_filter, sort_entities
 from ._store import Tracking
+from ._traces import Traces
 
-__all__ = ["ArtifactTree", "Entity", "LoggedModels", "Tracking", "compile_filter", "sort_entities"]
+__all__ = ["ArtifactTree", "Entity", "LoggedModels", "Tracking", "Traces", "compile_filter", "sort_entities"]

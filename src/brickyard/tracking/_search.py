@@ -5,7 +5,7 @@ A filter is comparisons joined by ``AND`` (MLflow has no ``OR``)::
     metrics.accuracy > 0.9 AND params.model = 'mini' AND tags.`team name` LIKE 'rag%'
     attributes.status = 'FINISHED' AND run_name IN ('a', 'b')
 
-An identifier is ``metrics.<key>``, ``params.<key>``, ``tags.<key>`` or an attribute (``attributes.`` /
+An identifier is ``metrics.<key>``, ``params.<key>``, ``tags.<key>``, ``metadata.<key>`` (traces) or an attribute (``attributes.`` /
 ``attribute.`` / ``run.`` prefix, or none); a key with spaces or dots is written in backticks or quotes.
 Metrics compare as numbers; everything else as strings, where ``LIKE`` / ``ILIKE`` take ``%`` and ``_``.
 A compiled filter is a predicate over an :class:`Entity`. Order keys take the same identifiers plus
@@ -32,7 +32,8 @@ _TOKEN = re.compile(r"""\s*(?:
 
 PREFIXES = {"metric": "metrics", "metrics": "metrics", "param": "params", "params": "params",
             "parameter": "params", "parameters": "params", "tag": "tags", "tags": "tags",
-            "attribute": "attributes", "attributes": "attributes", "attr": "attributes", "run": "attributes"}
+            "attribute": "attributes", "attributes": "attributes", "attr": "attributes", "run": "attributes",
+            "trace": "attributes", "metadata": "metadata", "request_metadata": "metadata"}
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Entity:
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)  # traces' request metadata
 
     def get(self, kind: str, key: str) -> Any:
         return getattr(self, kind).get(key)
