@@ -21,7 +21,7 @@ from .ingest import Options, Report, ingest
 from .serving import Serving
 from .sql import SqlEngine, StatementStore
 from .tables import Files, Tables, Volumes
-from .tracking import ArtifactTree, LoggedModels, Traces, Tracking
+from .tracking import ArtifactTree, LoggedModels, ModelFiles, Registry, Traces, Tracking
 from .vectorsearch import VectorSearch
 
 __all__ = ["Workspace"]
@@ -60,7 +60,9 @@ class Workspace:
         self.tracking = Tracking(self.db)
         self.logged_models = LoggedModels(self.tracking)
         self.traces = Traces(self.tracking, self.home / "tracking" / "artifacts", self.secret_box, self.principal)
-        self.files = Files(self.volumes, ArtifactTree(self.tracking, self.home / "tracking" / "artifacts"))
+        self.registry = Registry(self.catalog, self.home)
+        self.files = Files(self.volumes, ArtifactTree(self.tracking, self.home / "tracking" / "artifacts"),
+                           ModelFiles(self.registry))
         self.sql = SqlEngine(self.catalog, self.tables, system_tables={"system.access.audit": self.audit_table})
         self.statements = StatementStore(self.sql, row_limit=self.settings.statement_row_limit)
         self.secrets = Secrets(self.db, self.secret_box)

@@ -211,3 +211,89 @@ def test_signed_urls_are_scoped_and_expire(env: Env, client: Any) -> None:
     bob = {"authorization": f"Bearer {env.bob_token}"}
     assert httpx.get(f"{env.url}/api/2.0/mlflow/traces/{trace_id}/credentials-for-data-download",
                      headers=bob).status_code == 404
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # mlflow's advice to log input examples
+def test_log_register_alias_and_load_through_unity_catalog(env: Env, client: Any, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pyfunc model logged with mlflow (MLflow 3 logged model), registered to catalog.schema.model with
+    registry URI databricks-uc, given an alias and loaded back by it; the SDK sees the same version."""
+    import mlflow
+    from databricks.sdk import WorkspaceClient
+    from mlflow.models import infer_signature
+
+    admin = env.ws.principal("alice@example.com")
+    if not env.ws.catalog.exists("catalog", "ml"):
+        root = env.ws.ensure_user("root@example.com", admin=True)
+        env.ws.catalog.create(root, "catalog", "ml")
+        env.ws.catalog.create(root, "schema", "ml.agents")
+        env.ws.catalog.update_grants(root, "catalog", "ml", [{"principal": admin.name, "add": ["USE_CATALOG"]}])
+        env.ws.catalog.update_grants(root, "schema", "ml.agents", [{"principal": admin.name,
+                                                                    "add": ["USE_SCHEMA", "CREATE_MODEL"]}])
+
+    class Doubler(mlflow.pyfunc.PythonModel):
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+            return [2 * x for x in model_input["x"]]
+
+    import pandas as pd
+
+    example = pd.DataFrame({"x": [1.0, 2.0]})
+    mlflow.set_experiment("/Users/alice@example.com/models")
+    mlflow.set_registry_uri("databricks-uc")
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(name="doubler", python_model=Doubler(),
+                                       signature=infer_signature(example, [2.0, 4.0]))
+    version = mlflow.register_model(info.model_uri, "ml.agents.doubler")
+    assert version.version == "1" and version.status == "READY" and version.run_id == run.info.run_id
+    uc = mlflow.MlflowClient(registry_uri="databricks-uc")
+    uc.set_registered_model_alias("ml.agents.doubler", "champion", "1")
+    loaded = mlflow.pyfunc.load_model("models:/ml.agents.doubler@champion")
+    assert list(loaded.predict(pd.DataFrame({"x": [3.0]}))) == [6.0]
+    sdk = WorkspaceClient(host=env.url, token=env.token)
+    got = sdk.model_versions.get("ml.agents.doubler", 1)
+    assert got.status.value == "READY" and got.run_id == run.info.run_id
+    assert [a.alias_name for a in sdk.registered_models.get("ml.agents.doubler", include_aliases=True).aliases] \
+        == ["champion"]
+    stored = env.ws.registry.version_row(admin, "ml.agents.doubler", 1)
+    assert stored["spec"]["model_id"] == info.model_id  # lineage: version -> logged model -> run
+
+    class NoSignature(mlflow.pyfunc.PythonModel):
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+            return model_input
+
+    with mlflow.start_run():
+        bare = mlflow.pyfunc.log_model(name="bare", python_model=NoSignature())
+    with pytest.raises(mlflow.exceptions.MlflowException, match="signature"):
+        mlflow.register_model(bare.model_uri, "ml.agents.bare")
+
+    monkeypatch.setenv("DATABRICKS_TOKEN", env.bob_token)
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        mlflow.pyfunc.load_model("models:/ml.agents.doubler@champion")
+
+
+def test_the_server_itself_requires_a_signature_and_keeps_ready_files_immutable(env: Env) -> None:
+    """Not only mlflow's client-side check: any client that finalizes a version without a full signature is
+    refused, and a READY version's files cannot be replaced."""
+    import httpx
+
+    root = env.ws.ensure_user("root@example.com", admin=True)
+    token = env.ws.create_token("root@example.com")
+    if not env.ws.catalog.exists("catalog", "ml"):
+        env.ws.catalog.create(root, "catalog", "ml")
+        env.ws.catalog.create(root, "schema", "ml.agents")
+    h = {"authorization": f"Bearer {token}"}
+    base = env.url + "/api/2.0/mlflow/unity-catalog"
+    assert httpx.post(base + "/registered-models/create", headers=h, json={"name": "ml.agents.raw"}).status_code == 200
+    version = httpx.post(base + "/model-versions/create", headers=h,
+                         json={"name": "ml.agents.raw", "source": "dbfs:/x"}).json()["model_version"]
+    assert version["status"] == "PENDING_REGISTRATION"
+    files = f"{env.url}/api/2.0/fs/files/Models/ml/agents/raw/{version['version']}/MLmodel"
+    assert httpx.put(files, headers=h, content=b"flavors: {}\n").status_code == 204
+    refused = httpx.post(base + "/model-versions/finalize", headers=h, json={"name": "ml.agents.raw", "version": "1"})
+    assert refused.status_code == 400 and "signature" in refused.json()["message"]
+    signed = b"flavors: {}\nsignature:\n  inputs: '[{\"type\": \"double\"}]'\n  outputs: '[{\"type\": \"double\"}]'\n"
+    assert httpx.put(files + "?overwrite=true", headers=h, content=signed).status_code == 204
+    ready = httpx.post(base + "/model-versions/finalize", headers=h, json={"name": "ml.agents.raw", "version": "1"})
+    assert ready.status_code == 200 and ready.json()["model_version"]["status"] == "READY"
+    again = httpx.put(files + "?overwrite=true", headers=h, content=b"flavors: {}\n")
+    assert again.status_code == 400 and again.json()["error_code"] == "INVALID_STATE"

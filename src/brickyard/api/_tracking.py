@@ -276,3 +276,119 @@ def register(api: Api, ws: Any) -> None:
     def delete_assessment(req: Req) -> dict[str, Any]:
         traces.delete_assessment(req.user, req.path["trace_id"], req.path["assessment_id"])
         return {}
+
+    # -- Unity Catalog model registry, as mlflow calls it (registry URI databricks-uc) -----------------
+    reg = ws.registry
+    UCR = ML + "/unity-catalog"
+
+    @api.route("GET", UCR + "/registered-models:is-databricks-sdk-models-artifact-repository-enabled",
+               policy="authenticated")
+    def sdk_models_repository_enabled(req: Req) -> dict[str, Any]:
+        return {"is_databricks_sdk_models_artifact_repository_enabled": True}  # files go through /Models/...
+
+    @api.route("POST", UCR + "/registered-models/create", policy="authenticated")
+    def uc_create_model(req: Req) -> dict[str, Any]:
+        return {"registered_model": reg.create_model(req.user, req.require("name"), description=req.arg("description"),
+                                                     tags=req.arg("tags"))}
+
+    @api.route("GET", UCR + "/registered-models/get", policy="authenticated")
+    def uc_get_model(req: Req) -> dict[str, Any]:
+        return {"registered_model": reg.get_model(req.user, req.require("name"))}
+
+    @api.route("GET", UCR + "/registered-models/search", policy="authenticated")
+    def uc_search_models(req: Req) -> dict[str, Any]:
+        found, token = reg.search_models(req.user, max_results=req.arg("max_results"), page_token=req.arg("page_token"))
+        return {"registered_models": found, **({"next_page_token": token} if token else {})}
+
+    @api.route("PATCH", UCR + "/registered-models/update", policy="authenticated")
+    def uc_update_model(req: Req) -> dict[str, Any]:
+        return {"registered_model": reg.update_model(req.user, req.require("name"),
+                                                     description=req.arg("description"))}
+
+    @api.route("DELETE", UCR + "/registered-models/delete", policy="authenticated")
+    def uc_delete_model(req: Req) -> dict[str, Any]:
+        reg.delete_model(req.user, req.require("name"))
+        return {}
+
+    @api.route("POST", UCR + "/registered-models/set-tag", policy="authenticated")
+    def uc_set_model_tag(req: Req) -> dict[str, Any]:
+        reg.set_model_tag(req.user, req.require("name"), req.require("key"), req.arg("value", ""))
+        return {}
+
+    @api.route("DELETE", UCR + "/registered-models/delete-tag", policy="authenticated")
+    def uc_delete_model_tag(req: Req) -> dict[str, Any]:
+        reg.delete_model_tag(req.user, req.require("name"), req.require("key"))
+        return {}
+
+    @api.route("POST", UCR + "/registered-models/alias", policy="authenticated")
+    def uc_set_alias(req: Req) -> dict[str, Any]:
+        reg.set_alias(req.user, req.require("name"), req.require("alias"), req.require("version"))
+        return {}
+
+    @api.route("DELETE", UCR + "/registered-models/alias", policy="authenticated")
+    def uc_delete_alias(req: Req) -> dict[str, Any]:
+        reg.delete_alias(req.user, req.require("name"), req.require("alias"))
+        return {}
+
+    @api.route("GET", UCR + "/registered-models/alias", policy="authenticated")
+    def uc_version_by_alias(req: Req) -> dict[str, Any]:
+        return {"model_version": reg.by_alias(req.user, req.require("name"), req.require("alias"))}
+
+    @api.route("POST", UCR + "/model-versions/create", policy="authenticated")
+    def uc_create_version(req: Req) -> dict[str, Any]:
+        return {"model_version": reg.create_version(
+            req.user, req.require("name"), source=req.arg("source"), run_id=req.arg("run_id"),
+            description=req.arg("description"), tags=req.arg("tags"), model_id=req.arg("model_id"),
+            run_experiment_id=req.arg("run_experiment_id"), dependencies=req.arg("model_version_dependencies"))}
+
+    @api.route("POST", UCR + "/model-versions/finalize", policy="authenticated")
+    def uc_finalize_version(req: Req) -> dict[str, Any]:
+        return {"model_version": reg.finalize(req.user, req.require("name"), req.require("version"))}
+
+    @api.route("GET", UCR + "/model-versions/get", policy="authenticated")
+    def uc_get_version(req: Req) -> dict[str, Any]:
+        return {"model_version": reg.get_version(req.user, req.require("name"), req.require("version"))}
+
+    @api.route("GET", UCR + "/model-versions/search", policy="authenticated")
+    def uc_search_versions(req: Req) -> dict[str, Any]:
+        found, token = reg.search_versions(req.user, filter=req.arg("filter"), max_results=req.arg("max_results"),
+                                           page_token=req.arg("page_token"))
+        return {"model_versions": found, **({"next_page_token": token} if token else {})}
+
+    @api.route("PATCH", UCR + "/model-versions/update", policy="authenticated")
+    def uc_update_version(req: Req) -> dict[str, Any]:
+        return {"model_version": reg.update_version(req.user, req.require("name"), req.require("version"),
+                                                    description=req.arg("description"))}
+
+    @api.route("DELETE", UCR + "/model-versions/delete", policy="authenticated")
+    def uc_delete_version(req: Req) -> dict[str, Any]:
+        reg.delete_version(req.user, req.require("name"), req.require("version"))
+        return {}
+
+    @api.route("POST", UCR + "/model-versions/set-tag", policy="authenticated")
+    def uc_set_version_tag(req: Req) -> dict[str, Any]:
+        reg.set_version_tag(req.user, req.require("name"), req.require("version"), req.require("key"),
+                            req.arg("value", ""))
+        return {}
+
+    @api.route("DELETE", UCR + "/model-versions/delete-tag", policy="authenticated")
+    def uc_delete_version_tag(req: Req) -> dict[str, Any]:
+        reg.set_version_tag(req.user, req.require("name"), req.require("version"), req.require("key"), None)
+        return {}
+
+    @api.route("GET", UCR + "/model-versions/get-download-uri", policy="authenticated")
+    def uc_download_uri(req: Req) -> dict[str, Any]:
+        version = reg.get_version(req.user, req.require("name"), req.require("version"))
+        return {"artifact_uri": version["storage_location"]}
+
+    @api.route("POST", UCR + "/model-versions/generate-temporary-credentials", policy="authenticated")
+    def uc_temporary_credentials(req: Req) -> dict[str, Any]:
+        from ..core.errors import NotSupported
+
+        raise NotSupported("Brickyard stores model files itself: upload them through the Files API under "
+                           "/Models/<catalog>/<schema>/<model>/<version>/ (mlflow does this by itself)")
+
+    @api.route("POST", UCR + "/model-versions/emit-lineage", policy="authenticated")
+    def uc_emit_lineage(req: Req) -> dict[str, Any]:
+        version = reg.get_version(req.user, req.require("name"), req.require("version"))  # checks access
+        return {"model_version": version}

@@ -718,7 +718,8 @@ class Catalog:
     # -- registered model versions and aliases -------------------------------------------------
     def create_model_version(self, p: Principal, model: str, *, source: str | None, run_id: str | None = None,
                              comment: str | None = None, spec: dict[str, Any] | None = None,
-                             storage_location: Callable[[Securable, int], str] | None = None) -> Row:
+                             storage_location: Callable[[Securable, int], str] | None = None,
+                             status: str = "READY") -> Row:
         with self._tx() as tx:
             obj = self._resolve(tx, p, "registered_model", model, action="createModelVersion")
             d = self._decide(tx, p, "OWNERSHIP", obj)
@@ -734,7 +735,7 @@ class Catalog:
             tx.execute(
                 "INSERT INTO model_versions (model_id, version, source, run_id, status, comment, storage_location,"
                 " spec, created_at, created_by, updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (obj.id, version, source, run_id, "READY", _check_comment(comment), location,
+                (obj.id, version, source, run_id, status, _check_comment(comment), location,
                  json.dumps(spec or {}), now, p.name, now, p.name),
             )
             self._audit(tx, p, "createModelVersion", "registered_model", obj.full_name, params={"version": version})
@@ -784,6 +785,29 @@ class Catalog:
                        " WHERE model_id = ? AND version = ?",
                        (_check_comment(comment), self.clock(), p.name, obj.id, version))
             self._audit(tx, p, "updateModelVersion", "registered_model", obj.full_name, params={"version": version})
+            return self._version_row(tx, obj, version)
+
+    def change_model_version(self, p: Principal, model: str, version: int, *, status: str | None = None,
+                             spec: dict[str, Any] | None = None, check: Callable[[Row], None] | None = None,
+                             action: str = "updateModelVersion") -> Row:
+        """Set a version's status and merge ``spec`` (tags, dependencies) into it, as an owner or MANAGE
+        holder; ``check(row)`` may refuse the change (it runs inside the transaction)."""
+        version = _version(version)
+        with self._tx() as tx:
+            obj = self._resolve(tx, p, "registered_model", model, action=action)
+            d = self._decide(tx, p, "OWNERSHIP", obj)
+            if not d.allowed:
+                d = self._decide(tx, p, "MANAGE", obj)
+            if not d.allowed:
+                self._deny(p, action, "registered_model", obj.full_name, d.reason)
+            row = self._version_row(tx, obj, version)
+            if check is not None:
+                check(row)
+            merged = {**row["spec"], **(spec or {})}
+            tx.execute("UPDATE model_versions SET status = ?, spec = ?, updated_at = ?, updated_by = ?"
+                       " WHERE model_id = ? AND version = ?",
+                       (status or row["status"], json.dumps(merged), self.clock(), p.name, obj.id, version))
+            self._audit(tx, p, action, "registered_model", obj.full_name, params={"version": version})
             return self._version_row(tx, obj, version)
 
     def delete_model_version(self, p: Principal, model: str, version: int) -> None:
