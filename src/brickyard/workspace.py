@@ -21,7 +21,7 @@ from .ingest import Options, Report, ingest
 from .serving import Serving
 from .sql import SqlEngine, StatementStore
 from .tables import Files, Tables, Volumes
-from .tracking import ArtifactTree, LoggedModels, ModelFiles, Registry, Traces, Tracking
+from .tracking import ArtifactTree, LoggedModels, ModelFiles, Prompts, Registry, Traces, Tracking
 from .vectorsearch import VectorSearch
 
 __all__ = ["Workspace"]
@@ -61,6 +61,7 @@ class Workspace:
         self.logged_models = LoggedModels(self.tracking)
         self.traces = Traces(self.tracking, self.home / "tracking" / "artifacts", self.secret_box, self.principal)
         self.registry = Registry(self.catalog, self.home)
+        self.prompts = Prompts(self.catalog)
         self.files = Files(self.volumes, ArtifactTree(self.tracking, self.home / "tracking" / "artifacts"),
                            ModelFiles(self.registry))
         self.sql = SqlEngine(self.catalog, self.tables, system_tables={"system.access.audit": self.audit_table})

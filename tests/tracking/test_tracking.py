@@ -297,3 +297,35 @@ def test_the_server_itself_requires_a_signature_and_keeps_ready_files_immutable(
     assert ready.status_code == 200 and ready.json()["model_version"]["status"] == "READY"
     again = httpx.put(files + "?overwrite=true", headers=h, content=b"flavors: {}\n")
     assert again.status_code == 400 and again.json()["error_code"] == "INVALID_STATE"
+
+
+def test_prompt_registry_versions_and_aliases(env: Env, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow
+
+    root = env.ws.ensure_user("root@example.com", admin=True)
+    if not env.ws.catalog.exists("catalog", "ml"):
+        env.ws.catalog.create(root, "catalog", "ml")
+        env.ws.catalog.create(root, "schema", "ml.agents")
+    env.ws.catalog.update_grants(root, "catalog", "ml", [{"principal": "alice@example.com", "add": ["USE_CATALOG"]}])
+    env.ws.catalog.update_grants(root, "schema", "ml.agents", [{"principal": "alice@example.com",
+                                                                "add": ["USE_SCHEMA", "CREATE_FUNCTION"]}])
+    mlflow.set_registry_uri("databricks-uc")
+    first = mlflow.genai.register_prompt(name="ml.agents.qa", template="Answer {{question}} briefly.",
+                                         commit_message="first")
+    second = mlflow.genai.register_prompt(name="ml.agents.qa", template="Answer {{question}} citing {{doc}}.")
+    assert (first.version, second.version) == (1, 2)
+    mlflow.genai.set_prompt_alias("ml.agents.qa", alias="production", version=1)
+    loaded = mlflow.genai.load_prompt("prompts:/ml.agents.qa@production")
+    assert loaded.version == 1 and loaded.format(question="why") == "Answer why briefly."
+    assert mlflow.genai.load_prompt("prompts:/ml.agents.qa/2").template == "Answer {{question}} citing {{doc}}."
+    chat = mlflow.genai.register_prompt(name="ml.agents.chat", template=[
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "{{question}}"}])
+    assert mlflow.genai.load_prompt(f"prompts:/ml.agents.chat/{chat.version}").format(question="hi")[1] == \
+        {"role": "user", "content": "hi"}
+    import httpx
+
+    bob = {"authorization": f"Bearer {env.bob_token}"}  # no EXECUTE on the schema (mlflow caches loaded prompts)
+    base = env.url + "/api/2.0/mlflow/unity-catalog/prompts/ml.agents.qa"
+    assert httpx.get(base, headers=bob).status_code == 404
+    assert httpx.get(base + "/versions/1", headers=bob).status_code == 404
+    assert httpx.post(base + "/versions", headers=bob, json={"prompt_version": {"template": "x"}}).status_code == 404

@@ -392,3 +392,100 @@ def register(api: Api, ws: Any) -> None:
     def uc_emit_lineage(req: Req) -> dict[str, Any]:
         version = reg.get_version(req.user, req.require("name"), req.require("version"))  # checks access
         return {"model_version": version}
+
+    # -- prompt registry in Unity Catalog ----------------------------------------------------------------
+    pr = ws.prompts
+    PR = UCR + "/prompts"
+
+    @api.route("POST", PR, policy="authenticated")
+    def create_prompt(req: Req) -> dict[str, Any]:
+        prompt = req.arg("prompt") or {}
+        return pr.create(req.user, req.arg("name") or prompt.get("name"),  # type: ignore[no-any-return]
+                         description=prompt.get("description"), tags=prompt.get("tags"))
+
+    @api.route("POST", PR + "/search", policy="authenticated")
+    def search_prompts(req: Req) -> dict[str, Any]:
+        found, token = pr.search(req.user, req.arg("catalog_schema"), max_results=req.arg("max_results"),
+                                 page_token=req.arg("page_token"))
+        return {"prompts": found, **({"next_page_token": token} if token else {})}
+
+    @api.route("GET", PR + "/{name}", policy="authenticated")
+    def get_prompt(req: Req) -> dict[str, Any]:
+        return pr.get(req.user, req.path["name"])  # type: ignore[no-any-return]
+
+    @api.route("PATCH", PR + "/{name}", policy="authenticated")
+    def update_prompt(req: Req) -> dict[str, Any]:
+        return pr.update(req.user, req.path["name"],  # type: ignore[no-any-return]
+                         description=(req.arg("prompt") or {}).get("description"))
+
+    @api.route("DELETE", PR + "/{name}", policy="authenticated")
+    def delete_prompt(req: Req) -> dict[str, Any]:
+        pr.delete(req.user, req.path["name"])
+        return {}
+
+    @api.route("POST", PR + "/{name}/tags", policy="authenticated")
+    def set_prompt_tag(req: Req) -> dict[str, Any]:
+        pr.set_tag(req.user, req.path["name"], req.require("key"), req.arg("value", ""))
+        return {}
+
+    @api.route("DELETE", PR + "/{name}/tags/{key}", policy="authenticated")
+    def delete_prompt_tag(req: Req) -> dict[str, Any]:
+        pr.set_tag(req.user, req.path["name"], req.path["key"], None)
+        return {}
+
+    @api.route("POST", PR + "/{name}/versions", policy="authenticated")
+    def create_prompt_version(req: Req) -> dict[str, Any]:
+        return pr.create_version(req.user, req.path["name"], req.require("prompt_version"))  # type: ignore[no-any-return]
+
+    @api.route("POST", PR + "/{name}/versions/search", policy="authenticated")
+    def search_prompt_versions(req: Req) -> dict[str, Any]:
+        found, token = pr.versions(req.user, req.path["name"], max_results=req.arg("max_results"),
+                                   page_token=req.arg("page_token"))
+        return {"prompt_versions": found, **({"next_page_token": token} if token else {})}
+
+    @api.route("GET", PR + "/{name}/versions/by-alias/{alias}", policy="authenticated")
+    def get_prompt_by_alias(req: Req) -> dict[str, Any]:
+        return pr.by_alias(req.user, req.path["name"], req.path["alias"])  # type: ignore[no-any-return]
+
+    @api.route("GET", PR + "/{name}/versions/{version}", policy="authenticated")
+    def get_prompt_version(req: Req) -> dict[str, Any]:
+        return pr.get_version(req.user, req.path["name"], req.path["version"])  # type: ignore[no-any-return]
+
+    @api.route("PATCH", PR + "/{name}/versions/{version}", policy="authenticated")
+    def update_prompt_version(req: Req) -> dict[str, Any]:
+        return pr.update_version(req.user, req.path["name"], req.path["version"],  # type: ignore[no-any-return]
+                                 description=(req.arg("prompt_version") or {}).get("description"))
+
+    @api.route("DELETE", PR + "/{name}/versions/{version}", policy="authenticated")
+    def delete_prompt_version(req: Req) -> dict[str, Any]:
+        pr.delete_version(req.user, req.path["name"], req.path["version"])
+        return {}
+
+    @api.route("POST", PR + "/{name}/versions/{version}/tags", policy="authenticated")
+    def set_prompt_version_tag(req: Req) -> dict[str, Any]:
+        pr.set_version_tag(req.user, req.path["name"], req.path["version"], req.require("key"), req.arg("value", ""))
+        return {}
+
+    @api.route("DELETE", PR + "/{name}/versions/{version}/tags/{key}", policy="authenticated")
+    def delete_prompt_version_tag(req: Req) -> dict[str, Any]:
+        pr.set_version_tag(req.user, req.path["name"], req.path["version"], req.path["key"], None)
+        return {}
+
+    @api.route("POST", PR + "/{name}/aliases/{alias}", policy="authenticated")
+    def set_prompt_alias(req: Req) -> dict[str, Any]:
+        pr.set_alias(req.user, req.path["name"], req.path["alias"], req.require("version"))
+        return {}
+
+    @api.route("DELETE", PR + "/{name}/aliases/{alias}", policy="authenticated")
+    def delete_prompt_alias(req: Req) -> dict[str, Any]:
+        pr.delete_alias(req.user, req.path["name"], req.path["alias"])
+        return {}
+
+    @api.route("POST", UCR + "/prompt-versions/links-to-models", policy="authenticated")
+    @api.route("POST", UCR + "/prompt-versions/links-to-traces", policy="authenticated")
+    @api.route("POST", UCR + "/prompt-versions/links-to-runs", policy="authenticated")
+    def link_prompt_versions(req: Req) -> dict[str, Any]:
+        for ref in req.arg("prompt_versions") or []:  # each named version must be readable by the caller
+            if isinstance(ref, dict):
+                pr.get_version(req.user, ref.get("name"), ref.get("version"))
+        return {}
