@@ -16,6 +16,7 @@ from .catalog._secrets import Secrets
 from .core.errors import AlreadyExists, InvalidParameterValue
 from .core.ids import now_ms
 from .core.settings import Settings
+from .functions import Functions
 from .gateway import PAYLOAD_SCHEMA, USAGE_SCHEMA, USAGE_TABLE, BufferedSink, Gateway, RateLimiter
 from .ingest import Options, Report, ingest
 from .serving import Serving
@@ -66,6 +67,7 @@ class Workspace:
                            ModelFiles(self.registry))
         self.sql = SqlEngine(self.catalog, self.tables, system_tables={"system.access.audit": self.audit_table})
         self.statements = StatementStore(self.sql, row_limit=self.settings.statement_row_limit)
+        self.functions = Functions(self.catalog, self.sql, self.settings)
         self.secrets = Secrets(self.db, self.secret_box)
         hosts = frozenset(h.strip().lower() for h in self.settings.allowed_model_hosts.split(",") if h.strip())
         self.serving = Serving(self.db, self.secrets, allowed_hosts=hosts, queue_size=self.settings.serving_queue_size,

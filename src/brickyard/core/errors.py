@@ -8,6 +8,7 @@ Every error carries a Databricks ``error_code`` and an HTTP status, so the REST 
     |   +-- PayloadTooLarge             413 INVALID_PARAMETER_VALUE
     |   +-- IngestionError              400 INVALID_PARAMETER_VALUE (carries kind)
     +-- BadRequest                      400 BAD_REQUEST
+    +-- FunctionFailed                  400 FUNCTION_EXECUTION_FAILED
     +-- InvalidState                    400 INVALID_STATE
     +-- Unauthenticated                 401 UNAUTHENTICATED
     +-- PermissionDenied                403 PERMISSION_DENIED
@@ -30,6 +31,7 @@ __all__ = [
     "BadRequest",
     "BrickyardError",
     "Conflict",
+    "FunctionFailed",
     "InvalidParameterValue",
     "InvalidState",
     "NotFound",
@@ -81,6 +83,14 @@ class BadRequest(BrickyardError):
     error_code = "BAD_REQUEST"
     http_status = 400
     exit_code = 2
+
+
+class FunctionFailed(BrickyardError):
+    """A UC function ran and failed: its own exception, a resource limit, or an operation its sandbox refused."""
+
+    error_code = "FUNCTION_EXECUTION_FAILED"
+    http_status = 400
+    exit_code = 1
 
 
 class InvalidState(BrickyardError):

@@ -48,6 +48,11 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "Directory of a BERT cross-encoder (config.json, model.safetensors, tokenizer.json) that vector search "
         "queries may rerank with (reranker model 'cross_encoder'). Default none: the offline default reranker",
     ),
+    "BRICKYARD_ALLOW_UNCONFINED_PYTHON_FUNCTIONS": (
+        "allow_unconfined_python_functions",
+        "1 to run Python UC functions on a kernel without Landlock, where nothing stops them reading the "
+        "server's files. Only for a trusted single-user machine. Default 0: such calls are refused",
+    ),
     "BRICKYARD_USER": ("user", "Principal that local CLI commands (sql, table) act as. No default"),
 }
 
@@ -68,6 +73,7 @@ class Settings:
     enable_fake_models: int = 0
     serving_queue_size: int = 16
     reranker_path: str | None = None
+    allow_unconfined_python_functions: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.home, Path):
