@@ -18,7 +18,6 @@ import csv
 import inspect
 import io
 import json
-import os
 import subprocess
 import sys
 import tempfile
