@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .agents import ManagedMCP
 from .catalog import ADMINS, Catalog, Database, Identity, Principal
 from .catalog._crypto import SecretBox
 from .catalog._objects import ConnectionSecrets
@@ -85,6 +86,7 @@ class Workspace:
         self.vectorsearch = VectorSearch(self.db, self.catalog, self.tables, self.home, embed=self._embed,
                                          system_principal=self.system_principal,
                                          reranker_path=self.settings.reranker_path, rerank=self._rerank)
+        self.mcp = ManagedMCP(self.functions, self.vectorsearch)
 
     def _embed(self, p: Principal, endpoint: str, texts: list[str]) -> np.ndarray:
         """Embeddings for vector search, through the AI Gateway as ``p`` (limits, usage and ACLs apply)."""

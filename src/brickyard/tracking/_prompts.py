@@ -117,10 +117,11 @@ class Prompts:
         schema = f"{catalog_schema['catalog_name']}.{catalog_schema['schema_name']}"
         self.catalog.require(p, "USE_SCHEMA", "schema", schema, action="listPrompts")
         with self.db.tx(write=False) as tx:
-            rows = tx.all("SELECT * FROM prompts WHERE name LIKE ? ORDER BY name",
-                          (schema.replace("%", r"\%").replace("_", r"\_") + ".%",))
+            rows = tx.all("SELECT * FROM prompts WHERE name LIKE ? ORDER BY name", (schema + ".%",))
             visible = []
             for row in rows:
+                if row["name"].rsplit(".", 1)[0] != schema:  # LIKE's '_' matches any character
+                    continue
                 try:
                     visible.append(self._prompt_json(tx, self._prompt(tx, p, row["name"], write=False)))
                 except (NotFound, PermissionDenied):

@@ -453,6 +453,43 @@ class VectorSearch:
                             "primary_key": obj.spec["primary_key"], "creator": obj.owner})
         return out
 
+    def indexes_in(self, p: Principal, schema: str) -> list[tuple[str, str | None]]:
+        """(index name, comment) for the indexes of ``catalog.schema`` the caller may query."""
+        schema = str(parse_name(schema, 2, what="schema name"))
+        with self.db.tx(write=False) as tx:
+            rows = tx.all("SELECT name FROM vs_indexes WHERE name LIKE ? ORDER BY name",
+                          (schema + ".%",))  # '_' matches any character here: the exact check follows
+        out = []
+        for row in rows:
+            if row["name"].rsplit(".", 1)[0] != schema:
+                continue
+            try:
+                obj = self._obj(row["name"])
+            except NotFound:
+                continue
+            if self._sees(p, obj):
+                out.append((row["name"], obj.comment))
+        return out
+
+    def retrieve(self, p: Principal, name: str, text: str, *, num_results: int = 5, filters: Any = None,
+                 columns: list[str] | None = None) -> list[dict[str, Any]]:
+        """Documents for a question, as ``p`` (SELECT on the index is checked): HYBRID when the index embeds
+        text itself, FULL_TEXT when it holds your own vectors. Rows come back as dicts with a ``score``."""
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidParameterValue("a non-empty query is required")
+        name = str(parse_name(name, 3, what="index name"))
+        live = self._open(name, self.catalog.require_cached(p, "SELECT", "table", name, action="queryVectorIndex"))
+        inner = live.spec.get("delta_sync_index_spec") or live.spec.get("direct_access_index_spec") or {}
+        query_type = "HYBRID" if inner.get("embedding_source_columns") else "FULL_TEXT"
+        wanted = columns or sorted(self._known_columns(live))
+        body: dict[str, Any] = {"query_text": text, "query_type": query_type, "columns": wanted,
+                                "num_results": max(1, min(int(num_results), 50))}
+        if filters:
+            body["filters_json"] = filters if isinstance(filters, str) else json.dumps(filters)
+        result = self.query(p, name, body)
+        names = [c["name"] for c in result["manifest"]["columns"]]
+        return [dict(zip(names, row, strict=True)) for row in result["result"]["data_array"]]
+
     def delete_index(self, p: Principal, name: str) -> None:
         name = str(parse_name(name, 3, what="index name"))
         obj = self._obj(name)

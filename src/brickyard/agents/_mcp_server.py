@@ -1,0 +1,127 @@
+"""Databricks-managed MCP servers, served by Brickyard over MCP's streamable HTTP transport:
+
+* ``/api/2.0/mcp/functions/{catalog}/{schema}[/{function}]``: Unity Catalog functions as tools;
+* ``/api/2.0/mcp/vector-search/{catalog}/{schema}[/{index}]``: one retrieval tool per vector index.
+
+The server is stateless: every POST carries one JSON-RPC message and gets its answer as
+``application/json`` (notifications get 202), which MCP's streamable HTTP transport allows; there are
+no server-initiated messages, so GET answers 405. Tools are listed and called as the authenticated
+caller: a function needs EXECUTE, an index SELECT, exactly as through the REST API. Tool names are
+``catalog__schema__name``, as Databricks names them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..catalog import Principal
+from ..core.errors import BrickyardError, InvalidParameterValue, NotFound, PermissionDenied
+from ..functions import Functions, tool_name, tool_spec
+
+PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+SERVER_VERSION = "0.1.0"
+
+# JSON-RPC error codes
+PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
+
+RETRIEVER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "query": {"type": "string", "description": "What to look for, in plain words"},
+        "num_results": {"type": "integer", "description": "How many documents to return (1-50, default 5)"},
+        "filters": {"type": "object", "description": "Metadata filters, e.g. {\"source\": \"docs/api.md\"}"},
+    },
+    "required": ["query"],
+    "additionalProperties": False,
+}
+
+
+class ManagedMCP:
+    def __init__(self, functions: Functions, vectorsearch: Any) -> None:
+        self.functions = functions
+        self.vectorsearch = vectorsearch
+
+    # -- tools ---------------------------------------------------------------------------------------
+    def tools(self, p: Principal, kind: str, catalog: str, schema: str, item: str | None) -> list[dict[str, Any]]:
+        where = f"{catalog}.{schema}"
+        if kind == "functions":
+            objs = [self.functions.get(p, f"{where}.{item}")] if item else self.functions.list(p, where)
+            out = []
+            for obj in objs:
+                spec = tool_spec(obj)
+                out.append({"name": spec["name"], "description": spec["description"],
+                            "inputSchema": spec["parameters"]})
+            return out
+        indexes = self.vectorsearch.indexes_in(p, where)
+        if item:
+            indexes = [(n, c) for n, c in indexes if n == f"{where}.{item}"]
+            if not indexes:
+                raise NotFound(f"vector index {where}.{item} does not exist or you cannot query it")
+        return [{"name": tool_name(name), "description": comment or f"Search the vector index {name} for documents "
+                 "relevant to a query.", "inputSchema": RETRIEVER_SCHEMA} for name, comment in indexes]
+
+    def call(self, p: Principal, kind: str, catalog: str, schema: str, item: str | None, name: str,
+             arguments: dict[str, Any]) -> dict[str, Any]:
+        full = name.replace("__", ".")
+        if full.rsplit(".", 1)[0] != f"{catalog}.{schema}" or (item and full.rsplit(".", 1)[1] != item):
+            raise InvalidParameterValue(f"tool {name!r} is not served at this address")
+        if kind == "functions":
+            result = self.functions.execute(p, full, arguments)
+            value = result["value"]
+            text = value if isinstance(value, str) else json.dumps(value)
+        else:
+            rows = self.vectorsearch.retrieve(p, full, str(arguments.get("query") or ""),
+                                              num_results=int(arguments.get("num_results") or 5),
+                                              filters=arguments.get("filters"))
+            text = json.dumps(rows, default=str)
+        return {"content": [{"type": "text", "text": text}], "isError": False}
+
+    # -- JSON-RPC --------------------------------------------------------------------------------------
+    def handle(self, p: Principal, kind: str, catalog: str, schema: str, item: str | None,
+               message: Any) -> dict[str, Any] | None:
+        """Answer one JSON-RPC message (None for a notification)."""
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or not isinstance(message.get("method"), str):
+            return _error(message.get("id") if isinstance(message, dict) else None, INVALID_REQUEST,
+                          "expected one JSON-RPC 2.0 request")
+        ident = message.get("id")
+        method = message["method"]
+        params = message.get("params") or {}
+        if "id" not in message:  # a notification, such as notifications/initialized
+            return None
+        try:
+            if method == "initialize":
+                asked = params.get("protocolVersion")
+                version = asked if asked in PROTOCOL_VERSIONS else PROTOCOL_VERSIONS[0]
+                label = f"{kind} {catalog}.{schema}" + (f".{item}" if item else "")
+                return _result(ident, {"protocolVersion": version, "capabilities": {"tools": {"listChanged": False}},
+                                       "serverInfo": {"name": f"brickyard-{kind}", "title": f"Brickyard {label}",
+                                                      "version": SERVER_VERSION},
+                                       "instructions": f"Unity Catalog {label}, as the calling user."})
+            if method == "ping":
+                return _result(ident, {})
+            if method == "tools/list":
+                return _result(ident, {"tools": self.tools(p, kind, catalog, schema, item)})
+            if method == "tools/call":
+                name, arguments = params.get("name"), params.get("arguments") or {}
+                if not isinstance(name, str) or not isinstance(arguments, dict):
+                    return _error(ident, INVALID_PARAMS, "tools/call needs a tool name and an arguments object")
+                try:
+                    return _result(ident, self.call(p, kind, catalog, schema, item, name, arguments))
+                except (PermissionDenied, NotFound, InvalidParameterValue, BrickyardError) as exc:
+                    # a tool that fails answers with isError, so the model can read why and adapt
+                    return _result(ident, {"content": [{"type": "text", "text": f"{exc.error_code}: {exc.message}"}],
+                                           "isError": True})
+            if method in ("resources/list", "prompts/list"):
+                return _result(ident, {method.split("/")[0]: []})
+            return _error(ident, METHOD_NOT_FOUND, f"method {method!r} is not offered by this server")
+        except BrickyardError as exc:
+            return _error(ident, INVALID_PARAMS, f"{exc.error_code}: {exc.message}")
+
+
+def _result(ident: Any, result: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": ident, "result": result}
+
+
+def _error(ident: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": ident, "error": {"code": code, "message": message}}
