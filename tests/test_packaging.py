@@ -99,7 +99,9 @@ def test_no_sql_built_from_strings_with_values() -> None:
 
 
 def test_no_pickle_or_eval_in_the_library() -> None:
+    # The one exception: the confined worker whose purpose is to run a UC function's Python body.
+    allowed = {(SRC / "functions" / "_worker.py", "exec(")}
     for path in SRC.rglob("*.py"):
         text = path.read_text()
         for bad in ("pickle.load", "eval(", "exec(", "yaml.load(", "shell=True"):
-            assert bad not in text, f"{path}: {bad}"
+            assert bad not in text or (path, bad) in allowed, f"{path}: {bad}"
