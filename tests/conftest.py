@@ -180,6 +180,7 @@ def serve(ws: Workspace) -> Iterator[str]:
             raise RuntimeError("test server did not start")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
+    ws.server_url = f"http://127.0.0.1:{port}"
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

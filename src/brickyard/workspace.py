@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -14,19 +15,22 @@ from .catalog import ADMINS, Catalog, Database, Identity, Principal
 from .catalog._crypto import SecretBox
 from .catalog._objects import ConnectionSecrets
 from .catalog._secrets import Secrets
-from .core.errors import AlreadyExists, InvalidParameterValue
+from .core.errors import AlreadyExists, BrickyardError, InvalidParameterValue, NotFound
 from .core.ids import now_ms
 from .core.settings import Settings
 from .functions import Functions
 from .gateway import PAYLOAD_SCHEMA, USAGE_SCHEMA, USAGE_TABLE, BufferedSink, Gateway, RateLimiter
 from .ingest import Options, Report, ingest
 from .serving import Serving
+from .serving._agents import AgentHost
 from .sql import SqlEngine, StatementStore
 from .tables import Files, Tables, Volumes
 from .tracking import ArtifactTree, LoggedModels, ModelFiles, Prompts, Registry, Traces, Tracking
 from .vectorsearch import VectorSearch
 
 __all__ = ["Workspace"]
+
+log = logging.getLogger(__name__)
 
 AUDIT_SCHEMA = pa.schema([
     ("event_id", pa.string()),
@@ -71,8 +75,12 @@ class Workspace:
         self.functions = Functions(self.catalog, self.sql, self.settings)
         self.secrets = Secrets(self.db, self.secret_box)
         hosts = frozenset(h.strip().lower() for h in self.settings.allowed_model_hosts.split(",") if h.strip())
+        self.server_url: str | None = None  # set by whoever serves this workspace over HTTP
+        agents = AgentHost(registry=self.registry, identity=self.identity, record_trace=self._record_trace,
+                           server_url=lambda: self.server_url, environ=Settings.sandbox_environ,
+                           run_experiment=self.tracking.run_experiment)
         self.serving = Serving(self.db, self.secrets, allowed_hosts=hosts, queue_size=self.settings.serving_queue_size,
-                               enable_fakes=bool(self.settings.enable_fake_models))
+                               enable_fakes=bool(self.settings.enable_fake_models), agents=agents)
         self.serving.bootstrap()
         counters = self.db if self.db.dialect == "postgres" else Database(str(self.home / "gateway.db"),
                                                                           synchronous="NORMAL")
@@ -192,6 +200,30 @@ class Workspace:
         return now_ms()
 
     # -- system tables written by the platform --------------------------------------------------------
+    def _record_trace(self, experiment_id: str | None, trace: dict[str, Any], endpoint: str, creator: str
+                      ) -> str | None:
+        """Keep a trace a served model produced: in the experiment its run was logged to, or else in the
+        endpoint's own experiment ``/Shared/serving-endpoints/<name>``, which the endpoint's creator may read."""
+        system = self.system_principal()
+        if not experiment_id:
+            name = f"/Shared/serving-endpoints/{endpoint}"
+            try:
+                experiment_id = self.tracking.get_experiment_by_name(system, name)["experiment_id"]
+            except NotFound:
+                try:
+                    experiment_id = self.tracking.create_experiment(system, name)
+                    self.tracking.set_permissions(system, experiment_id, [
+                        {"user_name": creator, "permission_level": "CAN_MANAGE"}], replace=False)
+                except AlreadyExists:
+                    experiment_id = self.tracking.get_experiment_by_name(system, name)["experiment_id"]
+        info = dict(trace.get("info") or {})
+        info.setdefault("tags", {})["brickyard.servingEndpoint"] = endpoint
+        try:
+            return self.traces.record(system, str(experiment_id), info, (trace.get("data") or {}).get("spans") or [])
+        except BrickyardError:
+            log.exception("could not record a trace of endpoint %s", endpoint)
+            return None
+
     def system_principal(self) -> Principal:
         return Principal(id="system", kind="user", name="system", groups=frozenset({ADMINS}))
 

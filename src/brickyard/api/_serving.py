@@ -115,10 +115,27 @@ def register(api: Api, ws: Any) -> None:
 
     @api.route("POST", "/serving-endpoints/responses", policy="authenticated")
     async def responses(req: Req) -> Response:
-        from ..serving._responses import dumps, from_chat, stream_events, to_chat
+        from ..serving._responses import (
+            agent_stream_events,
+            dumps,
+            from_agent,
+            from_chat,
+            stream_events,
+            to_chat,
+        )
 
         body = req.body or {}
         name = model_name(req)
+        if serving.task_of(req.user, name).startswith("agent/"):  # the agent takes the Responses request itself
+            request = {k: v for k, v in body.items() if k != "model"}
+            if isinstance(request.get("input"), str):
+                request["input"] = [{"role": "user", "content": request["input"]}]
+            inv = await ws.gateway.acall(req.user, name, request, route="responses")
+            headers = {"served-model-name": inv.served_entity}
+            if inv.stream:
+                return StreamingResponse((dumps(e) for e in agent_stream_events(inv.result, name)),
+                                         media_type="text/event-stream", headers=headers)
+            return JSON(from_agent(inv.result, name), headers=headers)
         chat = to_chat(body)
         inv = await ws.gateway.acall(req.user, name, chat, route="chat")
         headers = {"served-model-name": inv.served_entity}

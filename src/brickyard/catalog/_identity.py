@@ -79,6 +79,7 @@ class Identity:
         self.db = db
         self.clock = clock
         self._cache: dict[str, tuple[int, int | None, Principal]] = {}
+        self._delegations: dict[str, Callable[[], Principal | None]] = {}  # token hash -> whom it acts for now
 
     def forget(self) -> None:
         """Drop remembered authentications (after any change to principals, groups or tokens)."""
@@ -349,6 +350,18 @@ class Identity:
                 t.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (self.clock(), token_id))
                 self._audit(t, actor, "revokeToken", "token", row["principal_id"], token_id=token_id)
 
+    # -- delegated tokens -----------------------------------------------------------------------------
+    def delegate(self, acts_for: Callable[[], Principal | None]) -> str:
+        """A token, held only in this process's memory, that authenticates as whoever ``acts_for()`` names at
+        the moment it is used, and fails when it names no one. Model-serving workers get one: it is their
+        caller while they answer a request, and nobody otherwise."""
+        token = "dkd" + secrets.token_urlsafe(32)
+        self._delegations[_hash(token)] = acts_for
+        return token
+
+    def undelegate(self, token: str) -> None:
+        self._delegations.pop(_hash(token), None)
+
     def authenticate(self, token: str) -> Principal:
         """The principal a bearer token belongs to, or :class:`Unauthenticated` saying why not.
 
@@ -357,6 +370,13 @@ class Identity:
         if not token or len(token) > 512:
             raise Unauthenticated("invalid access token")
         digest = _hash(token)
+        delegated = self._delegations.get(digest)
+        if delegated is not None:
+            who = delegated()
+            if who is None:
+                raise Unauthenticated("this delegated token acts for no one right now (it works only while its "
+                                      "worker answers a request)")
+            return who
         now = self.clock()
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now and (hit[1] is None or hit[1] > now):
@@ -369,6 +389,8 @@ class Identity:
 
     def cached(self, token: str) -> Principal | None:
         """The remembered principal of ``token`` if it is fresh; None means: call :meth:`authenticate`."""
+        if token and len(token) <= 512 and _hash(token) in self._delegations:
+            return None  # decided at each use
         hit = self._cache.get(_hash(token)) if token and len(token) <= 512 else None
         now = self.clock()
         if hit is not None and hit[0] > now and (hit[1] is None or hit[1] > now):

@@ -65,6 +65,8 @@ def serve(home: Home = None,
     s = ws.settings
     if s.host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"Warning: binding {s.host} exposes this workspace to other machines.", err=True)
+    host_for_urls = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host  # noqa: S104 - naming, not binding
+    ws.server_url = f"http://{host_for_urls}:{s.port}"  # where deployed models call back
     typer.echo(f"Brickyard workspace {ws.home} on http://{s.host}:{s.port} (workspace id {ws.workspace_id})",
                err=True)
     try:

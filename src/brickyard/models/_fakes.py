@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections import deque
@@ -81,6 +82,73 @@ class QueueChat:
 
     def stream(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from chunks_of(self.chat(request))
+
+
+class ObedientChat:
+    """A scripted model that does whatever any message tells it to (for prompt-injection tests, T15).
+
+    A line ``CALL <tool> <json arguments>`` anywhere in the conversation (the user's words, a system
+    prompt, a retrieved document, a tool's output) is obeyed once, in order of appearance, as a tool call.
+    With nothing left to obey it answers with what the tools returned. So whatever an injected
+    instruction can make a real model do, this one does; the platform around it must contain it."""
+
+    DIRECTIVE = re.compile(r"CALL ([A-Za-z0-9_.\-]+) (\{.*?\})\s*(?:$|\n)", re.MULTILINE)
+
+    def __init__(self, model_id: str = "fake-obedient") -> None:
+        self.model_id = model_id
+
+    def chat(self, request: dict[str, Any]) -> dict[str, Any]:
+        messages = request.get("messages") or []
+        prompt_tokens = count_messages(messages)
+        done = [(c["function"]["name"], c["function"].get("arguments") or "{}")
+                for m in messages if m.get("role") == "assistant" for c in m.get("tool_calls") or []]
+        for m in messages:
+            for name, args in self.DIRECTIVE.findall(_readable(_text_of(m.get("content")))):
+                if (name, args) in done:
+                    done.remove((name, args))
+                    continue
+                call = {"id": "call_" + hashlib.sha1(f"{name}{args}{len(messages)}".encode()).hexdigest()[:12],
+                        "type": "function", "function": {"name": name, "arguments": args}}
+                return completion(self.model_id, None, prompt_tokens=prompt_tokens, tool_calls=[call])
+        outputs = [_text_of(m.get("content")) for m in messages if m.get("role") == "tool"]
+        if outputs:
+            return completion(self.model_id, "ANSWER: " + " | ".join(o[:300] for o in outputs[-3:]),
+                              prompt_tokens=prompt_tokens)
+        last = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+        return completion(self.model_id, f"ANSWER: {_text_of(last.get('content'))}", prompt_tokens=prompt_tokens)
+
+    def stream(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        yield from chunks_of(self.chat(request))
+
+
+def _readable(text: str) -> str:
+    """What a model reading ``text`` would read: a JSON document's strings, unescaped, one per line."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    found: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str):
+            found.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(value)
+    return "\n".join(found) if found else text
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):  # content parts
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
 
 
 class HashEmbedder:

@@ -15,7 +15,7 @@ class LocalModel:
     entity_name: str
     task: str
     display_name: str
-    kind: str  # "llamacpp" | "minilm" | "fake-chat" | "fake-embedding"
+    kind: str  # "llamacpp" | "minilm" | "fake-chat" | "fake-obedient" | "fake-embedding"
 
 
 LOCAL_MODELS = {
@@ -24,6 +24,8 @@ LOCAL_MODELS = {
         LocalModel("system.ai.smollm2-135m-instruct", CHAT, "SmolLM2-135M-Instruct (llama.cpp, offline)", "llamacpp"),
         LocalModel("system.ai.all-minilm-l6-v2", EMBEDDINGS, "all-MiniLM-L6-v2 (384-d, offline)", "minilm"),
         LocalModel("system.ai.fake-chat", CHAT, "Deterministic echo model for tests", "fake-chat"),
+        LocalModel("system.ai.fake-obedient", CHAT, "Scripted model that obeys any CALL line (injection tests)",
+                   "fake-obedient"),
         LocalModel("system.ai.fake-embedding", EMBEDDINGS, "Deterministic hash embeddings for tests", "fake-embedding"),
     )
 }

@@ -134,3 +134,70 @@ def stream_events(chunks: Iterator[dict[str, Any]], model: str) -> Iterator[dict
 def dumps(event: dict[str, Any]) -> bytes:
     return (f"event: {event['type']}\n".encode() + b"data: " + json.dumps(event, separators=(",", ":")).encode()
             + b"\n\n")
+
+
+# -- agent endpoints: their output already is Responses items -----------------------------------------------
+def _complete_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An agent's output item as the OpenAI client expects it (ids, status, annotations)."""
+    out = dict(item)
+    out.setdefault("status", "completed")
+    kind = out.get("type")
+    if kind == "message":
+        out.setdefault("id", "msg_" + uuid.uuid4().hex[:24])
+        out.setdefault("role", "assistant")
+        out["content"] = [{"annotations": [], **c} if isinstance(c, dict) and c.get("type") == "output_text" else c
+                          for c in out.get("content") or []]
+    elif kind == "function_call":
+        out.setdefault("id", "fc_" + uuid.uuid4().hex[:24])
+    elif kind == "function_call_output":
+        out.setdefault("id", "fco_" + uuid.uuid4().hex[:24])
+    return out
+
+
+def from_agent(result: dict[str, Any], model: str) -> dict[str, Any]:
+    """A ``ResponsesAgentResponse`` as a ``response`` object (custom and Databricks outputs kept)."""
+    out = _envelope("resp_" + uuid.uuid4().hex[:24], model, int(time.time()), "completed",
+                    [_complete_item(i) for i in result.get("output") or [] if isinstance(i, dict)], None)
+    for key in ("custom_outputs", "databricks_output"):
+        if result.get(key) is not None:
+            out[key] = result[key]
+    return out
+
+
+def agent_stream_events(events: Iterator[dict[str, Any]], model: str) -> Iterator[dict[str, Any]]:
+    """An agent's stream events, framed as a Responses stream: ``response.created`` first, numbered events,
+    and ``response.completed`` with every finished output item last."""
+    rid, created, seq = "resp_" + uuid.uuid4().hex[:24], int(time.time()), 0
+    done: list[dict[str, Any]] = []
+    custom: dict[str, Any] = {}
+
+    def event(kind: str, **fields: Any) -> dict[str, Any]:
+        nonlocal seq
+        seq += 1
+        return {**fields, "type": kind, "sequence_number": seq}
+
+    yield event("response.created", response=_envelope(rid, model, created, "in_progress", [], None))
+    for raw in events:
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if not kind:
+            continue
+        fields = {k: v for k, v in raw.items() if k not in ("type", "sequence_number")}
+        if raw.get("custom_outputs"):
+            custom.update(raw["custom_outputs"])
+        if kind == "response.output_item.done" and isinstance(raw.get("item"), dict):
+            fields["item"] = _complete_item(raw["item"])
+            fields.setdefault("output_index", len(done))
+            done.append(fields["item"])
+        elif kind == "response.output_text.delta":
+            fields.setdefault("output_index", len(done))
+            fields.setdefault("content_index", 0)
+            fields.setdefault("logprobs", [])
+        elif kind == "error":
+            yield event("error", code="AGENT_ERROR", message=str((raw.get("error") or {}).get("message", "failed")),
+                        param=None)
+            return
+        yield event(kind, **fields)
+    final = _envelope(rid, model, created, "completed", done, None)
+    if custom:
+        final["custom_outputs"] = custom
+    yield event("response.completed", response=final)

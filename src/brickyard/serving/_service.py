@@ -38,6 +38,7 @@ from ..core.errors import (
 from ..core.ids import new_id, now_ms
 from ..models._openai import UpstreamError
 from ..models._tokens import count_messages, count_tokens
+from ._agents import AgentHost
 from ._aigateway import validate_config
 from ._catalog import CHAT, COMPLETIONS, EMBEDDINGS, FOUNDATION_STANDINS, LOCAL_MODELS, RERANK, TASKS
 
@@ -113,8 +114,9 @@ def _invalidates(method: Callable[..., Any]) -> Callable[..., Any]:
 class Serving:
     def __init__(self, db: Database, secrets: Secrets, *, allowed_hosts: frozenset[str] = frozenset(),
                  queue_size: int = 16, enable_fakes: bool = False,
-                 model_factories: dict[str, Callable[[], Any]] | None = None) -> None:
+                 model_factories: dict[str, Callable[[], Any]] | None = None, agents: AgentHost | None = None) -> None:
         self.db = db
+        self.agents = agents
         self.secrets = secrets
         self.allowed_hosts = allowed_hosts
         self.queue_size = queue_size
@@ -128,6 +130,7 @@ class Serving:
         #: name -> (fetched at, endpoint row, ACL rows): the data plane's view, refreshed every CACHE_SECONDS
         self._hot: dict[str, tuple[float, Row, list[Row]]] = {}
         self._configs: dict[tuple[str, int], dict[str, Any]] = {}
+        self._described: dict[tuple[str, str], Any] = {}  # served model version -> its files, task, experiment
 
     CACHE_SECONDS = 0.5
 
@@ -166,6 +169,8 @@ class Serving:
     def close(self) -> None:
         for t in self._threads:
             t.join(timeout=5)
+        if self.agents is not None:
+            self.agents.close()
         for provider in self._providers.values():
             close = getattr(provider, "close", None)
             if close:
@@ -264,10 +269,22 @@ class Serving:
         if not isinstance(entity_name, str) or not entity_name:
             raise InvalidParameterValue(f"served_entities[{i}] needs external_model or entity_name")
         model = LOCAL_MODELS.get(entity_name)
+        if model is None and self.agents is not None and entity_name.count(".") == 2 \
+                and not entity_name.startswith("system."):  # system.ai.* names only the local models
+            if ent.get("entity_version") in (None, ""):
+                raise InvalidParameterValue(f"served_entities[{i}]: a registered model needs entity_version")
+            described = self.agents.describe(p, entity_name, ent["entity_version"])
+            name = ent.get("name") or f"{entity_name.split('.')[-1]}-{ent['entity_version']}"
+            clean = {"name": _name(re.sub(r"[^A-Za-z0-9_-]", "-", name)[:63], "served entity name"),
+                     "entity_name": entity_name, "entity_version": str(ent["entity_version"])}
+            for key in ("workload_size", "workload_type", "scale_to_zero_enabled"):
+                if key in ent:
+                    clean[key] = ent[key]
+            return clean, described.task
         if model is None:
             raise InvalidParameterValue(
                 f"unknown entity {entity_name[:80]!r}: serve one of {', '.join(sorted(LOCAL_MODELS))}, or an "
-                "external_model (registered model versions arrive with agents)")
+                "external_model, or a registered model version (catalog.schema.model with entity_version)")
         if model.kind.startswith("fake") and not self.enable_fakes:
             raise InvalidParameterValue(f"{entity_name} is a test model; set BRICKYARD_ENABLE_FAKE_MODELS=1 to serve it")
         name = ent.get("name") or entity_name.replace(".", "-")[:63]
@@ -414,6 +431,8 @@ class Serving:
             if key is not None and is_reference(key):
                 self.secrets.resolve(key)
             return
+        if ent["entity_name"] not in LOCAL_MODELS:  # a registered model version: checked when the config was given
+            return
         kind = LOCAL_MODELS[ent["entity_name"]].kind
         module = {"llamacpp": "xllamacpp", "minilm": "safetensors"}.get(kind)
         if module and importlib.util.find_spec(module) is None:
@@ -545,6 +564,10 @@ class Serving:
         return out
 
     # -- data plane ---------------------------------------------------------------------------------
+    def task_of(self, p: Principal, name: str) -> str:
+        """The task of an endpoint ``p`` may query (``llm/v1/chat``, ``agent/v1/responses``, ...)."""
+        return str(self.endpoint_for_query(p, name)["task"])
+
     def endpoint_for_query(self, p: Principal, name: str) -> Row:
         """The endpoint row for a data-plane call by ``p`` (CAN_QUERY checked). Rows and ACLs are cached for
         CACHE_SECONDS: changes in this process are seen at once, other processes' within that bound."""
@@ -636,8 +659,10 @@ class Serving:
             from ..models._minilm import MiniLMEmbedder
 
             return MiniLMEmbedder()
-        from ..models._fakes import HashEmbedder, QueueChat
+        from ..models._fakes import HashEmbedder, ObedientChat, QueueChat
 
+        if kind == "fake-obedient":
+            return ObedientChat()
         return QueueChat(model_id="fake-chat") if kind == "fake-chat" else HashEmbedder(384)
 
     def _external(self, ext: dict[str, Any]) -> Any:
@@ -658,7 +683,7 @@ class Serving:
         for entity in plan.candidates:
             try:
                 return self._invoke_entity(plan.row, entity, dict(plan.request), plan.route, plan.stream, name,
-                                           plan.task)
+                                           plan.task, p)
             except (RateLimited, TemporarilyUnavailable, UpstreamError) as exc:
                 failure = exc  # retriable upstream trouble: the next entity may answer
         assert failure is not None
@@ -676,7 +701,7 @@ class Serving:
             try:
                 if plan.stream or "external_model" not in entity:
                     return await anyio.to_thread.run_sync(self._invoke_entity, plan.row, entity, dict(plan.request),
-                                                          plan.route, plan.stream, name, plan.task)
+                                                          plan.route, plan.stream, name, plan.task, p)
                 return await self._ainvoke_external(plan, entity, dict(plan.request), name)
             except (RateLimited, TemporarilyUnavailable, UpstreamError) as exc:
                 failure = exc
@@ -709,6 +734,13 @@ class Serving:
         """Check a request against the endpoint's task and decide who may serve it, in which order."""
         row = row or self.endpoint_for_query(p, name)
         task = row["task"]
+        if task not in TASKS:  # a registered model version (an agent or another pyfunc model)
+            if route not in ("invocations", "responses", "chat"):
+                raise InvalidParameterValue(f"Endpoint '{name}' serves a {task} model; query it through "
+                                            "/serving-endpoints/{name}/invocations or the responses API")
+            request = {k: v for k, v in body.items() if k not in ("model", "client_request_id", "usage_context")}
+            stream = bool(request.pop("stream", False))
+            return Plan(row, task, "agent", request, stream, [self.pick(row)])
         if route == "invocations":
             route = {CHAT: "chat", COMPLETIONS: "completions", EMBEDDINGS: "embeddings", RERANK: "rerank"}[task]
             if task == CHAT and "messages" not in body and "prompt" in body:
@@ -733,7 +765,9 @@ class Serving:
         return Plan(row, task, route, request, stream, candidates)
 
     def _invoke_entity(self, row: Row, entity: dict[str, Any], request: dict[str, Any], route: str, stream: bool,
-                       name: str, task: str) -> Invocation:
+                       name: str, task: str, p: Principal | None = None) -> Invocation:
+        if route == "agent":
+            return self._invoke_agent(row, entity, request, stream, name, task, p)
         model, slot = self.model_for(row, entity)
         if route == "rerank":
             return Invocation(name, entity["name"], task, model.rerank(request))
@@ -750,6 +784,42 @@ class Serving:
                 result = model.chat(request)
         result["model"] = name
         return Invocation(name, entity["name"], task, result)
+
+    def _invoke_agent(self, row: Row, entity: dict[str, Any], request: dict[str, Any], stream: bool, name: str,
+                      task: str, p: Principal | None) -> Invocation:
+        """Run a registered model version in its worker, as ``p`` (its token acts as ``p`` meanwhile)."""
+        assert self.agents is not None and p is not None
+        worker = self._worker_for(row, entity)
+        label = f"{entity['entity_name']} v{entity['entity_version']}"
+        if stream:
+            def record(trace: Any) -> None:
+                if trace:
+                    self.agents.record_trace(self._experiment_of(entity), trace, name, row["creator"])
+
+            return Invocation(name, entity["name"], task, worker.stream(p, request, record), stream=True)
+        output, trace = worker.predict(p, request)
+        trace_id = self.agents.record_trace(self._experiment_of(entity), trace, name, row["creator"]) if trace else None
+        result = dict(output) if isinstance(output, dict) else {"predictions": output}
+        extra: dict[str, Any] = {"served_entity": label}
+        if trace_id:
+            extra["trace_id"] = trace_id
+        if isinstance(request.get("databricks_options"), dict) and request["databricks_options"].get("return_trace"):
+            extra["trace"] = trace
+        result["databricks_output"] = extra
+        return Invocation(name, entity["name"], task, result)
+
+    def _worker_for(self, row: Row, entity: dict[str, Any]) -> Any:
+        assert self.agents is not None
+        key = (entity["entity_name"], entity["entity_version"])
+        described = self._described.get(key)
+        if described is None:  # checked for the endpoint's creator when the config was given
+            system = Principal(id="", kind="user", name="system", groups=frozenset({ADMINS}))
+            described = self._described[key] = self.agents.describe(system, *key)
+        return self.agents.worker(key[0], key[1], described.model_dir)
+
+    def _experiment_of(self, entity: dict[str, Any]) -> str | None:
+        described = self._described.get((entity["entity_name"], entity["entity_version"]))
+        return described.experiment_id if described else None
 
     def _stream(self, model: Any, slot: Slot | None, request: dict[str, Any], name: str) -> Iterator[dict[str, Any]]:
         """The chunks, with the model's queue slot taken now and given back when the stream ends or is
