@@ -135,6 +135,13 @@ class Settings:
         return {**{k: v for k, v in os.environ.items() if k in keep}, **extra}
 
     @staticmethod
+    def quiet_third_party() -> None:
+        """Turn off usage pings of bundled third-party models (Needle reports to a remote endpoint by
+        default). Brickyard runs offline: nothing it loads may call home."""
+        os.environ.setdefault("NEEDLE_TELEMETRY", "0")
+        os.environ.setdefault("DO_NOT_TRACK", "1")
+
+    @staticmethod
     def blas_single_thread_environ() -> dict[str, str]:
         """This environment with one BLAS/OpenMP thread (for per-core measurements in a child)."""
         return {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}

