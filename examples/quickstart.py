@@ -12,7 +12,10 @@ Run with ``make demo``. It starts ``brickyard serve`` on a free loopback port wi
    client behind the AI Gateway, hits a rate limit, and prints the usage and inference-table rows;
 6. renders some of Brickyard's own docs to PDF, DOCX and HTML, ingests them with ``brickyard ingest``,
    builds a Delta Sync index with managed embeddings through ``VectorSearchClient``, and runs ANN,
-   FULL_TEXT, HYBRID and reranked HYBRID queries with a filter.
+   FULL_TEXT, HYBRID and reranked HYBRID queries with a filter;
+7. registers a UC function, builds a RAG agent with that function and the index as tools, logs it with
+   mlflow, registers it in Unity Catalog, deploys it behind a serving endpoint, asks it questions through
+   the ``openai`` client, and prints the answers, the tool calls and each trace's span tree.
 """
 
 from __future__ import annotations
@@ -265,6 +268,8 @@ def main() -> int:
             print(f"{label} top hits for {question!r} (filter: source NOT security.html):")
             for source, section, score in hits["result"]["data_array"]:
                 print(f"   {score:8.4f}  {Path(source).name:18} {section[:70]}")
+
+        agent_demo(admin, host, admin_token)
     finally:
         proc.terminate()
         try:
@@ -273,6 +278,80 @@ def main() -> int:
             proc.kill()
     print("\nDone. The workspace is in", HOME.resolve())
     return 0
+
+
+AGENT_CODE = """
+import mlflow
+from brickyard.agents import ToolCallingAgent, VectorSearchRetrieverTool, uc_function_tools
+
+agent = ToolCallingAgent(
+    llm_endpoint="databricks-meta-llama-3-3-70b-instruct",
+    tools=[VectorSearchRetrieverTool("demo.docs.chunks_index", num_results=2,
+                                     tool_description="Search the Brickyard documentation."),
+           uc_function_tools("demo", "docs")],
+    system_prompt="You answer questions about Brickyard.", max_steps=4)
+mlflow.models.set_model(agent)
+"""
+
+
+def agent_demo(admin: WorkspaceClient, host: str, token: str) -> None:
+    """A UC function and the index as tools of a RAG agent, logged with mlflow, registered in Unity Catalog,
+    deployed behind a serving endpoint and asked through the OpenAI client."""
+    import mlflow
+
+    step("A UC function for the agent (POST /api/2.1/unity-catalog/functions)")
+    admin.api_client.do("POST", "/api/2.1/unity-catalog/functions", body={"function_info": {
+        "name": "word_count", "catalog_name": "demo", "schema_name": "docs", "data_type": "INT",
+        "full_data_type": "INT", "routine_body": "SQL", "routine_definition": "size(split(text, ' '))",
+        "comment": "Count the words in a text.",
+        "input_params": {"parameters": [{"name": "text", "type_text": "STRING", "type_name": "STRING",
+                                         "position": 0, "comment": "the text to count"}]}}})
+    print("demo.docs.word_count(text) registered")
+
+    step("Log the agent with mlflow (models from code), register it as demo.docs.docs_agent")
+    os.environ.update(DATABRICKS_HOST=host, DATABRICKS_TOKEN=token)
+    mlflow.set_tracking_uri("databricks")
+    mlflow.set_registry_uri("databricks-uc")
+    experiment = mlflow.set_experiment("/Users/admin@example.com/docs-agent")
+    code = HOME / "agent" / "agent.py"
+    code.parent.mkdir(parents=True, exist_ok=True)
+    code.write_text(AGENT_CODE)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    with mlflow.start_run(run_name="docs-agent"):
+        info = mlflow.pyfunc.log_model(name="agent", python_model=str(code))
+    version = mlflow.register_model(info.model_uri, "demo.docs.docs_agent")
+    print(f"logged model {info.model_id} in experiment {experiment.experiment_id}; "
+          f"registered demo.docs.docs_agent version {version.version} ({version.status})")
+
+    step("Deploy version 1 behind a serving endpoint (w.serving_endpoints.create)")
+    admin.serving_endpoints.create_and_wait(name="docs-agent", config=EndpointCoreConfigInput(
+        name="docs-agent", served_entities=[ServedEntityInput(entity_name="demo.docs.docs_agent",
+                                                              entity_version=version.version)]))
+    print("endpoint docs-agent is READY; the agent runs in its own process, as whoever calls it")
+
+    client = OpenAI(base_url=f"{host}/serving-endpoints", api_key=token)
+    for question in ("Search the docs for rate limits.", "How many words are in 'Brickyard runs fully offline'?"):
+        step(f"Ask the agent through the OpenAI client: {question!r}")
+        answer = client.responses.create(model="docs-agent", input=question)
+        for item in answer.output:
+            if item.type == "function_call":
+                print(f"tool call: {item.name}({item.arguments})")
+            elif item.type == "function_call_output":
+                print(f"tool output: {item.output[:160]}{'...' if len(item.output) > 160 else ''}")
+        print("answer:", answer.output_text[:400])
+        trace = mlflow.MlflowClient().get_trace(answer.model_extra["databricks_output"]["trace_id"])
+        print("trace", trace.info.trace_id, "tree:")
+        children: dict[str | None, list[object]] = {}
+        for span in trace.data.spans:
+            children.setdefault(span.parent_id, []).append(span)
+
+        def show(parent: str | None, depth: int) -> None:
+            for span in sorted(children.get(parent, []), key=lambda s: s.start_time_ns):
+                ms = (span.end_time_ns - span.start_time_ns) / 1e6
+                print(f"   {'  ' * depth}{span.span_type:10} {span.name[:50]:50} {ms:8.1f} ms")
+                show(span.span_id, depth + 1)
+
+        show(None, 0)
 
 
 if __name__ == "__main__":

@@ -146,6 +146,20 @@ def test_a_deployed_agent_answers_with_tools_and_leaves_a_trace(env: Env) -> Non
     spans = json.loads(env.ws.traces.read_spans(env.ws.principal("alice@example.com"), trace_id))["spans"]
     types = {json.loads(s["attributes"].get("mlflow.spanType", '""')) for s in spans}
     assert {"AGENT", "CHAT_MODEL", "TOOL", "RETRIEVER"} <= types
+    by_id = {s["span_id"]: s for s in spans}
+
+    def kind(span: dict[str, Any]) -> str:
+        return str(json.loads(span["attributes"].get("mlflow.spanType", '""')))
+
+    def parent_kind(span: dict[str, Any]) -> tuple[str, str]:
+        parent = by_id[span["parent_span_id"]]
+        return kind(parent), parent["name"]
+
+    for span in spans:  # root -> agent -> CHAT_MODEL / TOOL -> RETRIEVER
+        if kind(span) in ("CHAT_MODEL", "TOOL"):
+            assert parent_kind(span) == ("AGENT", "agent"), span["name"]
+        if kind(span) == "RETRIEVER":
+            assert parent_kind(span)[0] == "TOOL"
 
     streamed = client.responses.create(model="rag-agent", input="hello there", stream=True)
     events = [e.type for e in streamed]

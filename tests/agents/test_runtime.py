@@ -20,9 +20,15 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     token = ws.create_token("root@example.com")
     ws.serving.create(root, {"name": "obedient", "config": {"served_entities": [
         {"entity_name": "system.ai.fake-obedient"}]}})
-    with serve(ws) as url:
-        yield WorkspaceClient(host=url, token=token)
-    ws.close()
+    import mlflow
+
+    mlflow.tracing.disable()  # the loop on its own (tracing of deployed agents is tested in test_deploy)
+    try:
+        with serve(ws) as url:
+            yield WorkspaceClient(host=url, token=token)
+    finally:
+        mlflow.tracing.enable()
+        ws.close()
 
 
 def _agent(client: Any, tools: list[Any], **kw: Any) -> Any:

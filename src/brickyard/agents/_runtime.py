@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import time
 import uuid
@@ -44,6 +45,21 @@ def _workspace_client(client: Any = None) -> Any:
     from databricks.sdk import WorkspaceClient
 
     return WorkspaceClient()
+
+
+@contextlib.contextmanager
+def _within(span: Any) -> Generator[None, None, None]:
+    """Make ``span`` the current one for a block that does not yield (so its child spans nest under it)."""
+    from mlflow.tracing.provider import detach_span_from_context, set_span_in_context
+
+    if getattr(span, "_span", None) is None:  # tracing is off: a no-op span
+        yield
+        return
+    token = set_span_in_context(span)
+    try:
+        yield
+    finally:
+        detach_span_from_context(token)
 
 
 def _run(coro: Any) -> Any:
@@ -254,13 +270,19 @@ class ToolCallingAgent(ResponsesAgent):
         return found
 
     def predict_stream(self, request: ResponsesAgentRequest) -> Generator[ResponsesAgentStreamEvent, None, None]:
+        # Spans are opened without touching the tracing context: this is a generator, and a context
+        # attached before a ``yield`` would leak into the consumer. Tool calls, which do not yield, run
+        # with the agent span attached, so their spans (and a retriever's inside them) nest under it.
         budget = Budget(self.max_steps, self.max_seconds)
-        self.tools = self._tools_now()
-        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + \
-            self.prep_msgs_for_cc_llm([i.model_dump() for i in request.input])
-        with mlflow.start_span("agent", span_type=SpanType.AGENT) as root:
-            root.set_inputs({"input": [i.model_dump() for i in request.input]})
-            final = ""
+        inputs = [i.model_dump() for i in request.input]
+        root = mlflow.start_span_no_context("agent", span_type=SpanType.AGENT,
+                                            parent_span=mlflow.get_current_active_span(), inputs={"input": inputs})
+        final, status = "", "OK"
+        try:
+            with _within(root):
+                self.tools = self._tools_now()
+            messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + \
+                self.prep_msgs_for_cc_llm(inputs)
             while True:
                 stopped = budget.exhausted()
                 if stopped:
@@ -273,7 +295,7 @@ class ToolCallingAgent(ResponsesAgent):
                     break
                 budget.steps += 1
                 item_id = str(uuid.uuid4())
-                chat = self._chat(messages)
+                chat = self._chat(messages, root)
                 try:
                     while True:  # the model's words are passed on as they arrive
                         yield ResponsesAgentStreamEvent(**self.create_text_delta(next(chat), item_id))
@@ -287,30 +309,36 @@ class ToolCallingAgent(ResponsesAgent):
                 if not calls:
                     final = text
                     break
-                messages.append({"role": "assistant", "content": reply.get("content") or "", "tool_calls": calls})
+                messages.append({"role": "assistant", "content": text, "tool_calls": calls})
                 for call in calls:
                     fn = call["function"]
                     yield ResponsesAgentStreamEvent(type="response.output_item.done", item=self.create_function_call_item(
                         str(uuid.uuid4()), call["id"], fn["name"], fn.get("arguments") or "{}"))
-                    output = self._run_tool(fn["name"], fn.get("arguments") or "{}")
+                    with _within(root):
+                        output = self._run_tool(fn["name"], fn.get("arguments") or "{}")
                     messages.append({"role": "tool", "tool_call_id": call["id"], "content": output})
                     yield ResponsesAgentStreamEvent(type="response.output_item.done",
                                                     item=self.create_function_call_output_item(call["id"], output))
-            root.set_outputs(final)
+        except BaseException:
+            status = "ERROR"
+            raise
+        finally:
+            root.end(outputs=final, status=status)
 
-    def _chat(self, messages: list[dict[str, Any]]) -> Generator[str, None, dict[str, Any]]:
+    def _chat(self, messages: list[dict[str, Any]], parent: Any) -> Generator[str, None, dict[str, Any]]:
         """Stream one model call: yields the text as it comes, returns {"content", "tool_calls"}."""
-        with mlflow.start_span(self.llm_endpoint, span_type=SpanType.CHAT_MODEL) as span:
-            request: dict[str, Any] = {"model": self.llm_endpoint, "messages": messages, "stream": True,
-                                       "stream_options": {"include_usage": True}}
-            if self.tools:
-                request["tools"] = [t.spec() for t in self.tools.values()]
-            if self.temperature is not None:
-                request["temperature"] = self.temperature
-            span.set_inputs({k: v for k, v in request.items() if k != "stream_options"})
-            content: list[str] = []
-            calls: dict[int, dict[str, Any]] = {}
-            usage: dict[str, Any] = {}
+        request: dict[str, Any] = {"model": self.llm_endpoint, "messages": messages, "stream": True,
+                                   "stream_options": {"include_usage": True}}
+        if self.tools:
+            request["tools"] = [t.spec() for t in self.tools.values()]
+        if self.temperature is not None:
+            request["temperature"] = self.temperature
+        span = mlflow.start_span_no_context(self.llm_endpoint, span_type=SpanType.CHAT_MODEL, parent_span=parent,
+                                            inputs={k: v for k, v in request.items() if k != "stream_options"})
+        content: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        usage: dict[str, Any] = {}
+        try:
             for chunk in self._openai().chat.completions.create(**request):
                 if chunk.usage is not None:
                     usage = chunk.usage.model_dump()
@@ -328,15 +356,18 @@ class ToolCallingAgent(ResponsesAgent):
                     if tc.function is not None:
                         slot["function"]["name"] += tc.function.name or ""
                         slot["function"]["arguments"] += tc.function.arguments or ""
-            reply = {"content": "".join(content) or None,
-                     "tool_calls": [{**c, "id": c["id"] or f"call_{uuid.uuid4().hex[:12]}"}
-                                    for _, c in sorted(calls.items())]}
-            span.set_outputs(reply)
-            if usage:
-                span.set_attribute("mlflow.chat.tokenUsage", {
-                    "input_tokens": usage.get("prompt_tokens", 0), "output_tokens": usage.get("completion_tokens", 0),
-                    "total_tokens": usage.get("total_tokens", 0)})
-            return reply
+        except BaseException as exc:
+            span.end(status="ERROR", attributes={"error": f"{type(exc).__name__}: {exc}"[:500]})
+            raise
+        reply = {"content": "".join(content) or None,
+                 "tool_calls": [{**c, "id": c["id"] or f"call_{uuid.uuid4().hex[:12]}"} for _, c in sorted(calls.items())]}
+        attributes = {}
+        if usage:
+            attributes["mlflow.chat.tokenUsage"] = {
+                "input_tokens": usage.get("prompt_tokens", 0), "output_tokens": usage.get("completion_tokens", 0),
+                "total_tokens": usage.get("total_tokens", 0)}
+        span.end(outputs=reply, attributes=attributes)
+        return reply
 
     def _run_tool(self, name: str, arguments: str) -> str:
         tool = self.tools.get(name)

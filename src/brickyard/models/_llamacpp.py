@@ -115,7 +115,7 @@ class NeedleRouter:
         specs = [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
                   "parameters": t["function"].get("parameters") or {"type": "object", "properties": {}}}
                  for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)]
-        key = json.dumps(specs, sort_keys=True)
+        key = json.dumps(specs)  # keys in name, description, parameters order: Needle's confidence depends on it
         with self._lock:
             agent = self._agents.get(key)
             if agent is None:
