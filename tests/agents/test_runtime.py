@@ -20,15 +20,9 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     token = ws.create_token("root@example.com")
     ws.serving.create(root, {"name": "obedient", "config": {"served_entities": [
         {"entity_name": "system.ai.fake-obedient"}]}})
-    import mlflow
-
-    mlflow.tracing.disable()  # the loop on its own (tracing of deployed agents is tested in test_deploy)
-    try:
-        with serve(ws) as url:
-            yield WorkspaceClient(host=url, token=token)
-    finally:
-        mlflow.tracing.enable()
-        ws.close()
+    with serve(ws) as url:
+        yield WorkspaceClient(host=url, token=token)
+    ws.close()
 
 
 def _agent(client: Any, tools: list[Any], **kw: Any) -> Any:
@@ -80,3 +74,12 @@ def test_streaming_events(client: Any) -> None:
     assert kinds.count("response.output_text.delta") >= 1 and kinds[-1] == "response.output_item.done"
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert text == "ANSWER: a plain question" == events[-1].item["content"][0]["text"]
+
+
+def test_the_tracing_benchmark_runs_at_a_tiny_size() -> None:
+    """Not a timed test: it proves ``brickyard bench tracing`` works and reports what it says."""
+    from brickyard.bench import run_tracing_bench
+
+    out = run_tracing_bench(calls=300)
+    assert set(out["in_deployed_model"]) == {"untraced_call_cpu_us", "root_span", "child_span"}
+    assert out["server_record_trace"]["traces"] == 50 and out["server_record_trace"]["p50_ms"] > 0

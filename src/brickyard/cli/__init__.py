@@ -257,6 +257,14 @@ def bench_serving(rounds: Annotated[int, typer.Option(help="Measured rounds per 
     typer.echo(json.dumps(_run(lambda: run_serving_bench(rounds=rounds, max_tokens=max_tokens))))
 
 
+@bench_app.command("tracing")
+def bench_tracing(calls: Annotated[int, typer.Option(help="Traced calls per measurement")] = 5000) -> None:
+    """What a span costs inside a deployed model, and what recording a trace costs the server."""
+    from ..bench import run_tracing_bench
+
+    typer.echo(json.dumps(_run(lambda: run_tracing_bench(calls=calls))))
+
+
 @bench_app.command("vectorsearch")
 def bench_vectorsearch(rows: Annotated[int, typer.Option(help="Vectors in the ANN index")] = 100_000,
                        queries: Annotated[int, typer.Option(help="Queries per measurement")] = 1000,

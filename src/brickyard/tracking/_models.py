@@ -13,7 +13,7 @@ from typing import Any
 
 from ..catalog import Principal
 from ..catalog._db import Row, Tx
-from ..core.errors import InvalidParameterValue, NotFound
+from ..core.errors import InvalidParameterValue
 from ..core.ids import now_ms
 from ._search import Entity, compile_filter, sort_entities
 from ._store import MAX_PARAM_VALUE, Tracking, _json_number, _key, _paged, _stages, _text
@@ -29,15 +29,8 @@ class LoggedModels:
         self.db = tracking.db
 
     def _row(self, tx: Tx, p: Principal, model_id: Any, need: str) -> Row:
-        mid = str(model_id or "")
-        row = tx.one("SELECT * FROM ml_logged_models WHERE model_id = ?", (mid,))
-        if row is None:
-            raise NotFound(f"Logged model with ID '{mid[:60]}' not found.")
-        try:
-            self.tracking._experiment_row(tx, p, row["experiment_id"], need)
-        except NotFound:
-            raise NotFound(f"Logged model with ID '{mid[:60]}' not found.") from None
-        return row
+        return self.tracking.child_row(tx, p, "logged_model", model_id, need,
+                                       f"Logged model with ID '{str(model_id)[:60]}' not found.")
 
     @staticmethod
     def _pairs(items: Any, what: str, limit: int) -> list[tuple[str, str]]:

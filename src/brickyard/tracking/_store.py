@@ -134,16 +134,24 @@ class Tracking:
             raise PermissionDenied(f"{p.name} lacks {need} on experiment {eid}")
         return row
 
-    def _run_row(self, tx: Tx, p: Principal, run_id: Any, need: str) -> Row:
-        rid = str(run_id or "")
-        row = tx.one("SELECT * FROM ml_runs WHERE run_id = ?", (rid,))
+    _CHILDREN = {"run": "SELECT * FROM ml_runs WHERE run_id = ?",
+                 "logged_model": "SELECT * FROM ml_logged_models WHERE model_id = ?",
+                 "trace": "SELECT * FROM ml_traces WHERE trace_id = ?"}
+
+    def child_row(self, tx: Tx, p: Principal, kind: str, ident: Any, need: str, missing: str) -> Row:
+        """A run, logged model or trace, if ``p`` holds ``need`` on its experiment; else ``missing`` as a 404
+        (whether it exists or not: no existence oracle)."""
+        row = tx.one(self._CHILDREN[kind], (str(ident or ""),))
         if row is None:
-            raise NotFound(f"Run with id={rid[:40]} not found")
+            raise NotFound(missing)
         try:
             self._experiment_row(tx, p, row["experiment_id"], need)
         except NotFound:
-            raise NotFound(f"Run with id={rid[:40]} not found") from None
+            raise NotFound(missing) from None
         return row
+
+    def _run_row(self, tx: Tx, p: Principal, run_id: Any, need: str) -> Row:
+        return self.child_row(tx, p, "run", run_id, need, f"Run with id={str(run_id)[:40]} not found")
 
     def experiment_level(self, p: Principal, experiment_id: str) -> str | None:
         """The caller's permission on an experiment (None when it has none or the experiment is gone)."""

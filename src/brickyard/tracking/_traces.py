@@ -105,15 +105,8 @@ class Traces:
         return self.root / experiment_id / "Traces" / trace_id / "traces.json"
 
     def _row(self, tx: Tx, p: Principal, trace_id: Any, need: str) -> Row:
-        tid = str(trace_id or "")
-        row = tx.one("SELECT * FROM ml_traces WHERE trace_id = ?", (tid,))
-        if row is None:
-            raise NotFound(f"Trace with ID {tid[:60]} is not found.")
-        try:
-            self.tracking._experiment_row(tx, p, row["experiment_id"], need)
-        except NotFound:
-            raise NotFound(f"Trace with ID {tid[:60]} is not found.") from None
-        return row
+        return self.tracking.child_row(tx, p, "trace", trace_id, need,
+                                       f"Trace with ID {str(trace_id)[:60]} is not found.")
 
     # -- writing -------------------------------------------------------------------------------------
     def start(self, p: Principal, trace: Any) -> dict[str, Any]:
