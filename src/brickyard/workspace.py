@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .agents import ManagedMCP
+from .agents import ExternalMCP, ManagedMCP
 from .catalog import ADMINS, Catalog, Database, Identity, Principal
 from .catalog._crypto import SecretBox
 from .catalog._objects import ConnectionSecrets
@@ -95,6 +95,7 @@ class Workspace:
                                          system_principal=self.system_principal,
                                          reranker_path=self.settings.reranker_path, rerank=self._rerank)
         self.mcp = ManagedMCP(self.functions, self.vectorsearch)
+        self.mcp_external = ExternalMCP(self.catalog, self.connection_secrets, hosts)
 
     def _embed(self, p: Principal, endpoint: str, texts: list[str]) -> np.ndarray:
         """Embeddings for vector search, through the AI Gateway as ``p`` (limits, usage and ACLs apply)."""

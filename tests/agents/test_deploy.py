@@ -301,3 +301,56 @@ def test_t29_models_load_only_from_governed_ready_versions(env: Env, tmp_path: P
         assert r.status_code == 400, (entity, r.text)
     assert not canary.exists()
     env.ws.catalog.delete(root, "registered_model", "main.agents.trojan", force=True)
+
+
+CHAT_AGENT = '''
+import uuid
+import mlflow
+from mlflow.pyfunc import ChatAgent
+from mlflow.types.agent import ChatAgentMessage, ChatAgentResponse
+
+
+class WhoAmI(ChatAgent):
+    """Answers with the identity its workspace credentials have: the caller's, when deployed."""
+
+    def predict(self, messages, context=None, custom_inputs=None):
+        from databricks.sdk import WorkspaceClient
+
+        me = WorkspaceClient().current_user.me().user_name
+        return ChatAgentResponse(messages=[ChatAgentMessage(role="assistant", content=f"you are {me}",
+                                                            id=str(uuid.uuid4()))])
+
+
+mlflow.models.set_model(WhoAmI())
+'''
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_chat_agent_through_invocations_acts_as_its_caller(env: Env, tmp_path: Path) -> None:
+    """MLflow's ChatAgent interface (task agent/v2/chat) through /serving-endpoints/{name}/invocations; the
+    same worker answers each user as that user."""
+    import os
+
+    import httpx
+    import mlflow
+
+    (tmp_path / "who.py").write_text(textwrap.dedent(CHAT_AGENT))
+    os.environ.update(DATABRICKS_HOST=env.url, DATABRICKS_TOKEN=env.alice)
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="who", python_model=str(tmp_path / "who.py"))
+    version = mlflow.register_model(info.model_uri, "main.agents.whoami")
+    h = {"authorization": f"Bearer {env.alice}"}
+    created = httpx.post(env.url + "/api/2.0/serving-endpoints", headers=h, json={
+        "name": "whoami", "config": {"served_entities": [{"entity_name": "main.agents.whoami",
+                                                          "entity_version": version.version}]}})
+    assert created.status_code == 200, created.text
+    assert created.json()["task"] == "agent/v2/chat"
+    alice = env.ws.principal("alice@example.com")
+    _wait_ready(env.ws, alice, "whoami")
+    env.ws.serving.set_acl(alice, created.json()["id"], [{"user_name": "bob@example.com",
+                                                           "permission_level": "CAN_QUERY"}], replace=False)
+    for token, user in ((env.alice, "alice@example.com"), (env.bob, "bob@example.com")):
+        r = httpx.post(env.url + "/serving-endpoints/whoami/invocations", headers={"authorization": f"Bearer {token}"},
+                       json={"messages": [{"role": "user", "content": "who am I?"}]}, timeout=120)
+        assert r.status_code == 200, r.text
+        assert r.json()["messages"][0]["content"] == f"you are {user}"

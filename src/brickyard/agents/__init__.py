@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._mcp_server import ManagedMCP
+from ._mcp_server import ExternalMCP, ManagedMCP
 
-__all__ = ["MCPServer", "ManagedMCP", "Tool", "ToolCallingAgent", "VectorSearchRetrieverTool", "uc_function_tools"]
+__all__ = ["ExternalMCP", "MCPServer", "ManagedMCP", "Tool", "ToolCallingAgent", "VectorSearchRetrieverTool", "uc_function_tools"]
 
 if TYPE_CHECKING:
     from ._runtime import MCPServer, Tool, ToolCallingAgent, VectorSearchRetrieverTool, uc_function_tools
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
+    if name in __all__ and name not in ("ExternalMCP", "ManagedMCP"):
         from . import _runtime
 
         return getattr(_runtime, name)

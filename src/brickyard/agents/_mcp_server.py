@@ -125,3 +125,63 @@ def _result(ident: Any, result: dict[str, Any]) -> dict[str, Any]:
 
 def _error(ident: Any, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": ident, "error": {"code": code, "message": message}}
+
+
+class ExternalMCP:
+    """``/api/2.0/mcp/external/{connection}``: a proxy to an MCP server registered as a Unity Catalog HTTP
+    connection. The caller needs USE_CONNECTION; the connection's bearer token (a secret option, never shown)
+    is added on the way out; the target is checked like an external model's (no private or loopback
+    address unless an admin allowed the host in ``BRICKYARD_ALLOWED_MODEL_HOSTS``). Requests and answers,
+    including server-sent event streams and the ``Mcp-Session-Id`` header, pass through unchanged."""
+
+    FORWARDED = ("content-type", "accept", "mcp-session-id", "mcp-protocol-version", "last-event-id")
+
+    def __init__(self, catalog: Any, secrets: Any, allowed_hosts: frozenset[str]) -> None:
+        self.catalog = catalog
+        self.secrets = secrets
+        self.allowed_hosts = allowed_hosts
+
+    def target(self, p: Principal, name: str) -> tuple[str, dict[str, str]]:
+        """(URL, headers to add) for connection ``name``, if ``p`` may use it."""
+        from ..models._openai import check_url
+
+        obj = self.catalog.require(p, "USE_CONNECTION", "connection", name, action="useMcpConnection")
+        if obj.spec.get("connection_type") != "HTTP":
+            raise InvalidParameterValue(f"connection {name} is a {obj.spec.get('connection_type')} connection; "
+                                        "an MCP server is an HTTP connection")
+        options = obj.spec.get("options") or {}
+        host = str(options.get("host") or "").rstrip("/")
+        if not host.startswith(("http://", "https://")):
+            raise InvalidParameterValue(f"connection {name} needs a host option such as https://mcp.example.com")
+        port = str(options.get("port") or "")
+        path = "/" + str(options.get("base_path") or "").lstrip("/")
+        url = host + (f":{port}" if port and host.count(":") == 1 else "") + path
+        check_url(url, self.allowed_hosts)
+        headers = {}
+        token = self.secrets.get(obj.id).get("bearer_token")
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        return url, headers
+
+    def forward(self, p: Principal, name: str, method: str, headers: dict[str, str], body: bytes) -> Any:
+        """Send the request on; returns an open ``httpx`` response for the caller to stream and close."""
+        import httpx
+
+        url, extra = self.target(p, name)
+        out = {k: v for k, v in headers.items() if k.lower() in self.FORWARDED}
+        out.update(extra)
+        client = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False, trust_env=False)
+        try:
+            request = client.build_request(method, url, headers=out, content=body or None)
+            response = client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            client.close()
+            raise UpstreamUnavailable(f"the MCP server of connection {name} did not answer: {type(exc).__name__}") \
+                from None
+        response.extensions["brickyard_client"] = client
+        return response
+
+
+class UpstreamUnavailable(BrickyardError):
+    error_code = "TEMPORARILY_UNAVAILABLE"
+    http_status = 502

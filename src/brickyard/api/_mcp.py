@@ -1,4 +1,5 @@
-"""Managed MCP servers over streamable HTTP: ``/api/2.0/mcp/functions/...`` and ``/api/2.0/mcp/vector-search/...``.
+"""Managed MCP servers over streamable HTTP: ``/api/2.0/mcp/functions/...`` and ``/api/2.0/mcp/vector-search/...``,
+and the proxy to external MCP servers registered as UC connections (``/api/2.0/mcp/external/{connection}``).
 One JSON-RPC message per POST, answered as JSON; GET and DELETE answer 405 (the server keeps no sessions and
 sends nothing on its own)."""
 
@@ -36,3 +37,25 @@ def register(api: Api, ws: Any) -> None:
             api.route("POST", path, policy="authenticated")(post)
             api.route("GET", path, policy="authenticated", body="none")(refuse)
             api.route("DELETE", path, policy="authenticated", body="none")(refuse)
+
+    external = ws.mcp_external
+
+    def proxy(req: Req) -> Response:
+        from starlette.responses import StreamingResponse
+
+        body = req.file.read() if req.file is not None else b""
+        upstream = external.forward(req.user, req.path["connection"], req.request.method, req.headers, body)
+        keep = {k: v for k, v in upstream.headers.items() if k.lower() in ("content-type", "mcp-session-id")}
+
+        def chunks() -> Any:
+            try:
+                yield from upstream.iter_raw()
+            finally:
+                upstream.close()
+                upstream.extensions["brickyard_client"].close()
+
+        return StreamingResponse(chunks(), status_code=upstream.status_code, headers=keep)
+
+    for method in ("POST", "GET", "DELETE"):
+        api.route(method, MCP + "/external/{connection}", policy="authenticated",
+                  body="file" if method == "POST" else "none")(proxy)

@@ -1,0 +1,93 @@
+"""An external MCP server (the official mcp SDK's FastMCP, stateful, with server-sent events) registered as a
+UC connection, reached through /api/2.0/mcp/external/{connection} by the agent runtime's MCP client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from databricks.sdk import WorkspaceClient
+
+from brickyard.core.settings import Settings
+from brickyard.workspace import Workspace
+from tests.conftest import serve
+
+SECRET = "s3cret-upstream-token"
+
+
+def _external_server() -> tuple[Any, int, list[str]]:
+    import uvicorn
+    from mcp.server.fastmcp import FastMCP
+
+    seen: list[str] = []
+    mcp = FastMCP("weather")
+
+    @mcp.tool()
+    def forecast(city: str) -> str:
+        """The weather forecast for a city."""
+        return f"sunny in {city}"
+
+    inner = mcp.streamable_http_app()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # the upstream demands its own token
+        if scope["type"] == "http":
+            auth = dict(scope["headers"]).get(b"authorization", b"").decode()
+            seen.append(auth)
+            if auth != f"Bearer {SECRET}":
+                await send({"type": "http.response.start", "status": 401, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await inner(scope, receive, send)
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.01)
+    return server, server.servers[0].sockets[0].getsockname()[1], seen
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[tuple[str, str, str, list[str]]]:
+    import tempfile
+
+    upstream, port, seen = _external_server()
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace(Settings(home=f"{tmp}/home", allowed_model_hosts=f"127.0.0.1:{port}"))
+        admin = ws.create_token("admin@example.com", admin=True)
+        ws.ensure_user("bob@example.com")
+        bob = ws.create_token("bob@example.com")
+        with serve(ws) as url:
+            import httpx
+
+            made = httpx.post(url + "/api/2.1/unity-catalog/connections", headers={"authorization": f"Bearer {admin}"},
+                              json={"name": "weather_mcp", "connection_type": "HTTP", "options": {
+                                  "host": "http://127.0.0.1", "port": str(port), "base_path": "/mcp",
+                                  "bearer_token": SECRET, "is_mcp_connection": "true"}})
+            assert made.status_code == 200, made.text
+            assert SECRET not in made.text
+            yield url, admin, bob, seen
+        ws.close()
+    upstream.should_exit = True
+
+
+def test_the_agent_runtime_uses_an_external_mcp_server_through_its_connection(env: Any) -> None:
+    from brickyard.agents import MCPServer
+
+    url, admin, bob, seen = env
+    server = MCPServer("/api/2.0/mcp/external/weather_mcp", workspace_client=WorkspaceClient(host=url, token=admin))
+    tools = server.tools()
+    assert [t.name for t in tools] == ["forecast"]
+    assert tools[0](city="Lyon") == "sunny in Lyon"
+    assert seen and all(s == f"Bearer {SECRET}" for s in seen)  # the caller's own token never reaches it
+
+    denied = MCPServer("/api/2.0/mcp/external/weather_mcp", workspace_client=WorkspaceClient(host=url, token=bob))
+    with pytest.raises(Exception):  # noqa: B017 - bob lacks USE_CONNECTION: 403 before anything is forwarded
+        denied.tools()
+    import httpx
+
+    r = httpx.post(url + "/api/2.0/mcp/external/weather_mcp", headers={"authorization": f"Bearer {bob}"},
+                   json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert r.status_code == 403
