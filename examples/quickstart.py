@@ -31,6 +31,7 @@ import time
 import urllib.request
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from databricks.sdk import WorkspaceClient
@@ -341,17 +342,22 @@ def agent_demo(admin: WorkspaceClient, host: str, token: str) -> None:
         print("answer:", answer.output_text[:400])
         trace = mlflow.MlflowClient().get_trace(answer.model_extra["databricks_output"]["trace_id"])
         print("trace", trace.info.trace_id, "tree:")
-        children: dict[str | None, list[object]] = {}
-        for span in trace.data.spans:
-            children.setdefault(span.parent_id, []).append(span)
+        print_tree(trace.data.spans)
 
-        def show(parent: str | None, depth: int) -> None:
-            for span in sorted(children.get(parent, []), key=lambda s: s.start_time_ns):
-                ms = (span.end_time_ns - span.start_time_ns) / 1e6
-                print(f"   {'  ' * depth}{span.span_type:10} {span.name[:50]:50} {ms:8.1f} ms")
-                show(span.span_id, depth + 1)
 
-        show(None, 0)
+def print_tree(spans: list[Any]) -> None:
+    """Spans as an indented tree: type, name, duration."""
+    children: dict[str | None, list[Any]] = {}
+    for span in spans:
+        children.setdefault(span.parent_id, []).append(span)
+
+    def show(parent: str | None, depth: int) -> None:
+        for span in sorted(children.get(parent, []), key=lambda s: s.start_time_ns):
+            ms = (span.end_time_ns - span.start_time_ns) / 1e6
+            print(f"   {'  ' * depth}{span.span_type:10} {span.name[:50]:50} {ms:8.1f} ms")
+            show(span.span_id, depth + 1)
+
+    show(None, 0)
 
 
 if __name__ == "__main__":

@@ -316,8 +316,11 @@ class WhoAmI(ChatAgent):
     def predict(self, messages, context=None, custom_inputs=None):
         from databricks.sdk import WorkspaceClient
 
+        import os
+
         me = WorkspaceClient().current_user.me().user_name
-        return ChatAgentResponse(messages=[ChatAgentMessage(role="assistant", content=f"you are {me}",
+        flavour = os.environ.get("AGENT_FLAVOUR", "plain")
+        return ChatAgentResponse(messages=[ChatAgentMessage(role="assistant", content=f"you are {me} ({flavour})",
                                                             id=str(uuid.uuid4()))])
 
 
@@ -341,8 +344,9 @@ def test_a_chat_agent_through_invocations_acts_as_its_caller(env: Env, tmp_path:
     version = mlflow.register_model(info.model_uri, "main.agents.whoami")
     h = {"authorization": f"Bearer {env.alice}"}
     created = httpx.post(env.url + "/api/2.0/serving-endpoints", headers=h, json={
-        "name": "whoami", "config": {"served_entities": [{"entity_name": "main.agents.whoami",
-                                                          "entity_version": version.version}]}})
+        "name": "whoami", "config": {"served_entities": [{
+            "entity_name": "main.agents.whoami", "entity_version": version.version,
+            "environment_vars": {"AGENT_FLAVOUR": "salty", "MLFLOW_EXPERIMENT_ID": env.experiment_id}}]}})
     assert created.status_code == 200, created.text
     assert created.json()["task"] == "agent/v2/chat"
     alice = env.ws.principal("alice@example.com")
@@ -353,4 +357,4 @@ def test_a_chat_agent_through_invocations_acts_as_its_caller(env: Env, tmp_path:
         r = httpx.post(env.url + "/serving-endpoints/whoami/invocations", headers={"authorization": f"Bearer {token}"},
                        json={"messages": [{"role": "user", "content": "who am I?"}]}, timeout=120)
         assert r.status_code == 200, r.text
-        assert r.json()["messages"][0]["content"] == f"you are {user}"
+        assert r.json()["messages"][0]["content"] == f"you are {user} (salty)"

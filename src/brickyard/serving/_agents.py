@@ -220,7 +220,7 @@ class AgentHost:
                                                               else None)
         return Described(model_dir, str(task), experiment)
 
-    def worker(self, entity_name: str, version: str, model_dir: Path) -> AgentWorker:
+    def worker(self, entity_name: str, version: str, model_dir: Path, env: dict[str, str] | None = None) -> AgentWorker:
         key = (entity_name, version)
         with self._lock:
             found = self._workers.get(key)
@@ -232,7 +232,7 @@ class AgentHost:
                                    "server to call back; start it with `brickyard serve`")
             worker = AgentWorker(model_dir, {}, f"{entity_name} v{version}")
             token = self.identity.delegate(lambda: worker.current)
-            worker.env = self.environ(DATABRICKS_HOST=url, DATABRICKS_TOKEN=token, IS_IN_DB_MODEL_SERVING_ENV="true",
+            worker.env = self.environ(**(env or {}), DATABRICKS_HOST=url, DATABRICKS_TOKEN=token, IS_IN_DB_MODEL_SERVING_ENV="true",
                                ENABLE_MLFLOW_TRACING="true", DATABRICKS_MODEL_SERVING_HOST_URL=url,
                                MLFLOW_TRACKING_URI="databricks", MLFLOW_REGISTRY_URI="databricks-uc",
                                NEEDLE_TELEMETRY="0", DO_NOT_TRACK="1", PYTHONUNBUFFERED="1")

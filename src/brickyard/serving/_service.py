@@ -48,6 +48,9 @@ PROVIDERS = ("openai", "custom", "databricks-model-serving", "anthropic")
 SECRET_FIELDS = ("openai_api_key", "databricks_api_token", "anthropic_api_key")
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
 def _name(value: Any, what: str = "endpoint name") -> str:
     if not isinstance(value, str) or not _NAME.match(value):
         raise InvalidParameterValue(f"{what} must be 1-63 letters, digits, '-' or '_', starting with a letter or digit")
@@ -280,6 +283,18 @@ class Serving:
             for key in ("workload_size", "workload_type", "scale_to_zero_enabled"):
                 if key in ent:
                     clean[key] = ent[key]
+            env = ent.get("environment_vars") or {}
+            if not isinstance(env, dict) or not all(isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, str)
+                                                    and len(v) <= 10_000 for k, v in env.items()) or len(env) > 100:
+                raise InvalidParameterValue("environment_vars must map names such as MY_VAR to strings (at most 100); "
+                                            "a value may be a {{secrets/scope/key}} reference")
+            for value in env.values():
+                if is_reference(value):
+                    if f"secrets/{SYSTEM_SCOPE}/" in value.replace(" ", ""):
+                        raise InvalidParameterValue(f"the secret scope {SYSTEM_SCOPE} is reserved")
+                    self.secrets.check_reference(p, value)  # the endpoint's creator must be able to read it
+            if env:
+                clean["environment_vars"] = dict(env)
             return clean, described.task
         if model is None:
             raise InvalidParameterValue(
@@ -815,9 +830,16 @@ class Serving:
         if described is None:  # checked for the endpoint's creator when the config was given
             system = Principal(id="", kind="user", name="system", groups=frozenset({ADMINS}))
             described = self._described[key] = self.agents.describe(system, *key)
-        return self.agents.worker(key[0], key[1], described.model_dir)
+        env = {k: (self.secrets.resolve(v) if is_reference(v) else v)
+               for k, v in (entity.get("environment_vars") or {}).items() if k != "MLFLOW_EXPERIMENT_ID"}
+        return self.agents.worker(key[0], key[1], described.model_dir, env)
 
     def _experiment_of(self, entity: dict[str, Any]) -> str | None:
+        """Where a served version's traces go: the endpoint's MLFLOW_EXPERIMENT_ID (as databricks.agents.deploy
+        sets it), else the experiment of the run the version was logged from."""
+        chosen = (entity.get("environment_vars") or {}).get("MLFLOW_EXPERIMENT_ID")
+        if chosen:
+            return str(chosen)
         described = self._described.get((entity["entity_name"], entity["entity_version"]))
         return described.experiment_id if described else None
 
