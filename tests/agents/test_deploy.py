@@ -59,7 +59,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     for schema in ("main.rag", "main.tools", "main.agents"):
         ws.catalog.update_grants(root, "schema", schema, [{"principal": "account users", "add": ["USE_SCHEMA"]}])
     ws.catalog.update_grants(root, "schema", "main.agents", [{"principal": "alice@example.com",
-                                                              "add": ["CREATE_MODEL"]}])
+                                                              "add": ["CREATE_MODEL", "CREATE_TABLE"]}])
     ws.catalog.create(root, "function", "main.tools.shout", comment="Shout a word.", spec=function_spec({
         "name": "shout", "data_type": "STRING", "routine_body": "SQL", "routine_definition": "upper(word) || '!'",
         "input_params": {"parameters": [{"name": "word", "type_text": "STRING"}]}}))
@@ -89,10 +89,21 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             mlflow.set_registry_uri("databricks-uc")
             experiment = mlflow.set_experiment("/Users/alice@example.com/rag-agent")
             (tmp / "agent.py").write_text(textwrap.dedent(AGENT))
+            from mlflow.models.resources import (
+                DatabricksFunction,
+                DatabricksServingEndpoint,
+                DatabricksVectorSearchIndex,
+            )
+
+            resources = [DatabricksServingEndpoint(endpoint_name="obedient"),
+                         DatabricksVectorSearchIndex(index_name="main.rag.docs"),
+                         DatabricksFunction(function_name="main.tools.shout")]
             with mlflow.start_run():
-                info = mlflow.pyfunc.log_model(name="agent", python_model=str(tmp / "agent.py"))
+                info = mlflow.pyfunc.log_model(name="agent", python_model=str(tmp / "agent.py"), resources=resources)
             version = mlflow.register_model(info.model_uri, "main.agents.rag_agent")
             assert version.status == "READY"
+            stored = ws.registry.version_row(root, "main.agents.rag_agent", 1)["spec"].get("dependencies") or []
+            assert {json.dumps(d, sort_keys=True) for d in stored}, "the declared resources are kept with the version"
             yield Env(ws, url, alice_token, bob_token, experiment.experiment_id)
         finally:
             for k, v in saved.items():
@@ -122,6 +133,11 @@ def _deploy(env: Env) -> None:
     _wait_ready(env.ws, alice, "rag-agent")
     env.ws.serving.set_acl(alice, created.json()["id"], [{"user_name": "bob@example.com",
                                                            "permission_level": "CAN_QUERY"}], replace=False)
+    gateway = httpx.put(env.url + "/api/2.0/serving-endpoints/rag-agent/ai-gateway", headers=h, json={
+        "usage_tracking_config": {"enabled": True},
+        "inference_table_config": {"enabled": True, "catalog_name": "main", "schema_name": "agents",
+                                   "table_name_prefix": "rag_agent"}})
+    assert gateway.status_code == 200, gateway.text
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -165,6 +181,12 @@ def test_a_deployed_agent_answers_with_tools_and_leaves_a_trace(env: Env) -> Non
     events = [e.type for e in streamed]
     assert events[0] == "response.created" and events[-1] == "response.completed"
     assert "response.output_text.delta" in events
+
+    time.sleep(1.5)  # usage and inference-table rows are written once a second
+    alice = env.ws.principal("alice@example.com")
+    rows = env.ws.sql.execute(alice, "SELECT requester, status_code, response FROM main.agents.rag_agent_payload").table
+    found = list(zip(*[rows.column(c).to_pylist() for c in rows.column_names], strict=True))
+    assert any(r[0] == "alice@example.com" and r[1] == 200 and trace_id in (r[2] or "") for r in found), found
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
