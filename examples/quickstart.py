@@ -290,7 +290,7 @@ agent = ToolCallingAgent(
     tools=[VectorSearchRetrieverTool("demo.docs.chunks_index", num_results=2,
                                      tool_description="Search the Brickyard documentation."),
            uc_function_tools("demo", "docs")],
-    system_prompt="You answer questions about Brickyard.", max_steps=4)
+    system_prompt="You answer questions about Brickyard.", max_steps=4, max_tokens=120)
 mlflow.models.set_model(agent)
 """
 

@@ -233,8 +233,9 @@ class ToolCallingAgent(ResponsesAgent):
 
     def __init__(self, *, llm_endpoint: str, tools: Iterable[Tool | MCPServer] = (), system_prompt: str | None = None,
                  max_steps: int = 8, max_seconds: float = 60.0, temperature: float | None = 0.0,
-                 workspace_client: Any = None) -> None:
+                 max_tokens: int | None = None, workspace_client: Any = None) -> None:
         self.llm_endpoint = llm_endpoint
+        self.max_tokens = max_tokens
         self.toolkit = list(tools)  # Tools, and MCP servers whose tools are listed at each request
         self.tools: dict[str, Tool] = {}
         self.system_prompt = system_prompt
@@ -333,6 +334,8 @@ class ToolCallingAgent(ResponsesAgent):
             request["tools"] = [t.spec() for t in self.tools.values()]
         if self.temperature is not None:
             request["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            request["max_tokens"] = self.max_tokens
         span = mlflow.start_span_no_context(self.llm_endpoint, span_type=SpanType.CHAT_MODEL, parent_span=parent,
                                             inputs={k: v for k, v in request.items() if k != "stream_options"})
         content: list[str] = []
