@@ -112,7 +112,7 @@ class Engine:
         self._selections: dict[str, Selection] = {}
         self.ann: Any = self._new_ann() if self.dimension else None
         self._params: dict[int, Any] = {}
-        self._buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # result arrays per k, used under the lock
+        self._buffers: dict[int, tuple[Any, ...]] = {}  # result arrays (and pointers) per k, used under the lock
 
     def _new_ann(self) -> Any:
         import faiss
@@ -282,10 +282,10 @@ class Engine:
         """The ``k`` nearest alive rows (by inner product) that pass ``mask``: (label, score), best first."""
         if not self.dimension:
             raise InvalidParameterValue("this index has no vectors; use query_type FULL_TEXT")
-        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-        if query.shape[1] != self.dimension:
-            raise InvalidParameterValue(f"query_vector has {query.shape[1]} dimensions; the index has "
-                                        f"{self.dimension}")
+        query = np.ascontiguousarray(vector, dtype=np.float32)
+        if query.size != self.dimension or query.ndim > 2:
+            raise InvalidParameterValue(f"query_vector has {query.size} values; the index has {self.dimension} "
+                                        "dimensions")
         with self.lock:
             n = len(self.pks)
             if n == 0 or k <= 0:
@@ -305,12 +305,19 @@ class Engine:
             else:
                 params = mask.params(ef, n)
             k = min(k, n)
-            scores, labels = self._buffers.get(k) or self._buffers.setdefault(
-                k, (np.empty((1, k), dtype=np.float32), np.empty((1, k), dtype=np.int64)))
-            query = np.ascontiguousarray(query)
-            faiss = _faiss()  # the SWIG call itself: the wrapper's checks and allocations cost ~5% of a query
-            self.ann.search_c(1, faiss.swig_ptr(query), k, faiss.swig_ptr(scores), faiss.swig_ptr(labels), params)
-            return [(lb, s) for lb, s in zip(labels[0].tolist(), scores[0].tolist(), strict=True) if lb >= 0]
+            # Result arrays and their SWIG pointers are made once per k and reused under the lock: the call
+            # goes straight to faiss's C++ search (its Python wrapper's checks and allocations cost ~5%).
+            out = self._buffers.get(k)
+            if out is None:
+                scores, labels = np.empty((1, k), dtype=np.float32), np.empty((1, k), dtype=np.int64)
+                swig_ptr = _faiss().swig_ptr
+                out = self._buffers[k] = (scores, labels, swig_ptr(scores), swig_ptr(labels), swig_ptr)
+            scores, labels, scores_ptr, labels_ptr, swig_ptr = out
+            self.ann.search_c(1, swig_ptr(query), k, scores_ptr, labels_ptr, params)
+            found = labels[0].tolist()
+            if found[-1] >= 0:  # the usual case: k results, no padding
+                return list(zip(found, scores[0].tolist(), strict=True))
+            return [(lb, s) for lb, s in zip(found, scores[0].tolist(), strict=True) if lb >= 0]
 
     # -- full text ---------------------------------------------------------------------------------
     def _fts_schema(self) -> Any:
