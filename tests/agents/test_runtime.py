@@ -20,8 +20,16 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     token = ws.create_token("root@example.com")
     ws.serving.create(root, {"name": "obedient", "config": {"served_entities": [
         {"entity_name": "system.ai.fake-obedient"}]}})
+    import os
+
     with serve(ws) as url:
-        yield WorkspaceClient(host=url, token=token)
+        saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN")}
+        os.environ.update(DATABRICKS_HOST=url, DATABRICKS_TOKEN=token)  # where the agent's traces are exported
+        try:
+            yield WorkspaceClient(host=url, token=token)
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     ws.close()
 
 
