@@ -424,13 +424,17 @@ PARTS = ("ann", "bm25", "embeddings", "freshness", "rest")
 
 def run_vectorsearch_bench(*, rows: int = 100_000, queries: int = 1000, docs: int = 100_000,
                            passages: int = 64, freshness_rows: int = 1000, parts: tuple[str, ...] = PARTS,
-                           peer_python: str | None = None) -> dict[str, Any]:
+                           peer_python: str | None = None, efs: list[int] | None = None) -> dict[str, Any]:
     unknown = set(parts) - set(PARTS)
     if unknown:
         from ..core.errors import InvalidParameterValue
 
         raise InvalidParameterValue(f"unknown part(s) {sorted(unknown)}; the parts are {', '.join(PARTS)}")
-    efs = [16, 24, 32, 48, 64, 96, 128, 192]
+    efs = sorted(set(efs or [16, 24, 32, 48, 64, 96, 128, 192]))
+    if any(not isinstance(e, int) or e < 1 or e > 4096 for e in efs):
+        from ..core.errors import InvalidParameterValue
+
+        raise InvalidParameterValue("ef values must be integers from 1 to 4096")
     run: dict[str, Callable[[], Any]] = {
         "ann": lambda: ann(rows, queries, efs), "bm25": lambda: bm25(docs, queries),
         "embeddings": lambda: embeddings_both(passages), "freshness": lambda: freshness(freshness_rows),

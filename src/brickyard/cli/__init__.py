@@ -275,14 +275,16 @@ def bench_vectorsearch(rows: Annotated[int, typer.Option(help="Vectors in the AN
                            help="Run only this part (repeatable): ann, bm25, embeddings, freshness, rest")] = None,
                        peer_python: Annotated[str | None, typer.Option(
                            help="Python of the peers environment (make bench: .venv-peers/bin/python); "
-                                "without it the Chroma peer is skipped")] = None) -> None:
+                                "without it the Chroma peer is skipped")] = None,
+                       ef: Annotated[list[int] | None, typer.Option(
+                           help="efSearch values of the ANN sweep (repeatable; default 16..192)")] = None) -> None:
     """The vector index engine (ANN, BM25), the REST route and the embedding model against their peers, per core."""
     from ..bench import run_vectorsearch_bench
     from ..bench._vectorsearch import PARTS
 
     typer.echo(json.dumps(_run(lambda: run_vectorsearch_bench(
         rows=rows, queries=queries, docs=docs, passages=passages, freshness_rows=freshness_rows,
-        parts=tuple(part) if part else PARTS, peer_python=peer_python))))
+        parts=tuple(part) if part else PARTS, peer_python=peer_python, efs=ef))))
 
 
 @bench_app.command("retrieval")
