@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,7 @@ def below(base: Path, rest: list[str], path: str) -> Path:
     return base.joinpath(*rest)
 
 
-class FileTree:
+class FileTree(ABC):
     """Files API operations over one kind of path (volumes, MLflow artifacts, model files). A subclass says
     which paths it owns (``prefix``) and how a path maps to a directory after the caller's permission
     is checked (``_resolve``); writes go to a temporary file that is fsynced and renamed into place."""
@@ -93,8 +94,10 @@ class FileTree:
     prefix = "/"
     what = "tree"
 
+    @abstractmethod
     def _resolve(self, p: Principal, path: str, *, write: bool, action: str) -> tuple[Path, list[str]]:
-        raise NotImplementedError
+        """The directory ``path`` maps to (after checking ``p`` may read or write it), and the parts of
+        ``path`` below the tree's own root."""
 
     def owns(self, path: str) -> bool:
         return isinstance(path, str) and (path + "/").startswith(self.prefix)
