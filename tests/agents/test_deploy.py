@@ -380,3 +380,16 @@ def test_a_chat_agent_through_invocations_acts_as_its_caller(env: Env, tmp_path:
                        json={"messages": [{"role": "user", "content": "who am I?"}]}, timeout=120)
         assert r.status_code == 200, r.text
         assert r.json()["messages"][0]["content"] == f"you are {user} (salty)"
+
+    # A worker that dies (kill -9) fails the request in flight at most; the next one starts a new worker.
+    import os
+    import signal
+
+    worker = env.ws.serving.agents.worker("main.agents.whoami", version.version, Path("."))
+    assert worker.proc is not None
+    os.kill(worker.proc.pid, signal.SIGKILL)
+    worker.proc.wait(timeout=10)
+    answers = [httpx.post(env.url + "/serving-endpoints/whoami/invocations", headers=h,
+                          json={"messages": [{"role": "user", "content": "again"}]}, timeout=120) for _ in range(2)]
+    assert answers[-1].status_code == 200 and answers[-1].json()["messages"][0]["content"].startswith("you are alice")
+    assert all(a.status_code in (200, 503) for a in answers), [a.text for a in answers]
