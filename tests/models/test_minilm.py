@@ -64,26 +64,9 @@ def test_fast_forward_matches_the_reference() -> None:
 
 
 def make_cross_encoder(directory: Path) -> Path:
-    """A cross-encoder directory built from MiniLM's files and a random classifier head: the mechanics of
-    loading and scoring pairs, not a trained reranker (no package ships one)."""
-    import shutil
+    from brickyard.models._minilm import untrained_cross_encoder
 
-    from safetensors.numpy import load_file, save_file
-
-    from brickyard.models._minilm import default_model_dir
-
-    src = default_model_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "tokenizer.json"):
-        shutil.copy(src / name, directory / name)
-    weights = {f"bert.{k}": v for k, v in load_file(str(src / "model.safetensors")).items()}
-    rng = np.random.default_rng(0)
-    weights.setdefault("bert.pooler.dense.weight", rng.standard_normal((384, 384)).astype(np.float32) * 0.05)
-    weights.setdefault("bert.pooler.dense.bias", np.zeros(384, dtype=np.float32))
-    weights["classifier.weight"] = rng.standard_normal((1, 384)).astype(np.float32)
-    weights["classifier.bias"] = np.zeros(1, dtype=np.float32)
-    save_file(weights, str(directory / "model.safetensors"))
-    return directory
+    return untrained_cross_encoder(directory)
 
 
 def test_cross_encoder_scores_pairs(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ implementation, ANN recall (filtered and not) against exact search, snapshots an
 from __future__ import annotations
 
 import math
+import os
 import random
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import pytest
 
 from brickyard.core.errors import InvalidParameterValue
 from brickyard.vectorsearch import Engine, RowStore, compile_filters, rrf
+from brickyard.vectorsearch._engine import REORDER_MIN
 from brickyard.vectorsearch._filters import compile_keyed
+from brickyard.vectorsearch._pages import back_with_huge_pages
 
 ROWS = [{"id": i, "cat": ["a", "b", "c", None][i % 4], "n": i % 10, "price": i * 0.5,
          "text": f"item {i} " + ["red fish", "blue bird", "red dog", "green cat"][i % 4]} for i in range(200)]
@@ -116,10 +119,11 @@ def test_ann_recall_with_and_without_filters(tmp_path: Path) -> None:
     mask_fn = compile_filters(filters_json={"shard": 3}, columns={"id", "shard", "text"})
     assert mask_fn is not None
     mask = mask_fn(engine.column, n) & engine.alive()
+    by_label = vecs[[int(pk) for pk in engine.pks]]  # a built graph is renumbered: labels are not row ids
     for label_mask in (None, mask):
         hits = 0
         for q in queries:
-            scores = vecs @ q
+            scores = by_label @ q
             if label_mask is not None:
                 scores = np.where(label_mask, scores, -np.inf)
             exact = set(np.argsort(-scores)[:10].tolist())
@@ -128,6 +132,59 @@ def test_ann_recall_with_and_without_filters(tmp_path: Path) -> None:
             assert label_mask is None or all(label_mask[lb] for lb, _ in got)
             hits += len(exact & {lb for lb, _ in got})
         assert hits / (10 * len(queries)) >= 0.95
+
+
+def test_a_built_graph_is_renumbered_and_every_label_keeps_its_row(tmp_path: Path) -> None:
+    """Past REORDER_MIN rows a build renumbers the graph for locality: each label must still name its own
+    row, vector, sequence and full-text hit, and a reopened snapshot must keep the same numbering."""
+    rng = np.random.default_rng(4)
+    n, dim = REORDER_MIN + 904, 16
+    vecs = rng.standard_normal((n, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    rows = [{"id": i, "text": f"word{i}"} for i in range(n)]
+    engine = make(tmp_path, dim, rows, vecs)
+    order = [r.pk for r in engine.store.rows()]
+    assert engine.pks != order, "the graph was not renumbered"
+    assert sorted(engine.pks, key=int) == [str(i) for i in range(n)]  # type: ignore[arg-type]
+    for label in rng.choice(n, 300, replace=False).tolist():
+        pk = engine.pks[label]
+        assert pk is not None and engine.by_pk[pk] == label and engine.rows[label]["id"] == int(pk)  # type: ignore[index]
+        assert engine.by_seq[engine.seqs[label]] == label
+        np.testing.assert_array_equal(engine.ann.reconstruct(label), vecs[int(pk)])
+    for i in (0, 17, n - 1):
+        assert [engine.pks[lb] for lb, _ in engine.search_ann(vecs[i], 1, None, ef=64)] == [str(i)]
+        assert [engine.pks[lb] for lb, _ in engine.search_text(f"word{i}", 1, None)] == [str(i)]
+    engine.save()
+    engine.store.close()
+    reopened = Engine(tmp_path, RowStore(tmp_path / "rows.db"), dimension=dim, vector_column="vec",
+                      text_column="text")
+    assert reopened.rebuilt == 0 and reopened.pks == engine.pks
+    np.testing.assert_array_equal(reopened.ann.reconstruct(5), engine.ann.reconstruct(5))
+    reopened.store.close()
+
+
+def _huge_pages_possible() -> bool:
+    try:
+        mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        release = tuple(int(x) for x in os.uname().release.split(".")[:2])
+    except (OSError, ValueError):
+        return False
+    return "[never]" not in mode and release >= (6, 1)
+
+
+@pytest.mark.skipif(not _huge_pages_possible(), reason="needs Linux 6.1+ with transparent huge pages not 'never'")
+def test_large_buffers_go_on_huge_pages(tmp_path: Path) -> None:
+    buffer = np.ones(12 << 20, dtype=np.uint8)
+    assert back_with_huge_pages(buffer.ctypes.data, buffer.nbytes)
+    assert buffer.sum() == buffer.nbytes  # contents survive the collapse
+    assert not back_with_huge_pages(buffer.ctypes.data, 1 << 20)  # under one huge page: nothing to do
+    rng = np.random.default_rng(2)
+    vecs = rng.standard_normal((12_000, 384)).astype(np.float32)  # 18 MB: reserved before the build
+    engine = make(tmp_path, 384, [{"id": i, "text": "x"} for i in range(len(vecs))], vecs)
+    assert engine.pages.collapsed >= 16 << 20
+    label = engine.by_pk["7"]
+    np.testing.assert_array_equal(engine.ann.reconstruct(label), vecs[7])
+    engine.store.close()
 
 
 def test_remembered_filters_follow_row_changes(tmp_path: Path) -> None:

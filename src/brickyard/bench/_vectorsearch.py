@@ -31,27 +31,34 @@ PEERS = {"faiss_hnsw_qps_at_0.95_per_core_100k": 5920, "faiss_hnsw_qps_at_0.99_p
 
 
 def clustered(n: int, rng: np.random.Generator, centers: np.ndarray, bases: np.ndarray) -> np.ndarray:
+    """``n`` unit vectors from a mixture of low-rank clusters: centre + a point of the cluster's 32-d
+    subspace + a little isotropic noise, with Zipf-like cluster sizes (some topics are much bigger)."""
     k = centers.shape[0]
     weights = 1.0 / np.arange(1, k + 1) ** 0.7
     labels = rng.choice(k, size=n, p=weights / weights.sum())
     out = np.empty((n, DIM), dtype=np.float32)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(k + 1))
     for c in range(k):
-        rows = np.flatnonzero(labels == c)
+        rows = order[bounds[c]:bounds[c + 1]]
         if len(rows):
-            z = rng.standard_normal((len(rows), bases.shape[1]), dtype=np.float32) * 0.106
-            x = centers[c] + z @ bases[c] + rng.standard_normal((len(rows), DIM), dtype=np.float32) * 0.0153
+            x = centers[c] + (rng.standard_normal((len(rows), bases.shape[1]), dtype=np.float32) * 0.106) @ bases[c]
+            x += rng.standard_normal((len(rows), DIM), dtype=np.float32) * 0.0153
             out[rows] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
 
-def data(n: int, nq: int, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    k = max(8, n // 1000)
-    centers = rng.standard_normal((k, DIM)).astype(np.float32)
+def data(n: int, nq: int) -> tuple[np.ndarray, np.ndarray]:
+    """The data set of ``../shared/design/perf-scripts/gen_vectors.py``, draw for draw (same seeds, same
+    order: the peers' figures in performance.md were measured on exactly these vectors and queries):
+    max(100, n/500) clusters; queries fresh from the same mixture, drawn as a set of at least 1,000 (the
+    script's default) so the first ``nq`` are the same queries whatever ``nq`` is."""
+    rng = np.random.default_rng(42)
+    k = max(100, n // 500)
+    centers = rng.standard_normal((k, DIM), dtype=np.float32)
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-    bases = rng.standard_normal((k, 32, DIM)).astype(np.float32)
-    bases /= np.linalg.norm(bases, axis=2, keepdims=True)
-    return clustered(n, rng, centers, bases), clustered(nq, rng, centers, bases)
+    bases = rng.standard_normal((k, 32, DIM), dtype=np.float32) / np.sqrt(DIM)
+    return clustered(n, rng, centers, bases), clustered(max(nq, 1000), np.random.default_rng(7), centers, bases)[:nq]
 
 
 def exact(base: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
@@ -170,11 +177,9 @@ def ann(n: int, nq: int, efs: list[int]) -> dict[str, Any]:
     return out
 
 
-def bm25(n: int, nq: int) -> dict[str, Any]:
-    import tantivy
-
-    from ..vectorsearch import Engine, RowStore
-
+def corpus(n: int, nq: int) -> tuple[list[str], list[str]]:
+    """``n`` short synthetic documents (8-30 words from a 20,000-word Zipf vocabulary) and ``nq`` queries of
+    three words from the 2,000 most frequent."""
     rng = np.random.default_rng(3)
     vocab = [f"w{i}" for i in range(20_000)]
     weights = 1.0 / np.arange(1, len(vocab) + 1)
@@ -185,7 +190,15 @@ def bm25(n: int, nq: int) -> dict[str, Any]:
     for length in lengths:
         docs.append(" ".join(vocab[w] for w in words[pos:pos + length]))
         pos += length
-    queries = [" ".join(vocab[w] for w in rng.choice(2000, size=3)) for _ in range(nq)]
+    return docs, [" ".join(vocab[w] for w in rng.choice(2000, size=3)) for _ in range(nq)]
+
+
+def bm25(n: int, nq: int) -> dict[str, Any]:
+    import tantivy
+
+    from ..vectorsearch import Engine, RowStore
+
+    docs, queries = corpus(n, nq)
     out: dict[str, Any] = {"docs": n, "queries": nq}
     with tempfile.TemporaryDirectory() as tmp:
         store = RowStore(Path(tmp) / "rows.db")
@@ -223,6 +236,88 @@ def bm25(n: int, nq: int) -> dict[str, Any]:
         out["tantivy"] = {"qps_per_core": round(nq / (_cpu() - cpu0), 1),
                           "index_docs_per_cpu_s": round(n / index_cpu, 1)}
     out["qps_ratio_vs_tantivy"] = round(out["brickyard"]["qps_per_core"] / out["tantivy"]["qps_per_core"], 3)
+    return out
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ms = np.asarray(samples) * 1000
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)}
+
+
+def hybrid(n: int, nq: int) -> dict[str, Any]:
+    """HYBRID query cost at ``n`` rows (clustered vectors, each row with a synthetic document), one query
+    at a time: the retrieval part (ANN top 50 + BM25 top 50 + RRF, as the query route runs it), then with
+    the query's embedding by the default model (a short question), then the rerank of the top 20 by the
+    offline default and by a MiniLM-L6-sized cross-encoder (the configured one, else one with an untrained
+    head: the same size and code path as ms-marco-MiniLM-L-6-v2, so the time is real and the order is not).
+    Latencies are wall-clock; ``cpu_ms`` is process CPU per query (BLAS may use both cores for the models)."""
+    from ..vectorsearch import Engine, RowStore, rrf
+    from ..vectorsearch._rerank import rerank_candidates
+
+    base, qvecs = data(n, nq)
+    docs, texts = corpus(n, nq)
+    out: dict[str, Any] = {"rows": n, "queries": nq}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RowStore(Path(tmp) / "rows.db")
+        for start in range(0, n, 10_000):
+            store.apply([(str(i), {"id": i, "text": docs[i]}, base[i], None) for i in range(start, min(n, start + 10_000))])
+        engine = Engine(Path(tmp), store, dimension=DIM, vector_column="v", text_column="text")
+
+        def retrieve(vector: np.ndarray, text: str) -> list[tuple[int, float]]:
+            with engine.lock:
+                return rrf([engine.search_ann(vector, 50, None), engine.search_text(text, 50, None)])
+
+        for i in range(20):
+            retrieve(qvecs[i], texts[i])
+        walls, cpu0 = [], _cpu()
+        for i in range(nq):
+            t = time.perf_counter()
+            retrieve(qvecs[i], texts[i])
+            walls.append(time.perf_counter() - t)
+        out["retrieval"] = {**_percentiles(walls), "cpu_ms": round((_cpu() - cpu0) / nq * 1000, 3)}
+        try:
+            from ..models._minilm import CrossEncoder, MiniLMEmbedder, untrained_cross_encoder
+        except ImportError as exc:  # pragma: no cover - the local extra is missing
+            out["with_query_embedding"] = out["rerank_top20"] = {"skipped": str(exc)}
+            store.close()
+            return out
+        model = MiniLMEmbedder()
+        questions = [f"which documents mention {t.replace(' ', ' and ')}?" for t in texts]
+        model.embed(questions[:5])
+        walls, cpu0 = [], _cpu()
+        for i in range(nq):
+            t = time.perf_counter()
+            retrieve(model.embed([questions[i]])[0], texts[i])  # timing: the index holds synthetic vectors
+            walls.append(time.perf_counter() - t)
+        out["with_query_embedding"] = {**_percentiles(walls), "cpu_ms": round((_cpu() - cpu0) / nq * 1000, 3)}
+
+        from ..core.settings import Settings
+
+        configured = Settings.from_env().reranker_path
+        ce_dir = Path(configured) if configured else untrained_cross_encoder(Path(tmp) / "cross-encoder")
+        cross = CrossEncoder(ce_dir)
+        offline, cross_walls = [], []
+        for i in range(min(nq, 50)):
+            hits = retrieve(qvecs[i], texts[i])[:20]
+            passages = [engine.rows[label]["text"] for label, _ in hits]  # type: ignore[index]
+            vectors = [engine.ann.reconstruct(int(label)) for label, _ in hits]
+            t = time.perf_counter()
+            rerank_candidates(questions[i], passages, qvecs[i], vectors)
+            offline.append(time.perf_counter() - t)
+            if i < 5:  # the cross-encoder reads each passage padded out to a typical chunk of ~200 tokens
+                chunks = []
+                for passage in passages:
+                    chunk = passage
+                    while model.count_tokens(chunk) < 200:
+                        chunk += " " + passage
+                    chunks.append(chunk)
+                t = time.perf_counter()
+                cross.scores(questions[i], chunks)
+                cross_walls.append(time.perf_counter() - t)
+        out["rerank_top20"] = {"offline_default": _percentiles(offline),
+                               "cross_encoder": {**_percentiles(cross_walls), "passage_tokens": model.count_tokens(chunks[0]),
+                                                 "weights": configured or "untrained head on all-MiniLM-L6-v2 (timing only)"}}
+        store.close()
     return out
 
 
@@ -419,7 +514,7 @@ def rest(n: int, seconds: float, concurrency: int, peer_python: str | None = Non
     return out
 
 
-PARTS = ("ann", "bm25", "embeddings", "freshness", "rest")
+PARTS = ("ann", "bm25", "hybrid", "embeddings", "freshness", "rest")
 
 
 def run_vectorsearch_bench(*, rows: int = 100_000, queries: int = 1000, docs: int = 100_000,
@@ -437,6 +532,7 @@ def run_vectorsearch_bench(*, rows: int = 100_000, queries: int = 1000, docs: in
         raise InvalidParameterValue("ef values must be integers from 1 to 4096")
     run: dict[str, Callable[[], Any]] = {
         "ann": lambda: ann(rows, queries, efs), "bm25": lambda: bm25(docs, queries),
+        "hybrid": lambda: hybrid(rows, min(queries, 1000)),
         "embeddings": lambda: embeddings_both(passages), "freshness": lambda: freshness(freshness_rows),
         "rest": lambda: rest(rows, 5.0, 16, peer_python)}
     out = {part: run[part]() for part in PARTS if part in parts}

@@ -193,5 +193,28 @@ class CrossEncoder(MiniLMEmbedder):
         return out
 
 
+def untrained_cross_encoder(directory: Path) -> Path:
+    """Write a cross-encoder directory made of MiniLM's own files and a random classifier head: the size
+    and code path of an ms-marco MiniLM-L6 reranker, for timing and tests. Its scores mean nothing (no
+    package ships trained weights)."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    src = default_model_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json"):
+        shutil.copy(src / name, directory / name)
+    weights = {f"bert.{k}": v for k, v in load_file(str(src / "model.safetensors")).items()}
+    rng = np.random.default_rng(0)
+    hidden = weights["bert.embeddings.word_embeddings.weight"].shape[1]
+    weights.setdefault("bert.pooler.dense.weight", rng.standard_normal((hidden, hidden)).astype(np.float32) * 0.05)
+    weights.setdefault("bert.pooler.dense.bias", np.zeros(hidden, dtype=np.float32))
+    weights["classifier.weight"] = rng.standard_normal((1, hidden)).astype(np.float32)
+    weights["classifier.bias"] = np.zeros(1, dtype=np.float32)
+    save_file(weights, str(directory / "model.safetensors"))
+    return directory
+
+
 def describe(embedder: Any) -> dict[str, Any]:
     return {"model_id": embedder.model_id, "dimension": embedder.dimension}
