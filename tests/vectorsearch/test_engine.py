@@ -343,3 +343,19 @@ def test_a_failing_full_text_commit_rebuilds_it_from_the_rows(tmp_path: Path) ->
     assert engine.rebuilt == 1
     assert [engine.pks[lb] for lb, _ in engine.search_text("fresh", 5, None)] == ["9"]
     assert len(engine.search_text("word3", 5, None)) == 1
+
+
+def test_row_data_decodes_exactly_on_the_fast_path_and_off_it() -> None:
+    """Rows are read with orjson, which turns integers beyond 64 bits into floats and refuses NaN: those
+    rows must come back exactly as the standard library reads them."""
+    import json
+
+    from brickyard.vectorsearch._store import decode_row
+
+    cases = [{"id": 1, "text": "w1234567890123456789 x", "f": 1.5, "neg": -(2**63)},
+             {"big": 2**70, "nested": [1, {"deep": -(2**65)}]}, {"u64": 2**64 - 1}, {"f": 1e19}]
+    for row in cases:
+        got = decode_row(json.dumps(row))
+        assert got == row and [type(v) for v in got.values()] == [type(v) for v in row.values()], row
+    nan = decode_row(json.dumps({"x": float("nan"), "y": 2}))
+    assert math.isnan(nan["x"]) and nan["y"] == 2

@@ -21,7 +21,6 @@ does not match, or that fails to load, is discarded and rebuilt from the rows, n
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from ..core.errors import InvalidParameterValue
 from ._pages import HUGE, HugePages, back_with_huge_pages
@@ -153,7 +153,7 @@ class Engine:
         if not meta_path.exists():
             return False
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = orjson.loads(meta_path.read_bytes())
             if self.dimension:
                 import faiss
 
@@ -196,7 +196,7 @@ class Engine:
             else:
                 digest = ""
             meta = {"pks": self.pks, "seqs": self.seqs, "sha256": digest}
-            _atomic_write(self.dir / "ann.json", json.dumps(meta).encode())
+            _atomic_write(self.dir / "ann.json", orjson.dumps(meta))
 
     # -- changes -----------------------------------------------------------------------------------
     def apply(self, upserted: Iterable[StoredRow], deleted: Iterable[str]) -> None:
@@ -208,7 +208,7 @@ class Engine:
             for row in rows:
                 self._kill(row.pk)
             self._add(rows)
-            self._fts_apply(rows, list(deleted))
+            self._fts_apply([(r.pk, r.seq, r.data) for r in rows], list(deleted))
             dead = len(self.pks) - len(self.by_pk)
             if self.dimension and dead > 1000 and dead * 3 > len(self.pks):
                 self._compact()
@@ -410,7 +410,7 @@ class Engine:
         fresh = False
         try:
             if path.exists() and meta_path.exists():
-                applied = json.loads(meta_path.read_text())
+                applied = orjson.loads(meta_path.read_bytes())
                 index = tantivy.Index(self._fts_schema(), path=str(path))
                 writer = index.writer(heap_size=16_000_000, num_threads=1)
                 writer.garbage_collect_files()  # files of a commit a killed process never finished
@@ -433,10 +433,11 @@ class Engine:
         gone = [pk for pk in applied if pk not in truth]
         if changed or gone:
             # The engine already holds every live row at its current sequence: no second read and decode.
-            self._fts_apply([StoredRow(pk, self.seqs[label], self.rows[label] or {}, None, None)
+            self._fts_apply([(pk, self.seqs[label], self.rows[label] or {})
                              for pk in changed if (label := self.by_pk.get(pk)) is not None], gone)
 
-    def _fts_apply(self, rows: list[StoredRow], deleted: list[str]) -> None:
+    def _fts_apply(self, rows: list[tuple[str, int, dict[str, Any]]], deleted: list[str]) -> None:
+        """Write (pk, seq, row data) triples and deletions to the full-text index."""
         if self._fts is None or (not rows and not deleted):
             return
         try:
@@ -453,26 +454,28 @@ class Engine:
             finally:
                 self._fts_rebuilding = False
 
-    def _fts_write(self, rows: list[StoredRow], deleted: list[str]) -> None:
+    def _fts_write(self, rows: list[tuple[str, int, dict[str, Any]]], deleted: list[str]) -> None:
         import tantivy
 
         writer = self._fts.writer(heap_size=64_000_000, num_threads=1)
-        for pk in [*deleted, *(r.pk for r in rows)]:
-            self._fts_applied.pop(pk, None)
-            if not self._fts_empty:  # a commit may hold documents fts.json never recorded: delete by key
-                writer.delete_documents_by_term("pk", pk)
-        for row in rows:
-            doc = tantivy.Document()
-            doc.add_text("pk", row.pk)
-            doc.add_unsigned("seq", row.seq)
-            text = row.data.get(self.text_column or "")
+        if self._fts_applied or not self._fts_empty:  # nothing to forget in a new, empty index
+            for pk in [*deleted, *(r[0] for r in rows)]:
+                self._fts_applied.pop(pk, None)
+                if not self._fts_empty:  # a commit may hold documents fts.json never recorded: delete by key
+                    writer.delete_documents_by_term("pk", pk)
+        column, applied, document, add = self.text_column or "", self._fts_applied, tantivy.Document, writer.add_document
+        for pk, seq, data in rows:
+            doc = document()
+            doc.add_text("pk", pk)
+            doc.add_unsigned("seq", seq)
+            text = data.get(column)
             doc.add_text("text", text if isinstance(text, str) else "" if text is None else str(text))
-            writer.add_document(doc)
-            self._fts_applied[row.pk] = row.seq
+            add(doc)
+            applied[pk] = seq
         writer.commit()
         self._fts_empty = False
         writer.wait_merging_threads()
-        _atomic_write(self.dir / "fts.json", json.dumps(self._fts_applied).encode())
+        _atomic_write(self.dir / "fts.json", orjson.dumps(self._fts_applied))
         self._fts.reload()
 
     def search_text(self, text: str, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:

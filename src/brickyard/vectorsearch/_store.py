@@ -18,6 +18,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
+
+_BEYOND_64_BITS = float(2**63)
+
+
+def _maybe_rounded(value: Any) -> bool:
+    """True if ``value`` holds a float that orjson may have made of an integer beyond 64 bits."""
+    if type(value) is float:
+        return abs(value) >= _BEYOND_64_BITS and value.is_integer()
+    if type(value) is dict:
+        return any(_maybe_rounded(v) for v in value.values())
+    if type(value) is list:
+        return any(_maybe_rounded(v) for v in value)
+    return False
+
+
+def decode_row(data: str) -> Any:
+    """A row's stored JSON. orjson reads it three times faster than the standard library (opening a large
+    index decodes every row), but it turns integers beyond 64 bits into floats and refuses the NaN that
+    ``json.dumps`` writes: such rows are read again by the standard library."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+    return json.loads(data) if _maybe_rounded(value) else value
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -136,11 +161,11 @@ class RowStore:
                 fetched.sort(key=lambda r: r[1])
         for pk, seq, data, blob, text_hash in fetched:
             vector = None if blob is None else np.frombuffer(blob, dtype="<f4")
-            yield StoredRow(pk, seq, json.loads(data), vector, text_hash)
+            yield StoredRow(pk, seq, decode_row(data), vector, text_hash)
 
     def scan(self, after: str | None, limit: int) -> list[StoredRow]:
         with self._lock:
             fetched = self._conn.execute("SELECT pk, seq, data, vector, text_hash FROM rows WHERE pk > ? ORDER BY pk"
                                          " LIMIT ?", (after or "", limit)).fetchall()
-        return [StoredRow(pk, seq, json.loads(data), None if blob is None else np.frombuffer(blob, dtype="<f4"), h)
+        return [StoredRow(pk, seq, decode_row(data), None if blob is None else np.frombuffer(blob, dtype="<f4"), h)
                 for pk, seq, data, blob, h in fetched]
