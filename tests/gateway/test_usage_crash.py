@@ -76,3 +76,49 @@ def test_usage_rows_lost_on_kill_are_bounded(tmp_path: Path) -> None:
         assert len(ids) == len(set(ids)), "a replayed row was written twice"
         assert not list((home / "journal").glob("*/*.jsonl")), "the dead server's journal was not cleared"
         assert killed_at > 0
+
+
+def test_a_journal_being_made_is_never_taken_for_a_dead_one(tmp_path: Path) -> None:
+    """Workspaces opening at once on one home: each one's recovery removes the journals of dead processes.
+    A journal directory must be locked before any other process can see it, or a neighbour's recovery
+    deletes it under its writer (seen in T05 as FileNotFoundError on the first segment)."""
+    import threading
+
+    from brickyard.gateway._usage import _Journal
+
+    root = tmp_path / "journal"
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def recover() -> None:
+        while not stop.is_set():
+            try:
+                _Journal(root, "usage").recover(lambda rows, segment: 0)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    workers = [threading.Thread(target=recover) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        for _ in range(300):
+            journal = _Journal(root, "usage")
+            journal.append({"n": 1})  # writes into its first segment: its directory must still be there
+            assert journal.dir.is_dir()
+            journal.rotate()
+    except BaseException as exc:  # noqa: BLE001 - the failure this test is about
+        errors.append(exc)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=30)
+    assert not errors, errors[:3]
+    # a journal killed while being made (its staging directory unlocked) is cleaned by the next recovery
+    staged, fresh = root / ".new-usage-0123456789ab", root / ".new-usage-ba9876543210"
+    for d in (staged, fresh):
+        d.mkdir()
+        (d / "lock").touch()
+    old = time.time() - 120
+    os.utime(staged, (old, old))
+    _Journal(root, "usage").recover(lambda rows, segment: 0)
+    assert not staged.exists() and fresh.exists()  # a young one may still be in the making

@@ -9,6 +9,7 @@ the next start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -146,9 +147,13 @@ class _Journal:
         root.mkdir(parents=True, exist_ok=True)
         self.app_id = f"{name}-{uuid.uuid4().hex[:12]}"
         self.dir = root / self.app_id
-        self.dir.mkdir()
-        self._lock_fd = os.open(self.dir / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+        # Made under a name recover() does not look at, locked, then renamed into place: another process
+        # must never see this directory before its lock is held, or it takes it for a dead one and removes it.
+        staging = root / f".new-{self.app_id}"
+        staging.mkdir()
+        self._lock_fd = os.open(staging / "lock", os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(staging, self.dir)
         self.number = 0
         self._fd = self._open(1)
 
@@ -171,6 +176,17 @@ class _Journal:
         import fcntl
 
         replayed = 0
+        for staged in self.root.glob(f".new-{self.name}-*"):
+            # A process killed while making its journal leaves this; one alive is done within microseconds,
+            # so only what is a minute old and unlocked is removed.
+            with contextlib.suppress(OSError):
+                if time.time() - staged.stat().st_mtime > 60:
+                    fd = os.open(staged / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        shutil.rmtree(staged, ignore_errors=True)
+                    finally:
+                        os.close(fd)
         for other in sorted(p for p in self.root.glob(f"{self.name}-*") if p.is_dir() and p != self.dir):
             try:
                 fd = os.open(other / "lock", os.O_CREAT | os.O_RDWR, 0o600)
