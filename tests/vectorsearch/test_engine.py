@@ -161,6 +161,12 @@ def test_a_built_graph_is_renumbered_and_every_label_keeps_its_row(tmp_path: Pat
     assert reopened.rebuilt == 0 and reopened.pks == engine.pks
     np.testing.assert_array_equal(reopened.ann.reconstruct(5), engine.ann.reconstruct(5))
     reopened.store.close()
+    # a torn label map is detected and the index rebuilt from the rows, renumbered again, never served wrong
+    (tmp_path / "ann.json").write_bytes((tmp_path / "ann.json").read_bytes()[:100])
+    healed = Engine(tmp_path, RowStore(tmp_path / "rows.db"), dimension=dim, vector_column="vec", text_column="text")
+    assert healed.rebuilt == 1 and healed.count == n
+    assert [healed.pks[lb] for lb, _ in healed.search_ann(vecs[17], 1, None, ef=64)] == ["17"]
+    healed.store.close()
 
 
 def _huge_pages_possible() -> bool:

@@ -89,6 +89,9 @@ class MiniLMEmbedder:
             raise InvalidParameterValue(f"unknown embedding backend {backend!r}: use auto, onnx or numpy")
         if backend == "auto":
             backend = "onnx" if _onnx_bert.available() else "numpy"
+        elif backend == "onnx" and not _onnx_bert.available():
+            raise InvalidParameterValue("the onnx embedding backend needs onnx and onnxruntime: "
+                                        "pip install 'brickyard[local]', or use backend='numpy'")
         self.backend = backend
         self._onnx: _onnx_bert.OnnxEncoder | None = None
         if backend == "onnx":
