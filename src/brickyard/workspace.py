@@ -80,7 +80,8 @@ class Workspace:
                            server_url=lambda: self.server_url, environ=Settings.sandbox_environ,
                            run_experiment=self.tracking.run_experiment)
         self.serving = Serving(self.db, self.secrets, allowed_hosts=hosts, queue_size=self.settings.serving_queue_size,
-                               enable_fakes=bool(self.settings.enable_fake_models), agents=agents)
+                               enable_fakes=bool(self.settings.enable_fake_models), agents=agents,
+                               model_precision=self.settings.model_precision)
         self.serving.bootstrap()
         counters = self.db if self.db.dialect == "postgres" else Database(str(self.home / "gateway.db"),
                                                                           synchronous="NORMAL")
@@ -93,7 +94,8 @@ class Workspace:
                                tables=self.tables)
         self.vectorsearch = VectorSearch(self.db, self.catalog, self.tables, self.home, embed=self._embed,
                                          system_principal=self.system_principal,
-                                         reranker_path=self.settings.reranker_path, rerank=self._rerank)
+                                         reranker_path=self.settings.reranker_path, rerank=self._rerank,
+                                         reranker_precision=self.settings.model_precision)
         self.mcp = ManagedMCP(self.functions, self.vectorsearch)
         self.mcp_external = ExternalMCP(self.catalog, self.connection_secrets, hosts)
 

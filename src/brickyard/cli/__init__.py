@@ -240,29 +240,30 @@ def table_changes(name: str, home: Home = None, user: User = None, as_json: AsJs
 @bench_app.command("gateway")
 def bench_gateway(seconds: Annotated[float, typer.Option(help="Seconds per load phase")] = 5.0,
                   concurrency: Annotated[int, typer.Option(help="Concurrent connections")] = 32,
-                  as_json: AsJson = True) -> None:
+                  as_json: AsJson = False) -> None:
     """The AI Gateway hop against calling the upstream directly, side by side in one run."""
     from ..bench import run_gateway_bench
 
-    result = _run(lambda: run_gateway_bench(seconds=seconds, concurrency=concurrency))
-    typer.echo(json.dumps(result, indent=None if as_json else 2))
+    _bench_out(_run(lambda: run_gateway_bench(seconds=seconds, concurrency=concurrency)), as_json)
 
 
 @bench_app.command("serving")
 def bench_serving(rounds: Annotated[int, typer.Option(help="Measured rounds per path")] = 3,
-                  max_tokens: Annotated[int, typer.Option(help="Tokens to generate per chat call")] = 64) -> None:
+                  max_tokens: Annotated[int, typer.Option(help="Tokens to generate per chat call")] = 64,
+                  as_json: AsJson = False) -> None:
     """The local models through an endpoint against calling them in-process, in one run."""
     from ..bench import run_serving_bench
 
-    typer.echo(json.dumps(_run(lambda: run_serving_bench(rounds=rounds, max_tokens=max_tokens))))
+    _bench_out(_run(lambda: run_serving_bench(rounds=rounds, max_tokens=max_tokens)), as_json)
 
 
 @bench_app.command("tracing")
-def bench_tracing(calls: Annotated[int, typer.Option(help="Traced calls per measurement")] = 5000) -> None:
+def bench_tracing(calls: Annotated[int, typer.Option(help="Traced calls per measurement")] = 5000,
+                  as_json: AsJson = False) -> None:
     """What a span costs inside a deployed model, and what recording a trace costs the server."""
     from ..bench import run_tracing_bench
 
-    typer.echo(json.dumps(_run(lambda: run_tracing_bench(calls=calls))))
+    _bench_out(_run(lambda: run_tracing_bench(calls=calls)), as_json)
 
 
 @bench_app.command("vectorsearch")
@@ -272,19 +273,21 @@ def bench_vectorsearch(rows: Annotated[int, typer.Option(help="Vectors in the AN
                        passages: Annotated[int, typer.Option(help="Passages to embed")] = 64,
                        freshness_rows: Annotated[int, typer.Option(help="Rows per freshness commit")] = 1000,
                        part: Annotated[list[str] | None, typer.Option(
-                           help="Run only this part (repeatable): ann, bm25, embeddings, freshness, rest")] = None,
+                           help="Run only this part (repeatable): ann, bm25, hybrid, embeddings, freshness, rest")]
+                       = None,
                        peer_python: Annotated[str | None, typer.Option(
                            help="Python of the peers environment (make bench: .venv-peers/bin/python); "
                                 "without it the Chroma peer is skipped")] = None,
                        ef: Annotated[list[int] | None, typer.Option(
-                           help="efSearch values of the ANN sweep (repeatable; default 16..192)")] = None) -> None:
+                           help="efSearch values of the ANN sweep (repeatable; default 16..192)")] = None,
+                       as_json: AsJson = False) -> None:
     """The vector index engine (ANN, BM25), the REST route and the embedding model against their peers, per core."""
     from ..bench import run_vectorsearch_bench
     from ..bench._vectorsearch import PARTS
 
-    typer.echo(json.dumps(_run(lambda: run_vectorsearch_bench(
+    _bench_out(_run(lambda: run_vectorsearch_bench(
         rows=rows, queries=queries, docs=docs, passages=passages, freshness_rows=freshness_rows,
-        parts=tuple(part) if part else PARTS, peer_python=peer_python, efs=ef))))
+        parts=tuple(part) if part else PARTS, peer_python=peer_python, efs=ef)), as_json)
 
 
 @bench_app.command("retrieval")
@@ -292,14 +295,19 @@ def bench_retrieval_quality(data: Annotated[Path, typer.Option(help="A BEIR-layo
                                                             "qrels/)")] = Path("../shared/data/scifact"),
                     split: Annotated[str, typer.Option(help="qrels split")] = "train",
                     limit_docs: Annotated[int | None, typer.Option(help="Keep the relevant docs and fill up to N")]
-                    = None) -> None:
+                    = None, as_json: AsJson = False) -> None:
     """Retrieval quality (nDCG@10, recall@10) of ANN, FULL_TEXT, HYBRID and HYBRID+rerank on SciFact."""
     from ..bench._retrieval import run_retrieval_bench
 
     if not (data / "corpus.jsonl").exists():
         typer.echo(f"Error: {data}/corpus.jsonl not found; pass --data", err=True)
         raise typer.Exit(2)
-    typer.echo(json.dumps(_run(lambda: run_retrieval_bench(data, split=split, limit_docs=limit_docs))))
+    _bench_out(_run(lambda: run_retrieval_bench(data, split=split, limit_docs=limit_docs)), as_json)
+
+
+def _bench_out(result: Any, as_json: bool) -> None:
+    """Benchmarks always print JSON: one line with --json (for scripts), indented without."""
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
 
 
 def _load_rows(source: Path) -> Any:

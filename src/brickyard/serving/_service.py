@@ -117,8 +117,10 @@ def _invalidates(method: Callable[..., Any]) -> Callable[..., Any]:
 class Serving:
     def __init__(self, db: Database, secrets: Secrets, *, allowed_hosts: frozenset[str] = frozenset(),
                  queue_size: int = 16, enable_fakes: bool = False,
-                 model_factories: dict[str, Callable[[], Any]] | None = None, agents: AgentHost | None = None) -> None:
+                 model_factories: dict[str, Callable[[], Any]] | None = None, agents: AgentHost | None = None,
+                 model_precision: str = "auto") -> None:
         self.db = db
+        self.model_precision = model_precision
         self.agents = agents
         self.secrets = secrets
         self.allowed_hosts = allowed_hosts
@@ -673,7 +675,7 @@ class Serving:
         if kind == "minilm":
             from ..models._minilm import MiniLMEmbedder
 
-            return MiniLMEmbedder()
+            return MiniLMEmbedder(precision=self.model_precision)
         from ..models._fakes import HashEmbedder, ObedientChat, QueueChat
 
         if kind == "fake-obedient":

@@ -85,7 +85,7 @@ class Live:
 class VectorSearch:
     def __init__(self, db: Database, catalog: Catalog, tables: Tables, home: Path, *, embed: Embed,
                  system_principal: Callable[[], Principal], poll_seconds: float = 0.5,
-                 reranker_path: str | None = None,
+                 reranker_path: str | None = None, reranker_precision: str = "auto",
                  rerank: Callable[[Principal, str, str, list[str]], list[tuple[int, float]]] | None = None) -> None:
         self.db = db
         self.catalog = catalog
@@ -96,6 +96,7 @@ class VectorSearch:
         self.poll_seconds = poll_seconds
         self.sync_wait_seconds = 10.0
         self.reranker_path = reranker_path
+        self.reranker_precision = reranker_precision
         self.rerank_endpoint = rerank
         self._cross_encoder: Any = None
         self._live: dict[str, Live] = {}
@@ -934,7 +935,7 @@ class VectorSearch:
             if self._cross_encoder is None:
                 from ..models._minilm import CrossEncoder
 
-                self._cross_encoder = CrossEncoder(str(self.reranker_path))
+                self._cross_encoder = CrossEncoder(str(self.reranker_path), precision=self.reranker_precision)
             return self._cross_encoder
 
     def _rerank(self, hits: list[tuple[int, float]], rows: dict[int, Any], text: str, vector: Any,
