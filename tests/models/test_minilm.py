@@ -98,6 +98,23 @@ def test_int8_is_the_default_and_the_same_every_time() -> None:
 
 
 @NEEDS_ORT
+def test_int8_stays_within_0999_of_fp32_at_every_length() -> None:
+    """The promise the int8 default makes: cosine >= 0.999 to fp32 for any input, short ones included
+    (under INT8_MIN_TOKENS they run in fp32) and batched or alone."""
+    rng = np.random.default_rng(3)
+    words = ("the index of a table keeps vectors for queries on rows with filters while a gateway counts "
+             "tokens per user and the catalog grants select on schemas to groups of engineers who search "
+             "documents about cells proteins genes patients trials doses outcomes in hospitals").split()
+    texts = [" ".join(rng.choice(words, size=n)) for n in [1, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 40, 80, 160]
+             for _ in range(3)]
+    fp32 = MiniLMEmbedder(threads=1, precision="fp32").embed(texts)
+    int8 = MiniLMEmbedder(threads=1, precision="int8")
+    cos = (fp32 * int8.embed(texts)).sum(1)
+    assert cos.min() >= 0.999, sorted(zip(cos, texts, strict=True))[:3]
+    assert np.allclose(int8.embed(texts[-3:]), int8.embed(texts)[-3:], atol=1e-5)  # batch-independent
+
+
+@NEEDS_ORT
 def test_the_slow_fused_layer_norm_is_not_used(tmp_path: Path) -> None:
     """ORT's SkipLayerNormalization kernel measured 2.4x slower than Add + LayerNormalization; the fusion
     is switched off by name, and ORT ignores names it does not know, so check the optimized graph."""

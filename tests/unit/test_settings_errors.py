@@ -18,6 +18,7 @@ def test_settings_from_env_and_overrides(tmp_path: Path) -> None:
     ({"BRICKYARD_PORT": "70000"}, "between 0 and 65535"),
     ({"BRICKYARD_METASTORE_URL": "mysql://x"}, "must start with postgresql://"),
     ({"BRICKYARD_LOG_LEVEL": "loud"}, "log level"),
+    ({"BRICKYARD_MODEL_PRECISION": "fp16"}, "auto, fp32 or int8"),
 ])
 def test_bad_settings_say_how_to_fix(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(InvalidParameterValue, match=fragment):
