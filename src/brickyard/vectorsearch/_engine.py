@@ -136,16 +136,17 @@ class Engine:
 
     # -- opening -----------------------------------------------------------------------------------
     def _open(self) -> None:
-        loaded = self._load_ann()
-        truth = self.store.seqs()
-        if loaded:
+        if self._load_ann():
+            truth = self.store.seqs()
             stale = [pk for pk, label in self.by_pk.items() if truth.get(pk) != self.seqs[label]]
             for pk in stale:
                 self._kill(pk)
             missing = [pk for pk, seq in truth.items() if pk not in self.by_pk]
             self._add(list(self.store.rows(missing)))
         else:
-            self._add(list(self.store.rows()))
+            rows = list(self.store.rows())
+            truth = {row.pk: row.seq for row in rows}  # the same read: no second scan of the store
+            self._add(rows)
         self._open_fts(truth)
 
     def _load_ann(self) -> bool:
@@ -232,12 +233,13 @@ class Engine:
                 vectors[i] = row.vector
             self._reserve(len(rows))
             self.ann.add(vectors)
-        for row in rows:
-            self.by_pk[row.pk] = len(self.pks)
-            self.by_seq[row.seq] = len(self.pks)
-            self.pks.append(row.pk)
-            self.seqs.append(row.seq)
-            self.rows.append(row.data)
+        labels = range(len(self.pks), len(self.pks) + len(rows))
+        pks, seqs = [r.pk for r in rows], [r.seq for r in rows]
+        self.by_pk.update(zip(pks, labels, strict=True))
+        self.by_seq.update(zip(seqs, labels, strict=True))
+        self.pks += pks
+        self.seqs += seqs
+        self.rows += [r.data for r in rows]
         if self.dimension:
             if len(rows) * 2 >= len(self.pks) >= REORDER_MIN:  # a build, not an upsert: lay it out
                 self._reorder()

@@ -13,9 +13,8 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -23,14 +22,16 @@ import orjson
 _BEYOND_64_BITS = float(2**63)
 
 
-def _maybe_rounded(value: Any) -> bool:
-    """True if ``value`` holds a float that orjson may have made of an integer beyond 64 bits."""
-    if type(value) is float:
-        return abs(value) >= _BEYOND_64_BITS and value.is_integer()
-    if type(value) is dict:
-        return any(_maybe_rounded(v) for v in value.values())
-    if type(value) is list:
-        return any(_maybe_rounded(v) for v in value)
+def _maybe_rounded(value: dict[str, Any] | list[Any]) -> bool:
+    """True if ``value`` holds a float that orjson may have made of an integer beyond 64 bits. One loop per
+    container, the common flat row costing a single call (opening a large index checks every row)."""
+    for v in value.values() if type(value) is dict else value:
+        kind = type(v)
+        if kind is float:
+            if abs(v) >= _BEYOND_64_BITS and v.is_integer():
+                return True
+        elif (kind is dict or kind is list) and _maybe_rounded(v):
+            return True
     return False
 
 
@@ -42,7 +43,8 @@ def decode_row(data: str) -> Any:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return json.loads(data)
-    return json.loads(data) if _maybe_rounded(value) else value
+    return json.loads(data) if _maybe_rounded(value if type(value) in (dict, list) else [value]) else value
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -56,8 +58,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-@dataclass(frozen=True)
-class StoredRow:
+class StoredRow(NamedTuple):  # a tuple: opening a large index makes one per row
     pk: str
     seq: int
     data: dict[str, Any]
