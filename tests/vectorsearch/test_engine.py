@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 
 from brickyard.core.errors import InvalidParameterValue
@@ -365,3 +366,33 @@ def test_row_data_decodes_exactly_on_the_fast_path_and_off_it() -> None:
         assert got == row and [type(v) for v in got.values()] == [type(v) for v in row.values()], row
     nan = decode_row(json.dumps({"x": float("nan"), "y": 2}))
     assert math.isnan(nan["x"]) and nan["y"] == 2
+
+
+def test_a_full_text_commit_that_fts_json_does_not_describe_is_rebuilt(tmp_path: Path) -> None:
+    """A kill between tantivy's commit and the write of fts.json leaves documents no map records (and so
+    none the engine would ever delete); an fts.json of the older layout names no opstamp. Either way the
+    full-text index is rebuilt from the rows, and what it serves equals them."""
+    import tantivy
+
+    engine = make(tmp_path, 2, [{"id": i, "text": f"word{i}"} for i in range(5)],
+                  np.eye(2, dtype=np.float32)[[0, 1, 0, 1, 0]])
+    engine.store.apply([("3", {"id": 3, "text": "changed"}, np.array([1.0, 0.0], dtype=np.float32), None)])
+    engine.apply(engine.store.rows(since_seq=5), [])
+    assert engine.search_text("word3", 5, None) == [] and len(engine.search_text("changed", 5, None)) == 1
+    writer = engine._fts.writer(heap_size=16_000_000, num_threads=1)  # the commit of a process killed next
+    orphan = tantivy.Document()
+    orphan.add_integer("seq", 99)
+    orphan.add_text("text", "orphan word3")
+    writer.add_document(orphan)
+    writer.commit()
+    writer.wait_merging_threads()
+    engine.store.close()
+    reopened = Engine(tmp_path, RowStore(tmp_path / "rows.db"), dimension=2, vector_column="vec", text_column="text")
+    assert reopened.rebuilt == 1
+    assert reopened.search_text("orphan", 5, None) == [] and reopened.search_text("word3", 5, None) == []
+    assert [reopened.pks[lb] for lb, _ in reopened.search_text("changed", 5, None)] == ["3"]
+    reopened.store.close()
+    (tmp_path / "fts.json").write_bytes(orjson.dumps({"0": 1, "1": 2}))  # the older layout: pk -> seq only
+    again = Engine(tmp_path, RowStore(tmp_path / "rows.db"), dimension=2, vector_column="vec", text_column="text")
+    assert again.rebuilt == 1 and [again.pks[lb] for lb, _ in again.search_text("word4", 5, None)] == ["4"]
+    again.store.close()

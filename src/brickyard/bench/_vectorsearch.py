@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -193,49 +194,67 @@ def corpus(n: int, nq: int) -> tuple[list[str], list[str]]:
     return docs, [" ".join(vocab[w] for w in rng.choice(2000, size=3)) for _ in range(nq)]
 
 
-def bm25(n: int, nq: int) -> dict[str, Any]:
+def bm25(n: int, nq: int, rounds: int = 3) -> dict[str, Any]:
+    """Brickyard's full-text index (built from its row store, as an index sync does) against tantivy fed
+    the same documents directly. The two alternate, ``rounds`` builds and query passes each, and each side
+    keeps its best: on a shared machine the speed drifts by a third within a minute, and the side measured
+    in a slow spell would lose by that much."""
     import tantivy
 
     from ..vectorsearch import Engine, RowStore
 
     docs, queries = corpus(n, nq)
-    out: dict[str, Any] = {"docs": n, "queries": nq}
+    out: dict[str, Any] = {"docs": n, "queries": nq, "rounds": rounds}
+    best = {"brickyard": [float("inf"), float("inf")], "tantivy": [float("inf"), float("inf")]}  # index, query CPU
     with tempfile.TemporaryDirectory() as tmp:
         store = RowStore(Path(tmp) / "rows.db")
         store.apply([(str(i), {"id": i, "text": d}, None, None) for i, d in enumerate(docs)])
-        cpu0 = _cpu()
-        engine = Engine(Path(tmp), store, dimension=None, vector_column=None, text_column="text")
-        index_cpu = _cpu() - cpu0
-        for q in queries[:20]:
-            engine.search_text(q, 10, None)
-        cpu0 = _cpu()
-        for q in queries:
-            engine.search_text(q, 10, None)
-        out["brickyard"] = {"qps_per_core": round(nq / (_cpu() - cpu0), 1),
-                            "index_docs_per_cpu_s": round(n / index_cpu, 1)}
+        for r in range(rounds):
+            where = Path(tmp) / f"brickyard{r}"
+            where.mkdir()
+            cpu0 = _cpu()
+            engine = Engine(where, store, dimension=None, vector_column=None, text_column="text")
+            index_cpu = _cpu() - cpu0
+            for q in queries[:20]:
+                engine.search_text(q, 10, None)
+            cpu0 = _cpu()
+            for q in queries:
+                engine.search_text(q, 10, None)
+            mine = best["brickyard"]
+            mine[:] = [min(mine[0], index_cpu), min(mine[1], _cpu() - cpu0)]
+            del engine
+            shutil.rmtree(where)
+
+            sb = tantivy.SchemaBuilder()
+            sb.add_text_field("text", stored=False, tokenizer_name="en_stem")
+            where = Path(tmp) / f"tantivy{r}"
+            where.mkdir()
+            index = tantivy.Index(sb.build(), path=str(where))
+            cpu0 = _cpu()
+            writer = index.writer(heap_size=64_000_000, num_threads=1)
+            for d in docs:
+                writer.add_document(tantivy.Document(text=d))
+            writer.commit()
+            writer.wait_merging_threads()
+            index_cpu = _cpu() - cpu0
+            index.reload()
+            searcher = index.searcher()
+            parsed = [index.parse_query(q, ["text"]) for q in queries]  # parsed before the clock, as peers do
+            for q in parsed[:20]:
+                searcher.search(q, 10)
+            cpu0 = _cpu()
+            for q in parsed:
+                searcher.search(q, 10, count=False)
+            theirs = best["tantivy"]
+            theirs[:] = [min(theirs[0], index_cpu), min(theirs[1], _cpu() - cpu0)]
+            del searcher, index
+            shutil.rmtree(where)
         store.close()
-    with tempfile.TemporaryDirectory() as tmp:
-        sb = tantivy.SchemaBuilder()
-        sb.add_text_field("text", stored=False, tokenizer_name="en_stem")
-        index = tantivy.Index(sb.build(), path=tmp)
-        cpu0 = _cpu()
-        writer = index.writer(heap_size=64_000_000, num_threads=1)
-        for d in docs:
-            writer.add_document(tantivy.Document(text=d))
-        writer.commit()
-        writer.wait_merging_threads()
-        index_cpu = _cpu() - cpu0
-        index.reload()
-        searcher = index.searcher()
-        parsed = [index.parse_query(q, ["text"]) for q in queries]
-        for q in parsed[:20]:
-            searcher.search(q, 10)
-        cpu0 = _cpu()
-        for q in parsed:
-            searcher.search(q, 10, count=False)
-        out["tantivy"] = {"qps_per_core": round(nq / (_cpu() - cpu0), 1),
-                          "index_docs_per_cpu_s": round(n / index_cpu, 1)}
+    for side, (index_cpu, query_cpu) in best.items():
+        out[side] = {"qps_per_core": round(nq / query_cpu, 1), "index_docs_per_cpu_s": round(n / index_cpu, 1)}
     out["qps_ratio_vs_tantivy"] = round(out["brickyard"]["qps_per_core"] / out["tantivy"]["qps_per_core"], 3)
+    out["index_ratio_vs_tantivy"] = round(out["brickyard"]["index_docs_per_cpu_s"]
+                                          / out["tantivy"]["index_docs_per_cpu_s"], 3)
     return out
 
 
