@@ -396,3 +396,39 @@ def test_a_full_text_commit_that_fts_json_does_not_describe_is_rebuilt(tmp_path:
     again = Engine(tmp_path, RowStore(tmp_path / "rows.db"), dimension=2, vector_column="vec", text_column="text")
     assert again.rebuilt == 1 and [again.pks[lb] for lb, _ in again.search_text("word4", 5, None)] == ["4"]
     again.store.close()
+
+
+def test_the_hit_table_of_a_read_mostly_index_gives_the_same_hits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After enough reads of an unchanged index, full-text hits map to rows through a per-segment table
+    instead of the fast field. Every change (upserts, deletes, a renumbering build, a reload) must drop it,
+    and with it or without it the hits are the same."""
+    from brickyard.vectorsearch import _engine
+
+    rnd = random.Random(5)
+    docs = [" ".join(rnd.choice(WORDS) for _ in range(rnd.randint(2, 10))) for _ in range(400)]
+    engine = make(tmp_path, 4, [{"id": i, "text": d, "shard": i % 3} for i, d in enumerate(docs)],
+                  np.eye(4, dtype=np.float32)[[i % 4 for i in range(400)]])
+    shard = np.array([(row or {}).get("shard") == 1 for row in engine.rows])
+
+    def hits(with_table: bool, mask: np.ndarray | None = None) -> list[list[tuple[str | None, float]]]:
+        monkeypatch.setattr(_engine, "FTS_TABLE_READS", 1 if with_table else 10**9)
+        if not with_table:
+            engine._fts_changed()
+        out = [[(engine.pks[lb], round(s, 4)) for lb, s in engine.search_text(w, 7, mask)] for w in WORDS]
+        assert (engine._fts_table is not None) == with_table
+        return out
+
+    assert hits(True) == hits(False) and hits(True, shard) == hits(False, shard)
+    for step in range(3):  # upserts and deletes, then check again with a fresh table
+        picked = rnd.sample(range(400), 40)
+        changed = [(str(i), {"id": i, "text": f"{WORDS[step]} {WORDS[step]} changed", "shard": 1},
+                    np.eye(4, dtype=np.float32)[i % 4], None) for i in picked[:30]]
+        gone = [str(i) for i in picked[30:]]
+        before = max(engine.seqs)
+        engine.store.apply(changed, gone)
+        hits(True)  # a table exists before the change...
+        engine.apply(engine.store.rows(since_seq=before), gone)
+        assert engine._fts_table is None  # ...and the change dropped it
+        shard = np.array([(row or {}).get("shard") == 1 for row in engine.rows])
+        assert hits(True) == hits(False) and hits(True, shard) == hits(False, shard)
+        assert all(pk not in gone for per_word in hits(True) for pk, _ in per_word)
