@@ -99,13 +99,15 @@ def build_graph(w: dict[str, np.ndarray], *, heads: int, layers: int, eps: float
         return op("LayerNormalization", [op("Add", [x, residual]), const(name + ".g", gain), const(name + ".b", shift)],
                   epsilon=eps, axis=-1)
 
-    const("one", np.array(1.0, np.float32))
-    const("q.max", np.array(127.0, np.float32))
-    const("q.tiny", np.array(1e-12, np.float32))
-    const("q.zero", np.array(128, np.uint8))
-    const("axis1", np.array([1], np.int64))
-    batch_shape = op("Slice", [op("Shape", ["input_ids"]), const("at0", np.array([0], np.int64)),
-                               const("at2", np.array([2], np.int64))])
+    batch_shape = ""
+    if peaks is not None:  # what the int8 projections share
+        const("one", np.array(1.0, np.float32))
+        const("q.max", np.array(127.0, np.float32))
+        const("q.tiny", np.array(1e-12, np.float32))
+        const("q.zero", np.array(128, np.uint8))
+        const("axis1", np.array([1], np.int64))
+        batch_shape = op("Slice", [op("Shape", ["input_ids"]), const("at0", np.array([0], np.int64)),
+                                   const("at2", np.array([2], np.int64))])
     shapes: dict[int, str] = {}
 
     def dense_int8(x: str, weight: np.ndarray, peak: np.ndarray, name: str, *, parts: int = 1) -> list[str]:
