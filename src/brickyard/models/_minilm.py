@@ -71,7 +71,6 @@ class MiniLMEmbedder:
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
-
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         cfg = json.loads((self.model_dir / "config.json").read_text())
         st_cfg_path = self.model_dir / "sentence_bert_config.json"
