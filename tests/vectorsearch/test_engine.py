@@ -432,3 +432,26 @@ def test_the_hit_table_of_a_read_mostly_index_gives_the_same_hits(tmp_path: Path
         shard = np.array([(row or {}).get("shard") == 1 for row in engine.rows])
         assert hits(True) == hits(False) and hits(True, shard) == hits(False, shard)
         assert all(pk not in gone for per_word in hits(True) for pk, _ in per_word)
+
+
+def test_queries_built_from_remembered_words_score_as_the_parser_does(tmp_path: Path) -> None:
+    """Each query word is parsed once and remembered; the query built from them must rank and score
+    exactly as tantivy's parser does on the whole text: repeated words, words that stem alike, words the
+    analyser drops (too long), words it splits (``_``), a single word, and words no document has."""
+    rnd = random.Random(11)
+    docs = [" ".join(rnd.choice(WORDS) for _ in range(rnd.randint(2, 12))) + (" runs running" * (i % 3))
+            for i in range(300)]
+    engine = make(tmp_path, 4, [{"id": i, "text": d} for i, d in enumerate(docs)],
+                  np.eye(4, dtype=np.float32)[[i % 4 for i in range(300)]])
+    queries = [" ".join(rnd.choice(WORDS) for _ in range(rnd.randint(1, 4))) for _ in range(60)]
+    queries += ["cat cat red", "run runs running", "x" * 60, "x" * 60 + " cat", "red_fish cat", "zebra",
+                "zebra red", "Cat RED cat"]
+    searcher = engine._fts.searcher()
+    for text in queries * 2:  # the second pass is answered from the remembered words
+        words = text.lower().split()
+        parsed = engine._fts.parse_query(" ".join(words), ["text"])
+        expected = [(a.doc, s) for s, a in searcher.search(parsed, 50, count=False).hits]
+        built = engine._text_query(words)
+        got = [] if built is None else [(a.doc, s) for s, a in searcher.search(built, 50, count=False).hits]
+        assert got == expected, text
+    assert "cat" in engine._fts_words and engine._fts_words["x" * 60] is None

@@ -43,6 +43,7 @@ FTS_FORMAT = 2  # fts.json: {"format", "opstamp" of the commit it describes, "ap
 HNSW_M = 16
 EF_CONSTRUCTION = 128
 REORDER_MIN = 4096  # smaller graphs stay in cache; renumbering them buys nothing
+FTS_WORDS = 65_536  # parsed one-word queries remembered per index (a few hundred bytes each)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -445,6 +446,7 @@ class Engine:
             applied = {}
             index = tantivy.Index(self._fts_schema(), path=str(path))
         self._fts = index
+        self._fts_words: dict[str, Any] = {}
         self._fts_changed()
         self._fts_applied = applied
         changed = [pk for pk, seq in truth.items() if applied.get(pk) != seq]
@@ -518,6 +520,29 @@ class Engine:
             tables[segment][doc] = by_seq.get(seq, -1)
         return searcher, tables
 
+    def _text_query(self, words: list[str]) -> Any:
+        """The query tantivy's parser makes of ``words`` joined by spaces: a SHOULD clause per distinct
+        word, in order (the parser drops a repeated word), each word analysed as the index's text field.
+        Each word is parsed once and remembered: parsing a whole query cost about as much as mapping its
+        hits, and a query's words repeat across queries far more than queries do. None: no word has a
+        term (each was longer than the analyser keeps)."""
+        import tantivy
+
+        cache, clauses = self._fts_words, []
+        for word in dict.fromkeys(words):
+            if word in cache:
+                query = cache[word]
+            else:
+                if len(cache) >= FTS_WORDS:
+                    cache.clear()
+                query = self._fts.parse_query(word, ["text"])
+                query = cache[word] = None if repr(query) == "Query(EmptyQuery)" else query
+            if query is not None:
+                clauses.append((tantivy.Occur.Should, query))
+        if not clauses:
+            return None
+        return clauses[0][1] if len(clauses) == 1 else tantivy.Query.boolean_query(clauses)
+
     def search_text(self, text: str, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
         """BM25 (tantivy, English stemming). With a mask, more hits are fetched until ``k`` pass it."""
         if self._fts is None:
@@ -532,23 +557,23 @@ class Engine:
                 if self._fts_reads >= max(FTS_TABLE_READS, len(self.pks) // 50):
                     table = self._fts_table = self._build_fts_table()
             searcher = table[0] if table is not None else self._fts.searcher()
-            query = self._fts.parse_query(" ".join(words), ["text"])
+            query = self._text_query(words)
+            if query is None:
+                return []
             limit = k if mask is None else max(4 * k, 64)
             while True:
                 hits = searcher.search(query, limit, count=False).hits
-                if table is not None:
-                    tables = table[1]
-                    labels = [tables[address.segment_ord][address.doc] for _, address in hits]
-                else:  # -1: a row changed since (its new version has its own seq)
+                if table is None:  # -1: a row changed since (its new version has its own seq)
                     by_seq = self.by_seq
-                    labels = [by_seq.get(seq, -1) for seq in
-                              (searcher.fast_field_values("seq", [address for _, address in hits]) if hits else [])]
-                out: list[tuple[int, float]] = []
-                for (score, _), label in zip(hits, labels, strict=True):
-                    if label >= 0 and (mask is None or mask[label]):
-                        out.append((label, float(score)))
-                        if len(out) == k:
-                            return out
-                if len(hits) < limit:
-                    return out
+                    seqs = searcher.fast_field_values("seq", [address for _, address in hits]) if hits else []
+                    labelled = [(by_seq.get(seq, -1), score) for seq, (score, _) in zip(seqs, hits, strict=True)]
+                elif len(table[1]) == 1:
+                    only = table[1][0]
+                    labelled = [(only[address.doc], score) for score, address in hits]
+                else:
+                    tables = table[1]
+                    labelled = [(tables[address.segment_ord][address.doc], score) for score, address in hits]
+                out = [(label, score) for label, score in labelled if label >= 0 and (mask is None or mask[label])]
+                if len(out) >= k or len(hits) < limit:
+                    return out[:k]
                 limit *= 4
