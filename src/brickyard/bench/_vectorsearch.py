@@ -194,13 +194,14 @@ def corpus(n: int, nq: int) -> tuple[list[str], list[str]]:
     return docs, [" ".join(vocab[w] for w in rng.choice(2000, size=3)) for _ in range(nq)]
 
 
-def bm25(n: int, nq: int, rounds: int = 3, chunk: int = 50) -> dict[str, Any]:
+def bm25(n: int, nq: int, rounds: int = 3, chunk: int = 250) -> dict[str, Any]:
     """Brickyard's full-text index (built from its row store, as an index sync does) against tantivy fed
     the same documents directly. Brickyard's QPS is that of a read-mostly index (after the reads that
     make it build its hit table); ``qps_per_core_first_reads`` is that of the first reads after a build.
-    Each round builds both indexes, then their query passes alternate ``chunk`` queries at a time, so
-    both see the same moments of a machine whose speed drifts by a third within a minute; each side
-    keeps its best round. Tantivy gets its queries parsed before the clock, as the peers were measured."""
+    Each round builds both indexes, then their query passes alternate ``chunk`` queries at a time (tens
+    of milliseconds), so both see the same moments of a machine whose speed drifts by a third within a
+    minute; each side keeps its best round. Tantivy's queries are parsed before the clock, as the peers
+    were measured."""
     import tantivy
 
     from ..vectorsearch import Engine, RowStore
