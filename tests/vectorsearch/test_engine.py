@@ -455,3 +455,29 @@ def test_queries_built_from_remembered_words_score_as_the_parser_does(tmp_path: 
         got = [] if built is None else [(a.doc, s) for s, a in searcher.search(built, 50, count=False).hits]
         assert got == expected, text
     assert "cat" in engine._fts_words and engine._fts_words["x" * 60] is None
+
+
+def test_reads_by_sequence_use_the_index_and_an_older_store_gains_it(tmp_path: Path) -> None:
+    """Every sync and upsert reads the rows changed after a sequence number: that must be an index
+    search, not a scan and sort of the whole table. A store made before the index existed gets it on
+    open, and reads the same rows."""
+    import sqlite3
+
+    path = tmp_path / "rows.db"
+    old = sqlite3.connect(path)  # the layout before the sequence index
+    old.executescript("CREATE TABLE rows (pk TEXT PRIMARY KEY, seq INTEGER NOT NULL, data TEXT NOT NULL,"
+                      " vector BLOB, text_hash TEXT);"
+                      "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                      "INSERT INTO rows VALUES ('a', 1, '{\"id\": 1}', NULL, NULL), ('b', 2, '{\"id\": 2}', NULL, NULL);"
+                      "INSERT INTO meta VALUES ('seq', '2');")
+    old.commit()
+    old.close()
+    store = RowStore(path)
+    plan = " ".join(str(step) for step in store._conn.execute(
+        "EXPLAIN QUERY PLAN SELECT pk, seq, data, vector, text_hash FROM rows WHERE seq > ? ORDER BY seq", (1,)))
+    assert "rows_seq" in plan and "TEMP B-TREE" not in plan, plan
+    before = store.seq
+    store.apply([("c", {"id": 3}, None, None), ("a", {"id": 10}, None, None)])
+    assert [(r.pk, r.data["id"]) for r in store.rows(since_seq=before)] == [("c", 3), ("a", 10)]
+    assert [r.pk for r in store.rows()] == ["b", "c", "a"]
+    store.close()

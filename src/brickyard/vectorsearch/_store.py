@@ -54,6 +54,10 @@ CREATE TABLE IF NOT EXISTS rows (
     vector BLOB,
     text_hash TEXT
 );
+-- reads go by sequence: every sync and upsert reads the rows changed after a sequence number, and a
+-- build reads all rows in sequence order. Without this index each was a scan and sort of the whole
+-- table (100 ms per upsert at 100k rows).
+CREATE INDEX IF NOT EXISTS rows_seq ON rows (seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
