@@ -449,10 +449,15 @@ class Engine:
         self._fts_words: dict[str, Any] = {}
         self._fts_changed()
         self._fts_applied = applied
+        # The engine already holds every live row at its current sequence (the truth): no second read and
+        # decode of the rows.
+        if not applied:  # a first build: every live row, straight from the engine's lists
+            self._fts_apply([(pk, seq, data or {}) for pk, seq, data in zip(self.pks, self.seqs, self.rows,
+                                                                             strict=True) if pk is not None], [])
+            return
         changed = [pk for pk, seq in truth.items() if applied.get(pk) != seq]
         gone = [pk for pk in applied if pk not in truth]
         if changed or gone:
-            # The engine already holds every live row at its current sequence: no second read and decode.
             self._fts_apply([(pk, self.seqs[label], self.rows[label] or {})
                              for pk in changed if (label := self.by_pk.get(pk)) is not None], gone)
 
@@ -481,10 +486,11 @@ class Engine:
         column, applied, document, add = self.text_column or "", self._fts_applied, tantivy.Document, writer.add_document
         # fts.json describes every committed document (opening checks the commit's opstamp), so the
         # versions to forget are exactly those it records
-        for pk in [*deleted, *(r[0] for r in rows)]:
-            old = applied.pop(pk, None)
-            if old is not None:
-                writer.delete_documents_by_term("seq", old)
+        if applied:  # (a first build has nothing to forget)
+            for pk in [*deleted, *(r[0] for r in rows)]:
+                old = applied.pop(pk, None)
+                if old is not None:
+                    writer.delete_documents_by_term("seq", old)
         for pk, seq, data in rows:
             doc = document()
             doc.add_integer("seq", seq)
