@@ -171,3 +171,21 @@ def test_cross_encoder_scores_pairs(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidParameterValue):
         CrossEncoder(tmp_path / "empty")
+
+
+@NEEDS_ORT
+def test_the_float_and_int8_sessions_read_one_word_table() -> None:
+    """The word-embedding table (47 MB) is shared by the float session (short inputs) and the int8 one:
+    both read the encoder's own array in place, so a change to it shows in both."""
+    model = MiniLMEmbedder(threads=1, precision="int8")
+    encoder = model._onnx
+    assert encoder is not None and encoder.session is not encoder.exact
+    short = model.tokenizer.encode("protein folding").ids
+    ids = np.array([short + [0] * (16 - len(short))], dtype=np.int64)
+    mask = (ids != 0).astype(np.int64)
+    types = np.zeros_like(ids)
+    before = [encoder.hidden(ids, types, mask, exact=exact) for exact in (True, False)]
+    encoder.word_table[short[1]] += 1.0
+    after = [encoder.hidden(ids, types, mask, exact=exact) for exact in (True, False)]
+    encoder.word_table[short[1]] -= 1.0
+    assert all(not np.allclose(b, a) for b, a in zip(before, after, strict=True))

@@ -206,6 +206,11 @@ class OnnxEncoder:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # warnings about unused initializers are ours to fix, not the user's
+        # The word-embedding table (47 MB for MiniLM) is the same in the float and int8 graphs: both
+        # sessions read this one copy instead of each keeping its own.
+        self.word_table = np.ascontiguousarray(w["embeddings.word_embeddings.weight"], dtype=np.float32)
+        self._word = ort.OrtValue.ortvalue_from_numpy(self.word_table)  # read in place, never copied
+        options.add_initializer("word", self._word)
         self.options = options
         self.precision = precision
         shape = {"heads": heads, "layers": layers, "eps": eps}
