@@ -198,11 +198,15 @@ def test_cached_decisions_expire_and_a_refresh_is_shared(ws: Workspace, admin: P
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Hot read paths remember an allowed decision briefly. A revoke by another process (a second workspace
     on the same home) applies within twice DECISION_SECONDS; while one caller re-checks an expired decision,
-    the others keep the old answer instead of all reading the metastore at once; a denied re-check drops it."""
-    import time
+    the others keep the old answer instead of all reading the metastore at once; a denied re-check drops it.
+    The catalog's clock is driven by the test: on a loaded machine, opening the second workspace alone
+    had outlasted the bound."""
+    import types
 
-    from brickyard.catalog import Catalog
+    from brickyard.catalog import Catalog, _catalog
 
+    now = [1000.0]
+    monkeypatch.setattr(_catalog, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
     monkeypatch.setattr(Catalog, "DECISION_SECONDS", 0.2)
     cat = ws.catalog
     carol = ws.ensure_user("carol")
@@ -221,13 +225,14 @@ def test_cached_decisions_expire_and_a_refresh_is_shared(ws: Workspace, admin: P
                                     [{"principal": "carol", "remove": ["SELECT"]}])
     finally:
         other.close()
+    now[0] += 0.1
     cat.require_cached(carol, "SELECT", "table", "main.s.t", action="t")  # not yet seen: within the bound
     key = (carol.name, carol.groups, "SELECT", "table", "main.s.t")
-    time.sleep(0.25)
+    now[0] += 0.15  # past the bound
     assert not cat.is_cached(carol, "SELECT", "table", "main.s.t")
     cat._refreshing.add(key)  # another caller is re-checking: the old answer stands a little longer
     assert cat.is_cached(carol, "SELECT", "table", "main.s.t")
-    time.sleep(0.2)
+    now[0] += 0.2
     assert not cat.is_cached(carol, "SELECT", "table", "main.s.t")  # but never past twice the bound
     cat._refreshing.discard(key)
     with pytest.raises(PermissionDenied):
