@@ -481,3 +481,38 @@ def test_reads_by_sequence_use_the_index_and_an_older_store_gains_it(tmp_path: P
     assert [(r.pk, r.data["id"]) for r in store.rows(since_seq=before)] == [("c", 3), ("a", 10)]
     assert [r.pk for r in store.rows()] == ["b", "c", "a"]
     store.close()
+
+
+def test_opening_pauses_the_garbage_collector_and_always_restores_it(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cyclic collector is off while an index opens (a bulk decode of every row), back on afterwards,
+    also when opening fails, and left off if the user had turned it off."""
+    import gc
+
+    seen: list[bool] = []
+    real = Engine._open
+
+    def watched(self: Engine) -> None:
+        seen.append(gc.isenabled())
+        real(self)
+
+    monkeypatch.setattr(Engine, "_open", watched)
+    assert gc.isenabled()
+    make(tmp_path / "a", 4, ROWS[:20], np.eye(4, dtype=np.float32)[[i % 4 for i in range(20)]])
+    assert seen == [False] and gc.isenabled()
+
+    def failing(self: Engine) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(Engine, "_open", failing)
+    with pytest.raises(OSError):
+        Engine(tmp_path / "b", RowStore(tmp_path / "b" / "rows.db"), dimension=4, vector_column="vec",
+               text_column="text")
+    assert gc.isenabled()
+    monkeypatch.setattr(Engine, "_open", watched)
+    gc.disable()
+    try:
+        make(tmp_path / "c", 4, ROWS[:20], np.eye(4, dtype=np.float32)[[i % 4 for i in range(20)]])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -21,13 +21,15 @@ does not match, or that fails to load, is discarded and rebuilt from the rows, n
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import re
 import shutil
 import threading
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,31 @@ EF_CONSTRUCTION = 128
 REORDER_MIN = 4096  # smaller graphs stay in cache; renumbering them buys nothing
 FTS_WORDS = 65_536  # parsed one-word queries remembered per index (a few hundred bytes each)
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = [0, False]  # builds in progress, whether the collector was on before the first
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while an index opens. Opening decodes every row into a dict,
+    and the collector traverses the growing heap of them again and again as it goes (measured in
+    docs/vectorsearch.md). The switch is process-wide, so concurrent opens share one pause, and the
+    collector comes back, if it was on, when the last one ends; cycles other threads drop meanwhile are
+    collected then."""
+    with _gc_lock:
+        if _gc_pauses[0] == 0:
+            _gc_pauses[1] = gc.isenabled()
+            gc.disable()
+        _gc_pauses[0] += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses[0] -= 1
+            if _gc_pauses[0] == 0 and _gc_pauses[1]:
+                gc.enable()
 
 
 def _faiss() -> Any:
@@ -110,7 +137,8 @@ class Engine:
         self._fts_applied: dict[str, int] = {}
         self._fts_rebuilding = False
         self._reset()
-        self._open()
+        with _collector_paused():
+            self._open()
 
     # -- state -------------------------------------------------------------------------------------
     def _reset(self) -> None:
