@@ -64,3 +64,19 @@ def test_parts_round_trip(part: str) -> None:
     assert validate_part(part) == part.lower()
     assert split_name(quote_part(part)) == [part]
     assert parse_name(f"{quote_part(part)}.x", 2).parts == (part.lower(), "x")
+
+
+def test_parsed_names_are_remembered_and_bad_ones_refused_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from brickyard.core import names
+
+    monkeypatch.setattr(names, "_PARSED", {})
+    monkeypatch.setattr(names, "_PARSED_MAX", 3)
+    first = parse_name("Main.Default.Docs", 3)
+    assert parse_name("Main.Default.Docs", 3) is first and first.parts == ("main", "default", "docs")
+    assert parse_name("main.default", 2).parts == ("main", "default")  # the level count is part of the key
+    for _ in range(2):
+        with pytest.raises(InvalidParameterValue, match="index name"):
+            parse_name("main.default", 3, what="index name")
+    for i in range(10):  # bounded
+        parse_name(f"c{i}.s.t", 3)
+    assert len(names._PARSED) <= 3

@@ -389,9 +389,12 @@ class Identity:
 
     def cached(self, token: str) -> Principal | None:
         """The remembered principal of ``token`` if it is fresh; None means: call :meth:`authenticate`."""
-        if token and len(token) <= 512 and _hash(token) in self._delegations:
+        if not token or len(token) > 512:
+            return None
+        digest = _hash(token)  # once: this runs on every request
+        if digest in self._delegations:
             return None  # decided at each use
-        hit = self._cache.get(_hash(token)) if token and len(token) <= 512 else None
+        hit = self._cache.get(digest)
         now = self.clock()
         if hit is not None and hit[0] > now and (hit[1] is None or hit[1] > now):
             return hit[2]

@@ -105,8 +105,23 @@ class FullName:
 _LEVELS = {1: "catalog", 2: "schema", 3: "object"}
 
 
+_PARSED: dict[tuple[str, int], FullName] = {}  # names parsed before (a hot route parses one per request)
+_PARSED_MAX = 4096
+
+
 def parse_name(text: str, levels: int = 3, *, what: str | None = None) -> FullName:
-    """Parse ``catalog[.schema[.object]]`` with exactly ``levels`` parts."""
+    """Parse ``catalog[.schema[.object]]`` with exactly ``levels`` parts. Valid names are remembered
+    (the result is immutable and ``what`` only words the errors); an invalid one raises every time."""
+    if type(text) is str and (hit := _PARSED.get((text, levels))) is not None:
+        return hit
+    parsed = _parse_name(text, levels, what)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[(text, levels)] = parsed
+    return parsed
+
+
+def _parse_name(text: str, levels: int, what: str | None) -> FullName:
     label = what or {1: "catalog name", 2: "schema full name", 3: "full name"}[levels]
     if not isinstance(text, str) or not text:
         raise InvalidParameterValue(f"{label} is required")
