@@ -435,7 +435,7 @@ def test_the_hit_table_of_a_read_mostly_index_gives_the_same_hits(tmp_path: Path
 
 
 def test_queries_built_from_remembered_words_score_as_the_parser_does(tmp_path: Path) -> None:
-    """Each query word is parsed once and remembered; the query built from them must rank and score
+    """A word seen twice is parsed alone and remembered; a query built from such words must rank and score
     exactly as tantivy's parser does on the whole text: repeated words, words that stem alike, words the
     analyser drops (too long), words it splits (``_``), a single word, and words no document has."""
     rnd = random.Random(11)
@@ -447,14 +447,17 @@ def test_queries_built_from_remembered_words_score_as_the_parser_does(tmp_path: 
     queries += ["cat cat red", "run runs running", "x" * 60, "x" * 60 + " cat", "red_fish cat", "zebra",
                 "zebra red", "Cat RED cat"]
     searcher = engine._fts.searcher()
-    for text in queries * 2:  # the second pass is answered from the remembered words
+    for text in queries * 3:  # parsed whole, then word by word (seen twice), then from the remembered words
         words = text.lower().split()
         parsed = engine._fts.parse_query(" ".join(words), ["text"])
         expected = [(a.doc, s) for s, a in searcher.search(parsed, 50, count=False).hits]
         built = engine._text_query(words)
         got = [] if built is None else [(a.doc, s) for s, a in searcher.search(built, 50, count=False).hits]
         assert got == expected, text
-    assert "cat" in engine._fts_words and engine._fts_words["x" * 60] is None
+    assert all(word in engine._fts_words for text in queries for word in text.lower().split())
+    assert engine._fts_words["x" * 60] is None
+    fresh = engine._text_query(["unseen", "cat"])  # a word seen once: the whole text is parsed
+    assert "unseen" not in engine._fts_words and "unseen" in engine._fts_seen and fresh is not None
 
 
 def test_reads_by_sequence_use_the_index_and_an_older_store_gains_it(tmp_path: Path) -> None:
