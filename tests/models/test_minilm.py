@@ -133,6 +133,28 @@ def test_the_slow_fused_layer_norm_is_not_used(tmp_path: Path) -> None:
     assert "Attention" in kinds  # the fusions we do want are still on
 
 
+@NEEDS_ORT
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_first_only_graph_gives_the_full_graphs_first_position(precision: str) -> None:
+    """A cross-encoder's graph computes the last layer for the first position alone: the same numbers as
+    the full graph there, padded and unpadded rows alike (the last layer's keys still see every token)."""
+    model = MiniLMEmbedder(threads=1, precision="fp32")
+    w, shape = _encoder_weights(model), {"heads": model.heads, "layers": model.layers, "eps": model.eps}
+    calibration = model._calibration()
+    full = _onnx_bert.OnnxEncoder(w, precision=precision, calibration=calibration, **shape)
+    first = _onnx_bert.OnnxEncoder(w, precision=precision, calibration=calibration, first_only=True, **shape)
+    encodings = model.tokenizer.encode_batch(["a short one", "rate limits are counted per user and per endpoint "
+                                              "by the gateway, which also writes every request to a table"])
+    ids, type_ids, mask = model._pad([e.ids for e in encodings])
+    expected = full.hidden(ids, type_ids, mask)
+    got = first.hidden(ids, type_ids, mask)
+    assert expected.shape[1] == ids.shape[1] > 1 and got.shape == (2, 1, expected.shape[2])
+    # int8: the last layer's projections of the first position are calibrated on that position alone
+    assert np.allclose(got[:, 0], expected[:, 0], atol=1e-4 if precision == "fp32" else 0.05)
+    cos = (got[:, 0] * expected[:, 0]).sum(1) / np.linalg.norm(got[:, 0], axis=1) / np.linalg.norm(expected[:, 0], axis=1)
+    assert cos.min() >= (0.99999 if precision == "fp32" else 0.999), cos
+
+
 def _encoder_weights(model: MiniLMEmbedder) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 

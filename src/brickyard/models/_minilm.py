@@ -60,6 +60,7 @@ class MiniLMEmbedder:
     model_id = MODEL_ID
     dimension = 384
     pairs = False  # whether the model reads (query, passage) pairs
+    first_only = False  # whether the head reads the first position's last hidden state alone
 
     def __init__(self, model_dir: str | Path | None = None, *, batch_size: int = 32, max_length: int | None = None,
                  backend: str = "auto", threads: int | None = None, precision: str = "auto") -> None:
@@ -109,7 +110,7 @@ class MiniLMEmbedder:
         self._onnx: _onnx_bert.OnnxEncoder | None = None
         if backend == "onnx":
             self._onnx = _onnx_bert.OnnxEncoder(self.w, heads=self.heads, layers=self.layers, eps=self.eps,
-                                                threads=threads, precision=precision,
+                                                threads=threads, precision=precision, first_only=self.first_only,
                                                 calibration=self._calibration() if precision == "int8" else None)
             # the session holds its own copy: keep only what runs outside it (a cross-encoder's head)
             self.w = {k: v for k, v in self.w.items() if not k.startswith(("encoder.", "embeddings."))}
@@ -172,7 +173,8 @@ class MiniLMEmbedder:
 
     def _hidden(self, batch: list[list[int]], types: list[list[int]] | None = None, *,
                 exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """The last hidden states (n, length, hidden) of a padded batch, and its attention mask."""
+        """The last hidden states (n, length, hidden) of a padded batch, and its attention mask. On the onnx
+        backend a ``first_only`` model gets the first position alone (n, 1, hidden)."""
         w = self.w
         ids, type_ids, mask = self._pad(batch, types)
         n, length = ids.shape
@@ -225,6 +227,7 @@ class CrossEncoder(MiniLMEmbedder):
     ships such weights, so Brickyard never has one unless an admin points ``BRICKYARD_RERANKER_PATH`` at it."""
 
     pairs = True
+    first_only = True
 
     def __init__(self, model_dir: str | Path, *, batch_size: int = 16, max_length: int = 512, backend: str = "auto",
                  threads: int | None = None, precision: str = "auto") -> None:
