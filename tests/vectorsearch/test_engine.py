@@ -170,6 +170,43 @@ def test_a_built_graph_is_renumbered_and_every_label_keeps_its_row(tmp_path: Pat
     healed.store.close()
 
 
+def test_a_graph_grown_by_upserts_is_laid_out_again(tmp_path: Path) -> None:
+    """Nodes upserted a batch at a time land at the end of the arrays; once the graph has grown by
+    REORDER_GROWTH since its last layout it is renumbered again, and the snapshot remembers when that was."""
+    from brickyard.vectorsearch._engine import REORDER_GROWTH
+
+    rng = np.random.default_rng(5)
+    first, batch, dim = REORDER_MIN, 1000, 16
+    total = first + 4 * batch
+    vecs = rng.standard_normal((total, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    engine = make(tmp_path, dim, [{"id": i, "text": f"word{i}"} for i in range(first)], vecs)
+
+    def upsert(ids: range) -> None:
+        engine.store.apply([(str(i), {"id": i, "text": f"word{i}"}, vecs[i], None) for i in ids])
+        engine.apply(engine.store.rows([str(i) for i in ids]), [])
+
+    upsert(range(first, first + batch))
+    assert len(engine.pks) < REORDER_GROWTH * first
+    assert engine.pks[first:] == [str(i) for i in range(first, first + batch)], "appended in order until then"
+    upsert(range(first + batch, first + 3 * batch))  # now past 1.5x the last layout
+    assert engine.pks[first:] != [str(i) for i in range(first, first + 3 * batch)], "not laid out again"
+    for i in rng.choice(first + 3 * batch, 200, replace=False).tolist():
+        label = engine.by_pk[str(i)]
+        np.testing.assert_array_equal(engine.ann.reconstruct(label), vecs[i])
+        assert engine.rows[label]["id"] == i and engine.by_seq[engine.seqs[label]] == label  # type: ignore[index]
+        assert [engine.pks[lb] for lb, _ in engine.search_text(f"word{i}", 1, None)] == [str(i)]
+    engine.save()
+    laid = list(engine.pks)
+    engine.store.close()
+    engine = Engine(tmp_path, RowStore(tmp_path / "rows.db"), dimension=dim, vector_column="vec", text_column="text")
+    assert engine.rebuilt == 0 and engine.pks == laid
+    upsert(range(first + 3 * batch, total))  # under 1.5x the layout the snapshot recorded: appended
+    assert engine.pks[:len(laid)] == laid
+    assert [engine.pks[lb] for lb, _ in engine.search_ann(vecs[total - 1], 1, None, ef=64)] == [str(total - 1)]
+    engine.store.close()
+
+
 def _huge_pages_possible() -> bool:
     try:
         mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()

@@ -45,6 +45,7 @@ FTS_FORMAT = 2  # fts.json: {"format", "opstamp" of the commit it describes, "ap
 HNSW_M = 16
 EF_CONSTRUCTION = 128
 REORDER_MIN = 4096  # smaller graphs stay in cache; renumbering them buys nothing
+REORDER_GROWTH = 1.5  # lay the graph out again once it has this many times the nodes of its last layout
 FTS_WORDS = 65_536  # parsed one-word queries remembered per index (a few hundred bytes each)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -153,6 +154,7 @@ class Engine:
         self._selections: dict[str, Selection] = {}
         self.ann: Any = self._new_ann() if self.dimension else None
         self.pages = HugePages()
+        self._laid_out = 0  # graph nodes at its last renumbering (nodes added since sit where they landed)
         self._params: dict[int, Any] = {}
         self._buffers: dict[int, tuple[Any, ...]] = {}  # result arrays (and pointers) per k, used under the lock
 
@@ -198,6 +200,7 @@ class Engine:
                     raise ValueError("the ANN snapshot does not match its label map")
                 self.ann = ann
                 self.pages.refresh(self._ann_buffers())
+                self._laid_out = int(meta.get("laid_out", 0))
             rows = {r.pk: r for r in self.store.rows()}  # one scan: cheaper than looking up most keys
             for label, (pk, seq) in enumerate(zip(meta["pks"], meta["seqs"], strict=True)):
                 row = rows.get(pk) if pk is not None else None
@@ -229,7 +232,7 @@ class Engine:
                 digest = _sha256(self.dir / "ann.faiss")
             else:
                 digest = ""
-            meta = {"pks": self.pks, "seqs": self.seqs, "sha256": digest}
+            meta = {"pks": self.pks, "seqs": self.seqs, "sha256": digest, "laid_out": self._laid_out}
             _atomic_write(self.dir / "ann.json", orjson.dumps(meta))
 
     # -- changes -----------------------------------------------------------------------------------
@@ -274,8 +277,12 @@ class Engine:
         self.seqs += seqs
         self.rows += [r.data for r in rows]
         if self.dimension:
-            if len(rows) * 2 >= len(self.pks) >= REORDER_MIN:  # a build, not an upsert: lay it out
+            # A build, or upserts that have grown the graph by half since its last layout: lay it out. Nodes
+            # added one batch at a time land at the end of the arrays, far from their neighbours (at 100k
+            # rows upserted 10k at a time, filtered queries took a fifth longer before renumbering).
+            if len(self.pks) >= max(REORDER_MIN, REORDER_GROWTH * self._laid_out):
                 self._reorder()
+                self._laid_out = len(self.pks)
             self.pages.refresh(self._ann_buffers())
         self._changed()
 
