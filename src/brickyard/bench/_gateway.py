@@ -50,20 +50,24 @@ def _wait(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def _load(url: str, headers: dict[str, str], body: dict[str, Any], concurrency: int, seconds: float
-                ) -> dict[str, Any]:
+async def _load(url: str, headers: dict[str, str], body: dict[str, Any] | list[dict[str, Any]], concurrency: int,
+                seconds: float) -> dict[str, Any]:
+    """``concurrency`` workers posting for ``seconds``; a list of bodies is sent in turn."""
     import aiohttp
 
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
-    payload = json.dumps(body).encode()
+    payloads = [json.dumps(b).encode() for b in (body if isinstance(body, list) else [body])]
+    sent = 0
     async with aiohttp.ClientSession(headers={**headers, "content-type": "application/json"},
                                      connector=aiohttp.TCPConnector(limit=concurrency)) as session:
 
         async def worker() -> None:
-            nonlocal errors
+            nonlocal errors, sent
             while time.perf_counter() < stop:
+                payload = payloads[sent % len(payloads)]
+                sent += 1
                 t = time.perf_counter()
                 async with session.post(url, data=payload) as r:
                     await r.read()
