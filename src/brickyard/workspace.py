@@ -74,6 +74,7 @@ class Workspace:
         self.statements = StatementStore(self.sql, row_limit=self.settings.statement_row_limit)
         self.functions = Functions(self.catalog, self.sql, self.settings)
         self.secrets = Secrets(self.db, self.secret_box)
+        self.secrets.bootstrap()  # the system scope exists from the start, and is repaired if it was taken
         hosts = frozenset(h.strip().lower() for h in self.settings.allowed_model_hosts.split(",") if h.strip())
         self.server_url: str | None = None  # set by whoever serves this workspace over HTTP
         agents = AgentHost(registry=self.registry, identity=self.identity, record_trace=self._record_trace,

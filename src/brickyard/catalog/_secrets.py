@@ -3,10 +3,17 @@
 
 Permissions per scope: ``READ`` < ``WRITE`` < ``MANAGE``. The creator of a scope manages it; admins
 manage every scope.
+
+The system scope ``__brickyard`` holds the provider keys that serving endpoint configs gave in plaintext.
+It exists from the workspace's creation, belongs to no principal (its owner is the empty name, which no
+principal can have) and no route reaches it: creating, deleting, listing, reading, writing or granting
+on it is refused for everyone, admins included. Only the server itself resolves references into it.
+:meth:`Secrets.bootstrap` creates it and, in a workspace where someone took the name first, repairs it.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -17,8 +24,10 @@ from ._crypto import SecretBox
 from ._db import Database
 from ._identity import Principal
 
+log = logging.getLogger(__name__)
 LEVELS = {"READ": 1, "WRITE": 2, "MANAGE": 3}
 SYSTEM_SCOPE = "__brickyard"
+SYSTEM_OWNER = ""  # no principal has an empty name
 REFERENCE = re.compile(r"^\{\{\s*secrets/([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)\s*\}\}$")
 _KEY = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -29,9 +38,18 @@ def _key(key: Any) -> str:
     return key
 
 
+def is_reserved(scope: str) -> bool:
+    """Scope names kept for Brickyard itself: ``__brickyard`` and anything that starts like it, in any case."""
+    return scope.lower().startswith(SYSTEM_SCOPE)
+
+
 def _scope(scope: Any) -> str:
+    """A scope name a request may use: valid, and not the reserved system scope."""
     if not isinstance(scope, str) or not _KEY.match(scope):
         raise InvalidParameterValue("a scope name is 1-128 characters of letters, digits, '_', '-' and '.'")
+    if is_reserved(scope):
+        raise PermissionDenied(f"the secret scope {scope!r} is reserved for Brickyard's own keys; no user, admins "
+                               "included, may create, read, change or grant on it")
     return scope
 
 
@@ -46,20 +64,45 @@ class Secrets:
     def _open(self, stored: str) -> str:
         return self.box.open(stored) if self.box else stored
 
+    def bootstrap(self) -> bool:
+        """Make sure the system scope exists, owned by no principal and granted to nobody. A workspace in
+        which a user created a scope of that name first (possible before this check existed) is repaired:
+        the scope is taken back and every grant on it dropped. True if something had to be repaired."""
+        with self.db.tx() as tx:
+            return self._ensure_system_scope(tx)
+
+    @staticmethod
+    def _ensure_system_scope(tx: Any) -> bool:
+        row = tx.one("SELECT owner FROM secret_scopes WHERE name = ?", (SYSTEM_SCOPE,))
+        if row is None:  # two processes opening one new PostgreSQL metastore may race here
+            tx.execute("INSERT INTO secret_scopes (name, owner, created_at) VALUES (?, ?, ?)"
+                       " ON CONFLICT (name) DO NOTHING", (SYSTEM_SCOPE, SYSTEM_OWNER, now_ms()))
+            return False
+        repaired = row["owner"] != SYSTEM_OWNER
+        if repaired:
+            tx.execute("UPDATE secret_scopes SET owner = ? WHERE name = ?", (SYSTEM_OWNER, SYSTEM_SCOPE))
+        if tx.one("SELECT scope FROM secret_acl WHERE scope = ?", (SYSTEM_SCOPE,)):
+            tx.execute("DELETE FROM secret_acl WHERE scope = ?", (SYSTEM_SCOPE,))
+            repaired = True
+        if repaired:
+            log.warning("the secret scope %s had been taken by %r; it now belongs to Brickyard again and every "
+                        "grant on it was removed", SYSTEM_SCOPE, row["owner"])
+        return repaired
+
     def store_system(self, value: str) -> str:
         """Keep a plaintext key given in a config as a secret of the system scope; returns its reference."""
         import uuid
 
         key = uuid.uuid4().hex
         with self.db.tx() as tx:
-            if not tx.one("SELECT name FROM secret_scopes WHERE name = ?", (SYSTEM_SCOPE,)):
-                tx.execute("INSERT INTO secret_scopes (name, owner, created_at) VALUES (?, 'admins', ?)",
-                           (SYSTEM_SCOPE, now_ms()))
+            self._ensure_system_scope(tx)
             tx.execute("INSERT INTO secrets (scope, key, value, updated_at) VALUES (?, ?, ?, ?)",
                        (SYSTEM_SCOPE, key, self._seal(value), now_ms()))
         return "{{secrets/" + SYSTEM_SCOPE + "/" + key + "}}"
 
     def _level(self, tx: Any, p: Principal, scope: str) -> int:
+        if is_reserved(scope):
+            return 0
         row = tx.one("SELECT owner FROM secret_scopes WHERE name = ?", (scope,))
         if row is None:
             raise NotFound(f"secret scope {scope!r} does not exist")
@@ -90,7 +133,7 @@ class Secrets:
     def list_scopes(self, p: Principal) -> list[str]:
         with self.db.tx(write=False) as tx:
             names = [r["name"] for r in tx.all("SELECT name FROM secret_scopes ORDER BY name")]
-            return [n for n in names if self._level(tx, p, n) > 0]
+            return [n for n in names if not is_reserved(n) and self._level(tx, p, n) > 0]
 
     def put(self, p: Principal, scope: str, key: str, value: str) -> None:
         if not isinstance(value, str) or len(value) > 128 * 1024:
@@ -122,7 +165,9 @@ class Secrets:
             raise NotFound(f"secret {key!r} does not exist in scope {scope!r}")
         return self._open(str(row["value"]))
 
-    def set_acl(self, p: Principal, scope: str, principal: str, permission: str | None) -> None:
+    def set_acl(self, p: Principal, scope: str, principal: Any, permission: str | None) -> None:
+        if not isinstance(principal, str) or not principal or len(principal) > 255:
+            raise InvalidParameterValue("principal must be the name of a user, group or service principal")
         with self.db.tx() as tx:
             self._need(tx, p, _scope(scope), "MANAGE")
             tx.execute("DELETE FROM secret_acl WHERE scope = ? AND principal = ?", (scope, principal))
@@ -162,4 +207,4 @@ def is_reference(value: Any) -> bool:
     return isinstance(value, str) and REFERENCE.match(value) is not None
 
 
-__all__ = ["SYSTEM_SCOPE", "Secrets", "is_reference", "validate_part"]
+__all__ = ["SYSTEM_SCOPE", "Secrets", "is_reference", "is_reserved", "validate_part"]
