@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -194,3 +195,39 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     with serve(w) as url:
         yield Live(url=url, ws=w)
     w.close()
+
+
+@contextlib.contextmanager
+def serve_process(home: Path, *, env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                  stderr: Any = subprocess.DEVNULL) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``brickyard serve`` in a process of its own (so a test's client threads do not share its GIL) on a
+    free loopback port: yields (URL, process); the process is stopped when the block ends."""
+    port = _free_port()
+    child_env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src"), **(env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "brickyard.cli", "serve", "--home", str(home), "--port", str(port),
+                             *args], env=child_env, stdout=subprocess.DEVNULL, stderr=stderr)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"brickyard serve exited with {proc.returncode}")
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("brickyard serve did not start within 60 s")
+            time.sleep(0.05)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

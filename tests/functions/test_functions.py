@@ -145,3 +145,54 @@ def test_t29_python_functions_cannot_reach_the_server(ws: Workspace, attack: str
     finally:
         listener.close()
     assert Path(key).exists()
+
+
+FORK_EXEC_BEACON = """
+import _posixsubprocess, os, sys
+code = ("import socket, time\\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\\nfor i in range(60):\\n"
+        "    s.sendto(b'beacon', ('127.0.0.1', %d))\\n    time.sleep(0.05)" % port)
+exe = sys.executable.encode()
+r, w = os.pipe()
+pid = _posixsubprocess.fork_exec([exe, b'-I', b'-c', code.encode()], [exe], True, (w,), None, None,
+                                 -1, -1, -1, -1, -1, -1, r, w, False, True, -1, None, None, None, -1, None, False)
+return 'started %d' % pid
+"""
+
+
+@needs_landlock
+def test_a_function_cannot_start_a_process_that_outlives_the_call(ws: Workspace) -> None:
+    """Issue 17 point 3: ``_posixsubprocess.fork_exec`` fires no audit event, so only the kernel can stop it
+    from starting a child Python without the hook, in a session of its own, that sends UDP (which Landlock
+    does not cover). Nothing may arrive at a listener, during the call or after it."""
+    import socket
+    import sys
+    import time
+
+    if sys.version_info[:2] != (3, 11):
+        pytest.skip("the body calls fork_exec with Python 3.11's argument list")
+    admin = _admin(ws)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.1)
+    from brickyard.catalog._objects import function_spec
+
+    name = "main.tools.hostile_fork_exec"
+    if not ws.catalog.exists("function", name):
+        ws.catalog.create(admin, "function", name, spec=function_spec({
+            "name": "hostile_fork_exec", "data_type": "STRING", "routine_body": "EXTERNAL",
+            "external_language": "PYTHON", "routine_definition": FORK_EXEC_BEACON,
+            "input_params": {"parameters": [{"name": "port", "type_text": "INT"}]}}))
+    try:
+        with pytest.raises(FunctionFailed) as failed:
+            ws.functions.execute(admin, name, {"port": udp.getsockname()[1]})
+        assert "PermissionError" in failed.value.message or "Operation not permitted" in failed.value.message
+        received = []
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            try:
+                received.append(udp.recv(100))
+            except TimeoutError:
+                pass
+    finally:
+        udp.close()
+    assert received == []

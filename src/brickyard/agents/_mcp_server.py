@@ -16,7 +16,14 @@ import json
 from typing import Any
 
 from ..catalog import Principal
-from ..core.errors import BrickyardError, InvalidParameterValue, NotFound, PermissionDenied
+from ..core.errors import (
+    BrickyardError,
+    InvalidParameterValue,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    TemporarilyUnavailable,
+)
 from ..functions import Functions, tool_name, tool_spec
 
 PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
@@ -108,6 +115,8 @@ class ManagedMCP:
                     return _error(ident, INVALID_PARAMS, "tools/call needs a tool name and an arguments object")
                 try:
                     return _result(ident, self.call(p, kind, catalog, schema, item, name, arguments))
+                except (RateLimited, TemporarilyUnavailable):
+                    raise  # the server is busy, not the tool wrong: the HTTP answer says when to retry
                 except (PermissionDenied, NotFound, InvalidParameterValue, BrickyardError) as exc:
                     # a tool that fails answers with isError, so the model can read why and adapt
                     return _result(ident, {"content": [{"type": "text", "text": f"{exc.error_code}: {exc.message}"}],
@@ -115,6 +124,8 @@ class ManagedMCP:
             if method in ("resources/list", "prompts/list"):
                 return _result(ident, {method.split("/")[0]: []})
             return _error(ident, METHOD_NOT_FOUND, f"method {method!r} is not offered by this server")
+        except (RateLimited, TemporarilyUnavailable):
+            raise
         except BrickyardError as exc:
             return _error(ident, INVALID_PARAMS, f"{exc.error_code}: {exc.message}")
 

@@ -59,6 +59,16 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "1 to run Python UC functions on a kernel without Landlock, where nothing stops them reading the "
         "server's files. Only for a trusted single-user machine. Default 0: such calls are refused",
     ),
+    "BRICKYARD_FUNCTION_WORKERS": (
+        "function_workers",
+        "Python UC function calls that may run at once, each in its own sandboxed process. Default: the number "
+        "of CPUs (at least 2)",
+    ),
+    "BRICKYARD_FUNCTION_QUEUE_SIZE": (
+        "function_queue_size",
+        "Python UC function calls that may wait for a free worker before new ones get 503 + Retry-After. "
+        "Default 8",
+    ),
     "BRICKYARD_USER": ("user", "Principal that local CLI commands (sql, table) act as. No default"),
 }
 
@@ -81,6 +91,8 @@ class Settings:
     reranker_path: str | None = None
     model_precision: str = "auto"
     allow_unconfined_python_functions: int = 0
+    function_workers: int = 0
+    function_queue_size: int = 8
 
     def __post_init__(self) -> None:
         if not isinstance(self.home, Path):
@@ -116,6 +128,9 @@ class Settings:
             raise InvalidParameterValue("BRICKYARD_MAX_REQUEST_BYTES must be at least 1024")
         if self.model_precision not in ("auto", "fp32", "int8"):
             raise InvalidParameterValue(f"BRICKYARD_MODEL_PRECISION must be auto, fp32 or int8, got {self.model_precision!r}")
+        if self.function_workers < 0 or self.function_queue_size < 0:
+            raise InvalidParameterValue("BRICKYARD_FUNCTION_WORKERS and BRICKYARD_FUNCTION_QUEUE_SIZE must not be "
+                                        "negative")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise InvalidParameterValue(f"log level must be debug, info, warning or error, got {self.log_level!r}")
         if self.metastore_url and not self.metastore_url.startswith(("postgresql://", "postgres://", "sqlite:///")):

@@ -7,27 +7,34 @@ derived from the signature, and a helper that registers a Python function from i
   spliced into the text.
 * **Python bodies** run in a fresh subprocess confined by :mod:`brickyard.core.sandbox`: 1 GiB of address
   space, 10 s of CPU, 15 s of wall time, a scratch directory as the only writable place, the Python
-  installation as the only readable one (Landlock), no TCP, no subprocesses, and a minimal environment
-  without the server's variables. Without Landlock the call is refused unless an admin allows
-  unconfined Python functions (``BRICKYARD_ALLOW_UNCONFINED_PYTHON_FUNCTIONS``).
+  installation as the only readable one (Landlock), a network namespace of its own, a seccomp filter (no
+  sockets, no new processes, no exec), and a minimal environment without the server's variables; its
+  process group is killed when the call ends. Without Landlock the call is refused unless an admin allows
+  unconfined Python functions (``BRICKYARD_ALLOW_UNCONFINED_PYTHON_FUNCTIONS``). At most
+  ``BRICKYARD_FUNCTION_WORKERS`` calls run at once and ``BRICKYARD_FUNCTION_QUEUE_SIZE`` wait; more are
+  refused with 503 and Retry-After.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import inspect
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import typing
 from collections.abc import Callable
 from typing import Any
 
 from ..catalog import Catalog, Principal, Securable
-from ..core.errors import FunctionFailed, InvalidParameterValue, NotSupported
+from ..core.errors import FunctionFailed, InvalidParameterValue, NotSupported, TemporarilyUnavailable
 from ..core.names import parse_name
 from ..core.sandbox import landlock_abi
 from ..core.settings import Settings
@@ -132,6 +139,45 @@ def _default(text: Any) -> Any:
         return s
 
 
+class _Admission:
+    """At most ``running`` calls at once and ``queued`` more waiting for a turn; a call beyond that is refused
+    at once with 503 and a Retry-After, so a flood of slow functions holds a bounded number of the server's
+    threads and ordinary requests keep theirs."""
+
+    def __init__(self, running: int, queued: int, wait_seconds: float) -> None:
+        self.running, self.queued, self.wait_seconds = running, queued, wait_seconds
+        self._busy = 0
+        self._waiting = 0
+        self._cond = threading.Condition()
+
+    def _full(self, name: str) -> TemporarilyUnavailable:
+        return TemporarilyUnavailable(
+            f"{self.running} Python function calls are running and {self.queued} are waiting; {name} was not "
+            "started. Retry later, or raise BRICKYARD_FUNCTION_WORKERS / BRICKYARD_FUNCTION_QUEUE_SIZE",
+            retry_after=max(1.0, self.wait_seconds / 2))
+
+    @contextlib.contextmanager
+    def turn(self, name: str) -> Any:
+        with self._cond:
+            if self._busy >= self.running:
+                if self._waiting >= self.queued:
+                    raise self._full(name)
+                self._waiting += 1
+                try:
+                    if not self._cond.wait_for(lambda: self._busy < self.running, timeout=self.wait_seconds):
+                        raise TemporarilyUnavailable(f"{name} waited {self.wait_seconds:.0f} s for a free worker; "
+                                                     "retry later", retry_after=max(1.0, self.wait_seconds / 2))
+                finally:
+                    self._waiting -= 1
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify()
+
+
 class Functions:
     def __init__(self, catalog: Catalog, sql: Any, settings: Settings, *, cpu_seconds: int = 10,
                  wall_seconds: float = WALL_SECONDS) -> None:
@@ -140,6 +186,8 @@ class Functions:
         self.allow_unconfined = bool(settings.allow_unconfined_python_functions)
         self.cpu_seconds = cpu_seconds
         self.wall_seconds = wall_seconds
+        self.admission = _Admission(settings.function_workers or max(2, os.cpu_count() or 2),
+                                    settings.function_queue_size, wall_seconds)
 
     # -- lookup --------------------------------------------------------------------------------------
     def get(self, p: Principal, name: str) -> Securable:
@@ -219,20 +267,16 @@ class Functions:
                    "params": [prm["name"] for prm in sorted(params, key=lambda x: x.get("position", 0))],
                    "args": bound, "allow_unconfined": self.allow_unconfined, "cpu_seconds": self.cpu_seconds}
         env = Settings.sandbox_environ(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
-        with tempfile.TemporaryDirectory(prefix="brickyard-fn-") as scratch:
-            try:
-                done = subprocess.run([sys.executable, "-I", "-m", "brickyard.functions._worker"],
-                                      input=json.dumps(request).encode(), capture_output=True, timeout=self.wall_seconds,
-                                      cwd=scratch, env=env, check=False)
-            except subprocess.TimeoutExpired:
-                raise FunctionFailed(f"{obj.full_name} ran longer than {self.wall_seconds:.0f} s") from None
-        if done.returncode != 0 or not done.stdout:
-            reason = "it used more than its CPU time" if done.returncode in (-9, -24) else (
-                "it ran out of memory" if b"MemoryError" in done.stderr else f"the worker exited with {done.returncode}")
+        with self.admission.turn(obj.full_name), tempfile.TemporaryDirectory(prefix="brickyard-fn-") as scratch:
+            returncode, stdout, stderr = _run_worker(json.dumps(request).encode(), cwd=scratch, env=env,
+                                                     timeout=self.wall_seconds, name=obj.full_name)
+        if returncode != 0 or not stdout:
+            reason = "it used more than its CPU time" if returncode in (-9, -24) else (
+                "it ran out of memory" if b"MemoryError" in stderr else f"the worker exited with {returncode}")
             raise FunctionFailed(f"{obj.full_name} failed: {reason}")
-        if len(done.stdout) > MAX_RESULT_BYTES:
+        if len(stdout) > MAX_RESULT_BYTES:
             raise FunctionFailed(f"{obj.full_name} returned more than {MAX_RESULT_BYTES} bytes")
-        out = json.loads(done.stdout)
+        out = json.loads(stdout)
         if "error" in out:
             err = out["error"]
             raise FunctionFailed(f"{obj.full_name} raised {err['type']}: {err['message']}")
@@ -278,6 +322,30 @@ class Functions:
         if replace and self.catalog.exists("function", full):
             self.catalog.delete(p, "function", full, force=True)
         return self.catalog.create(p, "function", full, comment=info["comment"], spec=function_spec(info))
+
+
+def _run_worker(request: bytes, *, cwd: str, env: dict[str, str], timeout: float, name: str
+                ) -> tuple[int, bytes, bytes]:
+    """Run one worker in a process group of its own and kill the whole group when the call ends, however it
+    ends, so nothing it might have started outlives the call (the seccomp filter already refuses new
+    processes; this is the second line)."""
+    proc = subprocess.Popen([sys.executable, "-I", "-m", "brickyard.functions._worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=env,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(request, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise FunctionFailed(f"{name} ran longer than {timeout:.0f} s") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    return proc.returncode, stdout, stderr
 
 
 def _uc_type(hint: Any) -> str:

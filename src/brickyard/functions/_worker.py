@@ -1,9 +1,14 @@
 """The process a Python UC function runs in (``python -I -m brickyard.functions._worker``).
 
-It reads one request from stdin ({"code", "params", "args"}), confines itself (resource limits,
-Landlock, no capabilities when started as root, and a Python audit hook that refuses sockets, subprocesses
-and native calls), then defines the function from its body, calls it and prints {"ok": value} or
-{"error": {"type", "message"}}. Nothing in its environment is secret: the parent passes a minimal one.
+It reads one request from stdin ({"code", "params", "args"}), confines itself, then defines the function
+from its body, calls it and prints {"ok": value} or {"error": {"type", "message"}}. Nothing in its
+environment is secret: the parent passes a minimal one.
+
+The confinement, in the order it is applied (see :mod:`brickyard.core.sandbox`): resource limits (no
+new processes or threads for a non-root user), a network namespace of its own, no capabilities when
+started as root, Landlock, and a seccomp filter that the kernel checks on every system call (no fork,
+exec or socket). A Python audit hook then refuses the same operations with a clearer message; it is a
+second line, not the boundary.
 """
 
 from __future__ import annotations
@@ -43,11 +48,19 @@ def _define(code: str, params: list[str]) -> Any:
 
 def main() -> int:
     request = json.loads(sys.stdin.buffer.read() or b"{}")
-    from brickyard.core.sandbox import confine, drop_root, limit_resources, python_dirs
+    from brickyard.core.sandbox import (
+        confine,
+        deny_syscalls,
+        drop_root,
+        isolate_network,
+        limit_resources,
+        python_dirs,
+    )
 
     scratch = os.getcwd()
     cpu = max(1, min(CPU_SECONDS, int(request.get("cpu_seconds") or CPU_SECONDS)))
-    limit_resources(memory_bytes=MEMORY_BYTES, cpu_seconds=cpu, file_bytes=WRITE_BYTES)
+    limit_resources(memory_bytes=MEMORY_BYTES, cpu_seconds=cpu, file_bytes=WRITE_BYTES, processes=0)
+    network = isolate_network()
     readable = python_dirs()
     dropped = drop_root()
     abi = confine(read_only=readable, writable=[scratch])
@@ -55,12 +68,20 @@ def main() -> int:
         print(json.dumps({"error": {"type": "SandboxUnavailable",
                                     "message": "this kernel offers no Landlock; Python functions are refused"}}))
         return 0
+    try:
+        deny_syscalls()
+    except OSError as exc:
+        if not request.get("allow_unconfined"):
+            print(json.dumps({"error": {"type": "SandboxUnavailable",
+                                        "message": f"seccomp is not available ({exc}); Python functions are refused"}}))
+            return 0
     sys.modules.pop("ctypes", None)
     sys.addaudithook(_hook)
     try:
         fn = _define(str(request["code"]), list(request.get("params") or []))
         value = fn(**(request.get("args") or {}))
-        text = json.dumps({"ok": value, "confined": {"landlock_abi": abi, "capabilities_dropped": dropped}}, default=str)
+        text = json.dumps({"ok": value, "confined": {"landlock_abi": abi, "capabilities_dropped": dropped,
+                                                          "own_network": network}}, default=str)
     except BaseException as exc:  # noqa: BLE001 - every failure of user code becomes an answer
         text = json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)[:2000]}})
     sys.stdout.write(text)
