@@ -142,7 +142,7 @@ def test_external_openai_compatible_model_with_a_secret(env: Env, upstream: Upst
         "openai_config": {"openai_api_base": "http://10.0.0.1:8000/v1", "openai_api_key_plaintext": "x"}}}]
     r = httpx.post(env.url + "/api/2.0/serving-endpoints", headers={"authorization": f"Bearer {env.admin_token}"},
                    json={"name": "ssrf", "config": bad})
-    assert r.status_code == 400 and "private or local address" in r.json()["message"]
+    assert r.status_code == 400 and "a private-use address" in r.json()["message"]
     # Someone who cannot read the secret cannot point an endpoint at it.
     carol = env.ws.create_token("carol@example.com")
     r = httpx.post(env.url + "/api/2.0/serving-endpoints", headers={"authorization": f"Bearer {carol}"},
@@ -327,5 +327,5 @@ def test_dns_is_pinned_for_external_models(upstream: Upstream, monkeypatch: pyte
     for _ in range(3):  # later lookups would say 10.0.0.1; the connection keeps the checked address
         assert model.chat({"messages": [{"role": "user", "content": "x"}]})["choices"]
     model.close()
-    with pytest.raises(InvalidParameterValue, match="private or local"):
+    with pytest.raises(InvalidParameterValue, match="a (private-use|loopback) address"):
         OpenAICompatible(f"http://evil.test:{port}/v1", model="m")

@@ -167,7 +167,7 @@ class ExternalMCP:
         port = str(options.get("port") or "")
         path = "/" + str(options.get("base_path") or "").lstrip("/")
         url = host + (f":{port}" if port and host.count(":") == 1 else "") + path
-        check_url(url, self.allowed_hosts)
+        check_url(url, self.allowed_hosts)  # refuse early, with a clear message; forward() pins the address
         headers = {}
         token = self.secrets.get(obj.id).get("bearer_token")
         if token:
@@ -178,10 +178,12 @@ class ExternalMCP:
         """Send the request on; returns an open ``httpx`` response for the caller to stream and close."""
         import httpx
 
+        from ..models._openai import pinned_http_client
+
         url, extra = self.target(p, name)
         out = {k: v for k, v in headers.items() if k.lower() in self.FORWARDED}
         out.update(extra)
-        client = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=False, trust_env=False)
+        client = pinned_http_client(url, self.allowed_hosts, timeout=httpx.Timeout(60.0, connect=10.0))
         try:
             request = client.build_request(method, url, headers=out, content=body or None)
             response = client.send(request, stream=True)

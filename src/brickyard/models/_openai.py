@@ -2,14 +2,15 @@
 ``/serving-endpoints``) as a ``ChatModel`` and ``Embedder``.
 
 Base URLs are checked against an allow-list before any connection: a provider key is never sent to a
-host that was not allowed, redirects are not followed, and the address a name resolves to must not be
-private or loopback unless that exact host is allow-listed.
+host that was not allowed, redirects are not followed, and no address a name resolves to may be in a
+special-purpose block (private, loopback, carrier-grade NAT, link-local, IPv4-embedding IPv6 forms, ...:
+:mod:`brickyard.core.addresses`) unless that exact host is allow-listed. The connection then goes to the
+address that was checked (DNS pinning), so the name cannot be rebound between the check and the connect.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import socket
 import time
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..core.addresses import refusal
 from ..core.errors import BrickyardError, InvalidParameterValue, RateLimited, TemporarilyUnavailable
 
 
@@ -32,31 +34,56 @@ def check_url(url: str, allowed_hosts: frozenset[str]) -> tuple[str, str, str]:
     that resolves to an allowed address now cannot be rebound to a private one for the connection."""
     if not isinstance(url, str) or len(url) > 2048:
         raise InvalidParameterValue("the model base URL must be a string of at most 2048 characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port_given = parts.port
+    except ValueError as exc:  # a port that is not a number or is beyond 65535
+        raise InvalidParameterValue(f"the model base URL is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidParameterValue("the model base URL must be http(s)://host[:port]/...")
     if parts.username or parts.password:
         raise InvalidParameterValue("the model base URL must not carry credentials; use the api key field")
     host = parts.hostname.lower()
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = port_given or (443 if parts.scheme == "https" else 80)
     hostport = f"{host}:{port}"
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError, ValueError):
         raise InvalidParameterValue(f"cannot resolve model host {host!r}") from None
     if not infos:
         raise InvalidParameterValue(f"cannot resolve model host {host!r}")
     pinned = str(infos[0][4][0])
     if hostport in allowed_hosts or host in allowed_hosts:
         return parts.scheme, hostport, pinned
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0])
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast \
-                or ip.is_unspecified:
+    for info in infos:  # every address the name has, not only the one used: the list may be rotated
+        why = refusal(str(info[4][0]))
+        if why is not None:
             raise InvalidParameterValue(
-                f"model host {host!r} resolves to a private or local address ({ip}); add {hostport!r} to "
+                f"model host {host!r} resolves to {info[4][0]}, a {why} address; add {hostport!r} to "
                 "BRICKYARD_ALLOWED_MODEL_HOSTS if you mean it")
     return parts.scheme, hostport, pinned
+
+
+def pinned_http_client(url: str, allowed_hosts: frozenset[str], *, timeout: Any) -> Any:
+    """An ``httpx.Client`` for ``url`` that connects only to the address :func:`check_url` approved for its
+    host (TLS still checks the certificate against the name), follows no redirects and reads no proxy
+    settings from the environment."""
+    import httpcore
+    import httpx
+
+    _scheme, _hostport, ip = check_url(url, allowed_hosts)
+    checked = (urlsplit(url).hostname or "").lower()
+
+    class Pinned(httpcore.SyncBackend):
+        def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                        socket_options: Any = None) -> Any:
+            if host.strip("[]").lower() != checked:
+                raise httpcore.ConnectError(f"refusing to connect to {host!r}: only {checked!r} was checked")
+            return super().connect_tcp(ip, port, timeout, local_address, socket_options)
+
+    transport = httpx.HTTPTransport(retries=0)
+    transport._pool._network_backend = Pinned()  # httpx 0.28 offers no public way to choose the backend
+    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
 
 
 class _PinnedResolver:
