@@ -160,9 +160,14 @@ class JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
         try:  # NaN and infinities become null (the standard library would refuse them)
             return orjson.dumps(content, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
-        except TypeError:  # an integer beyond 64 bits, or a type orjson will not hand to the default
-            return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
-                              default=_json_default).encode("utf-8")
+        except TypeError:  # an integer beyond 64 bits, a lone surrogate, a type orjson will not hand on
+            text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"),
+                              default=_json_default)
+            try:
+                return text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: \ud800 escapes are valid JSON, raw ones not UTF-8
+                return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":"),
+                                  default=_json_default).encode("ascii")
 
 
 def _parse_json(raw: bytes, *, fast: bool = False) -> Any:

@@ -235,6 +235,19 @@ class Engine:
             meta = {"pks": self.pks, "seqs": self.seqs, "sha256": digest, "laid_out": self._laid_out}
             _atomic_write(self.dir / "ann.json", orjson.dumps(meta))
 
+    def rebuild(self) -> None:
+        """Throw away everything derived (snapshot, graph, full-text index) and build it again from the row
+        store, which is the truth: after a change that the store committed but the engine failed to apply."""
+        with self.lock:
+            self.rebuilt += 1
+            for path in (self.dir / "ann.json", self.dir / "ann.faiss", self.dir / "fts.json"):
+                path.unlink(missing_ok=True)
+            shutil.rmtree(self.dir / "fts", ignore_errors=True)
+            self._fts, self._fts_applied = None, {}
+            self._reset()
+            with _collector_paused():
+                self._open()
+
     # -- changes -----------------------------------------------------------------------------------
     def apply(self, upserted: Iterable[StoredRow], deleted: Iterable[str]) -> None:
         deleted = list(deleted)
@@ -531,7 +544,11 @@ class Engine:
             doc = document()
             doc.add_integer("seq", seq)
             text = data.get(column)
-            doc.add_text("text", text if isinstance(text, str) else "" if text is None else str(text))
+            text = text if isinstance(text, str) else "" if text is None else str(text)
+            try:
+                doc.add_text("text", text)
+            except UnicodeEncodeError:  # a lone surrogate stored before rows were checked: index the rest
+                doc.add_text("text", text.encode("utf-8", "replace").decode("utf-8"))
             add(doc)
             applied[pk] = seq
         opstamp = writer.commit()

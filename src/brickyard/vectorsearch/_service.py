@@ -42,6 +42,7 @@ from ..core.names import parse_name
 from ..tables import Tables
 from ._engine import Engine
 from ._filters import compile_keyed
+from ._rows import MAX_REASONS, RowSchema
 from ._store import RowStore
 
 log = logging.getLogger("brickyard.vectorsearch")
@@ -530,22 +531,22 @@ class VectorSearch:
             raise InvalidParameterValue("inputs_json must be a JSON array of row objects")
         if len(inputs) > 100_000:
             raise InvalidParameterValue("at most 100000 rows per upsert")
-        columns = json.loads(da["schema_json"])
-        pk = spec["primary_key"]
-        good: list[dict[str, Any]] = []
-        failed: list[Any] = []
-        for row in inputs:
-            key = row.get(pk)
-            unknown = [c for c in row if c not in columns]
-            if key is None or isinstance(key, dict | list) or unknown:
-                failed.append(key)
-                continue
-            good.append(row)
+        schema = self._row_schema(live)
+        problems = schema.problems(inputs, schema.row_problem)
+        if problems:  # all or nothing: one bad row and nothing of the request is written
+            return _refused(problems, len(inputs))
         with live.write_lock:
-            rows = self._prepare_rows(live, good, failed)
-            seq_rows = self._commit(live, rows, [])
-        status = "SUCCESS" if not failed else ("PARTIAL_SUCCESS" if seq_rows else "FAILURE")
-        return {"status": status, "result": {"success_row_count": seq_rows, "failed_primary_keys": failed}}
+            rows = self._prepare_rows(live, inputs)
+            written = self._commit(live, rows, [])
+        return {"status": "SUCCESS", "result": {"success_row_count": written, "failed_primary_keys": []}}
+
+    @staticmethod
+    def _row_schema(live: Live) -> RowSchema:
+        spec = live.spec
+        da = spec["direct_access_index_spec"]
+        vector = (da.get("embedding_vector_columns") or [{}])[0].get("name")
+        return RowSchema(json.loads(da["schema_json"]), spec["primary_key"], vector_column=vector,
+                         dimension=int(spec["dimension"]))
 
     def delete_rows(self, p: Principal, name: str, keys: Any) -> dict[str, Any]:
         live = self._writable(p, name, "deleteVectorIndexData")
@@ -553,7 +554,13 @@ class VectorSearch:
             raise InvalidParameterValue("delete-data works on DIRECT_ACCESS indexes")
         if not isinstance(keys, list) or not keys:
             raise InvalidParameterValue("primary_keys must be a non-empty list")
-        pks = [str(k) for k in keys]
+        if len(keys) > 100_000:
+            raise InvalidParameterValue("at most 100000 keys per delete")
+        schema = self._row_schema(live)
+        problems = schema.problems(keys, schema.deleted_key_problem)
+        if problems:
+            return _refused(problems, len(keys))
+        pks = list(dict.fromkeys(str(k) for k in keys))
         with live.write_lock:
             self._commit(live, [], pks)
         return {"status": "SUCCESS", "result": {"success_row_count": len(pks), "failed_primary_keys": []}}
@@ -627,7 +634,12 @@ class VectorSearch:
             live.known = None  # a sync: the source's columns may have changed
         if replace:
             live.engine.apply([], [pk for pk in list(live.engine.by_pk)])
-        live.engine.apply(live.store.rows(since_seq=before), deletes)
+        try:
+            live.engine.apply(live.store.rows(since_seq=before), deletes)
+        except Exception:  # noqa: BLE001 - the store has the change: rebuild what derives from it
+            log.exception("index %s: a committed change could not be applied to the engine; rebuilding it from "
+                          "the row store", live.spec.get("name"))
+            live.engine.rebuild()
         live.changes_since_save += len(rows) + len(deletes)
         if live.changes_since_save and (live.changes_since_save >= 50_000 or time.monotonic() - live.saved_at > 30
                                         or live.engine.count < 20_000):
@@ -1025,6 +1037,16 @@ class VectorSearch:
         rows = live.store.scan(None if last_primary_key in (None, "") else str(last_primary_key), limit)
         data = [{"fields": [{"key": k, "value": _value(v)} for k, v in r.data.items()]} for r in rows]
         return {"data": data, "last_primary_key": rows[-1].pk if rows else None}
+
+
+def _refused(problems: list[dict[str, Any]], total: int) -> dict[str, Any]:
+    """The answer to a write that was refused whole: Databricks' shape (status FAILURE, the keys that
+    failed), and why each row failed (``failed_rows``, at most the first hundred)."""
+    return {"status": "FAILURE", "result": {
+        "success_row_count": 0, "failed_primary_keys": [p["primary_key"] for p in problems],
+        "failed_rows": problems,
+        "message": f"nothing was written: {len(problems)}{'+' if len(problems) >= MAX_REASONS else ''} of {total} "
+                   f"rows are invalid; the first: row {problems[0]['row']}: {problems[0]['reason']}"}}
 
 
 class _Gap(Exception):
