@@ -16,6 +16,7 @@ from .catalog._crypto import SecretBox
 from .catalog._objects import ConnectionSecrets
 from .catalog._secrets import Secrets
 from .core.errors import AlreadyExists, BrickyardError, InvalidParameterValue, NotFound
+from .core.homelock import holder
 from .core.ids import now_ms
 from .core.settings import Settings
 from .functions import Functions
@@ -50,10 +51,14 @@ AUDIT_SCHEMA = pa.schema([
 class Workspace:
     """A Brickyard workspace: ``Workspace.open("./.brickyard")`` or ``Workspace(Settings(...))``."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, background: bool | None = None) -> None:
+        """``background``: whether this process resumes the workspace's background work (deployments left
+        in progress). Default: only when no server is serving this home, since a server does it itself."""
         self.settings = settings or Settings.from_env()
         self.home = Path(self.settings.home).resolve()
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if background is None:
+            background = holder(self.home) is None
         self.db = Database(self.settings.metastore_target)
         self.db.migrate()
         self.identity = Identity(self.db)
@@ -83,7 +88,7 @@ class Workspace:
         self.serving = Serving(self.db, self.secrets, allowed_hosts=hosts, queue_size=self.settings.serving_queue_size,
                                enable_fakes=bool(self.settings.enable_fake_models), agents=agents,
                                model_precision=self.settings.model_precision)
-        self.serving.bootstrap()
+        self.serving.bootstrap(resume=background)
         counters = self.db if self.db.dialect == "postgres" else Database(str(self.home / "gateway.db"),
                                                                           synchronous="NORMAL")
         self._counters = counters

@@ -36,11 +36,14 @@ def _run(fn: Callable[[], T]) -> T:
         raise typer.Exit(exc.exit_code) from None
 
 
-def _workspace(home: Path | None, **kw: Any) -> Any:
+def _workspace(home: Path | None, *, background: bool = False, **kw: Any) -> Any:
+    """The workspace a command works on. Only ``serve`` does background work (resuming deployments); every
+    other command may run beside a server on the same home, through the metastore's transactions and Delta's
+    optimistic commits."""
     from ..core.settings import Settings
     from ..workspace import Workspace
 
-    return Workspace(Settings.from_env(home=home, **kw))
+    return Workspace(Settings.from_env(home=home, **kw), background=background)
 
 
 def _principal(ws: Any, user: str | None) -> Any:
@@ -60,13 +63,20 @@ def serve(home: Home = None,
     import uvicorn
 
     from ..api import create_app
+    from ..core.homelock import HomeLock
+    from ..core.settings import Settings
 
-    ws = _run(lambda: _workspace(home, host=host, port=port, metastore_url=metastore_url, log_level=log_level))
+    settings = _run(lambda: Settings.from_env(home=home, host=host, port=port, metastore_url=metastore_url,
+                                              log_level=log_level))
+    lock = _run(lambda: HomeLock(Path(settings.home).resolve()).acquire(port=settings.port))  # for the process's life
+    ws = _run(lambda: _workspace(home, background=True, host=host, port=port, metastore_url=metastore_url,
+                                 log_level=log_level))
     s = ws.settings
     if s.host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"Warning: binding {s.host} exposes this workspace to other machines.", err=True)
     host_for_urls = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host  # noqa: S104 - naming, not binding
     ws.server_url = f"http://{host_for_urls}:{s.port}"  # where deployed models call back
+    lock.update(url=ws.server_url)
     typer.echo(f"Brickyard workspace {ws.home} on http://{s.host}:{s.port} (workspace id {ws.workspace_id})",
                err=True)
     try:
@@ -74,6 +84,7 @@ def serve(home: Home = None,
                     timeout_graceful_shutdown=5)
     finally:
         ws.close()
+        lock.release()
 
 
 @token_app.command("create")

@@ -143,8 +143,8 @@ class Serving:
         self._hot.clear()
 
     # -- bootstrap and recovery ---------------------------------------------------------------------
-    def bootstrap(self) -> None:
-        """Create the foundation-model stand-in endpoints once, and resume interrupted deployments."""
+    def bootstrap(self, *, resume: bool = True) -> None:
+        """Create the foundation-model stand-in endpoints once, and (``resume``) finish interrupted deployments."""
         with self.db.tx() as tx:
             existing = {r["name"] for r in tx.all("SELECT name FROM serving_endpoints")}
             for name, (entity, display) in FOUNDATION_STANDINS.items():
@@ -168,7 +168,7 @@ class Serving:
                 tx.execute("INSERT INTO endpoint_acl (endpoint_id, principal, level) VALUES (?, ?, 'CAN_MANAGE')",
                            (eid, ADMINS))
             pending = [r["name"] for r in tx.all("SELECT name FROM serving_endpoints WHERE state_update = 'IN_PROGRESS'")]
-        for name in pending:
+        for name in pending if resume else ():
             self._deploy_later(name)
 
     def close(self) -> None:
