@@ -171,7 +171,8 @@ def serve(ws: Workspace) -> Iterator[str]:
 
     from brickyard.api import create_app
 
-    config = uvicorn.Config(create_app(ws), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    app = create_app(ws)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -187,6 +188,7 @@ def serve(ws: Workspace) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        app.close()  # the access log's last lines are written while the test still captures them
 
 
 @pytest.fixture(scope="module")

@@ -91,6 +91,25 @@ def corpus(tmp: Path) -> dict[str, Path]:
               b'<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p>'
               b'<w:r><w:t>&d;&d;&d;&d;</w:t></w:r></w:p></w:body></w:document>')
     put("laughs.docx", _docx_with(laughs, base=good_docx))
+    # Issue 17 point 11: the same XXE in other encodings, and past the first 4 KiB of the part
+    body = xxe.decode().replace('<?xml version="1.0"?>', "")
+    put("xxe-utf16le-bom.docx", _docx_with(b"\xff\xfe" + ('<?xml version="1.0" encoding="UTF-16"?>' + body)
+                                           .encode("utf-16-le"), base=good_docx))
+    put("xxe-utf16be.docx", _docx_with(('<?xml version="1.0" encoding="UTF-16"?>' + body).encode("utf-16-be"),
+                                       base=good_docx))
+    put("xxe-utf16le-nobom.docx", _docx_with(("<?xml version='1.0' encoding='UTF-16LE'?>" + body)
+                                             .encode("utf-16-le"), base=good_docx))
+    put("xxe-latin1.docx", _docx_with(("<?xml version='1.0' encoding='ISO-8859-1'?>" + body).encode("latin-1"),
+                                      base=good_docx))
+    put("xxe-utf32.docx", _docx_with(("<?xml version='1.0' encoding='UTF-32'?>" + body).encode("utf-32"),
+                                     base=good_docx))
+    put("xxe-late.docx", _docx_with(b'<?xml version="1.0"?><!--' + b"x" * 8192 + b"-->" + body.encode(),
+                                    base=good_docx))
+    put("xxe-rels.docx", _docx_with(zipfile.ZipFile(io.BytesIO(good_docx)).read("word/document.xml"),
+                                    {"word/_rels/extra.xml.rels": ("<?xml version='1.0' encoding='UTF-16'?>"
+                                                                   "<!DOCTYPE r [<!ENTITY x SYSTEM 'file:///etc/"
+                                                                   "passwd'>]><r>&x;</r>").encode("utf-16")},
+                                    base=good_docx))
     # HTML, Markdown, encodings, size
     put("deep.html", b"<div>" * 100_000 + b"x" + b"</div>" * 100_000)
     put("huge-text.html", b"<p>" + b"a" * (50 << 20) + b"</p>")
@@ -130,7 +149,9 @@ def test_t10_hostile_files(tmp_path: Path) -> None:
     for name, (_outcome, seconds, output) in results.items():
         assert seconds < 12, (name, seconds)
         assert CANARY not in output, name
-    for name in ("zip-bomb.docx", "many-entries.docx", "zip-slip.docx", "symlink.docx", "xxe.docx", "laughs.docx"):
+    for name in ("zip-bomb.docx", "many-entries.docx", "zip-slip.docx", "symlink.docx", "xxe.docx", "laughs.docx",
+                 "xxe-utf16le-bom.docx", "xxe-utf16be.docx", "xxe-utf16le-nobom.docx", "xxe-latin1.docx",
+                 "xxe-utf32.docx", "xxe-late.docx", "xxe-rels.docx"):
         assert results[name][0] in ("UNSAFE", "TOO_LARGE"), (name, results[name][0])
     assert results["too-big.txt"][0] == "TOO_LARGE"
     assert results["empty.md"][0] == "CORRUPT"

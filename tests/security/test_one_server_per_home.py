@@ -76,7 +76,7 @@ def test_cli_commands_work_beside_a_running_server(tmp_path: Path) -> None:
         def server_writes() -> None:
             try:
                 for i in range(10):
-                    statement(f"INSERT INTO main.default.t VALUES ({i}, 'server')")
+                    statement(f"INSERT INTO main.default.t VALUES ({i}, 'server')")  # noqa: S608
             except AssertionError as exc:
                 errors.append(str(exc))
 
@@ -84,7 +84,7 @@ def test_cli_commands_work_beside_a_running_server(tmp_path: Path) -> None:
         writer.start()
         cli_rows = []
         for i in range(4):
-            done = _cli("sql", "--user", "admin@example.com", f"INSERT INTO main.default.t VALUES ({100 + i}, 'cli')",
+            done = _cli("sql", "--user", "admin@example.com", f"INSERT INTO main.default.t VALUES ({100 + i}, 'cli')",  # noqa: S608
                         home=home)
             cli_rows.append(done.returncode)
             assert done.returncode == 0, done.stderr

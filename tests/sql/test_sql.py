@@ -131,3 +131,32 @@ def test_bad_request_errors_are_clear(ws_sqlite: Workspace, admin: Principal) ->
         ws_sqlite.sql.execute(admin, "DELETE FROM t WHERE id IN (SELECT id FROM t)")
     with pytest.raises(InvalidParameterValue, match="gives 1 values per row but 2"):
         ws_sqlite.sql.execute(admin, "INSERT INTO t (id, txt) SELECT 1")
+
+
+def test_drop_catalog_with_ownership_checks_and_cascade(ws_sqlite: Workspace, admin: Principal) -> None:
+    """Issue 17 point 12: DROP CATALOG [IF EXISTS] x [CASCADE], as docs/sql.md says."""
+    from brickyard.core.errors import InvalidState
+
+    ws = ws_sqlite
+    bob = ws.ensure_user("bob")
+    ws.sql.execute(admin, "CREATE CATALOG other")
+    ws.sql.execute(admin, "GRANT USE_CATALOG ON CATALOG main TO bob")
+    with pytest.raises(PermissionDenied):
+        ws.sql.execute(bob, "DROP CATALOG main CASCADE")
+    with pytest.raises(InvalidState, match="CASCADE"):
+        ws.sql.execute(admin, "DROP CATALOG main")
+    storage = ws.catalog.get(admin, "table", "main.default.t").spec["storage_location"]
+    ws.sql.execute(admin, "DROP CATALOG main CASCADE")
+    assert not ws.catalog.exists("catalog", "main") and not ws.catalog.exists("table", "main.default.t")
+    from pathlib import Path
+
+    assert not Path(storage).exists()
+    ws.sql.execute(admin, "DROP CATALOG IF EXISTS main")
+    ws.sql.execute(admin, "drop catalog `other` restrict;")
+    assert not ws.catalog.exists("catalog", "other")
+    with pytest.raises(Exception, match="system"):
+        ws.sql.execute(admin, "DROP CATALOG system CASCADE")
+    ws.sql.execute(admin, "CREATE CATALOG bobs")
+    ws.catalog.update(admin, "catalog", "bobs", owner="bob")
+    ws.sql.execute(bob, "DROP CATALOG bobs")  # the owner may
+    assert not ws.catalog.exists("catalog", "bobs")

@@ -40,6 +40,7 @@ from ..core.errors import (
     TemporarilyUnavailable,
     Unauthenticated,
 )
+from ._access import SCOPE_KEY, request_id
 
 log = logging.getLogger("brickyard.api")
 POLICIES = ("public", "authenticated", "admin")
@@ -85,11 +86,11 @@ class Req:
         value = self.arg(name)
         if value is None or value == "":
             return default
-        if isinstance(value, bool):
-            raise InvalidParameterValue(f"{name} must be an integer")
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise InvalidParameterValue(f"{name} must be an integer, got {str(value)[:40]!r}")
         try:
             return int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise InvalidParameterValue(f"{name} must be an integer, got {str(value)[:40]!r}") from None
 
     def bool_arg(self, name: str, default: bool = False) -> bool:
@@ -103,6 +104,23 @@ class Req:
         if str(value).lower() in ("false", "0", ""):
             return False
         raise InvalidParameterValue(f"{name} must be true or false")
+
+    def obj_arg(self, name: str) -> dict[str, Any]:
+        """A JSON object parameter (absent: an empty one); anything else is the caller's mistake."""
+        value = self.arg(name)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise InvalidParameterValue(f"{name} must be a JSON object")
+        return value
+
+    def str_arg(self, name: str, default: str | None = None) -> str | None:
+        value = self.arg(name)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise InvalidParameterValue(f"{name} must be a string")
+        return value
 
     def require(self, name: str) -> Any:
         value = self.arg(name)
@@ -141,11 +159,22 @@ class Api:
         return deco
 
 
-def error_response(exc: BrickyardError) -> JSONResponse:
+def error_body(error_code: str, message: str, request: Any = None) -> dict[str, Any]:
+    """A Databricks error body; with the request's id as a ``google.rpc.RequestInfo`` detail (the SDK reads it)."""
+    body: dict[str, Any] = {"error_code": error_code, "message": message}
+    rid = request_id(request.scope) if request is not None else None
+    if rid:
+        body["details"] = [{"@type": "type.googleapis.com/google.rpc.RequestInfo", "request_id": rid,
+                            "serving_data": ""}]
+    return body
+
+
+def error_response(exc: BrickyardError, request: Any = None) -> JSONResponse:
     headers = {}
     if isinstance(exc, RateLimited | TemporarilyUnavailable):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
-    return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=headers)
+    return JSONResponse(error_body(exc.error_code, exc.message, request), status_code=exc.http_status,
+                        headers=headers)
 
 
 def _json_default(o: Any) -> Any:
@@ -232,10 +261,14 @@ def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
     limit = settings.max_request_bytes
 
     async def endpoint(request: Request) -> Response:
+        access = request.scope.get(SCOPE_KEY)
+        if access is not None:
+            access["route"] = spec.path
         try:
             if not host_allowed(request, settings.host):
-                return JSON({"error_code": "BAD_REQUEST", "message": "unknown Host header; Brickyard answers to "
-                             "127.0.0.1 and localhost only (start it with --host to change that)"}, status_code=421)
+                return JSON(error_body("BAD_REQUEST", "unknown Host header; Brickyard answers to 127.0.0.1 and "
+                                       "localhost only (start it with --host to change that)", request),
+                            status_code=421)
             if request.method not in ("GET", "HEAD", "OPTIONS") and not origin_allowed(request, settings.host):
                 raise PermissionDenied("cross-origin requests are not allowed")
             principal = None
@@ -244,6 +277,8 @@ def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
                 principal = workspace.identity.cached(token)  # no database, no thread hop when fresh
                 if principal is None:
                     principal = await anyio.to_thread.run_sync(workspace.identity.authenticate, token)
+                if access is not None:
+                    access["principal"] = principal.name
                 if spec.policy == "admin" and not principal.is_admin:
                     raise PermissionDenied(f"{principal.name} is not a workspace admin")
             declared = request.headers.get("content-length")
@@ -279,12 +314,13 @@ def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
                 return result
             return JSON({} if result is None else result)
         except BrickyardError as exc:
-            return error_response(exc)
+            return error_response(exc, request)
         except RecursionError:
-            return error_response(BadRequest("the request is nested too deeply"))
+            return error_response(BadRequest("the request is nested too deeply"), request)
         except Exception:  # noqa: BLE001 - the last line of defence: log, never leak internals
-            log.exception("unhandled error in %s %s", spec.method, spec.path)
-            return JSON({"error_code": "INTERNAL_ERROR", "message": "internal error; see the server log"},
+            rid = request_id(request.scope)
+            log.exception("unhandled error in %s %s (request %s)", spec.method, spec.path, rid)
+            return JSON(error_body("INTERNAL_ERROR", f"internal error; see the server log (request {rid})", request),
                         status_code=500)
 
     endpoint.__name__ = f"{spec.method.lower()}_{spec.handler.__name__}"

@@ -167,11 +167,15 @@ def register(api: Api, ws: Any) -> None:
 
     @api.route("POST", "/api/2.0/secrets/put", policy="authenticated")
     def put_secret(req: Req) -> dict[str, Any]:
-        value = req.arg("string_value")
+        value = req.str_arg("string_value")
         if value is None and req.arg("bytes_value") is not None:
             import base64
+            import binascii
 
-            value = base64.b64decode(str(req.arg("bytes_value"))).decode("utf-8", "replace")
+            try:
+                value = base64.b64decode(str(req.arg("bytes_value")), validate=True).decode("utf-8", "replace")
+            except (binascii.Error, ValueError):
+                raise InvalidParameterValue("bytes_value must be base64") from None
         secrets.put(req.user, req.require("scope"), req.require("key"), value)
         return {}
 

@@ -399,7 +399,7 @@ def register(api: Api, ws: Any) -> None:
 
     @api.route("POST", PR, policy="authenticated")
     def create_prompt(req: Req) -> dict[str, Any]:
-        prompt = req.arg("prompt") or {}
+        prompt = req.obj_arg("prompt")
         return pr.create(req.user, req.arg("name") or prompt.get("name"),  # type: ignore[no-any-return]
                          description=prompt.get("description"), tags=prompt.get("tags"))
 
@@ -416,7 +416,7 @@ def register(api: Api, ws: Any) -> None:
     @api.route("PATCH", PR + "/{name}", policy="authenticated")
     def update_prompt(req: Req) -> dict[str, Any]:
         return pr.update(req.user, req.path["name"],  # type: ignore[no-any-return]
-                         description=(req.arg("prompt") or {}).get("description"))
+                         description=req.obj_arg("prompt").get("description"))
 
     @api.route("DELETE", PR + "/{name}", policy="authenticated")
     def delete_prompt(req: Req) -> dict[str, Any]:
@@ -454,7 +454,7 @@ def register(api: Api, ws: Any) -> None:
     @api.route("PATCH", PR + "/{name}/versions/{version}", policy="authenticated")
     def update_prompt_version(req: Req) -> dict[str, Any]:
         return pr.update_version(req.user, req.path["name"], req.path["version"],  # type: ignore[no-any-return]
-                                 description=(req.arg("prompt_version") or {}).get("description"))
+                                 description=req.obj_arg("prompt_version").get("description"))
 
     @api.route("DELETE", PR + "/{name}/versions/{version}", policy="authenticated")
     def delete_prompt_version(req: Req) -> dict[str, Any]:

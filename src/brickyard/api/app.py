@@ -12,7 +12,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from . import _core_routes, _files, _ingest, _mcp, _scim, _serving, _sql, _tracking, _uc, _vectorsearch
-from ._http import Api, make_endpoint
+from ._access import AccessLog
+from ._http import Api, error_body, make_endpoint
 
 ROUTERS = (_core_routes, _scim, _uc, _files, _sql, _serving, _vectorsearch, _ingest, _tracking, _mcp)
 DATA_PLANE = "/serving-endpoints/"
@@ -37,25 +38,26 @@ def create_app(workspace: Any, api: Api | None = None) -> Starlette:
         routes.append(Route(spec.path, make_endpoint(spec, workspace), methods=[spec.method]))
 
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error_code": "ENDPOINT_NOT_FOUND",
-                             "message": f"No API found for '{request.method} {request.url.path}'"}, status_code=404)
+        return JSONResponse(error_body("ENDPOINT_NOT_FOUND", f"No API found for '{request.method} "
+                                       f"{request.url.path[:200]}'", request), status_code=404)
 
     async def not_allowed(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"error_code": "BAD_REQUEST",
-                             "message": f"method {request.method} is not allowed on {request.url.path}"},
-                            status_code=405)
+        return JSONResponse(error_body("BAD_REQUEST", f"method {request.method} is not allowed on "
+                                       f"{request.url.path[:200]}", request), status_code=405)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await workspace.serving.aclose()  # upstream sessions belong to this event loop
+        access.close()
 
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed}, lifespan=lifespan)
     app.state.workspace = workspace
     app.state.api = api
     fast = {spec.path: make_endpoint(spec, workspace) for spec in api.routes
             if spec.method == "POST" and (spec.path.startswith(DATA_PLANE) or spec.path == VS_QUERY)}
-    return DataPlaneFirst(app, fast)  # type: ignore[return-value]
+    access = AccessLog(DataPlaneFirst(app, fast), workspace.settings.access_log)
+    return access  # type: ignore[return-value]
 
 
 class DataPlaneFirst:

@@ -65,6 +65,9 @@ def _check_name(value: Any, what: str) -> str:
     return value
 
 
+MAX_TOKEN_LIFETIME_SECONDS = 100 * 365 * 24 * 3600
+
+
 class Identity:
     """Principals and credentials stored in the metastore.
 
@@ -303,8 +306,11 @@ class Identity:
         actor: str = "local",
     ) -> tuple[str, Row]:
         """Create a token for principal ``pid``. Returns (the token, its stored info). The token is shown once."""
-        if lifetime_seconds is not None and lifetime_seconds <= 0:
-            lifetime_seconds = None  # Databricks: 0 or negative means "no expiry"
+        if lifetime_seconds is not None and (isinstance(lifetime_seconds, bool) or not isinstance(lifetime_seconds, int)
+                                             or not 0 < lifetime_seconds <= MAX_TOKEN_LIFETIME_SECONDS):
+            raise InvalidParameterValue(
+                f"lifetime_seconds must be a whole number of seconds from 1 to {MAX_TOKEN_LIFETIME_SECONDS} "
+                "(100 years); leave it out for a token that does not expire")
         prefix = "dapi" if kind == "pat" else "byo"
         token = prefix + secrets.token_hex(20)
         now = self.clock()

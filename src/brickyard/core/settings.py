@@ -33,6 +33,11 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "Most rows a SQL statement result keeps in memory. Default 1,000,000",
     ),
     "BRICKYARD_LOG_LEVEL": ("log_level", "Server log level (debug, info, warning, error). Default info"),
+    "BRICKYARD_ACCESS_LOG": (
+        "access_log",
+        "Where the server writes one JSON line per request (time, request id, principal, method, route, status, "
+        "bytes, latency; never a token, header or body): stderr, off, or a file path. Default stderr",
+    ),
     "BRICKYARD_ALLOWED_MODEL_HOSTS": (
         "allowed_model_hosts",
         "Comma-separated host or host:port that external models may use even if they resolve to private or "
@@ -84,6 +89,7 @@ class Settings:
     oauth_token_ttl_seconds: int = 3600
     statement_row_limit: int = 1_000_000
     log_level: str = "info"
+    access_log: str = "stderr"
     user: str | None = None
     allowed_model_hosts: str = ""
     enable_fake_models: int = 0
@@ -128,6 +134,8 @@ class Settings:
             raise InvalidParameterValue("BRICKYARD_MAX_REQUEST_BYTES must be at least 1024")
         if self.model_precision not in ("auto", "fp32", "int8"):
             raise InvalidParameterValue(f"BRICKYARD_MODEL_PRECISION must be auto, fp32 or int8, got {self.model_precision!r}")
+        if not self.access_log or "\x00" in self.access_log:
+            raise InvalidParameterValue("BRICKYARD_ACCESS_LOG must be stderr, off or a file path")
         if self.function_workers < 0 or self.function_queue_size < 0:
             raise InvalidParameterValue("BRICKYARD_FUNCTION_WORKERS and BRICKYARD_FUNCTION_QUEUE_SIZE must not be "
                                         "negative")

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..catalog import Catalog, Principal, Securable, normalize_privilege
-from ..core.errors import BadRequest, BrickyardError, InvalidParameterValue, NotFound
+from ..core.errors import BadRequest, BrickyardError, InvalidParameterValue, InvalidState, NotFound
 from ..core.names import parse_name, quote_part, split_name, validate_part
 from ..tables import Tables, schema_to_columns, type_text
 
@@ -114,6 +114,7 @@ class SqlEngine:
     _HISTORY = re.compile(r"(?is)^DESC(?:RIBE)?\s+HISTORY\s+(\S+)$")
     _GRANT = re.compile(r"(?is)^(GRANT|REVOKE)\s+(.+?)\s+ON\s+(CATALOG|SCHEMA|DATABASE|TABLE|VIEW|VOLUME|FUNCTION|"
                         r"MODEL|CONNECTION)\s+(\S+)\s+(TO|FROM)\s+(`(?:[^`]|``)+`|[^\s`]+)$")
+    _DROP_CATALOG = re.compile(r"(?is)^DROP\s+CATALOG\s+(IF\s+EXISTS\s+)?(\S+?)(?:\s+(CASCADE|RESTRICT))?$")
     _CREATE_CATALOG = re.compile(r"(?is)^CREATE\s+CATALOG\s+(IF\s+NOT\s+EXISTS\s+)?(\S+)"
                                  r"(?:\s+COMMENT\s+'((?:[^']|'')*)')?$")
 
@@ -142,6 +143,10 @@ class SqlEngine:
             return ctx.grant_revoke(kind.upper(), name, [x.strip() for x in privs.split(",")],
                                     who[1:-1].replace("``", "`") if who.startswith("`") else who,
                                     revoke=verb.upper() == "REVOKE")
+        m = self._DROP_CATALOG.match(text)
+        if m:  # sqlglot reads DROP CATALOG as an opaque command
+            return ctx.drop_named("CATALOG", m.group(2), exists=bool(m.group(1)),
+                                  cascade=(m.group(3) or "").upper() == "CASCADE")
         m = self._CREATE_CATALOG.match(text)
         if m:
             name = str(parse_name(m.group(2), 1))
@@ -245,13 +250,12 @@ class _Ctx:
         con = duckdb.connect(":memory:")
         if self.on_connection is not None:
             self.on_connection(con)
-        ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
         registered: dict[str, str] = {}
         objects: dict[str, Securable] = {}
         for table in list(tree.find_all(exp.Table)):
             if not isinstance(table.this, exp.Identifier):
                 raise BadRequest("table functions (read_csv, read_parquet, ...) are not allowed; query catalog tables")
-            if not table.db and not table.catalog and table.name.lower() in ctes:
+            if _names_a_visible_cte(table):
                 continue
             full = self.table_name(table)
             version = None
@@ -512,16 +516,27 @@ class _Ctx:
             raise BadRequest("DROP one object at a time")
         node = nodes[0]
         raw = ".".join(x for x in [node.catalog, node.db, node.name] if x)
+        return self.drop_named(kind, raw, exists=bool(tree.args.get("exists")), cascade=bool(tree.args.get("cascade")))
+
+    def drop_named(self, kind: str, raw: str, *, exists: bool, cascade: bool) -> Result:
+        """DROP <kind> [IF EXISTS] raw [CASCADE]: the caller needs MANAGE (owner, container owner, admin);
+        a container with objects in it needs CASCADE, which drops them and retires their storage."""
         levels = {"TABLE": 3, "VIEW": 3, "SCHEMA": 2, "DATABASE": 2, "CATALOG": 1, "VOLUME": 3}.get(kind)
         if levels is None:
             raise BadRequest(f"DROP {kind} is not supported")
         name = self.resolve_name(raw, levels)
         ckind = {"TABLE": "table", "VIEW": "table", "SCHEMA": "schema", "DATABASE": "schema",
                  "CATALOG": "catalog", "VOLUME": "volume"}[kind]
-        if tree.args.get("exists") and not self.engine.catalog.exists(ckind, name):
+        if exists and not self.engine.catalog.exists(ckind, name):
             return Result(pa.table({}))
-        self.engine.catalog.delete(self.p, ckind, name, force=bool(tree.args.get("cascade")),
-                                   on_deleted=self.engine.tables.retire_storage)
+        try:
+            self.engine.catalog.delete(self.p, ckind, name, force=cascade,
+                                       on_deleted=self.engine.tables.retire_storage)
+        except InvalidState as exc:
+            if "not empty" in exc.message:
+                raise InvalidState(exc.message.replace("or pass force=true", f"or use DROP {kind} ... CASCADE")) \
+                    from None
+            raise
         return Result(pa.table({}))
 
     def describe(self, tree: Any) -> Result:
@@ -626,3 +641,33 @@ def not_found(name: str) -> NotFound:
 
 
 __all__ = ["Result", "SqlEngine", "type_text"]
+
+
+def _names_a_visible_cte(table: Any) -> bool:
+    """Whether an unqualified table reference names a CTE that is in scope where it stands: one defined by a
+    WITH of an enclosing query, before the reference's own CTE (itself too for a recursive UNION). A CTE of
+    another query, even of the same name, does not hide a catalog table from the grant check."""
+    _, exp = _sqlglot()
+    if table.db or table.catalog:
+        return False
+    name = table.name.lower()
+    path: list[Any] = [table]  # the reference and its ancestors so far
+    node = table.parent
+    while node is not None:
+        with_ = node.args.get("with_") or node.args.get("with")
+        if with_ is not None:
+            ctes = list(with_.expressions)
+            # the CTE the reference stands in, if any, sees only the CTEs before it, and itself only when it
+            # is a WITH RECURSIVE one whose body is a UNION (DuckDB reads any other self-reference as a table)
+            inside = next((i for i, cte in enumerate(ctes) if any(cte is p for p in path)), None)
+            if inside is None:
+                visible = ctes
+            else:
+                own = ctes[inside]
+                recursive = with_.args.get("recursive") and isinstance(own.this, exp.Union)
+                visible = ctes[:inside + 1] if recursive else ctes[:inside]
+            if any(cte.alias_or_name.lower() == name for cte in visible):
+                return True
+        path.append(node)
+        node = node.parent
+    return False

@@ -74,6 +74,13 @@ class StatementStore:
                catalog: str | None = None, schema: str | None = None, wait_timeout: str | None = None,
                on_wait_timeout: str | None = None, row_limit: int | None = None,
                disposition: str | None = None, format: str | None = None) -> dict[str, Any]:
+        for name, value in (("on_wait_timeout", on_wait_timeout), ("disposition", disposition), ("format", format),
+                            ("catalog", catalog), ("schema", schema)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidParameterValue(f"{name} must be a string")
+        if parameters is not None and (not isinstance(parameters, list)
+                                       or not all(isinstance(x, dict) for x in parameters)):
+            raise InvalidParameterValue("parameters must be a list of {name, value, type} objects")
         wait = parse_wait_timeout(wait_timeout)
         on_timeout = (on_wait_timeout or "CONTINUE").upper()
         if on_timeout not in ("CONTINUE", "CANCEL"):
@@ -82,6 +89,8 @@ class StatementStore:
             raise InvalidParameterValue("only disposition INLINE is supported (results come back in the response)")
         if (format or "JSON_ARRAY").upper() != "JSON_ARRAY":
             raise InvalidParameterValue("only format JSON_ARRAY is supported with INLINE results")
+        if isinstance(row_limit, bool):
+            raise InvalidParameterValue("row_limit must be a non-negative integer")
         limit = self.row_limit
         if row_limit is not None:
             if not isinstance(row_limit, int) or row_limit < 0:

@@ -81,7 +81,7 @@ def below(base: Path, rest: list[str], path: str) -> Path:
         try:
             if stat.S_ISLNK(os.lstat(probe).st_mode):
                 raise InvalidParameterValue(f"path {path[:100]!r} goes through a symbolic link")
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # the rest does not exist (yet)
             break
     return base.joinpath(*rest)
 
@@ -99,6 +99,14 @@ class FileTree(ABC):
         """The directory ``path`` maps to (after checking ``p`` may read or write it), and the parts of
         ``path`` below the tree's own root."""
 
+    def _refuse_file_parents(self, target: Path, rest: list[str], path: str) -> None:
+        """A write below a path that is a file ("ok.txt/child") is the caller's mistake, not a server error."""
+        probe = target
+        for _ in rest[:-1]:
+            probe = probe.parent
+            if probe.is_file():
+                raise AlreadyExists(f"{path}: {probe.name} is a file, so nothing can be created inside it")
+
     def owns(self, path: str) -> bool:
         return isinstance(path, str) and (path + "/").startswith(self.prefix)
 
@@ -110,6 +118,7 @@ class FileTree(ABC):
             raise InvalidParameterValue(f"the path names the {self.what} itself; add a file name")
         if target.is_dir():
             raise AlreadyExists(f"{path} is a directory")
+        self._refuse_file_parents(target, rest, path)
         if not overwrite and target.exists():
             raise AlreadyExists(f"{path} already exists; pass overwrite=true to replace it")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -169,9 +178,10 @@ class FileTree(ABC):
         target.unlink()
 
     def mkdirs(self, p: Principal, path: str) -> None:
-        target, _rest = self._resolve(p, path, write=True, action="createVolumeDirectory")
+        target, rest = self._resolve(p, path, write=True, action="createVolumeDirectory")
         if target.is_file():
             raise AlreadyExists(f"{path} is a file")
+        self._refuse_file_parents(target, rest, path)
         target.mkdir(parents=True, exist_ok=True)
 
     def rmdir(self, p: Principal, path: str) -> None:
