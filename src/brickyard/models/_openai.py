@@ -14,7 +14,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -257,19 +257,12 @@ class OpenAICompatible:
         r = self._request("/chat/completions", body, stream=True)
         try:
             if r.status >= 300:
-                self._raise_for(r.status, r.headers, r.read())
-            buffer = b""
-            for block in r.stream(8192):
-                buffer += block
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    line = line.strip()
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        return
-                    yield json.loads(data)
+                self._raise_for(r.status, r.headers, r.read(64 * 1024))
+            blocks = r.stream(64 * 1024)
+            if str(r.headers.get("content-type", "")).startswith("application/json"):
+                yield _as_chunk(_read_capped(blocks))  # a server that ignored stream=true: one chunk
+                return
+            yield from sse_events(blocks)
         except urllib3.exceptions.HTTPError as exc:
             raise UpstreamError(f"the upstream stream broke: {type(exc).__name__}") from None
         finally:
@@ -299,6 +292,98 @@ class OpenAICompatible:
 
         data = self.embed_raw(texts)["data"]
         return np.array([d["embedding"] for d in sorted(data, key=lambda d: d["index"])], dtype=np.float32)
+
+
+MAX_STREAM_BYTES = 64 << 20  # a whole streamed reply
+MAX_EVENT_BYTES = 1 << 20  # one line of it
+
+
+def sse_events(blocks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The JSON events of an OpenAI-style server-sent event stream, read incrementally (linear in its size,
+    whatever its lines look like). A reply that is not such a stream, holds an event that is not a JSON
+    object, an error event, a line over MAX_EVENT_BYTES or more than MAX_STREAM_BYTES in all, or that ends
+    before any event, raises :class:`UpstreamError` with the reason (a 502 before the first chunk)."""
+    buf = bytearray()
+    total = events = 0
+
+    def event(line: bytes) -> dict[str, Any] | None:
+        line = line.strip()
+        if not line or line.startswith(b":") or line.startswith((b"event:", b"id:", b"retry:")):
+            return None
+        if not line.startswith(b"data:"):
+            raise UpstreamError("the upstream model answered a stream request with something that is not "
+                                f"server-sent events ({line[:60].decode('utf-8', 'replace')!r}...)")
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            raise _Done
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise UpstreamError("the upstream stream holds an event that is not valid JSON") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamError("the upstream stream holds an event that is not a JSON object")
+        if "error" in chunk and "choices" not in chunk:
+            detail = chunk["error"].get("message") if isinstance(chunk["error"], dict) else chunk["error"]
+            raise UpstreamError(f"the upstream model failed during the stream: {str(detail)[:200]}")
+        return chunk
+
+    try:
+        for block in blocks:
+            total += len(block)
+            if total > MAX_STREAM_BYTES:
+                raise UpstreamError(f"the upstream stream is larger than {MAX_STREAM_BYTES} bytes")
+            buf += block
+            start = 0
+            while (end := buf.find(b"\n", start)) >= 0:
+                chunk = event(bytes(buf[start:end]))
+                start = end + 1
+                if chunk is not None:
+                    events += 1
+                    yield chunk
+            del buf[:start]
+            if len(buf) > MAX_EVENT_BYTES:
+                raise UpstreamError(f"the upstream stream has a line longer than {MAX_EVENT_BYTES} bytes (it is "
+                                    "not server-sent events, or an event is oversized)")
+        chunk = event(bytes(buf))
+        if chunk is not None:
+            events += 1
+            yield chunk
+    except _Done:
+        pass
+    if events == 0:
+        raise UpstreamError("the upstream stream ended without any event")
+
+
+class _Done(Exception):
+    pass
+
+
+def _read_capped(blocks: Iterable[bytes]) -> Any:
+    data = bytearray()
+    for block in blocks:
+        data += block
+        if len(data) > MAX_STREAM_BYTES:
+            raise UpstreamError(f"the upstream reply is larger than {MAX_STREAM_BYTES} bytes")
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise UpstreamError("the upstream model answered with invalid JSON") from None
+
+
+def _as_chunk(answer: Any) -> dict[str, Any]:
+    """A chat completion as the one chunk of a stream."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+        raise UpstreamError("the upstream model answered a stream request with JSON that is not a chat completion")
+    choices = []
+    for i, choice in enumerate(answer["choices"]):
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            raise UpstreamError("the upstream model's answer has a choice without a message")
+        delta = {k: v for k, v in message.items() if k in ("role", "content", "tool_calls")}
+        choices.append({"index": choice.get("index", i), "delta": delta, "finish_reason": choice.get("finish_reason")})
+    return {"id": answer.get("id", "chatcmpl-upstream"), "object": "chat.completion.chunk",
+            "created": answer.get("created", int(time.time())), "model": answer.get("model", ""),
+            "choices": choices, **({"usage": answer["usage"]} if answer.get("usage") else {})}
 
 
 def _backoff(error: BrickyardError, delay: float) -> float:
