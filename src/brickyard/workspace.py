@@ -25,6 +25,7 @@ from .ingest import Options, Report, ingest
 from .serving import Serving
 from .serving._agents import AgentHost
 from .sql import SqlEngine, StatementStore
+from .sql._limits import Limits
 from .tables import Files, Tables, Volumes
 from .tracking import ArtifactTree, LoggedModels, ModelFiles, Prompts, Registry, Traces, Tracking
 from .vectorsearch import VectorSearch
@@ -75,8 +76,11 @@ class Workspace:
         self.prompts = Prompts(self.catalog)
         self.files = Files(self.volumes, ArtifactTree(self.tracking, self.home / "tracking" / "artifacts"),
                            ModelFiles(self.registry))
-        self.sql = SqlEngine(self.catalog, self.tables, system_tables={"system.access.audit": self.audit_table})
-        self.statements = StatementStore(self.sql, row_limit=self.settings.statement_row_limit)
+        self.sql = SqlEngine(self.catalog, self.tables, system_tables={"system.access.audit": self.audit_table},
+                             limits=Limits(result_bytes=self.settings.statement_result_bytes,
+                                           memory_bytes=self.settings.statement_memory_bytes))
+        self.statements = StatementStore(self.sql, row_limit=self.settings.statement_row_limit,
+                                         per_user_bytes=self.settings.statement_results_per_user_bytes)
         self.functions = Functions(self.catalog, self.sql, self.settings)
         self.secrets = Secrets(self.db, self.secret_box)
         self.secrets.bootstrap()  # the system scope exists from the start, and is repaired if it was taken

@@ -32,6 +32,20 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "statement_row_limit",
         "Most rows a SQL statement result keeps in memory. Default 1,000,000",
     ),
+    "BRICKYARD_STATEMENT_RESULT_BYTES": (
+        "statement_result_bytes",
+        "Largest result a SQL statement may return (and largest value repeat(), lpad(), range() and friends may "
+        "build). Default 25 MiB, Databricks' limit for INLINE results",
+    ),
+    "BRICKYARD_STATEMENT_MEMORY_BYTES": (
+        "statement_memory_bytes",
+        "DuckDB's memory limit for one SQL statement (joins, aggregates, sorts). Default 2 GiB",
+    ),
+    "BRICKYARD_STATEMENT_RESULTS_PER_USER_BYTES": (
+        "statement_results_per_user_bytes",
+        "Statement results the server keeps for one user to fetch later; past it, that user's oldest results "
+        "are dropped first. Default 256 MiB",
+    ),
     "BRICKYARD_LOG_LEVEL": ("log_level", "Server log level (debug, info, warning, error). Default info"),
     "BRICKYARD_ACCESS_LOG": (
         "access_log",
@@ -88,6 +102,9 @@ class Settings:
     max_upload_bytes: int = 5 * 1024**3
     oauth_token_ttl_seconds: int = 3600
     statement_row_limit: int = 1_000_000
+    statement_result_bytes: int = 25 << 20
+    statement_memory_bytes: int = 2 << 30
+    statement_results_per_user_bytes: int = 256 << 20
     log_level: str = "info"
     access_log: str = "stderr"
     user: str | None = None
@@ -136,6 +153,9 @@ class Settings:
             raise InvalidParameterValue(f"BRICKYARD_MODEL_PRECISION must be auto, fp32 or int8, got {self.model_precision!r}")
         if not self.access_log or "\x00" in self.access_log:
             raise InvalidParameterValue("BRICKYARD_ACCESS_LOG must be stderr, off or a file path")
+        if min(self.statement_result_bytes, self.statement_memory_bytes, self.statement_results_per_user_bytes) < 1 << 20:
+            raise InvalidParameterValue("BRICKYARD_STATEMENT_RESULT_BYTES, _MEMORY_BYTES and _RESULTS_PER_USER_BYTES must "
+                                        "be at least 1 MiB")
         if self.function_workers < 0 or self.function_queue_size < 0:
             raise InvalidParameterValue("BRICKYARD_FUNCTION_WORKERS and BRICKYARD_FUNCTION_QUEUE_SIZE must not be "
                                         "negative")

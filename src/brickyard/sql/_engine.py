@@ -23,6 +23,7 @@ from ..catalog import Catalog, Principal, Securable, normalize_privilege
 from ..core.errors import BadRequest, BrickyardError, InvalidParameterValue, InvalidState, NotFound
 from ..core.names import parse_name, quote_part, split_name, validate_part
 from ..tables import Tables, schema_to_columns, type_text
+from ._limits import Limits, guard_sizes
 
 MAX_STATEMENT = 1_000_000
 _PARAM_TYPES = {
@@ -55,9 +56,10 @@ def _sqlglot() -> tuple[Any, Any]:
 
 class SqlEngine:
     def __init__(self, catalog: Catalog, tables: Tables, *, system_tables: dict[str, Callable[[], pa.Table]]
-                 | None = None) -> None:
+                 | None = None, limits: Limits | None = None) -> None:
         self.catalog = catalog
         self.tables = tables
+        self.limits = limits or Limits()
         #: "system.access.audit" -> function returning the rows (read straight from the metastore)
         self.system_tables = system_tables or {}
 
@@ -85,7 +87,7 @@ class SqlEngine:
             raise BadRequest("statement is nested too deeply") from None
         if len(trees) != 1:
             raise InvalidParameterValue("send one statement at a time")
-        tree = ctx.bind(trees[0])
+        tree = guard_sizes(ctx.bind(trees[0]), self.limits)
         if isinstance(tree, exp.Query):
             return Result(ctx.query(tree))
         if isinstance(tree, exp.Insert):
@@ -276,6 +278,8 @@ class _Ctx:
             new = exp.Table(this=exp.to_identifier(registered[key]))
             new.set("alias", alias_node.copy() if alias_node else exp.TableAlias(this=exp.to_identifier(table.name)))
             table.replace(new)
+        for setting in self.engine.limits.connection_settings():
+            con.execute(setting)
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         return con, objects
@@ -288,22 +292,37 @@ class _Ctx:
         objects[full] = obj
         return self.engine.tables.open(obj, version).to_pyarrow_dataset()
 
-    def run(self, con: Any, tree: Any) -> pa.Table:
+    def run(self, con: Any, tree: Any, *, max_bytes: int | None = None) -> pa.Table:
+        """Run ``tree``; with ``max_bytes``, read the result batch by batch and refuse it once it is larger."""
         import duckdb
 
         sql = tree.sql(dialect="duckdb")
         try:
             rel = con.sql(sql)
-            return rel.to_arrow_table() if rel is not None else pa.table({})
+            if rel is None:
+                return pa.table({})
+            if max_bytes is None:
+                return rel.to_arrow_table()
+            reader = rel.to_arrow_reader(8192)
+            batches, size = [], 0
+            for batch in reader:
+                size += batch.nbytes
+                if size > max_bytes:
+                    raise BadRequest(self.engine.limits.too_big("the result"), error_code="RESULT_TOO_LARGE")
+                batches.append(batch)
+            return pa.Table.from_batches(batches, schema=reader.schema)
         except duckdb.InterruptException:
             raise BrickyardError("the statement was cancelled", error_code="CANCELLED") from None
+        except duckdb.OutOfMemoryException as exc:
+            raise BadRequest(f"{_first_line(exc)} (the limit is BRICKYARD_STATEMENT_MEMORY_BYTES, "
+                             f"{self.engine.limits.memory_bytes >> 20} MiB)", error_code="RESOURCE_EXHAUSTED") from None
         except duckdb.Error as exc:
             raise BadRequest(_first_line(exc)) from None
 
     def query(self, tree: Any) -> pa.Table:
         con, _ = self.connect(tree)
         try:
-            return _friendly(self.run(con, tree))
+            return _friendly(self.run(con, tree, max_bytes=self.engine.limits.result_bytes))
         finally:
             con.close()
 

@@ -57,7 +57,8 @@ def parse_wait_timeout(value: str | None) -> float:
 
 class StatementStore:
     def __init__(self, engine: SqlEngine, *, row_limit: int = 1_000_000, chunk_rows: int = 10_000,
-                 workers: int = 2, ttl_ms: int = 3_600_000) -> None:
+                 workers: int = 2, ttl_ms: int = 3_600_000, per_user_bytes: int = 256 << 20) -> None:
+        self.per_user_bytes = per_user_bytes
         self.engine = engine
         self.row_limit = row_limit
         self.chunk_rows = chunk_rows
@@ -153,6 +154,21 @@ class StatementStore:
             else:
                 rec.error = {"error_code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}: {exc}"}
                 rec.state = "FAILED"
+        if rec.table is not None:
+            self._make_room(rec)
+
+    def _make_room(self, newest: _Record) -> None:
+        """Keep a user's stored results within ``per_user_bytes``: drop their oldest results first (fetching one
+        then says it expired), never the one just made."""
+        with self._lock:
+            mine = sorted((r for r in self._records.values() if r.principal_id == newest.principal_id
+                           and r.table is not None), key=lambda r: r.created)
+            total = sum(r.table.nbytes for r in mine)  # type: ignore[union-attr]
+            for old in mine:
+                if total <= self.per_user_bytes or old is newest:
+                    break
+                total -= old.table.nbytes  # type: ignore[union-attr]
+                del self._records[old.id]
 
     def _own(self, p: Principal, statement_id: str) -> _Record:
         with self._lock:
