@@ -23,7 +23,7 @@ def ws(tmp_path: Path):  # type: ignore[no-untyped-def]
     w.catalog.create(admin, "catalog", "main")
     w.catalog.create(admin, "schema", "main.default")
     w.sql.execute(admin, "CREATE TABLE main.default.t (id BIGINT)")
-    w.sql.execute(admin, "INSERT INTO main.default.t VALUES " + ", ".join(f"({i})" for i in range(40)))
+    w.sql.execute(admin, "INSERT INTO main.default.t VALUES " + ", ".join(f"({i})" for i in range(40)))  # noqa: S608
     yield w
     w.close()
 
