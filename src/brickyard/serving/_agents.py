@@ -235,7 +235,7 @@ class AgentHost:
             worker.env = self.environ(**(env or {}), DATABRICKS_HOST=url, DATABRICKS_TOKEN=token, IS_IN_DB_MODEL_SERVING_ENV="true",
                                ENABLE_MLFLOW_TRACING="true", DATABRICKS_MODEL_SERVING_HOST_URL=url,
                                MLFLOW_TRACKING_URI="databricks", MLFLOW_REGISTRY_URI="databricks-uc",
-                               NEEDLE_TELEMETRY="0", DO_NOT_TRACK="1", PYTHONUNBUFFERED="1")
+                               PYTHONUNBUFFERED="1")  # environ() forces the usage reports off
             self._workers[key] = (worker, token)
             return worker
 
