@@ -237,12 +237,16 @@ def host_allowed(request: Request, bind_host: str) -> bool:
 
 
 def origin_allowed(request: Request, bind_host: str) -> bool:
+    """The CSRF rule for state-changing requests: a request that carries an ``Origin`` (a browser's) must
+    come from this server's own origin, scheme, host and port alike. A page on another localhost port (a
+    notebook, a dev server) is another origin. Clients that are not browsers send no Origin and pass; the
+    bearer token is what authenticates them. (``Origin: null``, sent from sandboxed frames and files, is
+    refused.)"""
     origin = request.headers.get("origin")
-    if not origin or bind_host not in LOCAL_HOSTS:
+    if origin is None:
         return True
-    rest = origin.split("://", 1)[-1]
-    name = rest.rsplit(":", 1)[0] if not rest.startswith("[") else rest.split("]")[0] + "]"
-    return name.lower() in LOCAL_HOSTS
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+    return origin.strip().lower().rstrip("/") == own
 
 
 def bearer(request: Request) -> str:

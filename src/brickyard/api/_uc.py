@@ -181,9 +181,12 @@ def register(api: Api, ws: Any) -> None:
     @api.route("GET", f"{UC}/metastore_summary", policy="authenticated")
     def metastore_summary(req: Req) -> dict[str, Any]:
         root = cat.get(req.user, "metastore", "metastore")
-        return {"metastore_id": ws.info["metastore_id"], "name": "brickyard", "owner": root.owner,
-                "storage_root": "file://" + str(ws.home), "region": "local", "cloud": "local",
-                "privilege_model_version": "1.0", "created_at": root.created_at, "created_by": root.created_by}
+        out = {"metastore_id": ws.info["metastore_id"], "name": "brickyard", "owner": root.owner,
+               "region": "local", "cloud": "local", "privilege_model_version": "1.0", "created_at": root.created_at,
+               "created_by": root.created_by}
+        if req.user.is_admin:  # the home's path says where on this machine the workspace lives: admins only
+            out["storage_root"] = "file://" + str(ws.home)
+        return out
 
     # -- catalogs ---------------------------------------------------------------------------------
     @api.route("POST", f"{UC}/catalogs", policy="authenticated")
