@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -81,13 +82,26 @@ def register(api: Api, ws: Any) -> None:
     @api.route("GET", "/openapi.json", policy="public")
     def openapi(req: Req) -> dict[str, Any]:
         paths: dict[str, Any] = {}
+        seen: set[str] = set()
         for spec in api.routes:
-            op: dict[str, Any] = {"operationId": f"{spec.method.lower()}_{spec.handler.__name__}",
-                                  "responses": {"200": {"description": "OK"}}}
+            path = spec.path.replace(":path}", "}")
+            op_id = f"{spec.method.lower()}_{spec.handler.__name__}"
+            while op_id in seen:  # one handler may serve several paths
+                op_id += "_"
+            seen.add(op_id)
+            op: dict[str, Any] = {"operationId": op_id, "responses": {"200": {"description": "OK"},
+                                                                       "default": {"description": "an error"}}}
+            names = re.findall(r"\{([^}:]+)(?::path)?\}", spec.path)
+            if names:
+                op["parameters"] = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                                    for n in names]
+            if spec.body in ("json", "json64") and spec.method in ("POST", "PUT", "PATCH", "DELETE"):
+                op["requestBody"] = {"required": False, "content": {"application/json": {
+                    "schema": {"type": "object", "additionalProperties": True}}}}
             if spec.policy != "public":
                 op["security"] = [{"bearer": []}]
                 op["responses"]["401"] = {"description": "missing, invalid, expired or revoked token"}
-            paths.setdefault(spec.path.replace(":path}", "}"), {})[spec.method.lower()] = op
+            paths.setdefault(path, {})[spec.method.lower()] = op
         return {"openapi": "3.1.0", "info": {"title": "Brickyard", "version": "0.1.0"}, "paths": paths,
                 "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
 
