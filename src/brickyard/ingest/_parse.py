@@ -386,8 +386,11 @@ class _HTML(HTMLParser):
 
 def _html(text: str, doc: _Doc) -> None:
     parser = _HTML(doc)
-    parser.feed(text)
-    parser.close()
+    try:
+        parser.feed(text)
+        parser.close()
+    except AssertionError as exc:  # the standard library's HTMLParser asserts on some malformed markup
+        raise ParseError("CORRUPT", f"the HTML is malformed beyond repair ({str(exc)[:80]})") from None
     parser.finish()
 
 

@@ -226,7 +226,10 @@ def _compile_sql(text: str, columns: set[str]) -> Mask:
         if isinstance(node, exp.Paren):
             return literal(node.this)
         if isinstance(node, exp.Neg):
-            return -literal(node.this)
+            value = literal(node.this)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidParameterValue(f"filter_string: only a number can be negated, got {node.sql()[:80]!r}")
+            return -value
         if isinstance(node, exp.Boolean):
             return node.this
         if isinstance(node, exp.Null):
@@ -235,7 +238,10 @@ def _compile_sql(text: str, columns: set[str]) -> Mask:
             if node.is_string:
                 return node.this
             number = node.this
-            return float(number) if any(c in number for c in ".eE") else int(number)
+            try:
+                return float(number) if any(c in number for c in ".eE") else int(number)
+            except ValueError:
+                raise InvalidParameterValue(f"filter_string: {number[:40]!r} is not a number") from None
         raise InvalidParameterValue(f"filter_string: expected a literal value, got {node.sql()[:80]!r}")
 
     def column(node: exp.Expression) -> str:
