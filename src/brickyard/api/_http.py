@@ -114,6 +114,15 @@ class Req:
             raise InvalidParameterValue(f"{name} must be a JSON object")
         return value
 
+    def list_arg(self, name: str) -> list[Any]:
+        """A JSON array parameter (absent: an empty one); anything else is the caller's mistake."""
+        value = self.arg(name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise InvalidParameterValue(f"{name} must be a JSON array")
+        return value
+
     def str_arg(self, name: str, default: str | None = None) -> str | None:
         value = self.arg(name)
         if value is None:

@@ -485,7 +485,7 @@ def register(api: Api, ws: Any) -> None:
     @api.route("POST", UCR + "/prompt-versions/links-to-traces", policy="authenticated")
     @api.route("POST", UCR + "/prompt-versions/links-to-runs", policy="authenticated")
     def link_prompt_versions(req: Req) -> dict[str, Any]:
-        for ref in req.arg("prompt_versions") or []:  # each named version must be readable by the caller
+        for ref in req.list_arg("prompt_versions"):  # each named version must be readable by the caller
             if isinstance(ref, dict):
                 pr.get_version(req.user, ref.get("name"), ref.get("version"))
         return {}
