@@ -233,3 +233,32 @@ def serve_process(home: Path, *, env: dict[str, str] | None = None, args: tuple[
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def drain_udp(sock: socket.socket, seconds: float) -> list[bytes]:
+    """Every datagram that reaches ``sock`` (which has a short timeout set) within ``seconds``."""
+    received = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            received.append(sock.recv(100))
+        except TimeoutError:
+            pass
+    return received
+
+
+@contextlib.contextmanager
+def run_asgi(app: Any) -> Iterator[str]:
+    """Any ASGI app (a fake upstream, a fake MCP server) on a free loopback port: yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)

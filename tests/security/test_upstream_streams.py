@@ -4,7 +4,6 @@ and a malformed, empty or oversized upstream answers 502 with the reason instead
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from starlette.routing import Route
 from brickyard.core.settings import Settings
 from brickyard.models._openai import MAX_EVENT_BYTES, UpstreamError, sse_events
 from brickyard.workspace import Workspace
-from tests.conftest import serve
+from tests.conftest import run_asgi, serve
 
 CHUNK = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
          "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]}
@@ -67,8 +66,6 @@ def test_comments_events_and_a_last_line_without_newline_are_read() -> None:
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
-    import uvicorn
-
     async def chat(request: Request) -> Response:
         model = (await request.json())["model"]
         if model == "html":
@@ -84,15 +81,8 @@ def upstream() -> Iterator[str]:
         lines = [b"data: " + json.dumps(CHUNK).encode() + b"\n\n"] * 3 + [b"data: [DONE]\n\n"]
         return StreamingResponse(iter(lines), media_type="text/event-stream")
 
-    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/v1"
-    server.should_exit = True
-    thread.join(timeout=5)
+    with run_asgi(Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])) as url:
+        yield url + "/v1"
 
 
 def test_the_gateway_answers_502_with_the_reason(upstream: str, tmp_path: Path) -> None:
