@@ -1,6 +1,7 @@
 """Model serving: endpoints, served entities, traffic split, and invocation of local and external models."""
 
 from ._catalog import FOUNDATION_STANDINS, LOCAL_MODELS
-from ._service import Invocation, Serving
+from ._common import Invocation
+from ._service import Serving
 
 __all__ = ["FOUNDATION_STANDINS", "LOCAL_MODELS", "Invocation", "Serving"]

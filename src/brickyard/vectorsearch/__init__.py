@@ -2,7 +2,9 @@
 
 from ._engine import Engine
 from ._filters import compile_filters
-from ._service import RRF_K, VectorSearch, rrf
+from ._live import RRF_K
+from ._query import rrf
+from ._service import VectorSearch
 from ._store import RowStore
 
 __all__ = ["RRF_K", "Engine", "RowStore", "VectorSearch", "compile_filters", "rrf"]
