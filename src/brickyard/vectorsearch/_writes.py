@@ -149,21 +149,21 @@ class Writes:
         live.store.apply(rows, deletes, meta=meta, replace=replace)
         if meta is not None:
             live.known = None  # a sync: the source's columns may have changed
-        if replace:
-            live.engine.apply([], [pk for pk in list(live.engine.by_pk)])
-        try:
-            live.engine.apply(live.store.rows(since_seq=before), deletes)
-        except Exception:  # noqa: BLE001 - the store has the change: rebuild what derives from it
-            log.exception("index %s: a committed change could not be applied to the engine; rebuilding it from "
-                          "the row store", live.spec.get("name"))
-            live.engine.rebuild()
+        with live.engine.lock:  # one step for readers: a rebuild never shows them an empty or half index
+            if replace:
+                live.engine.apply([], [pk for pk in list(live.engine.by_pk)])
+            try:
+                live.engine.apply(live.store.rows(since_seq=before), deletes)
+            except Exception:  # noqa: BLE001 - the store has the change: rebuild what derives from it
+                log.exception("index %s: a committed change could not be applied to the engine; rebuilding it "
+                              "from the row store", live.spec.get("name"))
+                live.engine.rebuild()
         live.changes_since_save += len(rows) + len(deletes)
         if live.changes_since_save and (live.changes_since_save >= 50_000 or time.monotonic() - live.saved_at > 30
                                         or live.engine.count < 20_000):
             live.engine.save()
             live.changes_since_save, live.saved_at = 0, time.monotonic()
         return len(rows)
-
 
 
 def _refused(problems: list[dict[str, Any]], total: int) -> dict[str, Any]:
