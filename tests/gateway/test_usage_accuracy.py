@@ -89,7 +89,7 @@ def test_usage_and_payload_rows_are_exact_under_concurrency(tmp_path: Path) -> N
         payloads = ws.tables.read(admin, "main.logs.ext_payload").to_pylist()
         ws.close()
     for i, (status, _text) in enumerate(answers):
-        assert status == (400 if _plan(i)["error"] else 200), (i, status)
+        assert status == (400 if _plan(i)["error"] else 200), (i, status, _text[:300])
     by_usage = {}
     for row in usage:
         assert row["client_request_id"] not in by_usage, row  # exactly one row per request

@@ -254,19 +254,36 @@ class OpenAICompatible:
         import urllib3
 
         body = {**request, "model": self.model, "stream": True, "stream_options": {"include_usage": True}}
-        r = self._request("/chat/completions", body, stream=True)
-        try:
-            if r.status >= 300:
-                self._raise_for(r.status, r.headers, r.read(64 * 1024))
-            blocks = r.stream(64 * 1024)
-            if str(r.headers.get("content-type", "")).startswith("application/json"):
-                yield _as_chunk(_read_capped(blocks))  # a server that ignored stream=true: one chunk
+        delay = 0.2
+        for attempt in range(self.retries + 1):
+            sent = 0  # chunks handed on: once one is, a failure can no longer be retried
+            try:
+                r = self._request("/chat/completions", body, stream=True)
+            except (TemporarilyUnavailable, UpstreamError):
+                if attempt == self.retries:
+                    raise
+                time.sleep(delay)
+                delay *= 2
+                continue
+            try:
+                if r.status >= 300:
+                    self._raise_for(r.status, r.headers, r.read(64 * 1024))
+                blocks = r.stream(64 * 1024)
+                if str(r.headers.get("content-type", "")).startswith("application/json"):
+                    yield _as_chunk(_read_capped(blocks))  # a server that ignored stream=true: one chunk
+                    return
+                for chunk in sse_events(blocks):
+                    sent += 1
+                    yield chunk
                 return
-            yield from sse_events(blocks)
-        except urllib3.exceptions.HTTPError as exc:
-            raise UpstreamError(f"the upstream stream broke: {type(exc).__name__}") from None
-        finally:
-            r.release_conn()
+            except urllib3.exceptions.HTTPError as exc:
+                # a pooled connection the upstream had closed breaks before the first byte: send again
+                if sent or attempt == self.retries:
+                    raise UpstreamError(f"the upstream stream broke: {type(exc).__name__}") from None
+                time.sleep(delay)
+                delay *= 2
+            finally:
+                r.release_conn()
 
     def embed_raw(self, texts: list[str]) -> dict[str, Any]:
         return dict(self._post("/embeddings", {"model": self.model, "input": texts}))
