@@ -13,14 +13,7 @@ import httpx
 
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
-from tests.conftest import scaled, serve_process
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+from tests.conftest import rss_mb, scaled, serve_process
 
 
 def test_steady_load_succeeds_and_overload_is_shed(tmp_path: Path) -> None:
@@ -57,5 +50,5 @@ def test_steady_load_succeeds_and_overload_is_shed(tmp_path: Path) -> None:
             assert counts[200] == sum(1 for i in range(per_round) if i % 3), counts
             assert counts[1429] > 0 and all(int(ra) >= 1 for status, ra in answers if status == 1429)
             assert proc.poll() is None
-            memory.append(_rss_mb(proc.pid))
+            memory.append(rss_mb(proc.pid))
         assert memory[-1] - memory[1 if len(memory) > 2 else 0] < 40, memory  # flat after the first round's warm-up

@@ -13,7 +13,7 @@ import pytest
 from brickyard.core.errors import BadRequest
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
-from tests.conftest import serve_process
+from tests.conftest import rss_mb, serve_process
 
 
 @pytest.fixture
@@ -65,13 +65,6 @@ def test_a_users_stored_results_are_bounded(ws: Workspace) -> None:
     assert ws.statements.get(admin, ids[-1])["status"]["state"] == "SUCCEEDED"
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def test_the_reported_statements_leave_the_server_small(tmp_path: Path) -> None:
     home = tmp_path / "home"
     ws = Workspace(Settings(home=home))
@@ -85,7 +78,7 @@ def test_the_reported_statements_leave_the_server_small(tmp_path: Path) -> None:
             assert r.status_code == 200, r.text
             return str(r.json()["statement_id"])
 
-        before = _rss_mb(proc.pid)
+        before = rss_mb(proc.pid)
         started = time.monotonic()
         ids = [submit("SELECT repeat('k', 400000000)") for _ in range(3)] + [submit("SELECT repeat('x', 2000000000)")]
         states = []
@@ -99,4 +92,4 @@ def test_the_reported_statements_leave_the_server_small(tmp_path: Path) -> None:
         assert time.monotonic() - started < 10
         assert all(s["state"] == "FAILED" and "BRICKYARD_STATEMENT_RESULT_BYTES" in s["error"]["message"]
                    for s in states), states
-        assert _rss_mb(proc.pid) - before < 200
+        assert rss_mb(proc.pid) - before < 200
