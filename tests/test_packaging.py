@@ -40,8 +40,6 @@ def test_cli_sql_and_table_commands(tmp_path: Path) -> None:
 
     subprocess.run([str(BIN), "token", "create", "--home", str(tmp_path), "--user", "a@example.com", "--admin"],
                    check=True, capture_output=True)
-    run("sql", "CREATE CATALOG main")
-    run("sql", "CREATE SCHEMA main.default")
     run("sql", "CREATE TABLE main.default.t (id BIGINT, txt STRING)")
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"id": 1, "txt": "a"}\n{"id": 2, "txt": "b"}\n')

@@ -106,7 +106,8 @@ class Workspace:
         self.vectorsearch = VectorSearch(self.db, self.catalog, self.tables, self.home, embed=self._embed,
                                          system_principal=self.system_principal,
                                          reranker_path=self.settings.reranker_path, rerank=self._rerank,
-                                         reranker_precision=self.settings.model_precision)
+                                         reranker_precision=self.settings.model_precision,
+                                         resume_syncs=background)
         self.mcp = ManagedMCP(self.functions, self.vectorsearch)
         self.mcp_external = ExternalMCP(self.catalog, self.connection_secrets, hosts)
 
@@ -122,10 +123,11 @@ class Workspace:
         return [(r["index"], r["relevance_score"]) for r in inv.result["results"]]
 
     def ingest(self, p: Principal, paths: list[str | Path], table: str, *, options: Options | None = None,
-               embedding_endpoint: str | None = None, progress: Any = None) -> Report:
-        """Parse and chunk files into a Delta table; ``embedding_endpoint`` serves semantic chunking."""
+               embedding_endpoint: str | None = None, progress: Any = None, **selection: Any) -> Report:
+        """Bring a chunks table up to date with files (see :func:`brickyard.ingest.ingest`: ``include``,
+        ``exclude``, ``root``, ``delete_missing``); ``embedding_endpoint`` serves semantic chunking."""
         embed = (lambda texts: self._embed(p, embedding_endpoint, texts)) if embedding_endpoint else None
-        return ingest(self.tables, p, paths, table, options=options, embed=embed, progress=progress)
+        return ingest(self.tables, p, paths, table, options=options, embed=embed, progress=progress, **selection)
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None, **settings: Any) -> Workspace:

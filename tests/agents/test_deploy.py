@@ -52,7 +52,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     alice_token = ws.create_token("alice@example.com")
     ws.ensure_user("bob@example.com")
     bob_token = ws.create_token("bob@example.com")
-    ws.catalog.create(root, "catalog", "main")
     for schema in ("main.rag", "main.tools", "main.agents"):
         ws.catalog.create(root, "schema", schema)
     ws.catalog.update_grants(root, "catalog", "main", [{"principal": "account users", "add": ["USE_CATALOG"]}])

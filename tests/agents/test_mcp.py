@@ -31,7 +31,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     ws.ensure_user("bob@example.com")
     bob_token = ws.create_token("bob@example.com")
     admin = ws.principal("admin@example.com")
-    ws.catalog.create(admin, "catalog", "main")
     ws.catalog.create(admin, "schema", "main.tools")
     ws.catalog.create(admin, "function", "main.tools.shout", comment="Shout a word.", spec=function_spec({
         "name": "shout", "data_type": "STRING", "routine_body": "SQL", "routine_definition": "upper(word) || '!'",

@@ -25,7 +25,6 @@ def test_sdk_against_a_postgres_metastore(pg_server: PgServer | None, tmp_path: 
     bob_token = ws.create_token("bob@example.com")
     with serve(ws) as host:
         admin = WorkspaceClient(host=host, token=admin_token)
-        admin.catalogs.create(name="main")
         admin.schemas.create(name="s", catalog_name="main")
         se = admin.statement_execution
         se.execute_statement(statement="CREATE TABLE main.s.t (id BIGINT)", warehouse_id="w")

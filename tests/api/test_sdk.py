@@ -27,8 +27,6 @@ from tests.conftest import Live
 @pytest.fixture(scope="module")
 def admin(live: Live) -> WorkspaceClient:
     w = live.client(live.token("admin@example.com", admin=True))
-    w.catalogs.create(name="main")
-    w.schemas.create(name="default", catalog_name="main")
     return w
 
 
@@ -90,25 +88,26 @@ def test_sql_statements_through_the_sdk(admin: WorkspaceClient) -> None:
 
 
 def test_grants_and_a_denied_user(live: Live, admin: WorkspaceClient) -> None:
-    admin.statement_execution.execute_statement(statement="CREATE TABLE main.default.secret (x INT)", warehouse_id="w")
+    admin.catalogs.create(name="sales")  # its default schema comes with it
+    admin.statement_execution.execute_statement(statement="CREATE TABLE sales.default.secret (x INT)", warehouse_id="w")
     bob = live.client(live.token("bob@example.com"))
     with pytest.raises(PermissionDenied, match="USE_CATALOG"):
-        bob.tables.get("main.default.secret")
-    admin.grants.update("catalog", "main", changes=[uc.PermissionsChange(principal="bob@example.com",
+        bob.tables.get("sales.default.secret")
+    admin.grants.update("catalog", "sales", changes=[uc.PermissionsChange(principal="bob@example.com",
                                                                           add=[uc.Privilege.USE_CATALOG])])
-    admin.grants.update("schema", "main.default", changes=[uc.PermissionsChange(
+    admin.grants.update("schema", "sales.default", changes=[uc.PermissionsChange(
         principal="bob@example.com", add=[uc.Privilege.USE_SCHEMA])])
-    admin.grants.update("table", "main.default.secret", changes=[uc.PermissionsChange(
+    admin.grants.update("table", "sales.default.secret", changes=[uc.PermissionsChange(
         principal="bob@example.com", add=[uc.Privilege.SELECT])])
-    assert bob.tables.get("main.default.secret").name == "secret"
-    got = admin.grants.get("table", "main.default.secret")
+    assert bob.tables.get("sales.default.secret").name == "secret"
+    got = admin.grants.get("table", "sales.default.secret")
     assert [(a.principal, [p.value for p in a.privileges]) for a in got.privilege_assignments] == [
         ("bob@example.com", ["SELECT"])]
-    eff = admin.grants.get_effective("table", "main.default.secret", principal="bob@example.com")
+    eff = admin.grants.get_effective("table", "sales.default.secret", principal="bob@example.com")
     inherited = {p.privilege.value: p.inherited_from_name for a in eff.privilege_assignments for p in a.privileges}
-    assert inherited == {"SELECT": None, "USE_SCHEMA": "main.default", "USE_CATALOG": "main"}
+    assert inherited == {"SELECT": None, "USE_SCHEMA": "sales.default", "USE_CATALOG": "sales"}
     with pytest.raises(PermissionDenied):
-        bob.grants.update("table", "main.default.secret", changes=[uc.PermissionsChange(
+        bob.grants.update("table", "sales.default.secret", changes=[uc.PermissionsChange(
             principal="bob@example.com", add=[uc.Privilege.MODIFY])])
 
 

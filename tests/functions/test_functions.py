@@ -24,7 +24,6 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
 
     w.functions = Functions(w.catalog, w.sql, w.settings, cpu_seconds=2, wall_seconds=5)  # keep the suite quick
     admin = w.ensure_user("admin@example.com", admin=True)
-    w.catalog.create(admin, "catalog", "main")
     w.catalog.create(admin, "schema", "main.tools")
     w.tables.create(admin, "main.tools.prices", columns=[{"name": "item", "type_text": "string"},
                                                         {"name": "price", "type_text": "double"}])

@@ -230,7 +230,6 @@ def test_429_over_http_carries_retry_after(tmp_path: Path) -> None:
 def test_inference_table_logs_payloads_without_secrets(gw: tuple[Workspace, Clock]) -> None:
     ws, _clock = gw
     admin, alice = ws.principal("admin"), ws.principal("alice")
-    ws.catalog.create(admin, "catalog", "main")
     ws.catalog.create(admin, "schema", "main.logs")
     canary = "sk-canary-0a1b2c3d4e5f60718293"
     ws.secrets.create_scope(admin, "llm")

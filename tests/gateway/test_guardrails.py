@@ -123,7 +123,6 @@ def test_guardrails_through_the_gateway(ws: Workspace) -> None:
     import time
 
     admin = ws.ensure_user("admin", admin=True)
-    ws.catalog.create(admin, "catalog", "main")
     ws.catalog.create(admin, "schema", "main.logs")
     ws.gateway.create_endpoint(admin, {"name": "ep", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]},
                                        "ai_gateway": {

@@ -55,7 +55,6 @@ def test_usage_and_payload_rows_are_exact_under_concurrency(tmp_path: Path) -> N
         ws = Workspace(Settings(home=tmp_path / "home", allowed_model_hosts=host, access_log="off"))
         admin = ws.ensure_user("admin@example.com", admin=True)
         token = ws.create_token("admin@example.com", admin=True)
-        ws.catalog.create(admin, "catalog", "main")
         ws.catalog.create(admin, "schema", "main.logs")
         ws.serving.create(admin, {"name": "ext", "config": {"served_entities": [{"name": "ext", "external_model": {
             "name": "m", "provider": "openai", "task": "llm/v1/chat",

@@ -100,7 +100,6 @@ def test_cli_ingest_then_index_then_query(tmp_path: Path, files: dict[str, Path]
     home = tmp_path / "home"
     ws = Workspace(Settings(home=home, enable_fake_models=1))
     admin = ws.ensure_user("root", admin=True)
-    ws.catalog.create(admin, "catalog", "main")
     ws.catalog.create(admin, "schema", "main.docs")
     ws.serving.create(admin, {"name": "emb", "config": {"served_entities": [{"entity_name": "system.ai.fake-embedding"}]}})
     ws.close()

@@ -19,8 +19,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[st
     ws = Workspace(Settings(home=tmp_path_factory.mktemp("bad") / "home"))
     admin = ws.ensure_user("admin@example.com", admin=True)
     token = ws.create_token("admin@example.com", admin=True)
-    ws.catalog.create(admin, "catalog", "main")
-    ws.catalog.create(admin, "schema", "main.default")
     ws.volumes.create(admin, "main.default.v")
     with serve(ws) as url:
         yield url, {"authorization": f"Bearer {token}"}

@@ -24,7 +24,6 @@ def test_a_flood_of_slow_functions_is_shed_and_other_routes_stay_fast(tmp_path: 
     ws = Workspace(Settings(home=home))
     admin = ws.ensure_user("admin@example.com", admin=True)
     token = ws.create_token("admin@example.com", admin=True)
-    ws.catalog.create(admin, "catalog", "main")
     ws.catalog.create(admin, "schema", "main.tools")
     from brickyard.catalog._objects import function_spec
 

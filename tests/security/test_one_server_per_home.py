@@ -52,10 +52,8 @@ def test_a_second_server_on_one_home_is_refused_and_a_killed_one_leaves_no_lock(
 def test_cli_commands_work_beside_a_running_server(tmp_path: Path) -> None:
     home = tmp_path / "home"
     ws = Workspace(Settings(home=home))
-    admin = ws.ensure_user("admin@example.com", admin=True)
+    ws.ensure_user("admin@example.com", admin=True)
     token = ws.create_token("admin@example.com", admin=True)
-    ws.catalog.create(admin, "catalog", "main")
-    ws.catalog.create(admin, "schema", "main.default")
     ws.close()
     docs = tmp_path / "docs"
     docs.mkdir()

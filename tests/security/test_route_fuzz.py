@@ -52,8 +52,6 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     ws = Workspace(Settings(home=tmp_path_factory.mktemp("fuzz") / "home"))
     admin = ws.ensure_user("admin@example.com", admin=True)
     token = ws.create_token("admin@example.com", admin=True)
-    ws.catalog.create(admin, "catalog", "main")
-    ws.catalog.create(admin, "schema", "main.default")
     ws.tables.create(admin, "main.default.t", columns=[{"name": "id", "type_text": "bigint"}])
     ws.volumes.create(admin, "main.default.v")
     with serve(ws) as url:

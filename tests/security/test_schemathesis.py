@@ -23,10 +23,8 @@ TOKEN: dict[str, str] = {}
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     ws = Workspace(Settings(home=Path(tmp_path_factory.mktemp("schemathesis")) / "home", access_log="off"))
-    admin = ws.ensure_user("admin@example.com", admin=True)
+    ws.ensure_user("admin@example.com", admin=True)
     TOKEN["value"] = ws.create_token("admin@example.com", admin=True)
-    ws.catalog.create(admin, "catalog", "main")
-    ws.catalog.create(admin, "schema", "main.default")
     with serve(ws) as url:
         yield schemathesis.openapi.from_url(url + "/openapi.json")
     ws.close()

@@ -24,8 +24,6 @@ def ws(tmp_path: Path) -> Iterator[Workspace]:
     w = Workspace(Settings(home=tmp_path / "home"))
     admin = w.ensure_user("admin@example.com", admin=True)
     w.ensure_user("bob@example.com")
-    w.catalog.create(admin, "catalog", "main")
-    w.catalog.create(admin, "schema", "main.default")
     w.tables.create(admin, "main.default.secret", columns=[{"name": "x", "type_text": "string"}])
     w.tables.write(admin, "main.default.secret", [{"x": "classified"}])
     yield w

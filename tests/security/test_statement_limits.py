@@ -20,8 +20,6 @@ from tests.conftest import rss_mb, serve_process
 def ws(tmp_path: Path):  # type: ignore[no-untyped-def]
     w = Workspace(Settings(home=tmp_path / "home", statement_results_per_user_bytes=2 << 20))
     admin = w.ensure_user("admin@example.com", admin=True)
-    w.catalog.create(admin, "catalog", "main")
-    w.catalog.create(admin, "schema", "main.default")
     w.sql.execute(admin, "CREATE TABLE main.default.t (id BIGINT)")
     w.sql.execute(admin, "INSERT INTO main.default.t VALUES " + ", ".join(f"({i})" for i in range(40)))  # noqa: S608
     yield w

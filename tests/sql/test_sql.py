@@ -12,8 +12,6 @@ from brickyard.workspace import Workspace
 @pytest.fixture
 def admin(ws_sqlite: Workspace) -> Principal:
     p = ws_sqlite.ensure_user("admin", admin=True)
-    ws_sqlite.sql.execute(p, "CREATE CATALOG main")
-    ws_sqlite.sql.execute(p, "CREATE SCHEMA main.default")
     ws_sqlite.sql.execute(p, "CREATE TABLE main.default.t (id BIGINT NOT NULL, txt STRING COMMENT 'words', x DOUBLE)")
     ws_sqlite.sql.execute(p, "INSERT INTO t VALUES (1, 'a', 1.5), (2, 'b', NULL), (3, 'c', 3.0)")
     return p

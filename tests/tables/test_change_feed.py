@@ -45,7 +45,6 @@ WRITES = {
 def test_change_feed_replays_to_the_next_snapshot(ws_sqlite: Workspace, mode: str) -> None:
     ws = ws_sqlite
     p = ws.ensure_user("root", admin=True)
-    ws.catalog.create(p, "catalog", "main")
     ws.catalog.create(p, "schema", "main.s")
     ws.tables.create(p, "main.s.t", columns=[{"name": "id", "type_text": "bigint"}, {"name": "v", "type_text": "string"}])
     ws.tables.write(p, "main.s.t", [{"id": i, "v": f"r{i}"} for i in range(10)])

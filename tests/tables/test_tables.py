@@ -20,7 +20,6 @@ COLS = [{"name": "id", "type_text": "bigint"}, {"name": "txt", "type_text": "str
 def admin(ws_sqlite: Workspace) -> Principal:
     ws = ws_sqlite
     p = ws.ensure_user("admin", admin=True)
-    ws.catalog.create(p, "catalog", "main")
     ws.catalog.create(p, "schema", "main.s")
     return p
 

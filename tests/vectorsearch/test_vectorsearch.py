@@ -47,7 +47,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     ws.ensure_user("bob@example.com")
     bob = ws.create_token("bob@example.com")
     admin = ws.principal("admin@example.com")
-    ws.catalog.create(admin, "catalog", "main")
     ws.catalog.create(admin, "schema", "main.rag")
     ws.serving.create(admin, {"name": "fake-embedding",
                               "config": {"served_entities": [{"entity_name": "system.ai.fake-embedding"}]}})

@@ -48,6 +48,8 @@ _ALIASES = {
     "materialized_view": "table",
 }
 METASTORE = "metastore"
+#: what every user may do in ``main.default`` (as in a new Databricks workspace's default schema)
+DEFAULT_SCHEMA_GRANTS = ("USE_SCHEMA", "CREATE_TABLE", "CREATE_VOLUME", "CREATE_MODEL", "CREATE_FUNCTION")
 DEFAULT_PAGE = 1000
 
 
@@ -158,17 +160,35 @@ class Catalog:
                 " updated_at, updated_by) VALUES (?, 'metastore', 'metastore', ?, NULL, ?, ?, 'system', ?, 'system')",
                 (root, METASTORE, ADMINS, now, now),
             )
-            for kind, name, parent in (("catalog", "system", root), ("schema", "system.access", None)):
-                sid = new_id()
-                pid = parent or tx.scalar("SELECT id FROM securables WHERE namespace = 'catalog' AND full_name = 'system'")
-                tx.execute(
-                    "INSERT INTO securables (id, kind, namespace, full_name, parent_id, owner, comment, spec,"
-                    " created_at, created_by, updated_at, updated_by)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'system', ?, 'system')",
-                    (sid, kind, kind, name, pid, ADMINS, "System tables maintained by Brickyard",
-                     json.dumps({"system": True}), now, now),
-                )
+            system = self._insert(tx, "catalog", "system", root, ADMINS, "system", now,
+                                  comment="System tables maintained by Brickyard", spec={"system": True})
+            self._insert(tx, "schema", "system.access", system, ADMINS, "system", now,
+                         comment="System tables maintained by Brickyard", spec={"system": True})
+            # As in a new Databricks workspace: a ``main`` catalog owned by the admins, which every user may
+            # use, and its ``default`` schema, where every user may create tables, volumes, models and functions.
+            main = self._insert(tx, "catalog", "main", root, ADMINS, "system", now,
+                                comment="The workspace's default catalog")
+            default = self._insert(tx, "schema", "main.default", main, ADMINS, "system", now,
+                                   comment="Default schema (auto-created)")
+            for sid, privileges in ((main, ("USE_CATALOG",)), (default, DEFAULT_SCHEMA_GRANTS)):
+                for privilege in privileges:
+                    tx.execute("INSERT INTO grants (securable_id, principal, privilege, granted_by, granted_at)"
+                               " VALUES (?, ?, ?, 'system', ?)", (sid, ACCOUNT_USERS, privilege, now))
             return info
+
+    @staticmethod
+    def _insert(tx: Tx, kind: str, full_name: str, parent_id: str, owner: str, by: str, now: int, *,
+                comment: str | None = None, properties: dict[str, str] | None = None,
+                spec: dict[str, Any] | None = None, sid: str | None = None) -> str:
+        sid = sid or new_id()
+        tx.execute(
+            "INSERT INTO securables (id, kind, namespace, full_name, parent_id, owner, comment, properties,"
+            " spec, created_at, created_by, updated_at, updated_by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (sid, kind, _namespace(kind), full_name, parent_id, owner, comment, json.dumps(properties or {}),
+             json.dumps(spec or {}), now, by, now, by),
+        )
+        return sid
 
     def info(self) -> dict[str, str]:
         with self._tx(write=False) as tx:
@@ -397,13 +417,11 @@ class Catalog:
                 full_spec.update(prepare(parent, sid))
             now = self.clock()
             try:
-                tx.execute(
-                    "INSERT INTO securables (id, kind, namespace, full_name, parent_id, owner, comment, properties,"
-                    " spec, created_at, created_by, updated_at, updated_by)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (sid, kind, _namespace(kind), str(fn), parent.id, new_owner, comment, json.dumps(props),
-                     json.dumps(full_spec), now, p.name, now, p.name),
-                )
+                self._insert(tx, kind, str(fn), parent.id, new_owner, p.name, now, comment=comment,
+                             properties=props, spec=full_spec, sid=sid)
+                if kind == "catalog":  # every new catalog comes with a ``default`` schema, as on Databricks
+                    self._insert(tx, "schema", f"{fn}.default", sid, new_owner, p.name, now,
+                                 comment="Default schema (auto-created)")
             except self.db.integrity_errors() as exc:
                 raise AlreadyExists(f"{kind.replace('_', ' ').capitalize()} '{fn}' already exists") from exc
             self._audit(tx, p, action, kind, str(fn), params={"comment": comment, "owner": new_owner})
@@ -555,7 +573,8 @@ class Catalog:
             if not d.allowed:
                 self._deny(p, action, kind, obj.full_name, d.reason)
             dropped = self._descendants(tx, obj)
-            if len(dropped) > 1 and not force:
+            auto = [d for d in dropped[1:] if obj.kind == "catalog" and d.full_name == f"{obj.full_name}.default"]
+            if len(dropped) > 1 + len(auto) and not force:  # an empty auto-created default schema does not count
                 raise InvalidState(
                     f"{kind.capitalize()} '{obj.full_name}' is not empty ({len(dropped) - 1} objects inside); "
                     "drop them first or pass force=true"

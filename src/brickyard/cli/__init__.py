@@ -161,33 +161,109 @@ def ingest_cmd(paths: Annotated[list[Path], typer.Argument(help="Files or direct
                overlap: Annotated[int, typer.Option(help="Overlap between consecutive chunks")] = 100,
                unit: Annotated[str, typer.Option(help="chars | tokens (fixed strategy)")] = "chars",
                embedding_endpoint: Annotated[str | None, typer.Option(
-                   help="Embedding serving endpoint for --strategy semantic")] = None) -> None:
-    """Parse documents (PDF, DOCX, PPTX, HTML, Markdown, text), chunk them and write the chunks to a table."""
-    from rich.progress import Progress
+                   help="Embedding serving endpoint for --strategy semantic")] = None,
+               include: Annotated[list[str] | None, typer.Option(
+                   help="Only files whose path (relative to the folder) matches this glob (repeatable; ** spans "
+                        "folders, a glob without / matches file names)")] = None,
+               exclude: Annotated[list[str] | None, typer.Option(help="Leave out files matching this glob (repeatable)")]
+               = None,
+               root: Annotated[Path | None, typer.Option(
+                   help="Name sources relative to this folder (default: each folder given, or a file's own folder)")]
+               = None,
+               delete_missing: Annotated[bool, typer.Option(
+                   "--delete-missing", help="Remove the chunks of sources that are no longer among the files")] = False,
+               index: Annotated[str | None, typer.Option(
+                   help="Then create (or sync) this Delta Sync index on the table and wait until it is ready")] = None,
+               vs_endpoint: Annotated[str, typer.Option(help="Vector search endpoint of --index (created if missing)")]
+               = "brickyard",
+               embedding_model: Annotated[str, typer.Option(help="Embedding serving endpoint of --index")]
+               = "databricks-gte-large-en") -> None:
+    """Parse documents (PDF, DOCX, PPTX, HTML, Markdown, text), chunk them and bring a table up to date with
+    them in one commit: unchanged files are skipped, changed ones replaced. With --index, then index it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..ingest import Options, files_under
+    from ..ingest import Options, select_files
 
     ws = _run(lambda: _workspace(home))
     try:
+        p = _run(lambda: _principal(ws, user))
         options = _run(lambda: Options(strategy=strategy, size=size, overlap=overlap, unit=unit).check())
-        total = len(_run(lambda: files_under(paths)))
-        with Progress(transient=as_json, disable=as_json) as bar:
-            task = bar.add_task("ingesting", total=total)
+        selection = _run(lambda: select_files(paths, include=include or (), exclude=exclude or (), root=root))
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, transient=as_json, disable=as_json) as bar:
+            task = bar.add_task("ingesting", total=len(selection.files))
 
             def step(source: str, chunks: int) -> None:
-                bar.update(task, advance=1, description=f"{source[-40:]} ({chunks} chunks)")
+                what = "unchanged" if chunks < 0 else f"{chunks} chunks"
+                bar.update(task, advance=1, description=f"{source[-40:]} ({what})")
 
-            report = _run(lambda: ws.ingest(_principal(ws, user), list(paths), table, options=options,
-                                            embedding_endpoint=embedding_endpoint, progress=step))
+            report = _run(lambda: ws.ingest(p, list(paths), table, options=options,
+                                            embedding_endpoint=embedding_endpoint, progress=step,
+                                            selection=selection, delete_missing=delete_missing))
+        out = report.to_dict()
+        if index is not None:
+            out["index"] = _run(lambda: _follow_index(ws, p, table, index, vs_endpoint, embedding_model, as_json))
     finally:
         ws.close()
-    out = report.to_dict()
     if as_json:
         typer.echo(json.dumps(out))
-    else:
-        typer.echo(f"{out['files']} files, {out['chunks']} chunks -> {table} (version {out['table_version']})")
-        for failure in out["failed"]:
-            typer.echo(f"  skipped {failure['source']}: {failure['kind']}: {failure['message']}", err=True)
+        return
+    version = f"version {out['table_version']}" if out["table_version"] is not None else "no change"
+    typer.echo(f"{out['files']} files ({out['chunks']} chunks) written, {out['unchanged']} unchanged, "
+               f"{out['deleted']} removed -> {table} ({version})")
+    for reason, info in out["skipped"].items():
+        typer.echo(f"  skipped {info['count']} ({reason}), e.g. {', '.join(info['examples'][:3])}", err=True)
+    for failure in out["failed"]:
+        typer.echo(f"  failed {failure['source']}: {failure['kind']}: {failure['message']}", err=True)
+    if "index" in out:
+        typer.echo(f"index {index}: {out['index']['indexed_row_count']} rows, ready for queries "
+                   f"{out['index']['seconds']:.1f} s after the chunks were written")
+
+
+def _follow_index(ws: Any, p: Any, table: str, index: str, vs_endpoint: str, embedding_model: str,
+                  quiet: bool) -> dict[str, Any]:
+    """Create or sync ``index`` on ``table`` and show its progress until it answers queries: in this process,
+    or through the server that holds the home (which alone writes its indexes)."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..core.homelock import holder
+    from ..vectorsearch import LocalIndexes, Target, follow
+
+    started = time.monotonic()
+    server = holder(ws.home)
+    remote = None
+    token_id = None
+    if server and server.get("url"):
+        from ._remote import RemoteIndexes
+
+        token, info = ws.identity.create_token(p.id, lifetime_seconds=24 * 3600,
+                                               comment="brickyard ingest --index (revoked when it ends)")
+        token_id = info["id"]
+        remote = RemoteIndexes(server["url"], token)
+    indexes = remote or LocalIndexes(ws.vectorsearch, p)
+    target = Target(index=index, endpoint=vs_endpoint, embedding_endpoint=embedding_model)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, transient=quiet, disable=quiet) as bar:
+            task = bar.add_task(f"indexing {index}", total=None)
+
+            def shown(status: dict[str, Any]) -> None:
+                sp = status.get("sync_progress") or {}
+                if sp.get("rows_to_index") is not None:
+                    bar.update(task, total=sp["rows_to_index"], completed=sp.get("rows_indexed", 0),
+                               description=f"indexing {index} ({status.get('detailed_state')})")
+
+            status = follow(indexes, table, target, progress=shown)
+            bar.update(task, total=status.get("indexed_row_count") or 1,
+                       completed=status.get("indexed_row_count") or 1)
+    finally:
+        if remote is not None:
+            remote.close()
+            ws.identity.revoke_token(token_id)
+    return {"name": index, "indexed_row_count": status.get("indexed_row_count"),
+            "detailed_state": status.get("detailed_state"), "seconds": round(time.monotonic() - started, 3)}
 
 
 @table_app.command("read")

@@ -2,8 +2,17 @@
 chunk them, and land the chunks in a Delta table with the change data feed on."""
 
 from ._chunk import STRATEGIES, Chunk, Options, chunk
-from ._pipeline import CHUNK_SCHEMA, Report, files_under, ingest
+from ._pipeline import (
+           BUILD_FOLDERS,
+           CHUNK_SCHEMA,
+           Report,
+           Selection,
+           files_under,
+           glob_regex,
+           ingest,
+           select_files,
+)
 from ._sandbox import parse_bytes, parse_file
 
-__all__ = ["CHUNK_SCHEMA", "STRATEGIES", "Chunk", "Options", "Report", "chunk", "files_under", "ingest", "parse_bytes",
-           "parse_file"]
+__all__ = ["BUILD_FOLDERS", "CHUNK_SCHEMA", "STRATEGIES", "Chunk", "Options", "Report", "Selection", "chunk",
+           "files_under", "glob_regex", "ingest", "parse_bytes", "parse_file", "select_files"]

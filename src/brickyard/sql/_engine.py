@@ -290,7 +290,7 @@ class _Ctx:
             return self.engine.system_tables[full]()
         obj = self.engine.catalog.require(self.p, privilege, "table", full, action="readTable")
         objects[full] = obj
-        return self.engine.tables.open(obj, version).to_pyarrow_dataset()
+        return self.engine.tables.dataset(obj, version)
 
     def run(self, con: Any, tree: Any, *, max_bytes: int | None = None) -> pa.Table:
         """Run ``tree``; with ``max_bytes``, read the result batch by batch and refuse it once it is larger."""

@@ -106,13 +106,26 @@ class Tables:
         """The ``DeltaTable`` behind an already-authorized securable."""
         return self._table(obj, version)
 
+    def dataset(self, obj: Securable, version: int | None = None) -> Any:
+        """The table's files at ``version`` as a ``pyarrow.dataset``, read through Arrow's own local file
+        system. deltalake's default file system is a Python handler; Arrow's I/O threads read ahead through
+        it, and when a reader stops early (a ``LIMIT``) those threads can still be calling into Python while
+        the interpreter exits, which aborts, segfaults or hangs the process."""
+        import pyarrow.fs as pafs
+
+        root = _local_path(obj.spec["storage_location"]) if obj.spec.get("storage_location") else None
+        table = self._table(obj, version)
+        if root is None:
+            return table.to_pyarrow_dataset()
+        return table.to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(root, pafs.LocalFileSystem()))
+
     def schema(self, obj: Securable) -> pa.Schema:
         return pa.schema(self._table(obj).schema().to_arrow())
 
     def read(self, p: Principal, full_name: str, *, version: int | None = None, columns: Sequence[str] | None = None,
              limit: int | None = None) -> pa.Table:
         obj = self.catalog.require(p, "SELECT", "table", full_name, action="readTable")
-        dataset = self._table(obj, version).to_pyarrow_dataset()
+        dataset = self.dataset(obj, version)
         if columns:
             missing = [c for c in columns if c not in dataset.schema.names]
             if missing:
@@ -224,6 +237,13 @@ class Tables:
                 raise
             except Exception as exc:
                 raise InvalidParameterValue(f"MERGE into {obj.full_name} failed: {exc}") from exc
+
+
+def _local_path(location: str) -> str | None:
+    """The local directory of a storage location (a path or a ``file://`` URL); None for anything else."""
+    if location.startswith("file://"):
+        location = location[len("file://"):]
+    return location if location.startswith("/") else None
 
 
 def _add_clause(merger: Any, clause: dict[str, Any]) -> Any:

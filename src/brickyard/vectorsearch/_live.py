@@ -34,6 +34,10 @@ class Live:
     state: str = "ONLINE"
     message: str = ""
     syncing: bool = False
+    sync_thread: threading.Thread | None = None
+    initial_sync: bool = False  # the sync in progress takes the first snapshot of the source
+    rows_done: int = 0  # of the sync in progress: rows embedded and prepared ...
+    rows_total: int | None = None  # ... of this many (None: still reading the source)
     last_error: str | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None

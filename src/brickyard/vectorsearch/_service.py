@@ -51,11 +51,18 @@ def _endpoint_name(value: Any) -> str:
     return value
 
 
+def _progress(live: Live) -> str:
+    if live.rows_total is None:
+        return "reading the source table"
+    return f"{live.rows_done:,} of {live.rows_total:,} rows embedded and indexed"
+
+
 class VectorSearch(Writes, Sync, Query):
     def __init__(self, db: Database, catalog: Catalog, tables: Tables, home: Path, *, embed: Embed,
                  system_principal: Callable[[], Principal], poll_seconds: float = 0.5,
                  reranker_path: str | None = None, reranker_precision: str = "auto",
-                 rerank: Callable[[Principal, str, str, list[str]], list[tuple[int, float]]] | None = None) -> None:
+                 rerank: Callable[[Principal, str, str, list[str]], list[tuple[int, float]]] | None = None,
+                 resume_syncs: bool = True) -> None:
         self.db = db
         self.catalog = catalog
         self.tables = tables
@@ -64,6 +71,7 @@ class VectorSearch(Writes, Sync, Query):
         self.system_principal = system_principal
         self.poll_seconds = poll_seconds
         self.sync_wait_seconds = 10.0
+        self.resume_syncs = resume_syncs
         self.reranker_path = reranker_path
         self.reranker_precision = reranker_precision
         self.rerank_endpoint = rerank
@@ -330,8 +338,12 @@ class VectorSearch(Writes, Sync, Query):
             live = Live(spec, store, engine)
             with self._lock:
                 self._live[name] = live
-        if (spec.get("delta_sync_index_spec") or {}).get("pipeline_type") == "CONTINUOUS":
+        pipeline = (spec.get("delta_sync_index_spec") or {}).get("pipeline_type")
+        if pipeline == "CONTINUOUS":
             self._start_continuous(name, live)
+        elif pipeline and self.resume_syncs and store.meta("source_version") is None:
+            # an initial snapshot that never finished (the process stopped): take it again
+            self._start_sync(name, live, background=True, wait=False)
         return live
 
     @staticmethod
@@ -381,12 +393,24 @@ class VectorSearch(Writes, Sync, Query):
         if state != "ONLINE":
             detailed = state
         message = live.last_error or ("Index is ready" if state == "ONLINE" else live.message)
+        if spec.get("delta_sync_index_spec") and (live.initial_sync or live.store.meta("source_version") is None):
+            # Until the first snapshot of the source is indexed, the index is provisioning (not ready), as on
+            # Databricks; an initial sync that failed leaves it offline.
+            state = "PROVISIONING"
+            if live.last_error and not live.syncing:
+                detailed, message = "OFFLINE_FAILED", live.last_error
+            else:
+                detailed, message = "PROVISIONING_INITIAL_SNAPSHOT", "Initial snapshot: " + _progress(live)
+        elif live.syncing and live.rows_total:
+            message = f"{message}; syncing: {_progress(live)}"
+        status: dict[str, Any] = {"ready": state == "ONLINE", "detailed_state": detailed, "message": message,
+                                  "indexed_row_count": count, "index_url": None}
+        if live.syncing:
+            status["sync_progress"] = {"rows_indexed": live.rows_done, "rows_to_index": live.rows_total}
         out: dict[str, Any] = {
             "name": name, "endpoint_name": spec["endpoint_name"], "id": spec["id"], "primary_key": spec["primary_key"],
             "index_type": spec["index_type"], "index_subtype": spec.get("index_subtype", "VECTOR"),
-            "creator": spec["owner"],
-            "status": {"ready": state == "ONLINE", "detailed_state": detailed, "message": message,
-                       "indexed_row_count": count, "index_url": None}}
+            "creator": spec["owner"], "status": status}
         if spec.get("delta_sync_index_spec"):
             ds = dict(spec["delta_sync_index_spec"])
             out["delta_sync_index_spec"] = ds

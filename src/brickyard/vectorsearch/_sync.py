@@ -38,23 +38,29 @@ class Sync:
             raise InvalidState("Pipeline is in state RUNNING; wait for the current sync to finish")
         self._start_sync(str(parse_name(name, 3)), live, background=True)
 
-    def _start_sync(self, name: str, live: Live, *, background: bool) -> None:
+    def _start_sync(self, name: str, live: Live, *, background: bool, wait: bool = True) -> None:
+        """Sync ``name``; in the background, on a thread of its own (joined when one is already running)."""
         if not background:
             self.sync_now(name)
             return
-        live.syncing = True
+        with self._lock:
+            thread = live.sync_thread if live.syncing and live.sync_thread is not None else None
+            if thread is None:
+                live.syncing = True
 
-        def run() -> None:
-            try:
-                self.sync_now(name)
-            except Exception:  # noqa: BLE001 - recorded on the index
-                log.exception("sync of %s failed", name)
+                def run() -> None:
+                    try:
+                        self.sync_now(name)
+                    except Exception:  # noqa: BLE001 - recorded on the index
+                        log.exception("sync of %s failed", name)
 
-        thread = threading.Thread(target=run, daemon=True, name=f"vs-sync-{name}")
-        thread.start()
+                thread = threading.Thread(target=run, daemon=True, name=f"vs-sync-{name}")
+                live.sync_thread = thread
+                thread.start()
         # A small sync is done before the answer, so clients see the index ready at once (the official
         # client polls every 30 s otherwise); a long one goes on in the background.
-        thread.join(timeout=self.sync_wait_seconds)
+        if wait:
+            thread.join(timeout=self.sync_wait_seconds)
 
     def sync_now(self, name: str, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Bring a Delta Sync index up to its source table's latest version: incrementally from the change
@@ -62,6 +68,12 @@ class Sync:
         live = self._open(name)
         ds = live.spec["delta_sync_index_spec"]
         live.syncing = True
+
+        def track(done: int, total: int) -> None:
+            live.rows_done, live.rows_total = done, total
+            if progress is not None:
+                progress(done, total)
+
         try:
             with live.write_lock:
                 owner = self._owner(live)
@@ -69,6 +81,7 @@ class Sync:
                 table = self.tables.open(src)
                 version = int(table.version())
                 last = live.store.meta("source_version")
+                live.initial_sync = last is None
                 if last is not None and int(last) >= version:
                     live.last_error = None
                     return {"mode": "none", "version": version}
@@ -78,11 +91,11 @@ class Sync:
                     try:
                         if not self._additive(live, src, int(last), columns):
                             raise _Gap("columns of the source were dropped, renamed or changed type")
-                        result = self._incremental(live, src, int(last), version, progress)
+                        result = self._incremental(live, src, int(last), version, track)
                     except _Gap as gap:
                         log.info("index %s: %s; rebuilding from version %s", name, gap, version)
                 if result is None:
-                    result = self._rebuild(live, src, version, progress)
+                    result = self._rebuild(live, src, version, track)
                 live.last_error = None
                 live.state = "ONLINE"
                 return result
@@ -93,7 +106,8 @@ class Sync:
             live.last_error = f"sync failed: {type(exc).__name__}: {exc}"
             raise
         finally:
-            live.syncing = False
+            live.syncing = live.initial_sync = False
+            live.rows_done, live.rows_total = 0, None
 
     def _source_columns(self, live: Live, table: Any, version: int) -> dict[str, str]:
         """The source's columns at ``version`` (name -> type), checked against what the index needs: a sync
@@ -151,20 +165,23 @@ class Sync:
         upserts = [r for r in final.values() if r is not None]
         deletes = [k for k, r in final.items() if r is None]
         total = len(upserts)
+        if progress:
+            progress(0, total)
         prepared = self._prepare_rows(live, upserts, progress=(lambda n: progress(n, total)) if progress else None)
         self._commit(live, prepared, deletes, meta={"source_version": version})
         self._writeback(live, prepared, deletes, replace=False)
-        expected = self.tables.open(src, version).to_pyarrow_dataset().count_rows()
+        expected = self.tables.dataset(src, version).count_rows()
         if expected != live.store.count():  # a feed that silently missed a change (e.g. CDF turned off)
             raise _Gap(f"the index holds {live.store.count()} rows after the change feed, the source {expected}")
         return {"mode": "incremental", "version": version, "upserted": len(prepared), "deleted": len(deletes)}
 
     def _rebuild(self, live: Live, src: Any, version: int, progress: Callable[[int, int], None] | None
                  ) -> dict[str, Any]:
-        table = self.tables.open(src, version)
-        data = table.to_pyarrow_table()
+        data = self.tables.dataset(src, version).to_table()
         cols = self._columns(live, data.column_names)
         rows = data.select(cols).to_pylist()
+        if progress:
+            progress(0, len(rows))
         prepared = self._prepare_rows(live, rows, progress=(lambda n: progress(n, len(rows))) if progress else None)
         self._commit(live, prepared, [], meta={"source_version": version}, replace=True)
         self._writeback(live, prepared, [], replace=True)
