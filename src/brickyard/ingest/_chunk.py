@@ -122,12 +122,27 @@ def _pack(text: str, spans: list[tuple[int, int]], size: int, overlap: int) -> l
         else:
             out.append((start, end))  # type: ignore[arg-type]
             assert end is not None
+            previous_end = end
             start, end = max(a - overlap, end - overlap, start), b
             if end - start > size:
                 start = end - size
+            start = _word_start(text, start, min(a, previous_end))
     if start is not None:
         out.append((start, end))  # type: ignore[arg-type]
     return out
+
+
+def _word_start(text: str, pos: int, limit: int) -> int:
+    """Move an overlap's start forward to the start of a sentence in it, else of a word, never past ``limit``
+    (where the new content begins): an overlap never starts mid-word."""
+    if pos <= 0 or pos >= limit or text[pos - 1].isspace():
+        return pos
+    window = text[pos:limit]
+    sentence = _SENTENCE.search(window)
+    if sentence is not None:
+        return pos + sentence.end()
+    space = re.search(r"\s+", window)
+    return pos + space.end() if space is not None else limit
 
 
 def chunk(parsed: dict[str, Any], source: str, options: Options | None = None,

@@ -20,7 +20,6 @@ import io
 import re
 import zipfile
 from collections.abc import Iterable
-from html.parser import HTMLParser
 from typing import Any
 
 MAX_UNZIPPED = 200 << 20  # DOCX / PPTX: total uncompressed size
@@ -83,7 +82,9 @@ def parse(data: bytes, name: str, *, size: int | None = None) -> dict[str, Any]:
         _check_zip(data)
         _pptx(data, doc)
     elif kind == "html":
-        _html(_text(data), doc)
+        from ._html import parse_html
+
+        parse_html(_text(data), doc)
     elif kind == "markdown":
         _markdown(_text(data), doc)
     else:
@@ -289,109 +290,6 @@ def _pdf(data: bytes, doc: _Doc) -> None:
         for _, kind, text, extra in sorted(items, key=lambda it: it[0]):
             doc.add(kind, text, index, **extra)
         doc.pages.add(index)
-
-
-class _HTML(HTMLParser):
-    BLOCKS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "figcaption", "caption", "title", "pre", "blockquote",
-              "td", "th", "dt", "dd"}
-    SKIP = {"script", "style", "noscript", "template", "head"}
-
-    def __init__(self, doc: _Doc) -> None:
-        super().__init__(convert_charrefs=True)
-        self.doc = doc
-        self.stack: list[str] = []
-        self.buffer: list[str] = []
-        self.table: list[list[str]] | None = None
-        self.cell: list[str] | None = None
-        self.skip = 0
-        self.title = False
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag in ("br", "hr", "img", "meta", "link", "input"):
-            if tag == "br":
-                self.buffer.append("\n")
-            return
-        if len(self.stack) > MAX_DEPTH:
-            raise ParseError("UNSAFE", f"the HTML nests deeper than {MAX_DEPTH} elements")
-        self.stack.append(tag)
-        if tag in self.SKIP:
-            self.skip += 1
-        elif tag == "table":
-            self._flush()
-            self.table = []
-        elif tag == "tr" and self.table is not None:
-            self.table.append([])
-        elif tag in ("td", "th") and self.table is not None:
-            self.cell = []
-        elif tag in self.BLOCKS:
-            self._flush()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag not in self.stack:
-            return
-        while self.stack:
-            top = self.stack.pop()
-            if top in self.SKIP:
-                self.skip -= 1
-            self._close(top)
-            if top == tag:
-                break
-
-    def _close(self, tag: str) -> None:
-        if tag in ("td", "th") and self.table is not None and self.cell is not None:
-            if not self.table:
-                self.table.append([])
-            self.table[-1].append("".join(self.cell).strip())
-            self.cell = None
-        elif tag == "table" and self.table is not None:
-            self.doc.add("table", _table_html(self.table))
-            self.table = None
-        elif tag in self.BLOCKS and self.table is None:
-            text = re.sub(r"[ \t\r\f\v]+", " ", "".join(self.buffer)).strip()
-            self.buffer = []
-            if tag[0] == "h" and tag[1:].isdigit():
-                level = int(tag[1:])
-                if level == 1 and not any(e["type"] == "title" for e in self.doc.elements):
-                    self.doc.add("title", text)
-                else:
-                    self.doc.add("section_header", text, level=level)
-            elif tag == "title":
-                pass  # the <title> of the head: metadata, not content
-            elif tag == "li" or tag in ("dt", "dd"):
-                self.doc.add("list_item", text)
-            elif tag in ("figcaption", "caption"):
-                self.doc.add("caption", text)
-            else:
-                self.doc.add("text", text)
-
-    def handle_data(self, data: str) -> None:
-        if self.skip:
-            return
-        if self.cell is not None:
-            self.cell.append(data)
-        elif self.table is None:
-            self.buffer.append(data)
-
-    def _flush(self) -> None:
-        text = re.sub(r"\s+", " ", "".join(self.buffer)).strip()
-        self.buffer = []
-        if text:
-            self.doc.add("text", text)
-
-    def finish(self) -> None:
-        while self.stack:
-            self._close(self.stack.pop())
-        self._flush()
-
-
-def _html(text: str, doc: _Doc) -> None:
-    parser = _HTML(doc)
-    try:
-        parser.feed(text)
-        parser.close()
-    except AssertionError as exc:  # the standard library's HTMLParser asserts on some malformed markup
-        raise ParseError("CORRUPT", f"the HTML is malformed beyond repair ({str(exc)[:80]})") from None
-    parser.finish()
 
 
 def _markdown(text: str, doc: _Doc) -> None:

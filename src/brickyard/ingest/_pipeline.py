@@ -36,7 +36,7 @@ from ..core.errors import IngestionError, InvalidParameterValue
 from ..tables import Tables
 from ._chunk import Options, chunk
 from ._parse import FORMATS
-from ._sandbox import parse_file
+from ._sandbox import parse_many
 
 CHUNK_SCHEMA = pa.schema([
     ("chunk_id", pa.string()),
@@ -243,6 +243,8 @@ def ingest(tables: Tables, p: Principal, paths: Iterable[str | Path], table: str
     stored, has_hash = _stored_hashes(tables, obj)
     batches: list[pa.Table] = []
     replace: list[str] = []
+    todo: list[tuple[Path, str]] = []
+    digests: dict[str, str] = {}
     for path, source in sel.files:
         try:
             digest = _digest(path)
@@ -254,9 +256,13 @@ def ingest(tables: Tables, p: Principal, paths: Iterable[str | Path], table: str
             if progress:
                 progress(source, -1)
             continue
+        digests[source] = digest
+        todo.append((path, source))
+    for _path, source, parsed in parse_many(todo):
         try:
-            parsed = parse_file(path, source)
-            rows = [c.to_row() | {"content_hash": digest} for c in chunk(parsed, source, opts, embed)]
+            if isinstance(parsed, IngestionError):
+                raise parsed
+            rows = [c.to_row() | {"content_hash": digests[source]} for c in chunk(parsed, source, opts, embed)]
         except IngestionError as exc:
             report.failed.append({"source": source, "kind": exc.kind, "message": exc.message})
             if progress:
