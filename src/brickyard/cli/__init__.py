@@ -382,10 +382,22 @@ def bench_retrieval_quality(data: Annotated[Path, typer.Option(help="A BEIR-layo
                                                             "qrels/)")] = Path("../shared/data/scifact"),
                     split: Annotated[str, typer.Option(help="qrels split")] = "train",
                     limit_docs: Annotated[int | None, typer.Option(help="Keep the relevant docs and fill up to N")]
-                    = None, as_json: AsJson = False) -> None:
-    """Retrieval quality (nDCG@10, recall@10) of ANN, FULL_TEXT, HYBRID and HYBRID+rerank on SciFact."""
-    from ..bench._retrieval import run_retrieval_bench
+                    = None,
+                    site: Annotated[Path | None, typer.Option(
+                        help="Instead: a documentation site folder, ingested, with questions people type")] = None,
+                    questions: Annotated[Path | None, typer.Option(
+                        help="With --site: the questions file (default bench/questions/python-docs.json)")] = None,
+                    as_json: AsJson = False) -> None:
+    """Retrieval quality of ANN, FULL_TEXT, HYBRID and HYBRID+rerank: nDCG@10 and recall@10 on SciFact, or
+    page-level hit@5 and MRR@10 on a documentation site (--site)."""
+    from ..bench._retrieval import DEFAULT_QUESTIONS, run_docs_retrieval_bench, run_retrieval_bench
 
+    if site is not None:
+        if not site.is_dir():
+            typer.echo(f"Error: {site} is not a folder", err=True)
+            raise typer.Exit(2)
+        _bench_out(_run(lambda: run_docs_retrieval_bench(site, questions or DEFAULT_QUESTIONS)), as_json)
+        return
     if not (data / "corpus.jsonl").exists():
         typer.echo(f"Error: {data}/corpus.jsonl not found; pass --data", err=True)
         raise typer.Exit(2)

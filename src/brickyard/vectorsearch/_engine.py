@@ -25,7 +25,6 @@ import gc
 import hashlib
 import math
 import os
-import re
 import shutil
 import threading
 from array import array
@@ -38,8 +37,10 @@ import numpy as np
 import orjson
 
 from ..core.errors import InvalidParameterValue
+from . import _words
 from ._pages import HUGE, HugePages, back_with_huge_pages
 from ._store import RowStore, StoredRow
+from ._words import query_terms
 
 FTS_TABLE_READS = 1000  # full-text reads of an unchanged index before its hit -> label table is built
 FTS_FORMAT = 2  # fts.json: {"format", "opstamp" of the commit it describes, "applied": {pk: seq}}
@@ -62,7 +63,6 @@ EF_MAX = 4096
 REORDER_MIN = 4096  # smaller graphs stay in cache; renumbering them buys nothing
 REORDER_GROWTH = 1.5  # lay the graph out again once it has this many times the nodes of its last layout
 FTS_WORDS = 65_536  # parsed one-word queries remembered per index (a few hundred bytes each)
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 _gc_lock = threading.Lock()
@@ -682,12 +682,14 @@ class Engine:
             return None
         return clauses[0][1] if len(clauses) == 1 else tantivy.Query.boolean_query(clauses)
 
-    def search_text(self, text: str, k: int, mask: np.ndarray | None) -> list[tuple[int, float]]:
-        """BM25 (tantivy, English stemming). With a mask, more hits are fetched until ``k`` pass it."""
+    def search_text(self, text: str, k: int, mask: np.ndarray | None, *, drop_stop_words: bool = True
+                    ) -> list[tuple[int, float]]:
+        """BM25 (tantivy, English stemming) of the query's words without function words, with every quoted
+        phrase required (see ``_words``). With a mask, more hits are fetched until ``k`` pass it."""
         if self._fts is None:
             raise InvalidParameterValue("this index has no text column for FULL_TEXT or HYBRID queries")
-        words = _WORD.findall(text.lower())
-        if not words or k <= 0:
+        words, phrases, minor = query_terms(text, drop_stop_words=drop_stop_words)
+        if not (words or phrases) or k <= 0:
             return []
         with self.lock:
             table = self._fts_table
@@ -696,7 +698,24 @@ class Engine:
                 if self._fts_reads >= max(FTS_TABLE_READS, len(self.pks) // 50):
                     table = self._fts_table = self._build_fts_table()
             searcher = table[0] if table is not None else self._fts.searcher()
-            query = self._text_query(words)
+            query = self._text_query(words) if words else None
+            if minor and _words.STOP_WEIGHT > 0:  # function words: tie-breakers, not evidence
+                import tantivy
+
+                weak = self._text_query(minor)
+                if weak is not None:
+                    weak = tantivy.Query.boost_query(weak, _words.STOP_WEIGHT)
+                    if query is not None:
+                        query = tantivy.Query.boolean_query([(tantivy.Occur.Should, query),
+                                                             (tantivy.Occur.Should, weak)])
+                    elif phrases:
+                        query = weak
+            if phrases:  # each quoted phrase must appear as written; the free words rank among those
+                import tantivy
+
+                must = [(tantivy.Occur.Must, self._fts.parse_query('"' + " ".join(p) + '"', ["text"]))
+                        for p in phrases]
+                query = tantivy.Query.boolean_query(must + ([(tantivy.Occur.Should, query)] if query else []))
             if query is None:
                 return []
             limit = k if mask is None else max(4 * k, 64)

@@ -11,22 +11,20 @@ Fusion Functions for Hybrid Retrieval", 2023). ``brickyard bench retrieval`` mea
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
-DENSE_WEIGHT = 0.5
-_WORD = re.compile(r"\w+", re.UNICODE)
-_STOP = frozenset("a an and are as at be by for from has have in is it its of on or that the this to was were "
-                  "what when where which who why with how do does".split())
+from ._words import STOP_WORDS, WORD
+
+DENSE_WEIGHT = 0.7
 
 
 def _terms(text: str) -> list[str]:
     out = []
-    for word in _WORD.findall(text.lower()):
-        if word in _STOP:
+    for word in WORD.findall(text.lower()):
+        if word in STOP_WORDS:
             continue
         for suffix in ("ingly", "edly", "ing", "ies", "ied", "es", "ed", "ly", "s"):  # a light stemmer
             if len(word) > len(suffix) + 3 and word.endswith(suffix):
