@@ -107,7 +107,7 @@ class Workspace:
                                          system_principal=self.system_principal,
                                          reranker_path=self.settings.reranker_path, rerank=self._rerank,
                                          reranker_precision=self.settings.model_precision,
-                                         resume_syncs=background)
+                                         resume_syncs=background, release_memory=self.serving.release_memory)
         self.mcp = ManagedMCP(self.functions, self.vectorsearch)
         self.mcp_external = ExternalMCP(self.catalog, self.connection_secrets, hosts)
 

@@ -129,6 +129,11 @@ class MiniLMEmbedder:
             out[idx] = self._forward([encodings[i].ids for i in idx], exact=exact)
         return out
 
+    def release(self) -> None:
+        """Give back the working memory a large batch left in the ONNX Runtime arenas (see ``OnnxEncoder``)."""
+        if self._onnx is not None:
+            self._onnx.release()
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text).ids)
 

@@ -117,6 +117,18 @@ class DataPlane:
                 self._slots[entity_name] = Slot(self.queue_size)
             return model, self._slots[entity_name]
 
+    def release_memory(self) -> None:
+        """After a large job: local models give back their working memory, then the C heap is trimmed."""
+        from ..core.memory import trim
+
+        with self._lock:
+            models = list(self._models.values())
+        for model in models:
+            release = getattr(model, "release", None)
+            if release is not None:
+                release()
+        trim()
+
     def _load_local(self, entity_name: str) -> Any:
         if entity_name in self._factories:
             return self._factories[entity_name]()

@@ -62,7 +62,7 @@ class VectorSearch(Writes, Sync, Query):
                  system_principal: Callable[[], Principal], poll_seconds: float = 0.5,
                  reranker_path: str | None = None, reranker_precision: str = "auto",
                  rerank: Callable[[Principal, str, str, list[str]], list[tuple[int, float]]] | None = None,
-                 resume_syncs: bool = True) -> None:
+                 resume_syncs: bool = True, release_memory: Callable[[], None] | None = None) -> None:
         self.db = db
         self.catalog = catalog
         self.tables = tables
@@ -72,6 +72,7 @@ class VectorSearch(Writes, Sync, Query):
         self.poll_seconds = poll_seconds
         self.sync_wait_seconds = 10.0
         self.resume_syncs = resume_syncs
+        self.release_memory = release_memory  # called after a large sync: models and the C heap give back memory
         self.reranker_path = reranker_path
         self.reranker_precision = reranker_precision
         self.rerank_endpoint = rerank

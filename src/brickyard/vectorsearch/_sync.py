@@ -21,6 +21,7 @@ from ..core.names import parse_name
 from ._live import Live
 
 log = logging.getLogger("brickyard.vectorsearch")
+RELEASE_AFTER_ROWS = 1000  # a sync of this many rows gives its working memory back when it ends
 
 
 class Sync:
@@ -106,8 +107,11 @@ class Sync:
             live.last_error = f"sync failed: {type(exc).__name__}: {exc}"
             raise
         finally:
+            large = (live.rows_total or 0) >= RELEASE_AFTER_ROWS
             live.syncing = live.initial_sync = False
             live.rows_done, live.rows_total = 0, None
+            if large and self.release_memory is not None:
+                self.release_memory()
 
     def _source_columns(self, live: Live, table: Any, version: int) -> dict[str, str]:
         """The source's columns at ``version`` (name -> type), checked against what the index needs: a sync
