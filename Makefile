@@ -6,7 +6,7 @@ VENV := .venv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test install system-deps lint clean bench peers
+.PHONY: bench-site demo test install system-deps lint clean bench peers
 
 install: $(STAMP)
 
@@ -48,8 +48,18 @@ $(PEERS)/.installed-%: bench/peers.txt | install
 	@rm -f $(PEERS)/.installed-*
 	@touch $@
 
-bench: install peers
+bench: install peers bench-site
 	$(VENV)/bin/brickyard bench vectorsearch --peer-python $(PEERS)/bin/python
+	$(VENV)/bin/brickyard bench ingest
+	$(VENV)/bin/brickyard bench retrieval --site /usr/share/doc/python3.11/html
+
+# The documentation site the ingest and docs-retrieval benchmarks read (Debian's python3.11-doc).
+bench-site:
+	@if [ -d /usr/share/doc/python3.11/html ]; then echo "python3.11-doc: present"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-doc >/dev/null; \
+	else echo "python3.11-doc: missing; install it or pass --site to the benchmarks"; fi
 
 lint: install
 	$(VENV)/bin/ruff check src tests examples
