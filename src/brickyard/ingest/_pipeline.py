@@ -19,7 +19,6 @@ globs on the relative path. Everything left out is counted in the report with it
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections import Counter
@@ -32,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..catalog import Principal
+from ..core.digest import file_sha256
 from ..core.errors import IngestionError, InvalidParameterValue
 from ..tables import Tables
 from ._chunk import Options, chunk
@@ -196,14 +196,6 @@ def files_under(paths: Iterable[str | Path], **kw: Any) -> list[tuple[Path, str]
     return select_files(paths, **kw).files
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -247,7 +239,7 @@ def ingest(tables: Tables, p: Principal, paths: Iterable[str | Path], table: str
     digests: dict[str, str] = {}
     for path, source in sel.files:
         try:
-            digest = _digest(path)
+            digest = file_sha256(path)
         except OSError as exc:
             report.failed.append({"source": source, "kind": "UNREADABLE", "message": str(exc.strerror)})
             continue

@@ -22,7 +22,6 @@ does not match, or that fails to load, is discarded and rebuilt from the rows, n
 from __future__ import annotations
 
 import gc
-import hashlib
 import math
 import os
 import shutil
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ..core.digest import file_sha256
 from ..core.errors import InvalidParameterValue
 from . import _words
 from ._pages import HUGE, HugePages, back_with_huge_pages
@@ -94,14 +94,6 @@ def _faiss() -> Any:
     import faiss
 
     return faiss
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -223,7 +215,7 @@ class Engine:
             if self.dimension:
                 import faiss
 
-                if not ann_path.exists() or _sha256(ann_path) != meta["sha256"]:
+                if not ann_path.exists() or file_sha256(ann_path) != meta["sha256"]:
                     raise ValueError("the ANN snapshot does not match its checksum")
                 ann = faiss.read_index(str(ann_path))
                 if ann.ntotal != len(meta["pks"]) or ann.d != self.dimension:
@@ -259,7 +251,7 @@ class Engine:
                 with tmp.open("rb") as fh:
                     os.fsync(fh.fileno())
                 os.replace(tmp, self.dir / "ann.faiss")
-                digest = _sha256(self.dir / "ann.faiss")
+                digest = file_sha256(self.dir / "ann.faiss")
             else:
                 digest = ""
             meta = {"pks": self.pks, "seqs": self.seqs, "sha256": digest, "laid_out": self._laid_out}
