@@ -189,6 +189,42 @@ def test_traces_export_and_read_back_with_assessments(env: Env, client: Any) -> 
                                 return_type="list") == []
 
 
+def test_traces_linked_to_a_run_are_found_by_run(env: Env, client: Any) -> None:
+    """``link_traces_to_run`` (what ``mlflow.genai.evaluate`` calls for the traces of an evaluation): a search
+    by run finds the linked traces and the ones the run recorded, and nothing else."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    exp = mlflow.set_experiment("/Users/alice@example.com/linked")
+
+    @mlflow.trace
+    def step(x: int) -> int:
+        return x + 1
+
+    ids = []
+    for i in range(3):
+        step(i)
+        ids.append(mlflow.get_last_active_trace_id())
+    with mlflow.start_run() as run:
+        step(10)
+        inside = mlflow.get_last_active_trace_id()
+    mlflow.flush_trace_async_logging()
+
+    def by_run() -> set[str]:
+        return {t.info.trace_id for t in mlflow.search_traces(locations=[exp.experiment_id], run_id=run.info.run_id,
+                                                             return_type="list")}
+
+    assert by_run() == {inside}
+    client.link_traces_to_run(ids[:2], run.info.run_id)
+    client.link_traces_to_run(ids[:1], run.info.run_id)  # linking again changes nothing
+    assert by_run() == {inside, ids[0], ids[1]}
+    with pytest.raises(MlflowException):
+        client.link_traces_to_run(["tr-" + "0" * 32], run.info.run_id)  # no such trace
+    with pytest.raises(MlflowException):
+        client.link_traces_to_run(ids[2:], "no-such-run")
+    assert by_run() == {inside, ids[0], ids[1]}
+
+
 def test_signed_urls_are_scoped_and_expire(env: Env, client: Any) -> None:
     import httpx
     import mlflow

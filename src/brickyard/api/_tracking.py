@@ -232,6 +232,11 @@ def register(api: Api, ws: Any) -> None:
     def get_trace_info(req: Req) -> dict[str, Any]:
         return {"trace": {"trace_info": traces.get_info(req.user, req.path["trace_id"])}}
 
+    @api.route("POST", ML + "/traces/link-to-run", policy="authenticated")
+    def link_traces_to_run(req: Req) -> dict[str, Any]:
+        traces.link_to_run(req.user, req.require("trace_ids"), req.require("run_id"))
+        return {}
+
     @api.route("PATCH", ML + "/traces/{trace_id}/tags", policy="authenticated")
     def set_trace_tag(req: Req) -> dict[str, Any]:
         traces.set_tag(req.user, req.path["trace_id"], req.require("key"), req.arg("value", ""))

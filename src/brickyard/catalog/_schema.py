@@ -311,3 +311,18 @@ MIGRATIONS.append(
         ],
     )
 )
+
+MIGRATIONS.append(
+    (
+        "0006_trace_runs",
+        [
+            # traces linked to runs (``LinkTracesToRun``): an evaluation's traces belong to its run even when
+            # they were recorded outside it
+            """CREATE TABLE ml_trace_runs (
+                trace_id TEXT NOT NULL REFERENCES ml_traces(trace_id) ON DELETE CASCADE,
+                run_id TEXT NOT NULL REFERENCES ml_runs(run_id) ON DELETE CASCADE,
+                PRIMARY KEY (trace_id, run_id))""",
+            "CREATE INDEX ml_trace_runs_run ON ml_trace_runs(run_id)",
+        ],
+    )
+)

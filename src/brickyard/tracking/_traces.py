@@ -36,6 +36,7 @@ ATTRIBUTES = ("trace_id", "status", "state", "timestamp_ms", "timestamp", "execu
               "name", "run_id", "client_request_id", "experiment_id")
 STATES = ("STATE_UNSPECIFIED", "OK", "ERROR", "IN_PROGRESS")
 MAX_SPANS_BYTES = 64 * 1024 * 1024
+MAX_LINKED = 100  # traces per LinkTracesToRun call, as MLflow allows
 SIGNED_PATH = "/api/2.0/brickyard/signed/"
 SIGNED_SECONDS = 900  # how long a signed URL stays usable
 
@@ -252,22 +253,49 @@ class Traces:
         with self.db.tx(write=False) as tx:
             for eid in experiment_ids:
                 self.tracking._experiment_row(tx, p, eid, "CAN_READ")
+                linked: dict[str, list[str]] = {}
+                for link in tx.all("SELECT l.trace_id, l.run_id FROM ml_trace_runs l JOIN ml_traces t "
+                                   "ON t.trace_id = l.trace_id WHERE t.experiment_id = ?", (eid,)):
+                    linked.setdefault(link["trace_id"], []).append(link["run_id"])
                 for row in tx.all("SELECT * FROM ml_traces WHERE experiment_id = ?", (eid,)):
                     info = self._info(tx, row)
                     metadata = info.get("trace_metadata") or {}
-                    entity = Entity({"trace_id": row["trace_id"], "status": row["state"], "state": row["state"],
-                                     "timestamp_ms": row["request_time"], "timestamp": row["request_time"],
-                                     "execution_time_ms": row["execution_duration"],
-                                     "execution_time": row["execution_duration"],
-                                     "name": info["tags"].get("mlflow.traceName"),
-                                     "run_id": metadata.get("mlflow.sourceRun"),
-                                     "client_request_id": row["client_request_id"], "experiment_id": eid},
-                                    tags=info["tags"], metadata=metadata)
-                    if predicate(entity):
-                        found.append((info, entity))
+                    # a trace belongs to the run that recorded it and to every run it was linked to
+                    runs = list(dict.fromkeys([metadata.get("mlflow.sourceRun"), *linked.get(row["trace_id"], [])]))
+                    for run in runs:
+                        entity = Entity({"trace_id": row["trace_id"], "status": row["state"], "state": row["state"],
+                                         "timestamp_ms": row["request_time"], "timestamp": row["request_time"],
+                                         "execution_time_ms": row["execution_duration"],
+                                         "execution_time": row["execution_duration"],
+                                         "name": info["tags"].get("mlflow.traceName"), "run_id": run,
+                                         "client_request_id": row["client_request_id"], "experiment_id": eid},
+                                        tags=info["tags"],
+                                        metadata={**metadata, "mlflow.sourceRun": run} if run else metadata)
+                        if predicate(entity):
+                            found.append((info, entity))
+                            break
         ordered = sort_entities(found, lambda x: x[1], order_by, ATTRIBUTES,
                                 [("attributes", "timestamp_ms", True), ("attributes", "trace_id", False)])
         return _paged([x[0] for x in ordered], page_token, max_results, 100, 50_000)
+
+    def link_to_run(self, p: Principal, trace_ids: Any, run_id: Any) -> None:
+        """Link traces to a run (``LinkTracesToRun``): searches for the run's traces find them. The caller
+        edits the run and reads every trace; at most 100 traces per call, as MLflow allows."""
+        if not isinstance(trace_ids, list) or not trace_ids or not all(isinstance(t, str) for t in trace_ids):
+            raise InvalidParameterValue("trace_ids must be a non-empty list of trace ids")
+        if len(trace_ids) > MAX_LINKED:
+            raise InvalidParameterValue(f"at most {MAX_LINKED} traces can be linked in one call, got {len(trace_ids)}")
+        if not isinstance(run_id, str) or not run_id:
+            raise InvalidParameterValue("run_id is required")
+        with self.db.tx() as tx:
+            run = tx.one("SELECT experiment_id FROM ml_runs WHERE run_id = ?", (run_id,))
+            if run is None:
+                raise NotFound(f"Run with id={run_id[:60]} not found", error_code="RESOURCE_DOES_NOT_EXIST")
+            self.tracking._experiment_row(tx, p, run["experiment_id"], "CAN_EDIT")
+            for trace_id in dict.fromkeys(trace_ids):
+                self._row(tx, p, trace_id, "CAN_READ")
+                if tx.one("SELECT 1 FROM ml_trace_runs WHERE trace_id = ? AND run_id = ?", (trace_id, run_id)) is None:
+                    tx.execute("INSERT INTO ml_trace_runs (trace_id, run_id) VALUES (?, ?)", (trace_id, run_id))
 
     # -- assessments ---------------------------------------------------------------------------------
     def create_assessment(self, p: Principal, trace_id: Any, assessment: Any) -> dict[str, Any]:
