@@ -122,6 +122,21 @@ class Workspace:
         inv = self.gateway.call(p, endpoint, {"query": query, "documents": documents}, route="rerank")
         return [(r["index"], r["relevance_score"]) for r in inv.result["results"]]
 
+    def assess(self, p: Principal, body: Any) -> dict[str, Any]:
+        """The built-in LLM judges (``chat-assessments``): each asks the judge endpoint through the AI Gateway
+        as ``p``, so its ACL, rate limits, usage and inference table apply to judging too."""
+        from .evaluation import assess
+
+        endpoint = self.settings.judge_endpoint
+
+        def complete(messages: list[dict[str, str]]) -> str:
+            assert endpoint is not None
+            inv = self.gateway.call(p, endpoint, {"messages": messages, "temperature": 0, "max_tokens": 512},
+                                    route="chat")
+            return str(inv.result["choices"][0]["message"].get("content") or "")
+
+        return assess(body, complete if endpoint else None)
+
     def ingest(self, p: Principal, paths: list[str | Path], table: str, *, options: Options | None = None,
                embedding_endpoint: str | None = None, progress: Any = None, **selection: Any) -> Report:
         """Bring a chunks table up to date with files (see :func:`brickyard.ingest.ingest`: ``include``,

@@ -11,11 +11,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import _core_routes, _files, _ingest, _mcp, _scim, _serving, _sql, _tracking, _uc, _vectorsearch
+from . import (
+    _core_routes,
+    _evaluation,
+    _files,
+    _ingest,
+    _mcp,
+    _scim,
+    _serving,
+    _sql,
+    _tracking,
+    _uc,
+    _vectorsearch,
+)
 from ._access import AccessLog
 from ._http import Api, error_body, make_endpoint
 
-ROUTERS = (_core_routes, _scim, _uc, _files, _sql, _serving, _vectorsearch, _ingest, _tracking, _mcp)
+ROUTERS = (_core_routes, _scim, _uc, _files, _sql, _serving, _vectorsearch, _ingest, _tracking, _evaluation, _mcp)
 DATA_PLANE = "/serving-endpoints/"
 VS_QUERY = "/api/2.0/vector-search/indexes/{index}/query"
 _VS_PREFIX, _VS_SUFFIX = VS_QUERY.split("{index}")

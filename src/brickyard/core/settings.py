@@ -67,6 +67,12 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "Directory of a BERT cross-encoder (config.json, model.safetensors, tokenizer.json) that vector search "
         "queries may rerank with (reranker model 'cross_encoder'). Default none: the offline default reranker",
     ),
+    "BRICKYARD_JUDGE_ENDPOINT": (
+        "judge_endpoint",
+        "Chat serving endpoint that the built-in LLM judges (agents chat-assessments, mlflow.genai scorers) ask, "
+        "through the AI Gateway as the evaluating user: an external model such as a local vLLM/Ollama or a "
+        "hosted API. Default none: judge ratings are errors that say no judge is configured",
+    ),
     "BRICKYARD_MODEL_PRECISION": (
         "model_precision",
         "Arithmetic of the local BERT models (the MiniLM embedding endpoints and the cross-encoder reranker): "
@@ -117,6 +123,7 @@ class Settings:
     enable_fake_models: int = 0
     serving_queue_size: int = 16
     reranker_path: str | None = None
+    judge_endpoint: str | None = None
     model_precision: str = "auto"
     allow_unconfined_python_functions: int = 0
     function_workers: int = 0
