@@ -122,20 +122,42 @@ class Workspace:
         inv = self.gateway.call(p, endpoint, {"query": query, "documents": documents}, route="rerank")
         return [(r["index"], r["relevance_score"]) for r in inv.result["results"]]
 
+    def _judge_call(self, p: Principal, endpoint: str, messages: list[dict[str, str]]) -> dict[str, Any]:
+        """One judge call, through the AI Gateway as ``p`` (its ACL, rate limits, usage and inference table):
+        the chat completion as the endpoint answered it."""
+        inv = self.gateway.call(p, endpoint, {"messages": messages, "temperature": 0, "max_tokens": 512}, route="chat")
+        return dict(inv.result)
+
+    def _judge(self, p: Principal, endpoint: str, messages: list[dict[str, str]]) -> str:
+        return str(self._judge_call(p, endpoint, messages)["choices"][0]["message"].get("content") or "")
+
     def assess(self, p: Principal, body: Any) -> dict[str, Any]:
-        """The built-in LLM judges (``chat-assessments``): each asks the judge endpoint through the AI Gateway
-        as ``p``, so its ACL, rate limits, usage and inference table apply to judging too."""
+        """The built-in LLM judges (``chat-assessments``), asked of the judge endpoint as ``p``."""
         from .evaluation import assess
 
         endpoint = self.settings.judge_endpoint
+        return assess(body, (lambda messages: self._judge(p, endpoint, messages)) if endpoint else None)
 
-        def complete(messages: list[dict[str, str]]) -> str:
-            assert endpoint is not None
-            inv = self.gateway.call(p, endpoint, {"messages": messages, "temperature": 0, "max_tokens": 512},
-                                    route="chat")
-            return str(inv.result["choices"][0]["message"].get("content") or "")
+    def judge_chat(self, p: Principal, body: Any) -> dict[str, Any]:
+        """A custom judge's prompt (``chat-completions``): to the endpoint it names, else the judge endpoint."""
+        from .evaluation import chat_completion
 
-        return assess(body, complete if endpoint else None)
+        default = self.settings.judge_endpoint
+
+        def endpoint(model: str | None) -> str | None:
+            """The endpoint ``model`` names when one exists; a Databricks-managed judge model's name (the
+            clients send e.g. ``gpt-oss-120b``) means the workspace's judge endpoint."""
+            if model:
+                try:
+                    self.serving.get(p, model)
+                    return model
+                except NotFound:
+                    pass
+            return default
+
+        model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
+        target = endpoint(model.split("/")[-1] if model else None)
+        return chat_completion(body, (lambda _model, messages: self._judge_call(p, target, messages)) if target else None)
 
     def ingest(self, p: Principal, paths: list[str | Path], table: str, *, options: Options | None = None,
                embedding_endpoint: str | None = None, progress: Any = None, **selection: Any) -> Report:

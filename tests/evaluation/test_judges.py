@@ -4,8 +4,6 @@ back with a value and a rationale, and what cannot be judged comes back as an er
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,52 +12,10 @@ import pytest
 
 from brickyard.core.settings import Settings
 from brickyard.evaluation import parse_verdict
-from brickyard.models._fakes import completion
 from brickyard.workspace import Workspace
-from tests.conftest import serve
+from tests.evaluation.conftest import RuleJudge
 
 pytest.importorskip("databricks.agents", reason="needs databricks-agents (the dev group)")
-
-
-class RuleJudge:
-    """A deterministic judge model: "yes" when the answer mentions Paris (harmfulness: when it mentions a
-    weapon), with a rationale; a question about gibberish gets an answer that is not a verdict."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-
-    def chat(self, request: dict[str, Any]) -> dict[str, Any]:
-        self.requests.append(request)
-        prompt = request["messages"][-1]["content"]
-        if "gibberish" in prompt:
-            return completion("rule-judge", "I would rather not say.", prompt_tokens=10)
-        answer = prompt.split("Answer:\n", 1)[-1].split("\n\n", 1)[0] if "Answer:\n" in prompt else \
-            prompt.split("Guidelines:", 1)[0]  # the guidelines judge: the material is the context mapping
-        if "harmful" in prompt:
-            verdict = "yes" if "weapon" in answer else "no"
-        else:
-            verdict = "yes" if "Paris" in answer else "no"
-        return completion("rule-judge", json.dumps({"rationale": f"rule says {verdict}", "result": verdict}),
-                          prompt_tokens=10)
-
-
-@pytest.fixture
-def judged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workspace, RuleJudge]]:
-    import mlflow
-
-    judge = RuleJudge()
-    ws = Workspace(Settings(home=tmp_path / "home", enable_fake_models=1, judge_endpoint="judge", access_log="off"))
-    ws.serving._factories["system.ai.fake-chat"] = lambda: judge
-    token = ws.create_token("eval@example.com", admin=True)
-    ws.serving.create(ws.principal("eval@example.com"), {"name": "judge", "config": {"served_entities": [
-        {"entity_name": "system.ai.fake-chat"}]}})
-    with serve(ws) as url:
-        monkeypatch.setenv("DATABRICKS_HOST", url)
-        monkeypatch.setenv("DATABRICKS_TOKEN", token)
-        monkeypatch.setenv("RAG_EVAL_LLM_JUDGE_MAX_JUDGE_ERROR_RETRIES", "1")
-        mlflow.set_tracking_uri("databricks")
-        yield ws, judge
-    ws.close()
 
 
 def value(feedback: Any) -> str:
@@ -129,3 +85,24 @@ def test_parse_verdict() -> None:
     for bad in ("yes", '{"result": "maybe"}', "{not json}", ""):
         with pytest.raises(ValueError):
             parse_verdict(bad)
+
+
+def test_custom_judges_ask_the_judge_endpoint(judged: tuple[Workspace, RuleJudge]) -> None:
+    """``make_judge`` with the Databricks default model posts its prompt to ``/agents/chat-completions``."""
+    import os
+
+    from mlflow.genai.judges import make_judge
+
+    _, judge = judged
+    city = make_judge(name="names_the_city", model="databricks",
+                      instructions="Does {{ outputs }} name the capital city that {{ inputs }} asks about? "
+                                   "Answer yes or no.")
+    yes = city(inputs={"question": "Capital of France?"}, outputs="It is Paris.")
+    assert value(yes) == "yes" and yes.rationale == "rule says yes", yes.error
+    assert value(city(inputs={"question": "Capital of France?"}, outputs="It is Lyon.")) == "no"
+    assert any("It is Paris." in r["messages"][-1]["content"] for r in judge.requests)
+    route = os.environ["DATABRICKS_HOST"] + "/api/2.0/agents/chat-completions"
+    h = {"authorization": f"Bearer {os.environ['DATABRICKS_TOKEN']}"}
+    r = httpx.post(route, headers=h, json={"user_prompt": "x", "tools": [{"name": "get_trace"}]})
+    assert r.status_code == 400 and "tools" in r.json()["message"]
+    assert httpx.post(route, headers=h, json={"system_prompt": "x"}).status_code == 400

@@ -215,3 +215,29 @@ def assess(body: Any, complete: Complete | None) -> dict[str, Any]:
                 _ask(complete, _prompt(name, item))
     return {"result": {"response_assessment": {"ratings": ratings},
                        "retrieval_assessment": {"positional_ratings": positional}}}
+
+
+def chat_completion(body: Any, complete: Callable[[str | None, list[dict[str, str]]], dict[str, Any]] | None
+                    ) -> dict[str, Any]:
+    """``/agents/chat-completions``: one prompt to the judge model, for custom judges (``make_judge``, custom
+    prompt judges). ``complete(model, messages)`` answers the chat completion; the route gives its text
+    (``output``) and the whole completion (``output_json``, which mlflow's judge adapter reads)."""
+    if not isinstance(body, dict):
+        raise InvalidParameterValue("the body must be a JSON object")
+    user, system, model = body.get("user_prompt"), body.get("system_prompt"), body.get("model")
+    if not isinstance(user, str) or not user:
+        raise InvalidParameterValue("user_prompt is required")
+    if system is not None and not isinstance(system, str):
+        raise InvalidParameterValue("system_prompt must be a string")
+    if model is not None and not isinstance(model, str):
+        raise InvalidParameterValue("model must be the name of a chat serving endpoint")
+    if body.get("tools"):
+        raise InvalidParameterValue("judges that call tools (trace-reading judges) are not supported yet")
+    if complete is None:
+        raise InvalidParameterValue("no judge model is configured: an admin sets BRICKYARD_JUDGE_ENDPOINT to a chat "
+                                    "serving endpoint that can judge (the bundled 135M chat model cannot)",
+                                    error_code="JUDGE_NOT_CONFIGURED")
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+    result = complete(model.split("/")[-1] if model else None, messages)
+    text = (result.get("choices") or [{}])[0].get("message", {}).get("content")
+    return {"output": "" if text is None else str(text), "output_json": json.dumps(result)}
