@@ -1,0 +1,133 @@
+"""Deterministic scorers for ``mlflow.genai.evaluate``: no judge model, the same verdict every time.
+
+    from brickyard.evaluation.scorers import exact_match, token_f1, latency_seconds, retrieval_scorers
+    mlflow.genai.evaluate(data=..., predict_fn=..., scorers=[exact_match, token_f1, latency_seconds,
+                                                             *retrieval_scorers(k=5)])
+
+* ``exact_match``: the output equals ``expectations["expected_response"]`` after normalisation (case,
+  punctuation, articles and spacing ignored, as in SQuAD's evaluation);
+* ``token_f1``: the harmonic mean of token precision and recall against the expected response, normalised the
+  same way;
+* ``latency_seconds``: the traced call's duration;
+* ``retrieval_scorers(k)``: precision@k, recall@k, MRR and nDCG@k of the documents the trace's RETRIEVER spans
+  returned (their ``doc_uri`` or ``id``) against ``expectations["expected_retrieved_context"]`` (a list of
+  ``{"doc_uri": ...}``) or ``expectations["expected_document_ids"]``; with binary relevance, nDCG is
+  DCG@k / IDCG@k with gains 1 / log2(rank + 1).
+
+A row that lacks what a scorer needs gets no value from it (``None``), never a made-up one.
+This module imports mlflow; ``import brickyard`` does not import it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from mlflow.entities import Feedback, SpanType
+from mlflow.genai.scorers import scorer
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalise(text: Any) -> str:
+    """Lower case, punctuation and English articles removed, spaces collapsed."""
+    return " ".join(_ARTICLES.sub(" ", str(text).lower().translate(_PUNCT)).split())
+
+
+def f1(predicted: Any, expected: Any) -> float:
+    got, want = normalise(predicted).split(), normalise(expected).split()
+    if not got or not want:
+        return float(got == want)
+    common = sum((Counter(got) & Counter(want)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(got), common / len(want)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _expected_response(expectations: dict[str, Any] | None) -> str | None:
+    value = (expectations or {}).get("expected_response")
+    return None if value is None else str(value)
+
+
+@scorer(name="exact_match")
+def exact_match(outputs: Any, expectations: dict[str, Any] | None = None) -> Feedback | None:
+    expected = _expected_response(expectations)
+    if expected is None:
+        return None
+    same = normalise(outputs) == normalise(expected)
+    return Feedback(value=same, rationale="the normalised output equals the expected response" if same
+                    else "the normalised output differs from the expected response")
+
+
+@scorer(name="token_f1")
+def token_f1(outputs: Any, expectations: dict[str, Any] | None = None) -> float | None:
+    expected = _expected_response(expectations)
+    return None if expected is None else round(f1(outputs, expected), 6)
+
+
+@scorer(name="latency_seconds")
+def latency_seconds(trace: Any = None) -> float | None:
+    duration = getattr(getattr(trace, "info", None), "execution_duration", None)
+    return None if duration is None else duration / 1000.0
+
+
+def retrieved_ids(trace: Any) -> list[str]:
+    """The documents the trace's RETRIEVER spans returned, in order, first occurrence kept."""
+    out: list[str] = []
+    for span in getattr(getattr(trace, "data", None), "spans", None) or []:
+        if span.span_type != SpanType.RETRIEVER:
+            continue
+        for doc in span.outputs or []:
+            if isinstance(doc, dict):
+                key = doc.get("doc_uri") or doc.get("id") or (doc.get("metadata") or {}).get("doc_uri")
+            else:
+                key = getattr(doc, "doc_uri", None) or getattr(doc, "id", None) or \
+                    (getattr(doc, "metadata", None) or {}).get("doc_uri")
+            if key is not None and str(key) not in out:
+                out.append(str(key))
+    return out
+
+
+def expected_ids(expectations: dict[str, Any] | None) -> set[str] | None:
+    expectations = expectations or {}
+    if expectations.get("expected_document_ids") is not None:
+        return {str(d) for d in expectations["expected_document_ids"]}
+    context = expectations.get("expected_retrieved_context")
+    if context is None:
+        return None
+    return {str(c.get("doc_uri") if isinstance(c, dict) else c) for c in context}
+
+
+def ranking_metrics(ranked: list[str], relevant: set[str], k: int) -> dict[str, float]:
+    top = ranked[:k]
+    hits = [d in relevant for d in top]
+    dcg = sum(1 / math.log2(i + 2) for i, hit in enumerate(hits) if hit)
+    idcg = sum(1 / math.log2(i + 2) for i in range(min(k, len(relevant))))
+    first = next((i for i, d in enumerate(ranked) if d in relevant), None)
+    return {"precision": sum(hits) / k, "recall": sum(hits) / len(relevant) if relevant else 0.0,
+            "mrr": 0.0 if first is None else 1 / (first + 1), "ndcg": dcg / idcg if idcg else 0.0}
+
+
+def retrieval_scorers(k: int = 5) -> list[Callable[..., Any]]:
+    """precision@k, recall@k, MRR and nDCG@k scorers (named ``retrieval_precision_at_5`` and so on)."""
+    if not isinstance(k, int) or k < 1:
+        raise ValueError("k must be a positive whole number")
+
+    def make(metric: str, name: str) -> Callable[..., Any]:
+        @scorer(name=name)
+        def score(trace: Any = None, expectations: dict[str, Any] | None = None) -> float | None:
+            relevant = expected_ids(expectations)
+            if relevant is None or trace is None:
+                return None
+            return round(ranking_metrics(retrieved_ids(trace), relevant, k)[metric], 6)
+
+        return score  # type: ignore[no-any-return]
+
+    return [make("precision", f"retrieval_precision_at_{k}"), make("recall", f"retrieval_recall_at_{k}"),
+            make("mrr", "retrieval_mrr"), make("ndcg", f"retrieval_ndcg_at_{k}")]
