@@ -121,3 +121,44 @@ def test_a_failed_first_snapshot_leaves_the_index_offline_not_ready(env: Any) ->
     assert "embedding model is down" in status["message"]
     with pytest.raises(Exception, match="offline"):
         index.wait_until_ready()
+
+
+def test_an_interrupted_first_snapshot_is_taken_again_when_the_index_is_reopened(tmp_path: Any) -> None:
+    home = tmp_path / "home"
+    ws = Workspace(Settings(home=home, enable_fake_models=1), background=True)
+    admin = ws.ensure_user("admin@example.com", admin=True)
+    ws.serving.create(admin, {"name": "fake-embedding",
+                              "config": {"served_entities": [{"entity_name": "system.ai.fake-embedding"}]}})
+    ws.vectorsearch.create_endpoint(admin, {"name": "vs"})
+    ws.tables.create(admin, "main.default.chunks", schema=pa.schema([("id", pa.string()), ("text", pa.string())]))
+    ws.tables.write(admin, "main.default.chunks", [{"id": f"c{i}", "text": f"chunk {i}"} for i in range(ROWS)])
+    real, gate = ws.vectorsearch.embed, threading.Event()
+
+    def stuck(p: Any, endpoint: str, texts: list[str]) -> np.ndarray:
+        if texts != ["dimension probe"]:
+            gate.wait(30)
+            raise RuntimeError("the process stopped")  # what a killed server leaves: no snapshot
+        return real(p, endpoint, texts)
+
+    ws.vectorsearch.embed = stuck
+    ws.vectorsearch.sync_wait_seconds = 0.1
+    ws.vectorsearch.create_index(admin, {
+        "name": "main.default.idx", "endpoint_name": "vs", "primary_key": "id", "index_type": "DELTA_SYNC",
+        "delta_sync_index_spec": {"source_table": "main.default.chunks", "pipeline_type": "TRIGGERED",
+                                  "embedding_source_columns": [{"name": "text",
+                                                                "embedding_model_endpoint_name": "fake-embedding"}]}})
+    assert ws.vectorsearch.get_index(admin, "main.default.idx")["status"]["ready"] is False
+    gate.set()
+    live = ws.vectorsearch.live("main.default.idx")
+    if live.sync_thread is not None:
+        live.sync_thread.join(10)
+    ws.close()
+    with Workspace(Settings(home=home, enable_fake_models=1), background=True) as again:
+        admin = again.principal("admin@example.com")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = again.vectorsearch.get_index(admin, "main.default.idx")["status"]
+            if status["ready"]:
+                break
+            time.sleep(0.05)
+        assert status["ready"] is True and status["indexed_row_count"] == ROWS, status
