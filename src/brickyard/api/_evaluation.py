@@ -9,6 +9,43 @@ from ._http import Api, Req
 
 
 def register(api: Api, ws: Any) -> None:
+    ds = ws.datasets
+    DS = "/api/2.0/managed-evals/datasets"
+
+    @api.route("POST", DS, policy="authenticated")
+    def create_dataset(req: Req) -> dict[str, Any]:
+        return ds.create(req.user, req.body, req.query.get("experiment_ids"))  # type: ignore[no-any-return]
+
+    @api.route("GET", DS + "/{dataset_id}", policy="authenticated")
+    def get_dataset(req: Req) -> dict[str, Any]:
+        return ds.get(req.user, req.path["dataset_id"], req.query.get("version"))  # type: ignore[no-any-return]
+
+    @api.route("DELETE", DS + "/{dataset_id}", policy="authenticated")
+    def delete_dataset(req: Req) -> dict[str, Any]:
+        ds.delete(req.user, req.path["dataset_id"])
+        return {}
+
+    @api.route("GET", DS + "/{dataset_id}/versions", policy="authenticated")
+    def dataset_versions(req: Req) -> dict[str, Any]:
+        return ds.versions(req.user, req.path["dataset_id"])  # type: ignore[no-any-return]
+
+    @api.route("GET", DS + "/{dataset_id}/records", policy="authenticated")
+    def dataset_records(req: Req) -> dict[str, Any]:
+        return ds.records(req.user, req.path["dataset_id"], version=req.query.get("version"),  # type: ignore[no-any-return]
+                          page_token=req.query.get("page_token"), page_size=req.query.get("page_size"))
+
+    @api.route("POST", DS + "/{dataset_id}/records:batchCreate", policy="authenticated")
+    def create_dataset_records(req: Req) -> dict[str, Any]:
+        return ds.create_records(req.user, req.path["dataset_id"], req.body)  # type: ignore[no-any-return]
+
+    @api.route("POST", DS + "/{dataset_id}/records:batchUpdate", policy="authenticated")
+    def update_dataset_records(req: Req) -> dict[str, Any]:
+        return ds.update_records(req.user, req.path["dataset_id"], req.body)  # type: ignore[no-any-return]
+
+    @api.route("POST", DS + "/{dataset_id}/records:batchDelete", policy="authenticated")
+    def delete_dataset_records(req: Req) -> dict[str, Any]:
+        return ds.delete_records(req.user, req.path["dataset_id"], req.body)  # type: ignore[no-any-return]
+
     @api.route("POST", "/api/2.0/agents/chat-assessments", policy="authenticated")
     def chat_assessments(req: Req) -> dict[str, Any]:
         return ws.assess(req.user, req.body)  # type: ignore[no-any-return]

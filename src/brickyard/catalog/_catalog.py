@@ -341,6 +341,13 @@ class Catalog(Grants, ModelVersions):
                 return obj
             return self._resolve(tx, p, kind, full_name, action=f"get{kind.title().replace('_', '')}")
 
+    def name_of(self, kind: str, sid: str) -> str | None:
+        """The full name of the ``kind`` securable whose id is ``sid`` (None if there is none). Says nothing of
+        who may see it: resolve the name with a check before reading the object."""
+        with self._tx(write=False) as tx:
+            row = tx.one("SELECT full_name FROM securables WHERE id = ? AND kind = ?", (str(sid), securable_kind(kind)))
+        return None if row is None else str(row["full_name"])
+
     def exists(self, kind: str, full_name: str) -> bool:
         with self._tx(write=False) as tx:
             return self._load(tx, securable_kind(kind), full_name) is not None
