@@ -58,3 +58,31 @@ def test_datasets_round_trip_merge_and_version(judged: tuple[Workspace, RuleJudg
     assert len(versions.json()["dataset_versions"]) >= 3
     datasets.delete_dataset(name="main.default.capitals")
     assert not ws.catalog.exists("table", "main.default.capitals")
+
+
+def test_records_merge_from_search_traces(judged: tuple[Workspace, RuleJudge]) -> None:
+    """The output of ``mlflow.search_traces`` merges into a dataset: each trace becomes a record with the
+    trace's inputs, and the record remembers which trace it came from."""
+    import mlflow
+    from mlflow.genai import datasets
+
+    exp = mlflow.set_experiment("/Users/eval@example.com/from-traces")
+
+    @mlflow.trace
+    def answer(question: str) -> str:
+        return "Paris"
+
+    answer("Capital of France?")
+    answer("Capital of Spain?")
+    trace_ids = {mlflow.get_last_active_trace_id()}
+    mlflow.flush_trace_async_logging()
+    traces = mlflow.search_traces(locations=[exp.experiment_id])
+    ds = datasets.create_dataset(name="main.default.from_traces", experiment_id=exp.experiment_id)
+    ds.merge_records(traces)
+    df = datasets.get_dataset(name="main.default.from_traces").to_df()
+    assert sorted(r["question"] for r in df["inputs"]) == ["Capital of France?", "Capital of Spain?"]
+    h = {"authorization": f"Bearer {os.environ['DATABRICKS_TOKEN']}"}
+    records = httpx.get(f"{os.environ['DATABRICKS_HOST']}/api/2.0/managed-evals/datasets/{ds.dataset_id}/records",
+                        headers=h).json()["dataset_records"]
+    sources = {r["source"]["trace"]["trace_id"] for r in records if "trace" in (r.get("source") or {})}
+    assert trace_ids <= sources and len(sources) == 2
