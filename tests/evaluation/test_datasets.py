@@ -86,3 +86,30 @@ def test_records_merge_from_search_traces(judged: tuple[Workspace, RuleJudge]) -
                         headers=h).json()["dataset_records"]
     sources = {r["source"]["trace"]["trace_id"] for r in records if "trace" in (r.get("source") or {})}
     assert trace_ids <= sources and len(sources) == 2
+
+
+def test_profile_and_expectation_upserts(judged: tuple[Workspace, RuleJudge]) -> None:
+    import mlflow
+    from mlflow.genai import datasets
+
+    ws, _ = judged
+    exp = mlflow.set_experiment("/Users/eval@example.com/upserts")
+    ds = datasets.create_dataset(name="main.default.upserts", experiment_id=exp.experiment_id)
+    ds.merge_records(RECORDS[:1])
+    h = {"authorization": f"Bearer {os.environ['DATABRICKS_TOKEN']}"}
+    base = f"{os.environ['DATABRICKS_HOST']}/api/2.0/managed-evals/datasets/{ds.dataset_id}"
+    record = httpx.get(base + "/records", headers=h).json()["dataset_records"][0]
+    r = httpx.post(f"{base}/records/{record['dataset_record_id']}/expectations", headers=h,
+                   json={"expectations": {"expected_response": {"value": "Paris"}}})
+    assert r.status_code == 200, r.text
+    after = httpx.get(base + "/records", headers=h).json()["dataset_records"][0]["expectations"]
+    assert after == {**record["expectations"], "expected_response": {"value": "Paris"}}
+    assert httpx.post(f"{base}/records/nope/expectations", headers=h,
+                      json={"expectations": {"x": {"value": 1}}}).status_code == 404
+    assert httpx.post(f"{base}/records/{record['dataset_record_id']}/expectations", headers=h,
+                      json={"expectations": {"x": 1}}).status_code == 400
+    r = httpx.patch(base + "?update_mask=profile", headers=h, json={"profile": "dev"})
+    assert r.status_code == 200 and r.json()["profile"] == "dev"
+    assert httpx.patch(base + "?update_mask=name", headers=h, json={"name": "x"}).status_code == 400
+    outsider = {"authorization": f"Bearer {ws.create_token('outsider@example.com')}"}
+    assert httpx.patch(base + "?update_mask=profile", headers=outsider, json={"profile": "x"}).status_code == 403

@@ -20,6 +20,15 @@ def register(api: Api, ws: Any) -> None:
     def get_dataset(req: Req) -> dict[str, Any]:
         return ds.get(req.user, req.path["dataset_id"], req.query.get("version"))  # type: ignore[no-any-return]
 
+    @api.route("PATCH", DS + "/{dataset_id}", policy="authenticated")
+    def update_dataset(req: Req) -> dict[str, Any]:
+        return ds.update(req.user, req.path["dataset_id"], req.body, req.query.get("update_mask"))  # type: ignore[no-any-return]
+
+    @api.route("POST", DS + "/{dataset_id}/records/{record_id}/expectations", policy="authenticated")
+    def upsert_record_expectations(req: Req) -> dict[str, Any]:
+        return ds.upsert_expectations(req.user, req.path["dataset_id"], req.path["record_id"],  # type: ignore[no-any-return]
+                                      req.body)
+
     @api.route("DELETE", DS + "/{dataset_id}", policy="authenticated")
     def delete_dataset(req: Req) -> dict[str, Any]:
         ds.delete(req.user, req.path["dataset_id"])

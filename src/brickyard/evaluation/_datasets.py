@@ -28,6 +28,7 @@ SCHEMA = pa.schema([("dataset_record_id", pa.string()), ("inputs", pa.string()),
                     ("last_updated_by", pa.string())])
 KIND = "brickyard.evaluation_dataset"  # table property marking a table as a dataset
 EXPERIMENTS = "brickyard.experiment_ids"
+PROFILE = "brickyard.dataset_profile"
 PAGE = 1000
 MAX_BATCH = 1000
 
@@ -87,6 +88,8 @@ class Datasets:
                 "create_time": datetime.fromtimestamp(obj.created_at / 1000, UTC).isoformat(),
                 "created_by": obj.created_by, "last_updated_by": obj.updated_by,
                 "experiment_ids": [e for e in str(obj.properties.get(EXPERIMENTS) or "").split(",") if e]}
+        if obj.properties.get(PROFILE):
+            out["profile"] = obj.properties[PROFILE]
         if version is not None:  # a handle to an older version (the client then refuses to merge into it)
             out["version"] = {"dataset_id": obj.id, "version": at}
         return out
@@ -94,6 +97,36 @@ class Datasets:
     def get(self, p: Principal, dataset_id: Any, version: Any = None) -> dict[str, Any]:
         obj = self._dataset(p, dataset_id, "SELECT")
         return self._view(p, obj.full_name, None if version in (None, "") else _int(version, "version"))
+
+    def update(self, p: Principal, dataset_id: Any, body: Any, update_mask: Any) -> dict[str, Any]:
+        """``PATCH``: the fields ``update_mask`` names; ``profile`` (the Databricks profile the client works in)
+        is the one a dataset keeps; changing it needs MANAGE on the table, like its other properties."""
+        obj = self._dataset(p, dataset_id, "SELECT")
+        fields = [f.strip() for f in str(update_mask or "").split(",") if f.strip()]
+        if not fields or any(f != "profile" for f in fields):
+            raise InvalidParameterValue("update_mask must name profile, the only field of a dataset that changes")
+        profile = (body or {}).get("profile") if isinstance(body, dict) else None
+        if profile is not None and (not isinstance(profile, str) or len(profile) > 200):
+            raise InvalidParameterValue("profile must be a string of at most 200 characters")
+        self.catalog.update(p, "table", obj.full_name, properties={PROFILE: profile or ""})
+        return self._view(p, obj.full_name)
+
+    def upsert_expectations(self, p: Principal, dataset_id: Any, record_id: Any, body: Any) -> dict[str, Any]:
+        """Set expectations of one record (others it has are kept), in one commit."""
+        obj = self._dataset(p, dataset_id, "MODIFY")
+        given = (body or {}).get("expectations") if isinstance(body, dict) else None
+        if not isinstance(given, dict) or not given or not all(isinstance(v, dict) and "value" in v
+                                                               for v in given.values()):
+            raise InvalidParameterValue("expectations must map names to {value}")
+        rows = [r for r in self.tables.read(p, obj.full_name).to_pylist() if r["dataset_record_id"] == record_id]
+        if not rows:
+            raise NotFound(f"record {str(record_id)[:60]} is not in the dataset", error_code="RESOURCE_DOES_NOT_EXIST")
+        row = rows[0]
+        merged = {**json.loads(row["expectations"] or "{}"), **{k: v["value"] for k, v in given.items()}}
+        row.update(expectations=_json(merged, "expectations"), last_update_time=_now(), last_updated_by=p.name)
+        self.tables.write(p, obj.full_name, pa.Table.from_pylist([row], schema=SCHEMA), mode="merge",
+                          keys=["dataset_record_id"])
+        return {}
 
     def delete(self, p: Principal, dataset_id: Any) -> None:
         obj = self._dataset(p, dataset_id, "SELECT")
