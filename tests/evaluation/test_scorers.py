@@ -70,3 +70,51 @@ def test_scorers_in_an_evaluation(judged: tuple[Workspace, RuleJudge]) -> None:
     assert metrics["latency_seconds/mean"] >= 0
     traces = mlflow.search_traces(run_id=run.info.run_id, return_type="list")
     assert len(traces) == 2 and all("retrieval_mrr" in {a.name for a in t.info.assessments} for t in traces)
+
+
+def test_tool_calls_and_tokens_from_the_trace(judged: tuple[Workspace, RuleJudge]) -> None:
+    import mlflow
+    from mlflow.entities import SpanType
+
+    from brickyard.evaluation.scorers import tool_call_correctness, total_tokens
+
+    mlflow.set_experiment("/Users/eval@example.com/tools")
+
+    @mlflow.trace(span_type=SpanType.TOOL, name="lookup")
+    def lookup(city: str) -> str:
+        return f"{city} facts"
+
+    @mlflow.trace(span_type=SpanType.TOOL, name="weather")
+    def weather(city: str) -> str:
+        return "sunny"
+
+    @mlflow.trace(span_type=SpanType.CHAT_MODEL, name="llm")
+    def llm(prompt: str) -> str:
+        span = mlflow.get_current_active_span()
+        if span is not None:  # evaluate first tries the function once without tracing
+            span.set_attribute("mlflow.chat.tokenUsage", {"input_tokens": 12, "output_tokens": 5, "total_tokens": 17})
+        return "done"
+
+    @mlflow.trace(span_type=SpanType.AGENT, name="agent")  # one trace per row, the tools' spans inside it
+    def predict(question: str) -> str:
+        lookup(city="Paris")
+        if "weather" in question:
+            weather(city="Paris")
+        return llm(question)
+
+    data = [
+        {"inputs": {"question": "weather in Paris?"},
+         "expectations": {"expected_tool_calls": [{"name": "lookup", "arguments": {"city": "Paris"}},
+                                                  {"name": "weather"}]}},
+        {"inputs": {"question": "facts about Paris?"},
+         "expectations": {"expected_tool_calls": [{"name": "weather"}]}},
+    ]
+    with mlflow.start_run() as run:
+        mlflow.genai.evaluate(data=data, predict_fn=predict, scorers=[tool_call_correctness, total_tokens])
+    metrics = mlflow.get_run(run.info.run_id).data.metrics
+    assert metrics["tool_call_correctness/mean"] == 0.5
+    assert metrics["total_tokens/mean"] == 17
+    traces = mlflow.search_traces(run_id=run.info.run_id, return_type="list")
+    wrong = [a for t in traces for a in t.info.assessments if a.name == "tool_call_correctness"
+             and "not made" in (a.rationale or "")]
+    assert len(wrong) == 1 and "weather" in wrong[0].rationale

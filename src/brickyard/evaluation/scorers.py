@@ -8,7 +8,11 @@
   punctuation, articles and spacing ignored, as in SQuAD's evaluation);
 * ``token_f1``: the harmonic mean of token precision and recall against the expected response, normalised the
   same way;
-* ``latency_seconds``: the traced call's duration;
+* ``latency_seconds``: the traced call's duration; ``total_tokens``: the tokens its model calls used (the
+  trace's token usage, which mlflow sums from its LLM spans);
+* ``tool_call_correctness``: whether the trace's TOOL spans made ``expectations["expected_tool_calls"]``
+  (a list of ``{"name", "arguments"?}``) in that order (other calls may come between; arguments are compared
+  only where the expectation gives them);
 * ``retrieval_scorers(k)``: precision@k, recall@k, MRR and nDCG@k of the documents the trace's RETRIEVER spans
   returned (their ``doc_uri`` or ``id``) against ``expectations["expected_retrieved_context"]`` (a list of
   ``{"doc_uri": ...}``) or ``expectations["expected_document_ids"]``; with binary relevance, nDCG is
@@ -75,6 +79,40 @@ def token_f1(outputs: Any, expectations: dict[str, Any] | None = None) -> float 
 def latency_seconds(trace: Any = None) -> float | None:
     duration = getattr(getattr(trace, "info", None), "execution_duration", None)
     return None if duration is None else duration / 1000.0
+
+
+@scorer(name="total_tokens")
+def total_tokens(trace: Any = None) -> int | None:
+    usage = getattr(getattr(trace, "info", None), "token_usage", None)
+    return None if not usage or usage.get("total_tokens") is None else int(usage["total_tokens"])
+
+
+def tool_calls(trace: Any) -> list[tuple[str, Any]]:
+    """(name, inputs) of the trace's TOOL spans, in the order they started."""
+    spans = [s for s in getattr(getattr(trace, "data", None), "spans", None) or [] if s.span_type == SpanType.TOOL]
+    return [(s.name, s.inputs) for s in sorted(spans, key=lambda s: s.start_time_ns)]
+
+
+@scorer(name="tool_call_correctness")
+def tool_call_correctness(trace: Any = None, expectations: dict[str, Any] | None = None) -> Feedback | None:
+    expected = (expectations or {}).get("expected_tool_calls")
+    if expected is None or trace is None:
+        return None
+    made = tool_calls(trace)
+    position, missing = 0, []
+    for call in expected:
+        name = call.get("name") if isinstance(call, dict) else str(call)
+        arguments = call.get("arguments") if isinstance(call, dict) else None
+        found = next((i for i in range(position, len(made)) if made[i][0] == name
+                      and (arguments is None or made[i][1] == arguments)), None)
+        if found is None:
+            missing.append(name)
+        else:
+            position = found + 1
+    names = [n for n, _ in made]
+    if missing:
+        return Feedback(value=False, rationale=f"expected calls not made in order: {missing}; made: {names}")
+    return Feedback(value=True, rationale=f"every expected call was made, in order; made: {names}")
 
 
 def retrieved_ids(trace: Any) -> list[str]:
