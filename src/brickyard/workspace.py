@@ -160,7 +160,7 @@ class Workspace:
 
         model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
         target = endpoint(model.split("/")[-1] if model else None)
-        return chat_completion(body, (lambda _model, messages: self._judge_call(p, target, messages)) if target else None)
+        return chat_completion(body, (lambda messages: self._judge_call(p, target, messages)) if target else None)
 
     def ingest(self, p: Principal, paths: list[str | Path], table: str, *, options: Options | None = None,
                embedding_endpoint: str | None = None, progress: Any = None, **selection: Any) -> Report:

@@ -217,10 +217,11 @@ def assess(body: Any, complete: Complete | None) -> dict[str, Any]:
                        "retrieval_assessment": {"positional_ratings": positional}}}
 
 
-def chat_completion(body: Any, complete: Callable[[str | None, list[dict[str, str]]], dict[str, Any]] | None
+def chat_completion(body: Any, complete: Callable[[list[dict[str, str]]], dict[str, Any]] | None
                     ) -> dict[str, Any]:
     """``/agents/chat-completions``: one prompt to the judge model, for custom judges (``make_judge``, custom
-    prompt judges). ``complete(model, messages)`` answers the chat completion; the route gives its text
+    prompt judges). ``complete(messages)`` answers the chat completion (the caller has already chosen the
+    endpoint, from ``model`` or the workspace's judge endpoint); the route gives its text
     (``output``) and the whole completion (``output_json``, which mlflow's judge adapter reads)."""
     if not isinstance(body, dict):
         raise InvalidParameterValue("the body must be a JSON object")
@@ -238,6 +239,6 @@ def chat_completion(body: Any, complete: Callable[[str | None, list[dict[str, st
                                     "serving endpoint that can judge (the bundled 135M chat model cannot)",
                                     error_code="JUDGE_NOT_CONFIGURED")
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-    result = complete(model.split("/")[-1] if model else None, messages)
+    result = complete(messages)
     text = (result.get("choices") or [{}])[0].get("message", {}).get("content")
     return {"output": "" if text is None else str(text), "output_json": json.dumps(result)}
