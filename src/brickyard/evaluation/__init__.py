@@ -1,6 +1,8 @@
-"""Evaluation: the built-in LLM judges behind the agents ``chat-assessments`` route."""
+"""Evaluation: datasets, the built-in judges behind the agents ``chat-assessments`` route (a judge model or
+the offline proxies), and deterministic scorers."""
 
 from ._datasets import Datasets
 from ._judges import NEEDS, Complete, Item, assess, chat_completion, parse_verdict
+from ._proxies import Proxies
 
-__all__ = ["NEEDS", "Complete", "Datasets", "Item", "assess", "chat_completion", "parse_verdict"]
+__all__ = ["NEEDS", "Complete", "Datasets", "Item", "Proxies", "assess", "chat_completion", "parse_verdict"]

@@ -6,8 +6,8 @@ Each assessment is a question put to the workspace's judge model (``BRICKYARD_JU
 serving endpoint, called through the AI Gateway as the caller) with a prompt of Brickyard's own, and the
 answer must be a JSON object ``{"rationale": ..., "result": "yes" | "no"}``. An answer that is not one
 becomes an error rating for that assessment, never a guess. Without a judge endpoint every rating is an
-error that says so: the bundled 135M chat model cannot judge, and no offline stand-in is presented as an
-LLM verdict.
+offline proxy's (``_proxies``): the bundled 135M chat model cannot judge, and a proxy's verdict says in its
+rationale that it is one, never presented as an LLM verdict.
 
 Ratings have Databricks' shape: ``{"value": {"categorical_value": "yes", "justification": ...}}`` or
 ``{"error": {"error_code", "error_msg"}}``; per-request assessments under
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import BrickyardError, InvalidParameterValue
+from ._proxies import Proxies
 
 Complete = Callable[[list[dict[str, str]]], str]  # chat messages -> the judge model's text
 
@@ -190,8 +191,16 @@ def _ask(complete: Complete | None, prompt: str) -> dict[str, Any]:
         return _error("JUDGE_UNPARSEABLE", f"{exc}: {text[:200]!r}")
 
 
-def assess(body: Any, complete: Complete | None) -> dict[str, Any]:
-    """The ``chat-assessments`` answer for one request body."""
+def _rate(complete: Complete | None, proxies: Proxies | None, name: str, item: Item,
+          chunk: dict[str, str | None] | None = None) -> dict[str, Any]:
+    if complete is None and proxies is not None:
+        return proxies.rate(name, item, chunk)
+    return _ask(complete, _prompt(name, item, chunk))
+
+
+def assess(body: Any, complete: Complete | None, proxies: Proxies | None = None) -> dict[str, Any]:
+    """The ``chat-assessments`` answer for one request body: asked of the judge model (``complete``), or,
+    without one, answered by the offline ``proxies`` (each verdict says it is one)."""
     if not isinstance(body, dict):
         raise InvalidParameterValue("the body must be a JSON object")
     item = Item.parse(body.get("assessment_input"))
@@ -208,11 +217,11 @@ def assess(body: Any, complete: Complete | None) -> dict[str, Any]:
         missing = _missing(name, item)
         if name in RETRIEVAL:
             cells = [_error("MISSING_INPUT", f"{name} {missing}")] if missing else \
-                [_ask(complete, _prompt(name, item, chunk)) for chunk in item.chunks]
+                [_rate(complete, proxies, name, item, chunk) for chunk in item.chunks]
             positional[name] = {"rating": [{"position": i, "rating": r} for i, r in enumerate(cells)]}
         else:
             ratings[name] = _error("MISSING_INPUT", f"{name} {missing}") if missing else \
-                _ask(complete, _prompt(name, item))
+                _rate(complete, proxies, name, item)
     return {"result": {"response_assessment": {"ratings": ratings},
                        "retrieval_assessment": {"positional_ratings": positional}}}
 

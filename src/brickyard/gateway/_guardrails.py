@@ -23,7 +23,7 @@ from ..core.errors import BrickyardError
 from ..serving._aigateway import BEHAVIORS  # noqa: F401 - re-exported for callers
 
 PII_ENTITIES = ["EMAIL_ADDRESS", "CREDIT_CARD", "PHONE_NUMBER", "US_SSN", "IBAN_CODE", "IP_ADDRESS", "API_KEY"]
-_SAFETY = [re.compile(p, re.I) for p in (
+SAFETY_PATTERNS = [re.compile(p, re.I) for p in (
     r"\b(how to|how do i|steps to|instructions for)\b.{0,40}\b(make|build|assemble)\b.{0,30}\b(bomb|explosive|nerve agent|bioweapon|meth(amphetamine)?)\b",
     r"\b(kill|hurt|harm)\s+(myself|yourself)\b",
     r"\b(suicide|self[- ]harm)\s+(method|instructions|how)\b",
@@ -63,17 +63,30 @@ class Detectors:
         return [r for r in self.analyzer().analyze(text=text, language="en", entities=PII_ENTITIES,
                                                    score_threshold=0.35)]
 
+    def _embedding_model(self) -> Any:
+        """The embedding model, loaded on first use; call with the lock held."""
+        if self._embedder is None:
+            if self._embedder_factory is None:
+                from ..models._minilm import MiniLMEmbedder
+
+                self._embedder = MiniLMEmbedder()
+            else:
+                self._embedder = self._embedder_factory()
+        return self._embedder
+
+    def embed(self, texts: list[str]) -> Any:
+        """Unit-length MiniLM vectors of ``texts`` (the model the topic guardrail and the offline judge
+        proxies share)."""
+        import numpy as np
+
+        with self._lock:
+            return np.asarray(self._embedding_model().embed(list(texts)))
+
     def topic_score(self, text: str, topics: list[str]) -> float:
         import numpy as np
 
         with self._lock:
-            if self._embedder is None:
-                if self._embedder_factory is None:
-                    from ..models._minilm import MiniLMEmbedder
-
-                    self._embedder = MiniLMEmbedder()
-                else:
-                    self._embedder = self._embedder_factory()
+            self._embedding_model()
             key = tuple(topics)
             if key not in self._topics:
                 self._topics[key] = np.asarray(self._embedder.embed(list(topics)))
@@ -128,7 +141,7 @@ class Guard:
     def _apply(self, text: str) -> str:
         c = self.config
         where = "input" if self.side == "input" else "model output"
-        if c.get("safety") and any(p.search(text) for p in _SAFETY):
+        if c.get("safety") and any(p.search(text) for p in SAFETY_PATTERNS):
             raise GuardrailViolation(f"the {where} was blocked by the safety filter")
         for word in c.get("invalid_keywords") or []:
             if re.search(r"(?<!\w)" + re.escape(word) + r"(?!\w)", text, re.I):
