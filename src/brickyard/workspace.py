@@ -109,9 +109,10 @@ class Workspace:
                                          reranker_precision=self.settings.model_precision,
                                          resume_syncs=background, release_memory=self.serving.release_memory)
         self.mcp = ManagedMCP(self.functions, self.vectorsearch)
-        from .evaluation import Datasets
+        from .evaluation import Datasets, PriceTable
 
         self.datasets = Datasets(self.catalog, self.tables)
+        self.prices = PriceTable(self.home / "prices.json")  # dollars per 1M tokens per endpoint, user-edited
         self.mcp_external = ExternalMCP(self.catalog, self.connection_secrets, hosts)
 
     def _embed(self, p: Principal, endpoint: str, texts: list[str]) -> np.ndarray:

@@ -21,6 +21,8 @@ app.add_typer(sp_app, name="sp")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON on stdout).")
 app.add_typer(table_app, name="table")
 app.add_typer(bench_app, name="bench")
+prices_app = typer.Typer(no_args_is_help=True, help="What model calls cost: dollars per 1M tokens per endpoint.")
+app.add_typer(prices_app, name="prices")
 
 Home = Annotated[Path | None, typer.Option("--home", help="Workspace directory [env BRICKYARD_HOME; ./.brickyard]")]
 User = Annotated[str | None, typer.Option("--user", help="Act as this principal [env BRICKYARD_USER]")]
@@ -322,6 +324,36 @@ def table_changes(name: str, home: Home = None, user: User = None, as_json: AsJs
     finally:
         ws.close()
     _print_table(table, as_json)
+
+
+@prices_app.command("list")
+def prices_list(home: Home = None, as_json: AsJson = False) -> None:
+    """The workspace's price table (used by token cost scorers and monitoring)."""
+    with _workspace(home) as ws:
+        prices = _run(ws.prices.load)
+    rows = [{"endpoint": n, "input_per_1m": p.input_per_1m, "output_per_1m": p.output_per_1m}
+            for n, p in sorted(prices.items())]
+    _print_rows(rows, as_json)
+
+
+@prices_app.command("set")
+def prices_set(endpoint: str, input_per_1m: Annotated[float, typer.Option("--input", help="$ per 1M input tokens")],
+               output_per_1m: Annotated[float, typer.Option("--output", help="$ per 1M output tokens")],
+               home: Home = None) -> None:
+    """Set what an endpoint's tokens cost."""
+    with _workspace(home) as ws:
+        price = _run(lambda: ws.prices.set(endpoint, input_per_1m, output_per_1m))
+    typer.echo(f"{endpoint}: ${price.input_per_1m:g} per 1M input tokens, ${price.output_per_1m:g} per 1M output")
+
+
+@prices_app.command("delete")
+def prices_delete(endpoint: str, home: Home = None) -> None:
+    """Remove an endpoint's price."""
+    with _workspace(home) as ws:
+        if not _run(lambda: ws.prices.delete(endpoint)):
+            typer.echo(f"Error: {endpoint} has no price", err=True)
+            raise typer.Exit(1)
+    typer.echo(f"{endpoint}: price removed")
 
 
 @bench_app.command("gateway")

@@ -3,6 +3,8 @@ the offline proxies), and deterministic scorers."""
 
 from ._datasets import Datasets
 from ._judges import NEEDS, Complete, Item, assess, chat_completion, parse_verdict
+from ._prices import Price, PriceTable, load_prices
 from ._proxies import Proxies
 
-__all__ = ["NEEDS", "Complete", "Datasets", "Item", "Proxies", "assess", "chat_completion", "parse_verdict"]
+__all__ = ["NEEDS", "Complete", "Datasets", "Item", "Price", "PriceTable", "Proxies", "assess", "chat_completion",
+           "load_prices", "parse_verdict"]

@@ -8,8 +8,15 @@
   punctuation, articles and spacing ignored, as in SQuAD's evaluation);
 * ``token_f1``: the harmonic mean of token precision and recall against the expected response, normalised the
   same way;
+* ``rouge1``, ``rouge2``, ``rougeL``: ROUGE F-measure against the expected response (Google's ``rouge-score``,
+  Porter stemming on, case ignored), and ``bleu``: sentence BLEU (``sacrebleu``'s defaults: case-sensitive,
+  exponential smoothing, on its 0-100 scale);
 * ``latency_seconds``: the traced call's duration; ``total_tokens``: the tokens its model calls used (the
   trace's token usage, which mlflow sums from its LLM spans);
+* ``token_cost(prices)``: dollars spent by the trace's model calls: each LLM span's token usage priced by
+  the endpoint (the span's model) in a price table (``{"name": {"input_per_1m", "output_per_1m"}}`` or the
+  path of one, such as a workspace's ``prices.json``); spans whose model has no price are named in the
+  rationale and not counted;
 * ``tool_call_correctness``: whether the trace's TOOL spans made ``expectations["expected_tool_calls"]``
   (a list of ``{"name", "arguments"?}``) in that order (other calls may come between; arguments are compared
   only where the expectation gives them);
@@ -29,10 +36,12 @@ import re
 import string
 from collections import Counter
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from mlflow.entities import Feedback, SpanType
 from mlflow.genai.scorers import scorer
+from mlflow.tracing.constant import SpanAttributeKey
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -73,6 +82,85 @@ def exact_match(outputs: Any, expectations: dict[str, Any] | None = None) -> Fee
 def token_f1(outputs: Any, expectations: dict[str, Any] | None = None) -> float | None:
     expected = _expected_response(expectations)
     return None if expected is None else round(f1(outputs, expected), 6)
+
+
+@lru_cache(maxsize=1)
+def _rouge() -> Any:
+    from rouge_score.rouge_scorer import RougeScorer
+
+    return RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+
+
+def rouge(predicted: Any, expected: Any) -> dict[str, float]:
+    """ROUGE-1, ROUGE-2 and ROUGE-L F-measures."""
+    scores = _rouge().score(str(expected), str(predicted))
+    return {name: round(s.fmeasure, 6) for name, s in scores.items()}
+
+
+def bleu_score(predicted: Any, expected: Any) -> float:
+    """Sentence BLEU (0-100) with sacrebleu's defaults."""
+    from sacrebleu.metrics import BLEU
+
+    return round(float(BLEU(effective_order=True).sentence_score(str(predicted), [str(expected)]).score), 4)
+
+
+def _rouge_scorer(metric: str) -> Callable[..., Any]:
+    @scorer(name=metric)
+    def score(outputs: Any, expectations: dict[str, Any] | None = None) -> float | None:
+        expected = _expected_response(expectations)
+        return None if expected is None else rouge(outputs, expected)[metric]
+
+    return score  # type: ignore[no-any-return]
+
+
+rouge1, rouge2, rougeL = (_rouge_scorer(m) for m in ("rouge1", "rouge2", "rougeL"))  # noqa: N816
+
+
+@scorer(name="bleu")
+def bleu(outputs: Any, expectations: dict[str, Any] | None = None) -> float | None:
+    expected = _expected_response(expectations)
+    return None if expected is None else bleu_score(outputs, expected)
+
+
+def llm_calls(trace: Any) -> list[tuple[str | None, int, int]]:
+    """(model, input tokens, output tokens) of each span of the trace that recorded token usage."""
+    out = []
+    for span in getattr(getattr(trace, "data", None), "spans", None) or []:
+        usage = span.get_attribute(SpanAttributeKey.CHAT_USAGE)
+        if not usage:
+            continue
+        model = span.get_attribute(SpanAttributeKey.MODEL)
+        if model is None and isinstance(span.inputs, dict):
+            model = span.inputs.get("model")
+        out.append((None if model is None else str(model), int(usage.get("input_tokens") or 0),
+                    int(usage.get("output_tokens") or 0)))
+    return out
+
+
+def token_cost(prices: Any, *, name: str = "token_cost") -> Callable[..., Any]:
+    """A scorer of the dollars a trace's model calls cost, by ``prices`` (a table or its file's path)."""
+    from ._prices import load_prices
+
+    table = load_prices(prices)
+
+    @scorer(name=name)
+    def cost(trace: Any = None) -> Feedback | None:
+        calls = llm_calls(trace)
+        if not calls:
+            return None
+        total, unpriced = 0.0, []
+        for model, tokens_in, tokens_out in calls:
+            price = table.get(model.split("/")[-1]) if model else None
+            if price is None:
+                unpriced.append(model or "(no model recorded)")
+            else:
+                total += price.cost(tokens_in, tokens_out)
+        if len(unpriced) == len(calls):
+            return Feedback(value=None, error=f"no price for {sorted(set(unpriced))}: add them to the price table")
+        note = f"; not counted (no price): {sorted(set(unpriced))}" if unpriced else ""
+        return Feedback(value=round(total, 8), rationale=f"{len(calls) - len(unpriced)} priced model call(s){note}")
+
+    return cost  # type: ignore[no-any-return]
 
 
 @scorer(name="latency_seconds")
