@@ -109,10 +109,13 @@ class Workspace:
                                          reranker_precision=self.settings.model_precision,
                                          resume_syncs=background, release_memory=self.serving.release_memory)
         self.mcp = ManagedMCP(self.functions, self.vectorsearch)
-        from .evaluation import Datasets, PriceTable
+        from .evaluation import Datasets, Evaluations, PriceTable
 
         self.datasets = Datasets(self.catalog, self.tables)
         self.prices = PriceTable(self.home / "prices.json")  # dollars per 1M tokens per endpoint, user-edited
+        self.evaluations = Evaluations(gateway=self.gateway, serving=self.serving, tracking=self.tracking,
+                                       traces=self.traces, datasets=self.datasets, prices=self.prices,
+                                       assess=self.assess, judge_endpoint=lambda: self.settings.judge_endpoint)
         self.mcp_external = ExternalMCP(self.catalog, self.connection_secrets, hosts)
 
     def _embed(self, p: Principal, endpoint: str, texts: list[str]) -> np.ndarray:

@@ -21,6 +21,9 @@ app.add_typer(sp_app, name="sp")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON on stdout).")
 app.add_typer(table_app, name="table")
 app.add_typer(bench_app, name="bench")
+from ._eval import eval_app  # noqa: E402 - the sub-app uses the helpers defined below at call time
+
+app.add_typer(eval_app, name="eval")
 prices_app = typer.Typer(no_args_is_help=True, help="What model calls cost: dollars per 1M tokens per endpoint.")
 app.add_typer(prices_app, name="prices")
 
@@ -449,6 +452,17 @@ def bench_proxies(data: Annotated[Path, typer.Option(help="The SciFact directory
         typer.echo(f"Error: {data}/claims_train_labels.jsonl not found; pass --data", err=True)
         raise typer.Exit(2)
     _bench_out(_run(lambda: run_proxy_bench(data, limit=limit)), as_json)
+
+
+@bench_app.command("eval")
+def bench_eval(rows: Annotated[int, typer.Option(help="Rows per deterministic-scorer measurement")] = 200,
+               seconds: Annotated[float, typer.Option(help="Seconds per proxy and judge-call measurement")] = 2.0,
+               as_json: AsJson = False) -> None:
+    """Evaluation speed: deterministic scorer rows/s, offline proxy assessments/s, judge calls/s to a local test
+    endpoint, and the harness's own time per row (target under 5 ms)."""
+    from ..bench._eval import run_eval_bench
+
+    _bench_out(_run(lambda: run_eval_bench(rows=rows, seconds=seconds)), as_json)
 
 
 @bench_app.command("ingest")

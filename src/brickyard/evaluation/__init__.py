@@ -5,6 +5,7 @@ from ._datasets import Datasets
 from ._judges import NEEDS, Complete, Item, assess, chat_completion, parse_verdict
 from ._prices import Price, PriceTable, load_prices
 from ._proxies import Proxies
+from ._runs import Evaluations
 
-__all__ = ["NEEDS", "Complete", "Datasets", "Item", "Price", "PriceTable", "Proxies", "assess", "chat_completion",
+__all__ = ["NEEDS", "Complete", "Datasets", "Evaluations", "Item", "Price", "PriceTable", "Proxies", "assess", "chat_completion",
            "load_prices", "parse_verdict"]

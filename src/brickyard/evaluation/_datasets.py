@@ -154,6 +154,17 @@ class Datasets:
             out["next_page_token"] = str(start + size)
         return out
 
+    def rows(self, p: Principal, full_name: str) -> list[dict[str, Any]]:
+        """Every record of the dataset table ``full_name`` as ``{dataset_record_id, inputs, expectations}``
+        (plain JSON values), in record id order; reading needs SELECT on the table."""
+        obj = self.catalog.require(p, "SELECT", "table", full_name, action="getEvaluationDataset")
+        if obj.properties.get(KIND) != "true":
+            raise InvalidParameterValue(f"table {obj.full_name} is not an evaluation dataset (create one with "
+                                        "mlflow.genai.datasets.create_dataset)")
+        rows = self.tables.read(p, obj.full_name).sort_by("dataset_record_id").to_pylist()
+        return [{"dataset_record_id": r["dataset_record_id"], "inputs": json.loads(r["inputs"] or "{}"),
+                 "expectations": json.loads(r["expectations"] or "{}")} for r in rows]
+
     def create_records(self, p: Principal, dataset_id: Any, body: Any) -> dict[str, Any]:
         obj = self._dataset(p, dataset_id, "MODIFY")
         now = _now()

@@ -19,6 +19,7 @@ flips it into ``safety``).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 from ..core.errors import BrickyardError, InvalidParameterValue
 from ._proxies import Proxies
 
+log = logging.getLogger(__name__)
 Complete = Callable[[list[dict[str, str]]], str]  # chat messages -> the judge model's text
 
 SYSTEM = ("You are a careful evaluator of an AI assistant's work. Judge only what you are asked, from the "
@@ -185,6 +187,9 @@ def _ask(complete: Complete | None, prompt: str) -> dict[str, Any]:
     except BrickyardError as exc:  # a judge endpoint that refuses or fails: the client retries 429 and 5xx
         code = {429: "429", 403: "403", 404: "404"}.get(exc.http_status, str(exc.http_status))
         return _error(code, f"the judge endpoint failed: {exc.message}")
+    except Exception as exc:  # noqa: BLE001 - the judge model itself crashed: a 500 for this rating only
+        log.warning("the judge endpoint failed", exc_info=True)
+        return _error("500", f"the judge endpoint failed: {type(exc).__name__}")
     try:
         return _value(*parse_verdict(text))
     except ValueError as exc:

@@ -31,36 +31,14 @@ This module imports mlflow; ``import brickyard`` does not import it.
 
 from __future__ import annotations
 
-import math
-import re
-import string
-from collections import Counter
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 from mlflow.entities import Feedback, SpanType
 from mlflow.genai.scorers import scorer
 from mlflow.tracing.constant import SpanAttributeKey
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation)
-
-
-def normalise(text: Any) -> str:
-    """Lower case, punctuation and English articles removed, spaces collapsed."""
-    return " ".join(_ARTICLES.sub(" ", str(text).lower().translate(_PUNCT)).split())
-
-
-def f1(predicted: Any, expected: Any) -> float:
-    got, want = normalise(predicted).split(), normalise(expected).split()
-    if not got or not want:
-        return float(got == want)
-    common = sum((Counter(got) & Counter(want)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(got), common / len(want)
-    return 2 * precision * recall / (precision + recall)
+from ._metrics import bleu_score, expected_ids, f1, normalise, ranking_metrics, rouge
 
 
 def _expected_response(expectations: dict[str, Any] | None) -> str | None:
@@ -82,26 +60,6 @@ def exact_match(outputs: Any, expectations: dict[str, Any] | None = None) -> Fee
 def token_f1(outputs: Any, expectations: dict[str, Any] | None = None) -> float | None:
     expected = _expected_response(expectations)
     return None if expected is None else round(f1(outputs, expected), 6)
-
-
-@lru_cache(maxsize=1)
-def _rouge() -> Any:
-    from rouge_score.rouge_scorer import RougeScorer
-
-    return RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-
-
-def rouge(predicted: Any, expected: Any) -> dict[str, float]:
-    """ROUGE-1, ROUGE-2 and ROUGE-L F-measures."""
-    scores = _rouge().score(str(expected), str(predicted))
-    return {name: round(s.fmeasure, 6) for name, s in scores.items()}
-
-
-def bleu_score(predicted: Any, expected: Any) -> float:
-    """Sentence BLEU (0-100) with sacrebleu's defaults."""
-    from sacrebleu.metrics import BLEU
-
-    return round(float(BLEU(effective_order=True).sentence_score(str(predicted), [str(expected)]).score), 4)
 
 
 def _rouge_scorer(metric: str) -> Callable[..., Any]:
@@ -218,26 +176,6 @@ def retrieved_ids(trace: Any) -> list[str]:
             if key is not None and str(key) not in out:
                 out.append(str(key))
     return out
-
-
-def expected_ids(expectations: dict[str, Any] | None) -> set[str] | None:
-    expectations = expectations or {}
-    if expectations.get("expected_document_ids") is not None:
-        return {str(d) for d in expectations["expected_document_ids"]}
-    context = expectations.get("expected_retrieved_context")
-    if context is None:
-        return None
-    return {str(c.get("doc_uri") if isinstance(c, dict) else c) for c in context}
-
-
-def ranking_metrics(ranked: list[str], relevant: set[str], k: int) -> dict[str, float]:
-    top = ranked[:k]
-    hits = [d in relevant for d in top]
-    dcg = sum(1 / math.log2(i + 2) for i, hit in enumerate(hits) if hit)
-    idcg = sum(1 / math.log2(i + 2) for i in range(min(k, len(relevant))))
-    first = next((i for i, d in enumerate(ranked) if d in relevant), None)
-    return {"precision": sum(hits) / k, "recall": sum(hits) / len(relevant) if relevant else 0.0,
-            "mrr": 0.0 if first is None else 1 / (first + 1), "ndcg": dcg / idcg if idcg else 0.0}
 
 
 def retrieval_scorers(k: int = 5) -> list[Callable[..., Any]]:

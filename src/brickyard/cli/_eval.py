@@ -1,0 +1,95 @@
+"""``brickyard eval run | compare``: evaluate a serving endpoint on a dataset, and compare two runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate endpoints with judges and scorers, compare runs.")
+
+
+def _helpers() -> Any:
+    """The command package's helpers (imported when a command runs: the package imports this module)."""
+    from . import _principal, _run, _workspace
+
+    return _principal, _run, _workspace
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+@eval_app.command("run")
+def eval_run(endpoint: Annotated[str, typer.Option(help="The serving endpoint to evaluate")],
+             dataset: Annotated[str, typer.Option(help="An evaluation dataset (catalog.schema.table) or a .jsonl/.json "
+                                                       "file of {inputs, expectations} records")],
+             scorer: Annotated[list[str], typer.Option("--scorer", help="A scorer, repeated: e.g. correctness, safety, retrieval_groundedness, token_f1, rougeL, "
+                                                  "latency_seconds, token_cost, retrieval_mrr (an unknown name lists all)")],
+             experiment: Annotated[str | None, typer.Option(help="Experiment name [/Users/<you>/evaluations]")] = None,
+             run_name: Annotated[str | None, typer.Option(help="Name of the run")] = None,
+             workers: Annotated[int, typer.Option(help="Rows evaluated at once")] = 4,
+             home: Annotated[Path | None, typer.Option("--home", help="Workspace directory")] = None,
+             user: Annotated[str | None, typer.Option("--user", help="Act as this principal")] = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+    """Send every row to ENDPOINT, score the answers, and log a run (traces, assessments, mean metrics)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    principal, run, workspace = _helpers()
+    ws = run(lambda: workspace(home))
+    try:
+        p = run(lambda: principal(ws, user))
+        rows = run(lambda: ws.evaluations.rows(p, dataset))
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, transient=True, disable=as_json, console=Console(stderr=True)) as bar:
+            task = bar.add_task("evaluating", total=len(rows))
+            out = run(lambda: ws.evaluations.run(
+                p, endpoint=endpoint, dataset=dataset, scorers=scorer, experiment=experiment, run_name=run_name,
+                workers=workers, rows=rows, progress=lambda scored: bar.update(task, advance=1)))
+    finally:
+        ws.close()
+    if as_json:
+        typer.echo(json.dumps(out, default=str))
+        return
+    typer.echo(f"run {out['run_id']} (experiment {out['experiment_id']}): {out['rows']} rows of {dataset} on "
+               f"{endpoint} in {out['seconds']:.1f} s; judge: {out['judge']}")
+    width = max(len(n) for n in out["metrics"])
+    typer.echo(f"{'scorer'.ljust(width)}  {'mean':>8}  {'scored':>6}  {'errors':>6}")
+    for name, s in out["metrics"].items():
+        typer.echo(f"{name.ljust(width)}  {_fmt(s['mean']):>8}  {s['scored']:>6}  {s['errors']:>6}")
+    if out["prediction_errors"]:
+        typer.echo(f"{out['prediction_errors']} rows got no answer from {endpoint} (see the traces)", err=True)
+
+
+@eval_app.command("compare")
+def eval_compare(run_a: str, run_b: str,
+                 home: Annotated[Path | None, typer.Option("--home", help="Workspace directory")] = None,
+                 user: Annotated[str | None, typer.Option("--user", help="Act as this principal")] = None,
+                 as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+    """Two evaluation runs side by side: every metric and its change, and the rows whose verdicts differ."""
+    principal, run, workspace = _helpers()
+    ws = run(lambda: workspace(home))
+    try:
+        p = run(lambda: principal(ws, user))
+        out = run(lambda: ws.evaluations.compare(p, run_a, run_b))
+    finally:
+        ws.close()
+    if as_json:
+        typer.echo(json.dumps(out, default=str))
+        return
+    names = [r["run_name"] or r["run_id"] for r in out["runs"]]
+    width = max([len(m["metric"]) for m in out["metrics"]] + [6])
+    typer.echo(f"{'metric'.ljust(width)}  {names[0][:12]:>12}  {names[1][:12]:>12}  {'change':>8}")
+    for m in out["metrics"]:
+        change = "-" if m["change"] is None else f"{m['change']:+.3f}"
+        typer.echo(f"{m['metric'].ljust(width)}  {_fmt(m['a']):>12}  {_fmt(m['b']):>12}  {change:>8}")
+    typer.echo(f"{out['rows_in_both']} rows in both runs; {len(out['changed'])} verdicts changed")
+    for c in out["changed"][:50]:
+        typer.echo(f"  {c['scorer']}: {_fmt(c['a'])} -> {_fmt(c['b'])}  {c['question'][:70]}")

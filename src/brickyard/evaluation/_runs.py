@@ -1,0 +1,219 @@
+"""Evaluation runs the server makes and compares (``brickyard eval run | compare``): the harness wired to
+the workspace: predictions through the AI Gateway as the caller (so the endpoint's permissions, limits,
+usage and inference table apply), judges through ``chat-assessments``' logic, traces, assessments and the run
+in the tracking store, rows from an evaluation dataset (a UC table, read with the caller's SELECT) or a file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..catalog import Principal
+from ..core.errors import BrickyardError, InvalidParameterValue, NotFound
+from ..core.ids import now_ms
+from ._harness import Harness, Prediction, Row, Scored, Services, check_scorers, numeric, summarise
+
+log = logging.getLogger(__name__)
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+
+def rows_from_file(path: Path) -> list[Row]:
+    """Rows of a ``.jsonl`` (one record per line) or ``.json`` (a list of records) file."""
+    if not path.is_file():
+        raise InvalidParameterValue(f"{path} is not a file")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise InvalidParameterValue(f"{path} is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    text = path.read_text()
+    if path.suffix.lower() == ".json":
+        try:
+            records = json.loads(text)
+        except ValueError as exc:
+            raise InvalidParameterValue(f"{path} is not valid JSON: {exc}") from None
+        if not isinstance(records, list):
+            raise InvalidParameterValue(f"{path} must hold a list of records")
+        return [Row.parse(r, f"{path} record {i + 1}") for i, r in enumerate(records)]
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise InvalidParameterValue(f"{path} line {number} is not valid JSON: {exc}") from None
+        rows.append(Row.parse(record, f"{path} line {number}"))
+    return rows
+
+
+def _text_of(result: dict[str, Any]) -> str:
+    """The answer text of a chat completion, a Responses API response or a model's predictions."""
+    choices = result.get("choices")
+    if isinstance(choices, list) and choices:
+        message = choices[0].get("message") or {}
+        return str(message.get("content") or "")
+    output = result.get("output")
+    if isinstance(output, list):
+        parts = [c.get("text", "") for item in output if isinstance(item, dict) and item.get("type") == "message"
+                 for c in item.get("content") or [] if isinstance(c, dict)]
+        return "".join(str(p) for p in parts)
+    if "predictions" in result:
+        return result["predictions"] if isinstance(result["predictions"], str) else json.dumps(result["predictions"])
+    return json.dumps(result)
+
+
+class Evaluations:
+    def __init__(self, *, gateway: Any, serving: Any, tracking: Any, traces: Any, datasets: Any, prices: Any,
+                 assess: Callable[[Principal, Any], dict[str, Any]], judge_endpoint: Callable[[], str | None]) -> None:
+        self.gateway = gateway
+        self.serving = serving
+        self.tracking = tracking
+        self.traces = traces
+        self.datasets = datasets
+        self.prices = prices
+        self._assess = assess
+        self._judge_endpoint = judge_endpoint
+
+    def rows(self, p: Principal, source: str) -> list[Row]:
+        """A file (.jsonl or .json) or an evaluation dataset's UC table (catalog.schema.table)."""
+        path = Path(source)
+        if path.suffix.lower() in (".jsonl", ".json", ".ndjson") or path.exists():
+            return rows_from_file(path)
+        if len(source.split(".")) != 3:
+            raise InvalidParameterValue(f"{source[:200]!r} is neither a file nor a table name (catalog.schema.table)")
+        return [Row.parse(r, f"{source} record {r.get('dataset_record_id')}") for r in self.datasets.rows(p, source)]
+
+    def _experiment(self, p: Principal, name: str | None) -> str:
+        name = name or f"/Users/{p.name}/evaluations"
+        try:
+            return str(self.tracking.get_experiment_by_name(p, name)["experiment_id"])
+        except NotFound:
+            return str(self.tracking.create_experiment(p, name))
+
+    def predictor(self, p: Principal, endpoint: str) -> tuple[Callable[[Row], Prediction], str]:
+        """The function that asks ``endpoint`` one row's question as ``p``, and the span type of its answers."""
+        task = str(self.serving.get(p, endpoint).get("task") or "")
+        agent = task.startswith("agent/")
+
+        def predict(row: Row) -> Prediction:
+            messages = row.inputs.get("messages")
+            if not (isinstance(messages, list) and messages):
+                messages = [{"role": "user", "content": row.question()}]
+            if task == "agent/v1/responses":
+                body: dict[str, Any] = {"input": messages}
+            else:
+                body = {"messages": messages}
+            if agent:
+                body["databricks_options"] = {"return_trace": True}
+            started = time.perf_counter()
+            try:
+                inv = self.gateway.call(p, endpoint, body, route="invocations" if agent else "chat")
+            except BrickyardError as exc:
+                return Prediction(None, time.perf_counter() - started, model=endpoint,
+                                  error=f"{exc.error_code}: {exc.message}")
+            except Exception as exc:  # noqa: BLE001 - the model crashed on this row: recorded, the run goes on
+                log.warning("endpoint %s failed on an evaluation row", endpoint, exc_info=True)
+                return Prediction(None, time.perf_counter() - started, model=endpoint,
+                                  error=f"INTERNAL_ERROR: the model failed ({type(exc).__name__})")
+            seconds = time.perf_counter() - started
+            result = dict(inv.result)
+            usage = result.get("usage") or {}
+            trace = (result.get("databricks_output") or {}).get("trace") or {}
+            return Prediction(_text_of(result), seconds,
+                              int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0),
+                              int(usage.get("completion_tokens") or usage.get("output_tokens") or 0),
+                              model=endpoint, spans=list((trace.get("data") or {}).get("spans") or []))
+
+        return predict, "AGENT" if agent else "CHAT_MODEL"
+
+    def run(self, p: Principal, *, endpoint: str, dataset: str, scorers: list[str], experiment: str | None = None,
+            run_name: str | None = None, workers: int = 4, progress: Callable[[Scored], None] | None = None,
+            rows: list[Row] | None = None) -> dict[str, Any]:
+        """Evaluate ``endpoint`` on ``dataset`` with ``scorers``; the run's id, its metrics and per-row results."""
+        scorers = check_scorers(scorers)
+        rows = rows if rows is not None else self.rows(p, dataset)
+        predict, kind = self.predictor(p, endpoint)
+        experiment_id = self._experiment(p, experiment)
+        judge = self._judge_endpoint()
+        run = self.tracking.create_run(p, experiment_id, run_name=run_name, start_time=now_ms(),
+                                       tags=[{"key": "brickyard.eval.endpoint", "value": endpoint},
+                                             {"key": "mlflow.runSourceType", "value": "brickyard-eval"}])
+        run_id = run["info"]["run_id"]
+        self.tracking.log_batch(p, run_id, params=[
+            {"key": "endpoint", "value": endpoint}, {"key": "dataset", "value": dataset[:500]},
+            {"key": "scorers", "value": ",".join(scorers)[:500]}, {"key": "judge", "value": judge or "offline proxies"}])
+        services = Services(
+            predict=predict, assess=lambda body: self._assess(p, body),
+            record_trace=lambda info, spans: self.traces.record(p, experiment_id, info, spans),
+            add_assessments=lambda trace_id, items: [self.traces.create_assessment(p, trace_id, a) for a in items],
+            judge_source=judge or "brickyard-offline-proxy", prices=self.prices.load())
+        started = time.perf_counter()
+        try:
+            results = Harness(services, scorers, workers=workers).run(rows, run_id, task_kind=kind, progress=progress)
+            trace_ids = [r.trace_id for r in results if r.trace_id]
+            for start in range(0, len(trace_ids), 100):
+                self.traces.link_to_run(p, trace_ids[start:start + 100], run_id)
+            summary = summarise(results, scorers)
+            now = now_ms()
+            metrics = [{"key": f"{name}/mean", "value": s["mean"], "timestamp": now, "step": 0}
+                       for name, s in summary.items() if s["mean"] is not None]
+            if metrics:
+                self.tracking.log_batch(p, run_id, metrics=metrics)
+        except BaseException:
+            self.tracking.update_run(p, run_id, status="FAILED", end_time=now_ms())
+            raise
+        self.tracking.update_run(p, run_id, status="FINISHED", end_time=now_ms())
+        seconds = time.perf_counter() - started
+        return {"run_id": run_id, "experiment_id": experiment_id, "endpoint": endpoint, "dataset": dataset,
+                "rows": len(results), "judge": judge or "offline proxies", "metrics": summary,
+                "prediction_errors": sum(1 for r in results if r.prediction.error),
+                "seconds": round(seconds, 3),
+                "harness_ms_per_row": round(1000 * sum(r.seconds for r in results) / len(results), 3),
+                "results": [{"row": r.row.key, "question": r.row.question()[:200], "trace_id": r.trace_id,
+                             "answer": (r.prediction.text or "")[:200], "error": r.prediction.error,
+                             "values": r.values, "errors": r.errors} for r in results]}
+
+    def compare(self, p: Principal, run_a: str, run_b: str) -> dict[str, Any]:
+        """Two runs side by side: each metric's value in both and the change; the rows whose verdicts differ
+        (rows are matched by their inputs)."""
+        runs = [self.tracking.get_run(p, run_id) for run_id in (run_a, run_b)]
+        metric_sets = [{m["key"]: m["value"] for m in r["data"].get("metrics") or []} for r in runs]
+        keys = sorted(set(metric_sets[0]) | set(metric_sets[1]))
+        metrics = [{"metric": k, "a": metric_sets[0].get(k), "b": metric_sets[1].get(k),
+                    "change": None if k not in metric_sets[0] or k not in metric_sets[1]
+                    else round(metric_sets[1][k] - metric_sets[0][k], 6)} for k in keys]
+        verdicts = [self._verdicts(p, r) for r in runs]
+        changed = []
+        for row in sorted(set(verdicts[0]) & set(verdicts[1])):
+            a, b = verdicts[0][row], verdicts[1][row]
+            for name in sorted(set(a["values"]) & set(b["values"])):
+                if numeric(a["values"][name]) != numeric(b["values"][name]):
+                    changed.append({"row": row, "question": a["question"], "scorer": name, "a": a["values"][name],
+                                    "b": b["values"][name], "trace_a": a["trace_id"], "trace_b": b["trace_id"]})
+        return {"runs": [{"run_id": r["info"]["run_id"], "run_name": r["info"].get("run_name")} for r in runs],
+                "metrics": metrics, "rows_in_both": len(set(verdicts[0]) & set(verdicts[1])), "changed": changed}
+
+    def _verdicts(self, p: Principal, run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Row key -> the question, the trace and each scorer's value, for a run's traces."""
+        info = run["info"]
+        out: dict[str, dict[str, Any]] = {}
+        token = None
+        while True:
+            found, token = self.traces.search(p, [info["experiment_id"]], filter=f"attributes.run_id = '{info['run_id']}'",
+                                              max_results=500, page_token=token)
+            for trace in found:
+                metadata = trace.get("trace_metadata") or {}
+                key = metadata.get("brickyard.eval.row") or trace.get("request_preview") or trace["trace_id"]
+                values = {}
+                for a in trace.get("assessments") or []:
+                    if a.get("valid") is False or "feedback" not in a:
+                        continue
+                    if "value" in a["feedback"]:
+                        values[a["assessment_name"]] = a["feedback"]["value"]
+                out[str(key)] = {"question": str(trace.get("request_preview") or "")[:200], "values": values,
+                                 "trace_id": trace["trace_id"]}
+            if not token:
+                return out
