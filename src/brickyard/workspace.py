@@ -115,7 +115,8 @@ class Workspace:
         self.prices = PriceTable(self.home / "prices.json")  # dollars per 1M tokens per endpoint, user-edited
         self.evaluations = Evaluations(gateway=self.gateway, serving=self.serving, tracking=self.tracking,
                                        traces=self.traces, datasets=self.datasets, prices=self.prices,
-                                       assess=self.assess, judge_endpoint=lambda: self.settings.judge_endpoint)
+                                       assess=self.assess, judge_endpoint=lambda: self.settings.judge_endpoint,
+                                       judge=self._judge_for)
         self.mcp_external = ExternalMCP(self.catalog, self.connection_secrets, hosts)
 
     def _embed(self, p: Principal, endpoint: str, texts: list[str]) -> np.ndarray:
@@ -137,6 +138,11 @@ class Workspace:
 
     def _judge(self, p: Principal, endpoint: str, messages: list[dict[str, str]]) -> str:
         return str(self._judge_call(p, endpoint, messages)["choices"][0]["message"].get("content") or "")
+
+    def _judge_for(self, p: Principal) -> Any:
+        """The judge model's chat function (messages -> text) as ``p``, or None without a judge endpoint."""
+        endpoint = self.settings.judge_endpoint
+        return (lambda messages: self._judge(p, endpoint, messages)) if endpoint else None
 
     def assess(self, p: Principal, body: Any) -> dict[str, Any]:
         """The built-in LLM judges (``chat-assessments``), asked of the judge endpoint as ``p``."""

@@ -37,6 +37,15 @@ class RuleJudge:
                           prompt_tokens=10)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def offline_tiktoken() -> None:
+    """databricks-agents counts tokens with tiktoken's o200k_base, which tiktoken would download: use the bundled
+    copy (``brickyard.evaluation.use_bundled_o200k``), so no test reaches for the network."""
+    from brickyard.evaluation import use_bundled_o200k
+
+    use_bundled_o200k()
+
+
 @pytest.fixture
 def judged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Workspace, RuleJudge]]:
     import mlflow

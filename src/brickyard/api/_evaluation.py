@@ -1,4 +1,5 @@
-"""Evaluation routes as ``databricks-agents`` calls them: ``/api/2.0/agents/chat-assessments`` (the built-in
+"""Evaluation routes as ``databricks-agents`` calls them: the managed-evals datasets, synthetic questions and
+answers (``generate-questions``, ``generate-answer``), ``/api/2.0/agents/chat-assessments`` (the built-in
 judges), ``/api/2.0/agents/chat-completions`` (custom judges' prompts) and the client's usage-event posts, which are accepted and dropped (nothing leaves the machine)."""
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ def register(api: Api, ws: Any) -> None:
     @api.route("POST", DS + "/{dataset_id}/records:batchDelete", policy="authenticated")
     def delete_dataset_records(req: Req) -> dict[str, Any]:
         return ds.delete_records(req.user, req.path["dataset_id"], req.body)  # type: ignore[no-any-return]
+
+    @api.route("POST", "/api/2.0/managed-evals/generate-questions", policy="authenticated")
+    def generate_questions(req: Req) -> dict[str, Any]:
+        return ws.evaluations.generate_questions(req.user, req.body)  # type: ignore[no-any-return]
+
+    @api.route("POST", "/api/2.0/managed-evals/generate-answer", policy="authenticated")
+    def generate_answer(req: Req) -> dict[str, Any]:
+        return ws.evaluations.generate_answer(req.user, req.body)  # type: ignore[no-any-return]
 
     @api.route("POST", "/api/2.0/agents/chat-assessments", policy="authenticated")
     def chat_assessments(req: Req) -> dict[str, Any]:

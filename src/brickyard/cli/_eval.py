@@ -93,3 +93,40 @@ def eval_compare(run_a: str, run_b: str,
     typer.echo(f"{out['rows_in_both']} rows in both runs; {len(out['changed'])} verdicts changed")
     for c in out["changed"][:50]:
         typer.echo(f"  {c['scorer']}: {_fmt(c['a'])} -> {_fmt(c['b'])}  {c['question'][:70]}")
+
+
+@eval_app.command("generate")
+def eval_generate(table: Annotated[str, typer.Option(help="A chunks table (catalog.schema.table)")],
+                  dataset: Annotated[str, typer.Option(help="The evaluation dataset to write (created if missing)")],
+                  num_evals: Annotated[int, typer.Option(help="How many questions to write")] = 20,
+                  text_column: Annotated[str, typer.Option(help="The table's text column")] = "text",
+                  uri_column: Annotated[str, typer.Option(help="The column naming each chunk's document")] = "source",
+                  agent_description: Annotated[str | None, typer.Option(help="What the assistant does")] = None,
+                  question_guidelines: Annotated[str | None, typer.Option(help="Guidelines for the questions")] = None,
+                  home: Annotated[Path | None, typer.Option("--home", help="Workspace directory")] = None,
+                  user: Annotated[str | None, typer.Option("--user", help="Act as this principal")] = None,
+                  as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+    """Write synthetic questions with their expected facts from a chunks table, with the judge model."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    principal, run, workspace = _helpers()
+    ws = run(lambda: workspace(home))
+    try:
+        p = run(lambda: principal(ws, user))
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, transient=True, disable=as_json, console=Console(stderr=True)) as bar:
+            task = bar.add_task("writing questions", total=num_evals)
+            out = run(lambda: ws.evaluations.generate(
+                p, table, num_evals=num_evals, dataset=dataset, text_column=text_column, uri_column=uri_column,
+                agent_description=agent_description, question_guidelines=question_guidelines,
+                progress=lambda n: bar.update(task, advance=n)))
+    finally:
+        ws.close()
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(f"{out['records']} records written to {out['dataset']}")
+    for problem in out["problems"]:
+        typer.echo(f"  skipped {problem}", err=True)
+

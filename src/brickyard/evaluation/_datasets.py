@@ -154,6 +154,13 @@ class Datasets:
             out["next_page_token"] = str(start + size)
         return out
 
+    def id_of(self, p: Principal, full_name: str) -> str:
+        """The dataset id (the table's id) of the dataset table ``full_name``; needs SELECT."""
+        obj = self.catalog.require(p, "SELECT", "table", full_name, action="getEvaluationDataset")
+        if obj.properties.get(KIND) != "true":
+            raise InvalidParameterValue(f"table {obj.full_name} is not an evaluation dataset")
+        return str(obj.id)
+
     def rows(self, p: Principal, full_name: str) -> list[dict[str, Any]]:
         """Every record of the dataset table ``full_name`` as ``{dataset_record_id, inputs, expectations}``
         (plain JSON values), in record id order; reading needs SELECT on the table."""

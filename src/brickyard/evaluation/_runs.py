@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import Principal
-from ..core.errors import BrickyardError, InvalidParameterValue, NotFound
+from ..core.errors import AlreadyExists, BrickyardError, InvalidParameterValue, NotFound
 from ..core.ids import now_ms
 from ._harness import Harness, Prediction, Row, Scored, Services, check_scorers, numeric, summarise
+from ._synthetic import generate_answer, generate_questions, not_configured, records_from_chunks
 
 log = logging.getLogger(__name__)
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -67,7 +68,8 @@ def _text_of(result: dict[str, Any]) -> str:
 
 class Evaluations:
     def __init__(self, *, gateway: Any, serving: Any, tracking: Any, traces: Any, datasets: Any, prices: Any,
-                 assess: Callable[[Principal, Any], dict[str, Any]], judge_endpoint: Callable[[], str | None]) -> None:
+                 assess: Callable[[Principal, Any], dict[str, Any]], judge_endpoint: Callable[[], str | None],
+                 judge: Callable[[Principal], Callable[[list[dict[str, str]]], str] | None]) -> None:
         self.gateway = gateway
         self.serving = serving
         self.tracking = tracking
@@ -76,6 +78,7 @@ class Evaluations:
         self.prices = prices
         self._assess = assess
         self._judge_endpoint = judge_endpoint
+        self._judge = judge  # principal -> the judge model's chat function as them, or None
 
     def rows(self, p: Principal, source: str) -> list[Row]:
         """A file (.jsonl or .json) or an evaluation dataset's UC table (catalog.schema.table)."""
@@ -217,3 +220,38 @@ class Evaluations:
                                  "trace_id": trace["trace_id"]}
             if not token:
                 return out
+
+    # -- synthetic evaluation sets -------------------------------------------------------------------
+    def generate_questions(self, p: Principal, body: Any) -> dict[str, Any]:
+        return generate_questions(body, self._judge(p))
+
+    def generate_answer(self, p: Principal, body: Any) -> dict[str, Any]:
+        return generate_answer(body, self._judge(p))
+
+    def generate(self, p: Principal, table: str, *, num_evals: int, dataset: str, text_column: str = "text",
+                 uri_column: str | None = "source", agent_description: str | None = None,
+                 question_guidelines: str | None = None, progress: Callable[[int], None] | None = None
+                 ) -> dict[str, Any]:
+        """Write ``num_evals`` synthetic records (question, expected facts, the chunk as expected context) from
+        the chunks in ``table`` into the evaluation dataset ``dataset`` (created when missing)."""
+        if isinstance(num_evals, bool) or not isinstance(num_evals, int) or not 1 <= num_evals <= 10_000:
+            raise InvalidParameterValue("num_evals must be a whole number from 1 to 10000")
+        complete = self._judge(p)
+        if complete is None:
+            raise not_configured()
+        columns = [text_column] + ([uri_column] if uri_column else [])
+        chunks = [{"content": r[text_column], "doc_uri": r.get(uri_column) if uri_column else None}
+                  for r in self.datasets.tables.read(p, table, columns=columns).to_pylist()]
+        records, problems = records_from_chunks(chunks, num_evals, complete, agent_description=agent_description,
+                                                question_guidelines=question_guidelines, progress=progress)
+        try:
+            self.datasets.create(p, {"name": dataset})
+        except AlreadyExists:
+            pass
+        dataset_id = self.datasets.id_of(p, dataset)
+        for start in range(0, len(records), 500):
+            self.datasets.create_records(p, dataset_id, {"requests": [{"dataset_record": {
+                "inputs": [{"key": k, "value": v} for k, v in r["inputs"].items()],
+                "expectations": {k: {"value": v} for k, v in r["expectations"].items()},
+                "source": r["source"]}} for r in records[start:start + 500]]})
+        return {"dataset": dataset, "records": len(records), "problems": problems}
