@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,7 @@ class Workspace:
                                          resume_syncs=background, release_memory=self.serving.release_memory)
         self.mcp = ManagedMCP(self.functions, self.vectorsearch)
         from .evaluation import Datasets, Evaluations, PriceTable
+        from .evaluation._monitoring import MONITOR_SCHEMA, ScheduledScorers
 
         self.datasets = Datasets(self.catalog, self.tables)
         self.prices = PriceTable(self.home / "prices.json")  # dollars per 1M tokens per endpoint, user-edited
@@ -117,6 +119,17 @@ class Workspace:
                                        traces=self.traces, datasets=self.datasets, prices=self.prices,
                                        assess=self.assess, judge_endpoint=lambda: self.settings.judge_endpoint,
                                        judge=self._judge_for)
+        self.scheduled_scorers = ScheduledScorers(
+            db=self.db, tracking=self.tracking, traces=self.traces, identity=self.identity, tables=self.tables,
+            catalog=self.catalog, assess=self.assess, prices=self.prices, system=self.system_principal,
+            judge_source=lambda: self.settings.judge_endpoint or "brickyard-offline-proxy",
+            monitor_table=lambda name: self.system_table(name, MONITOR_SCHEMA),
+            usage_table=lambda: self.system_table(USAGE_TABLE, USAGE_SCHEMA), endpoint_check=self.serving.get)
+        self._monitor_stop = threading.Event()
+        self._monitor_thread: threading.Thread | None = None
+        if background and self.settings.monitor_interval_seconds > 0:
+            self._monitor_thread = threading.Thread(target=self._monitor_loop, name="scheduled-scorers", daemon=True)
+            self._monitor_thread.start()
         self.mcp_external = ExternalMCP(self.catalog, self.connection_secrets, hosts)
 
     def _embed(self, p: Principal, endpoint: str, texts: list[str]) -> np.ndarray:
@@ -201,7 +214,18 @@ class Workspace:
     def open(cls, home: str | os.PathLike[str] | None = None, **settings: Any) -> Workspace:
         return cls(Settings.from_env(home=home, **settings))
 
+    def _monitor_loop(self) -> None:
+        """The server's scheduled scorers: a round every ``monitor_interval_seconds`` until the workspace closes."""
+        while not self._monitor_stop.wait(self.settings.monitor_interval_seconds):
+            try:
+                self.scheduled_scorers.tick()
+            except Exception:  # noqa: BLE001 - one bad round must not end monitoring; it is logged, the next runs
+                log.exception("a round of scheduled scorers failed")
+
     def close(self) -> None:
+        self._monitor_stop.set()
+        if self._monitor_thread is not None:
+            self._monitor_thread.join(timeout=30)
         self.vectorsearch.close()
         self.gateway.usage.close()
         self.gateway.payloads.close()

@@ -64,6 +64,64 @@ def register(api: Api, ws: Any) -> None:
     def generate_answer(req: Req) -> dict[str, Any]:
         return ws.evaluations.generate_answer(req.user, req.body)  # type: ignore[no-any-return]
 
+    SS = "/api/2.0/managed-evals/scheduled-scorers/{experiment_id}"
+    sched = ws.scheduled_scorers
+
+    @api.route("GET", SS, policy="authenticated")
+    def list_scheduled_scorers(req: Req) -> dict[str, Any]:
+        return sched.get(req.user, req.path["experiment_id"])  # type: ignore[no-any-return]
+
+    @api.route("POST", SS, policy="authenticated")
+    def create_scheduled_scorers(req: Req) -> dict[str, Any]:
+        return sched.create(req.user, req.path["experiment_id"], req.body)  # type: ignore[no-any-return]
+
+    @api.route("PATCH", SS, policy="authenticated")
+    def update_scheduled_scorers(req: Req) -> dict[str, Any]:
+        return sched.update(req.user, req.path["experiment_id"], req.body)  # type: ignore[no-any-return]
+
+    @api.route("DELETE", SS, policy="authenticated")
+    def delete_scheduled_scorers(req: Req) -> dict[str, Any]:
+        sched.delete(req.user, req.path["experiment_id"])
+        return {}
+
+    @api.route("POST", SS + "/backfill", policy="authenticated")
+    def backfill_scheduled_scorers(req: Req) -> dict[str, Any]:
+        return sched.backfill(req.user, req.path["experiment_id"], req.body)  # type: ignore[no-any-return]
+
+    @api.route("POST", "/api/2.0/managed-evals/monitors", policy="authenticated")
+    def list_monitors(req: Req) -> dict[str, Any]:
+        experiment = (req.body or {}).get("experiment_id") if isinstance(req.body, dict) else None
+        if not isinstance(experiment, str) or not experiment:
+            from ..core.errors import InvalidParameterValue
+
+            raise InvalidParameterValue("experiment_id is required")
+        return sched.monitors(req.user, experiment)  # type: ignore[no-any-return]
+
+    @api.route("GET", "/api/2.0/brickyard/monitoring/{endpoint}", policy="authenticated")
+    def monitoring_report(req: Req) -> Any:
+        """The endpoint's monitoring summary: JSON, or ``?format=html`` a page of plots, ``png`` the plots."""
+        from starlette.responses import Response
+
+        from ..core.errors import InvalidParameterValue
+        from ..evaluation._report import render_html, render_png
+
+        hours = req.query.get("hours") or "168"
+        try:
+            window = float(hours)
+        except ValueError:
+            raise InvalidParameterValue("hours must be a number") from None
+        report = sched.report(req.user, req.path["endpoint"], hours=window)
+        kind = req.query.get("format") or "json"
+        if kind == "json":
+            return report
+        headers = {"Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'",
+                   "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+        if kind == "html":
+            return Response(render_html(report), media_type="text/html; charset=utf-8", headers=headers)
+        if kind == "png":
+            return Response(render_png(report), media_type="image/png", headers=headers)
+        raise InvalidParameterValue("format must be json, html or png")
+
     @api.route("POST", "/api/2.0/agents/chat-assessments", policy="authenticated")
     def chat_assessments(req: Req) -> dict[str, Any]:
         return ws.assess(req.user, req.body)  # type: ignore[no-any-return]

@@ -326,3 +326,45 @@ MIGRATIONS.append(
         ],
     )
 )
+
+MIGRATIONS.append(
+    (
+        "0007_scheduled_scorers",
+        [
+            # scorers that judge an experiment's new traces in the background (``scorer.register/start``)
+            """CREATE TABLE eval_scheduled_scorers (
+                experiment_id TEXT NOT NULL REFERENCES ml_experiments(experiment_id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                serialized_scorer TEXT NOT NULL,
+                builtin_name TEXT,
+                sample_rate DOUBLE PRECISION NOT NULL DEFAULT 0,
+                filter_string TEXT,
+                version INTEGER NOT NULL,
+                owner TEXT NOT NULL,
+                started_at BIGINT,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                PRIMARY KEY (experiment_id, name))""",
+            # one row per (trace, scorer) the scheduler decided on: never scored twice; ``monitor_row`` is the
+            # monitoring table's row, appended to Delta in ``batch`` (idempotently, as Delta app transaction)
+            """CREATE TABLE eval_scored (
+                trace_id TEXT NOT NULL REFERENCES ml_traces(trace_id) ON DELETE CASCADE,
+                scorer TEXT NOT NULL,
+                experiment_id TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                scored_at BIGINT NOT NULL,
+                monitor_row TEXT,
+                batch BIGINT,
+                PRIMARY KEY (trace_id, scorer))""",
+            "CREATE INDEX eval_scored_batch ON eval_scored(experiment_id, batch)",
+            """CREATE TABLE eval_backfills (
+                job_id TEXT PRIMARY KEY,
+                experiment_id TEXT NOT NULL REFERENCES ml_experiments(experiment_id) ON DELETE CASCADE,
+                spec TEXT NOT NULL,
+                state TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                finished_at BIGINT)""",
+        ],
+    )
+)

@@ -130,3 +130,51 @@ def eval_generate(table: Annotated[str, typer.Option(help="A chunks table (catal
     for problem in out["problems"]:
         typer.echo(f"  skipped {problem}", err=True)
 
+
+
+monitor_app = typer.Typer(no_args_is_help=True, help="Production monitoring of serving endpoints.")
+
+
+@monitor_app.command("report")
+def monitor_report(endpoint: str,
+                   out: Annotated[Path | None, typer.Option(help="Write the report: .html (a page of plots), .png "
+                                                                  "(the plots) or .json")] = None,
+                   hours: Annotated[float, typer.Option(help="The window, in hours up to now")] = 168.0,
+                   home: Annotated[Path | None, typer.Option("--home", help="Workspace directory")] = None,
+                   user: Annotated[str | None, typer.Option("--user", help="Act as this principal")] = None,
+                   as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+    """Quality per scheduled scorer, requests, errors, guardrail and rate-limit hits, latency p50/p99, tokens and
+    cost of ENDPOINT over time."""
+    principal, run, workspace = _helpers()
+    ws = run(lambda: workspace(home))
+    try:
+        p = run(lambda: principal(ws, user))
+        report = run(lambda: ws.scheduled_scorers.report(p, endpoint, hours=hours))
+    finally:
+        ws.close()
+    if out is not None:
+        from ..evaluation._report import render_html, render_png
+
+        suffix = out.suffix.lower()
+        if suffix == ".html":
+            out.write_text(render_html(report))
+        elif suffix == ".png":
+            out.write_bytes(render_png(report))
+        elif suffix == ".json":
+            out.write_text(json.dumps(report, indent=2))
+        else:
+            typer.echo("Error: --out must end in .html, .png or .json", err=True)
+            raise typer.Exit(2)
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    t = report["totals"]
+    typer.echo(f"{endpoint}: {report['start']} to {report['end']}")
+    typer.echo(f"  requests {t['requests']}, error rate {_fmt(t['error_rate'])}, guardrail hits {t['guardrail_hits']}, "
+               f"rate limited {t['rate_limited']}")
+    typer.echo(f"  latency p50 {_fmt(t['latency_p50_ms'])} ms, p99 {_fmt(t['latency_p99_ms'])} ms; tokens "
+               f"{t['input_tokens']} in, {t['output_tokens']} out; cost {_fmt(t['cost'])}")
+    for name, value in t["quality"].items():
+        typer.echo(f"  quality {name}: {_fmt(value)}")
+    if out is not None:
+        typer.echo(f"wrote {out}")

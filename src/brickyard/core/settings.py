@@ -71,7 +71,12 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "judge_endpoint",
         "Chat serving endpoint that the built-in LLM judges (agents chat-assessments, mlflow.genai scorers) ask, "
         "through the AI Gateway as the evaluating user: an external model such as a local vLLM/Ollama or a "
-        "hosted API. Default none: judge ratings are errors that say no judge is configured",
+        "hosted API. Default none: the built-in judges run their offline proxies (marked as such)",
+    ),
+    "BRICKYARD_MONITOR_INTERVAL_SECONDS": (
+        "monitor_interval_seconds",
+        "Seconds between the server's rounds of scheduled scorers (production monitoring). 0 turns the "
+        "scheduler off. Default 30",
     ),
     "BRICKYARD_MODEL_PRECISION": (
         "model_precision",
@@ -124,6 +129,7 @@ class Settings:
     serving_queue_size: int = 16
     reranker_path: str | None = None
     judge_endpoint: str | None = None
+    monitor_interval_seconds: float = 30.0
     model_precision: str = "auto"
     allow_unconfined_python_functions: int = 0
     function_workers: int = 0
@@ -168,6 +174,8 @@ class Settings:
         if min(self.statement_result_bytes, self.statement_memory_bytes, self.statement_results_per_user_bytes) < 1 << 20:
             raise InvalidParameterValue("BRICKYARD_STATEMENT_RESULT_BYTES, _MEMORY_BYTES and _RESULTS_PER_USER_BYTES must "
                                         "be at least 1 MiB")
+        if self.monitor_interval_seconds < 0:
+            raise InvalidParameterValue("BRICKYARD_MONITOR_INTERVAL_SECONDS must not be negative (0 turns it off)")
         if self.function_workers < 0 or self.function_queue_size < 0:
             raise InvalidParameterValue("BRICKYARD_FUNCTION_WORKERS and BRICKYARD_FUNCTION_QUEUE_SIZE must not be "
                                         "negative")

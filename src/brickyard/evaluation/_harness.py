@@ -204,12 +204,15 @@ def _trace(row: Row, pred: Prediction, started_ns: int, run_id: str, task_kind: 
 
 
 class Harness:
-    def __init__(self, services: Services, scorers: list[str], *, workers: int = 4) -> None:
+    def __init__(self, services: Services, scorers: list[str], *, workers: int = 4,
+                 guidelines: list[str] | None = None) -> None:
+        """``guidelines``: what the ``guidelines`` judge checks on rows that name none of their own."""
         if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
             raise InvalidParameterValue(f"workers must be 1 to {MAX_WORKERS}")
         self.s = services
         self.scorers = check_scorers(scorers)
         self.workers = workers
+        self.guidelines = list(guidelines or [])
         self._lock = threading.Lock()
 
     def run(self, rows: list[Row], run_id: str, *, task_kind: str = "CHAT_MODEL",
@@ -235,9 +238,17 @@ class Harness:
     def score(self, row: Row, run_id: str, task_kind: str = "CHAT_MODEL") -> Scored:
         began, started_ns = time.perf_counter(), time.time_ns()
         pred = self.s.predict(row)
+        info, spans = _trace(row, pred, started_ns, run_id, task_kind)
+        values, errors, rationales, judge_seconds = self.verdicts(row, pred)
+        trace_id = self.s.record_trace(info, spans)
+        self.s.add_assessments(trace_id, self.assessments(trace_id, values, errors, rationales))
+        overhead = time.perf_counter() - began - pred.seconds - judge_seconds
+        return Scored(row, trace_id, pred, values, errors, rationales, max(0.0, overhead), judge_seconds)
+
+    def verdicts(self, row: Row, pred: Prediction) -> tuple[dict[str, Any], dict[str, str], dict[str, str], float]:
+        """(values, errors, rationales, seconds spent in the judges) of every scorer on one answer."""
         if not pred.documents and pred.spans:
             pred.documents = documents_of(pred.spans)
-        info, spans = _trace(row, pred, started_ns, run_id, task_kind)
         values: dict[str, Any] = {}
         errors: dict[str, str] = {}
         rationales: dict[str, str] = {}
@@ -247,10 +258,7 @@ class Harness:
         for name in self.scorers:
             if name not in JUDGES:
                 self._code(name, row, pred, values, errors, rationales)
-        trace_id = self.s.record_trace(info, spans)
-        self.s.add_assessments(trace_id, self._assessments(trace_id, values, errors, rationales))
-        overhead = time.perf_counter() - began - pred.seconds - judge_seconds
-        return Scored(row, trace_id, pred, values, errors, rationales, max(0.0, overhead), judge_seconds)
+        return values, errors, rationales, judge_seconds
 
     def _judges(self, row: Row, pred: Prediction, values: dict[str, Any], errors: dict[str, str],
                 rationales: dict[str, str]) -> None:
@@ -272,8 +280,8 @@ class Harness:
             item["ground_truth"] = ground
         if pred.documents:
             item["retrieval_context"] = {"retrieved_documents": pred.documents}
-        if expectations.get("guidelines"):
-            item["guidelines"] = expectations["guidelines"]
+        if expectations.get("guidelines") or self.guidelines:
+            item["guidelines"] = expectations.get("guidelines") or self.guidelines
         body = {"assessment_input": item,
                 "requested_assessments": [{"assessment_name": JUDGES[n][0]} for n in wanted]}
         try:
@@ -349,7 +357,7 @@ class Harness:
             else:
                 values[name] = round(ranking_metrics(ranked, relevant, k)[metric], 6)
 
-    def _assessments(self, trace_id: str, values: dict[str, Any], errors: dict[str, str],
+    def assessments(self, trace_id: str, values: dict[str, Any], errors: dict[str, str],
                      rationales: dict[str, str]) -> list[dict[str, Any]]:
         out = []
         for name in self.scorers:

@@ -20,7 +20,7 @@ from ..models._fakes import chunks_of
 from ..models._tokens import count_messages, count_tokens
 from ..serving import Invocation, Serving
 from ..serving._aigateway import parse_limits, payload_table, validate_config
-from ._guardrails import Detectors, Guard, texts_of
+from ._guardrails import Detectors, Guard, GuardrailViolation, texts_of
 from ._limits import GroupCommit, RateLimiter, applicable
 from ._usage import PAYLOAD_SCHEMA, BufferedSink, payload_row, usage_row
 
@@ -75,7 +75,11 @@ class Gateway:
     def call(self, p: Principal, name: str, body: dict[str, Any], *, route: str) -> Invocation:
         """One data-plane request through every policy, for a blocking caller."""
         call = self._open(p, self.serving.endpoint_for_query(p, name), name, body, route)
-        call.window = self.limiter.acquire(call.row["id"], call.pairs, call.reserve)
+        try:
+            call.window = self.limiter.acquire(call.row["id"], call.pairs, call.reserve)
+        except BrickyardError as exc:  # a rate-limited call is usage too (status 429): monitoring counts it
+            call.failed(exc)
+            raise
         try:
             request = call.guard_input()
             inv = self.serving.invoke(p, name, request, route=route, row=call.row, fallback=call.fallback)
@@ -98,7 +102,11 @@ class Gateway:
         row = self.serving.endpoint_if_cached(p, name) or \
             await anyio.to_thread.run_sync(self.serving.endpoint_for_query, p, name)
         call = self._open(p, row, name, body, route)
-        call.window = await self.admission.acquire(row["id"], call.pairs, call.reserve)
+        try:
+            call.window = await self.admission.acquire(row["id"], call.pairs, call.reserve)
+        except BrickyardError as exc:
+            call.failed(exc)
+            raise
         try:
             request = await anyio.to_thread.run_sync(call.guard_input) if call.input_guarded else body
             inv = await self.serving.ainvoke(p, name, request, route=route, row=row, fallback=call.fallback)
@@ -205,8 +213,12 @@ class _Call:
 
     finished = False
 
+    blocked_by = ""  # "guardrail" when a guardrail refused the request or its answer
+
     def failed(self, exc: BrickyardError) -> None:
         if not self.finished:
+            if isinstance(exc, GuardrailViolation):
+                self.blocked_by = "guardrail"
             self._finish("", exc.http_status, {}, bool(self.body.get("stream")), exc.to_dict())
 
     def succeeded(self, inv: Invocation) -> None:
@@ -238,7 +250,8 @@ class _Call:
             gw.usage.record(usage_row(
                 request_id=self.request_id, client_request_id=body.get("client_request_id"), requester=self.p.name,
                 endpoint=self.name, endpoint_id=self.row["id"], entity=entity, status=status, tokens_in=tokens_in,
-                tokens_out=tokens_out, started=self.started, streaming=streaming, context=body.get("usage_context")))
+                tokens_out=tokens_out, started=self.started, streaming=streaming, context=body.get("usage_context"),
+                blocked_by=self.blocked_by))
         if self.table is not None:
             gw.payloads.record(payload_row(
                 request_id=self.request_id, client_request_id=body.get("client_request_id"), requester=self.p.name,

@@ -233,8 +233,12 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 def usage_row(*, request_id: str, client_request_id: str | None, requester: str, endpoint: str, endpoint_id: str,
               entity: str, status: int, tokens_in: int, tokens_out: int, started: float,
-              streaming: bool, context: Any) -> dict[str, Any]:
+              streaming: bool, context: Any, blocked_by: str = "") -> dict[str, Any]:
+    """One usage row; ``usage_context`` keeps the caller's context, plus ``brickyard.blocked_by`` ("guardrail")
+    when a guardrail refused the call (so monitoring can count guardrail hits)."""
     ctx = {str(k): str(v) for k, v in context.items()} if isinstance(context, dict) else {}
+    if blocked_by:
+        ctx["brickyard.blocked_by"] = blocked_by
     return {"request_id": request_id, "client_request_id": client_request_id,
             "request_time": int(started * 1000), "requester": requester, "endpoint_name": endpoint,
             "endpoint_id": endpoint_id, "served_entity_name": entity, "status_code": status,

@@ -154,6 +154,12 @@ class Tables:
         obj = self.catalog.require(p, "MODIFY", "table", full_name, action="writeTable")
         return self.write_authorized(obj, data, mode=mode, keys=keys, txn=txn)
 
+    def transaction_version(self, obj: Securable, app_id: str) -> int | None:
+        """The last idempotent-write version committed to a table for ``app_id`` (None: none yet)."""
+        with locked(Path(obj.spec["storage_location"])):
+            done = self._table(obj).transaction_version(app_id)
+        return None if done is None else int(done)
+
     def write_authorized(self, obj: Securable, data: pa.Table | list[dict[str, Any]], *, mode: str = "append",
                          keys: Sequence[str] | None = None, txn: tuple[str, int] | None = None,
                          predicate: str | None = None) -> WriteResult:

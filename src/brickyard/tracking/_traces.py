@@ -278,6 +278,11 @@ class Traces:
                                 [("attributes", "timestamp_ms", True), ("attributes", "trace_id", False)])
         return _paged([x[0] for x in ordered], page_token, max_results, 100, 50_000)
 
+    @staticmethod
+    def check_filter(filter: str) -> None:
+        """Raise InvalidParameterValue when ``filter`` is not a trace search filter."""
+        compile_filter(filter, ATTRIBUTES)
+
     def link_to_run(self, p: Principal, trace_ids: Any, run_id: Any) -> None:
         """Link traces to a run (``LinkTracesToRun``): searches for the run's traces find them. The caller
         edits the run and reads every trace; at most 100 traces per call, as MLflow allows."""
@@ -298,14 +303,17 @@ class Traces:
                     tx.execute("INSERT INTO ml_trace_runs (trace_id, run_id) VALUES (?, ?)", (trace_id, run_id))
 
     # -- assessments ---------------------------------------------------------------------------------
-    def create_assessment(self, p: Principal, trace_id: Any, assessment: Any) -> dict[str, Any]:
+    def create_assessment(self, p: Principal, trace_id: Any, assessment: Any, *, assessment_id: str | None = None,
+                          with_tx: Callable[[Tx], None] | None = None) -> dict[str, Any]:
+        """Add an assessment to a trace. Server-side callers may fix its ``assessment_id`` and run ``with_tx``
+        first in the same transaction (to record, atomically, that the work behind it is done)."""
         if not isinstance(assessment, dict):
             raise InvalidParameterValue("assessment is required")
         name = _text(assessment.get("assessment_name"), "assessment_name", 500)
         if ("feedback" in assessment) == ("expectation" in assessment):
             raise InvalidParameterValue("an assessment holds exactly one of feedback or expectation")
         now = now_ms()
-        body = {**assessment, "assessment_id": "a-" + secrets.token_hex(16), "assessment_name": name,
+        body = {**assessment, "assessment_id": assessment_id or "a-" + secrets.token_hex(16), "assessment_name": name,
                 "trace_id": str(trace_id), "create_time": _rfc3339(now), "last_update_time": _rfc3339(now)}
         body.setdefault("source", {"source_type": "HUMAN", "source_id": p.name})
         text = json.dumps(body)
@@ -313,6 +321,8 @@ class Traces:
             raise InvalidParameterValue("an assessment is larger than 1 MB")
         with self.db.tx() as tx:
             row = self._row(tx, p, trace_id, "CAN_EDIT")
+            if with_tx is not None:
+                with_tx(tx)
             overrides = assessment.get("overrides")
             if overrides:  # the assessment it replaces stays, marked invalid, as MLflow keeps it
                 old = tx.one("SELECT body FROM ml_assessments WHERE assessment_id = ? AND trace_id = ?",
