@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -143,11 +144,50 @@ class Workspace:
         inv = self.gateway.call(p, endpoint, {"query": query, "documents": documents}, route="rerank")
         return [(r["index"], r["relevance_score"]) for r in inv.result["results"]]
 
-    def _judge_call(self, p: Principal, endpoint: str, messages: list[dict[str, str]]) -> dict[str, Any]:
+    def _judge_call(self, p: Principal, endpoint: str, messages: list[dict[str, str]],
+                    tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """One judge call, through the AI Gateway as ``p`` (its ACL, rate limits, usage and inference table):
-        the chat completion as the endpoint answered it."""
-        inv = self.gateway.call(p, endpoint, {"messages": messages, "temperature": 0, "max_tokens": 512}, route="chat")
-        return dict(inv.result)
+        the chat completion as the endpoint answered it. The call is traced in ``p``'s judge-calls
+        experiment (``/Users/<p>/judge-calls``): the prompt, the answer, tokens and time."""
+        body: dict[str, Any] = {"messages": messages, "temperature": 0, "max_tokens": 512}
+        if tools:
+            body["tools"] = tools
+        started, started_ns = time.perf_counter(), time.time_ns()
+        error: str | None = None
+        result: dict[str, Any] = {}
+        try:
+            result = dict(self.gateway.call(p, endpoint, body, route="chat").result)
+            return result
+        except BrickyardError as exc:
+            error = f"{exc.error_code}: {exc.message}"
+            raise
+        finally:
+            self._trace_judge_call(p, endpoint, body, result, error, time.perf_counter() - started, started_ns)
+
+    def _trace_judge_call(self, p: Principal, endpoint: str, body: dict[str, Any], result: dict[str, Any],
+                          error: str | None, seconds: float, started_ns: int) -> None:
+        from .evaluation._harness import Prediction, Row, trace_of
+
+        usage = result.get("usage") or {}
+        choices = result.get("choices") or [{}]
+        pred = Prediction(str((choices[0].get("message") or {}).get("content") or ""), seconds,
+                          int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+                          model=endpoint, error=error)
+        info, spans = trace_of(Row({"messages": body["messages"], **({"tools": body["tools"]} if "tools" in body
+                                                                      else {})}), pred, started_ns,
+                               kind="CHAT_MODEL", name="judge", tags={"brickyard.judge": "true"})
+        try:
+            name = f"/Users/{p.name}/judge-calls"
+            try:
+                experiment = self.tracking.get_experiment_by_name(p, name)["experiment_id"]
+            except NotFound:
+                try:
+                    experiment = self.tracking.create_experiment(p, name)
+                except AlreadyExists:
+                    experiment = self.tracking.get_experiment_by_name(p, name)["experiment_id"]
+            self.traces.record(p, str(experiment), info, spans)
+        except BrickyardError:  # tracing must not fail the judgement it describes
+            log.warning("could not trace a judge call of %s", p.name, exc_info=True)
 
     def _judge(self, p: Principal, endpoint: str, messages: list[dict[str, str]]) -> str:
         return str(self._judge_call(p, endpoint, messages)["choices"][0]["message"].get("content") or "")
@@ -201,7 +241,8 @@ class Workspace:
 
         model = body.get("model") if isinstance(body, dict) and isinstance(body.get("model"), str) else None
         target = endpoint(model.split("/")[-1] if model else None)
-        return chat_completion(body, (lambda messages: self._judge_call(p, target, messages)) if target else None)
+        return chat_completion(body, (lambda messages, tools=None: self._judge_call(p, target, messages, tools))
+                               if target else None)
 
     def ingest(self, p: Principal, paths: list[str | Path], table: str, *, options: Options | None = None,
                embedding_endpoint: str | None = None, progress: Any = None, **selection: Any) -> Report:

@@ -21,10 +21,17 @@ class RuleJudge:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.looked = False
 
     def chat(self, request: dict[str, Any]) -> dict[str, Any]:
         self.requests.append(request)
         prompt = request["messages"][-1]["content"]
+        if request.get("tools") and not self.looked:  # a trace-reading judge: call a tool first, then judge
+            self.looked = True
+            tool = request["tools"][0]["function"]["name"]
+            return completion("rule-judge", None, prompt_tokens=10, tool_calls=[{
+                "id": "call-1", "type": "function", "function": {"name": tool, "arguments": "{}"}}])
+        self.looked = False
         if "gibberish" in prompt:
             return completion("rule-judge", "I would rather not say.", prompt_tokens=10)
         answer = prompt.split("Answer:\n", 1)[-1].split("\n\n", 1)[0] if "Answer:\n" in prompt else \

@@ -4,6 +4,7 @@ back with a value and a rationale, and what cannot be judged comes back as an er
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ def value(feedback: Any) -> str:
 def test_builtin_judges_run_through_chat_assessments(judged: tuple[Workspace, RuleJudge]) -> None:
     from mlflow.genai.scorers import Correctness, Guidelines, RelevanceToQuery, Safety
 
-    _, judge = judged
+    ws, judge = judged
     question = {"question": "What is the capital of France?"}
     good = Correctness()(inputs=question, outputs="Paris is the capital.", expectations={"expected_facts": ["Paris"]})
     assert value(good) == "yes" and good.rationale == "rule says yes"
@@ -39,6 +40,13 @@ def test_builtin_judges_run_through_chat_assessments(judged: tuple[Workspace, Ru
     asked = " ".join(r["messages"][-1]["content"] for r in judge.requests)
     assert "Facts the answer must contain" in asked and "Guidelines:" in asked
     assert all(r["temperature"] == 0 for r in judge.requests)
+    # every judge call is traced in the evaluating user's judge-calls experiment
+    p = ws.principal("eval@example.com")
+    experiment = ws.tracking.get_experiment_by_name(p, "/Users/eval@example.com/judge-calls")["experiment_id"]
+    traces, _ = ws.traces.search(p, [experiment], max_results=500)
+    assert len(traces) == len(judge.requests) and all(t["tags"]["brickyard.judge"] == "true" for t in traces)
+    spans = json.loads(ws.traces.read_spans(p, traces[0]["trace_id"]))["spans"]
+    assert "messages" in json.loads(spans[0]["attributes"]["mlflow.spanInputs"])
 
 
 def test_what_cannot_be_judged_is_an_error_not_a_verdict(judged: tuple[Workspace, RuleJudge]) -> None:
@@ -106,5 +114,33 @@ def test_custom_judges_ask_the_judge_endpoint(judged: tuple[Workspace, RuleJudge
     route = os.environ["DATABRICKS_HOST"] + "/api/2.0/agents/chat-completions"
     h = {"authorization": f"Bearer {os.environ['DATABRICKS_TOKEN']}"}
     r = httpx.post(route, headers=h, json={"user_prompt": "x", "tools": [{"name": "get_trace"}]})
-    assert r.status_code == 400 and "tools" in r.json()["message"]
+    assert r.status_code == 400 and "tool" in r.json()["message"]
+    r = httpx.post(route, headers=h, json={"user_prompt": "x", "tools": [
+        {"type": "function", "function": {"name": "t", "parameters": "{not json"}}]})
+    assert r.status_code == 400 and "not JSON" in r.json()["message"]
     assert httpx.post(route, headers=h, json={"system_prompt": "x"}).status_code == 400
+
+
+def test_trace_reading_judges_call_tools(judged: tuple[Workspace, RuleJudge]) -> None:
+    """``make_judge`` over ``{{ trace }}``: the judge model gets the client's trace tools, asks for one, the
+    client runs it and sends the conversation back, and the verdict follows."""
+    import mlflow
+    from mlflow.genai.judges import make_judge
+
+    _, judge = judged
+    mlflow.set_experiment("/Users/eval@example.com/trace-judges")
+
+    @mlflow.trace
+    def answer(question: str) -> str:
+        return "Paris is the capital."
+
+    answer("Capital of France?")
+    mlflow.flush_trace_async_logging()
+    trace = mlflow.get_trace(mlflow.get_last_active_trace_id())
+    looks = make_judge(name="looks_right", model="databricks",
+                       instructions="Read the {{ trace }} and say whether the agent named Paris.")
+    verdict = looks(trace=trace)
+    assert verdict.error is None and value(verdict) == "yes", verdict
+    with_tools = [r for r in judge.requests if r.get("tools")]
+    assert len(with_tools) >= 2 and with_tools[0]["tools"][0]["type"] == "function"
+    assert isinstance(with_tools[0]["tools"][0]["function"].get("parameters"), dict)

@@ -164,8 +164,8 @@ def documents_of(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _trace(row: Row, pred: Prediction, started_ns: int, run_id: str, task_kind: str) -> tuple[dict[str, Any],
-                                                                                             list[dict[str, Any]]]:
+def trace_of(row: Row, pred: Prediction, started_ns: int, *, run_id: str | None = None, kind: str = "CHAT_MODEL",
+             name: str = "predict", tags: dict[str, str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The trace of one row: a root span with the row's inputs and the answer (token usage and model on it),
     over the model's own spans when it returned any."""
     hexid = secrets.token_hex(16)
@@ -173,7 +173,7 @@ def _trace(row: Row, pred: Prediction, started_ns: int, run_id: str, task_kind: 
     root = secrets.token_hex(8)
     ended_ns = started_ns + int(pred.seconds * 1e9)
     attrs: dict[str, str] = {
-        "mlflow.traceRequestId": json.dumps(trace_id), "mlflow.spanType": json.dumps(task_kind),
+        "mlflow.traceRequestId": json.dumps(trace_id), "mlflow.spanType": json.dumps(kind),
         "mlflow.spanInputs": json.dumps(row.inputs, default=str), "mlflow.spanOutputs": json.dumps(pred.text),
     }
     if pred.input_tokens or pred.output_tokens:
@@ -182,7 +182,7 @@ def _trace(row: Row, pred: Prediction, started_ns: int, run_id: str, task_kind: 
                                                       "total_tokens": pred.input_tokens + pred.output_tokens})
     if pred.model:
         attrs["mlflow.llm.model"] = json.dumps(pred.model)
-    spans = [{"trace_id": _b64(hexid), "span_id": _b64(root), "parent_span_id": None, "name": "predict",
+    spans = [{"trace_id": _b64(hexid), "span_id": _b64(root), "parent_span_id": None, "name": name,
               "start_time_unix_nano": started_ns, "end_time_unix_nano": ended_ns, "events": [], "links": [],
               "status": {"code": "STATUS_CODE_ERROR" if pred.error else "STATUS_CODE_OK",
                          "message": pred.error or ""}, "attributes": attrs}]
@@ -196,10 +196,10 @@ def _trace(row: Row, pred: Prediction, started_ns: int, run_id: str, task_kind: 
             "execution_duration": int(pred.seconds * 1000), "state": "ERROR" if pred.error else "OK",
             "request_preview": json.dumps(row.inputs, default=str)[:1000],
             "response_preview": (pred.text or "")[:1000],
-            "trace_metadata": {"mlflow.sourceRun": run_id, "mlflow.trace.tokenUsage": json.dumps(usage),
-                               "brickyard.eval.row": row.key,
+            "trace_metadata": {"mlflow.trace.tokenUsage": json.dumps(usage),
+                               **({"mlflow.sourceRun": run_id, "brickyard.eval.row": row.key} if run_id else {}),
                                **({"brickyard.eval.record": row.record_id} if row.record_id else {})},
-            "tags": {"mlflow.traceName": "predict", "brickyard.evaluation": "true"}}
+            "tags": {"mlflow.traceName": name, **(tags or {})}}
     return info, spans
 
 
@@ -238,7 +238,8 @@ class Harness:
     def score(self, row: Row, run_id: str, task_kind: str = "CHAT_MODEL") -> Scored:
         began, started_ns = time.perf_counter(), time.time_ns()
         pred = self.s.predict(row)
-        info, spans = _trace(row, pred, started_ns, run_id, task_kind)
+        info, spans = trace_of(row, pred, started_ns, run_id=run_id, kind=task_kind,
+                               tags={"brickyard.evaluation": "true"})
         values, errors, rationales, judge_seconds = self.verdicts(row, pred)
         trace_id = self.s.record_trace(info, spans)
         self.s.add_assessments(trace_id, self.assessments(trace_id, values, errors, rationales))

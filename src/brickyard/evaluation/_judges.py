@@ -231,11 +231,39 @@ def assess(body: Any, complete: Complete | None, proxies: Proxies | None = None)
                        "retrieval_assessment": {"positional_ratings": positional}}}
 
 
-def chat_completion(body: Any, complete: Callable[[list[dict[str, str]]], dict[str, Any]] | None
-                    ) -> dict[str, Any]:
+def _tools(raw: Any) -> list[dict[str, Any]] | None:
+    """The tools of a trace-reading judge (``make_judge`` with ``{{ trace }}``) in the OpenAI form: the client
+    sends ``{"type": "function", "function": {"name", "description", "parameters": "<JSON text>"}}``, runs
+    the tool calls the judge model answers with on its side, and sends the conversation back."""
+    if raw is None or raw == []:
+        return None
+    if not isinstance(raw, list) or len(raw) > 64:
+        raise InvalidParameterValue("tools must be a list of at most 64 function tools")
+    out = []
+    for tool in raw:
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise InvalidParameterValue("each tool must be {type: function, function: {name, description, parameters}}")
+        params = fn.get("parameters")
+        if isinstance(params, str):
+            try:
+                params = json.loads(params)
+            except ValueError:
+                raise InvalidParameterValue(f"tool {fn['name'][:60]!r}: parameters is not JSON") from None
+        spec: dict[str, Any] = {"name": fn["name"][:128], "description": str(fn.get("description") or "")[:4000]}
+        if params is not None:
+            if not isinstance(params, dict):
+                raise InvalidParameterValue(f"tool {fn['name'][:60]!r}: parameters must be a JSON schema object")
+            spec["parameters"] = params
+        out.append({"type": "function", "function": spec})
+    return out
+
+
+def chat_completion(body: Any, complete: Callable[..., dict[str, Any]] | None) -> dict[str, Any]:
     """``/agents/chat-completions``: one prompt to the judge model, for custom judges (``make_judge``, custom
-    prompt judges). ``complete(messages)`` answers the chat completion (the caller has already chosen the
-    endpoint, from ``model`` or the workspace's judge endpoint); the route gives its text
+    prompt judges, and trace-reading judges with their ``tools``). ``complete(messages[, tools])`` answers the
+    chat completion (the caller has already chosen the endpoint, from ``model`` or the workspace's judge
+    endpoint); the route gives its text
     (``output``) and the whole completion (``output_json``, which mlflow's judge adapter reads)."""
     if not isinstance(body, dict):
         raise InvalidParameterValue("the body must be a JSON object")
@@ -246,13 +274,12 @@ def chat_completion(body: Any, complete: Callable[[list[dict[str, str]]], dict[s
         raise InvalidParameterValue("system_prompt must be a string")
     if model is not None and not isinstance(model, str):
         raise InvalidParameterValue("model must be the name of a chat serving endpoint")
-    if body.get("tools"):
-        raise InvalidParameterValue("judges that call tools (trace-reading judges) are not supported yet")
+    tools = _tools(body.get("tools"))
     if complete is None:
         raise InvalidParameterValue("no judge model is configured: an admin sets BRICKYARD_JUDGE_ENDPOINT to a chat "
                                     "serving endpoint that can judge (the bundled 135M chat model cannot)",
                                     error_code="JUDGE_NOT_CONFIGURED")
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-    result = complete(messages)
+    result = complete(messages, tools) if tools else complete(messages)
     text = (result.get("choices") or [{}])[0].get("message", {}).get("content")
     return {"output": "" if text is None else str(text), "output_json": json.dumps(result)}

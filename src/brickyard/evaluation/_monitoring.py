@@ -299,7 +299,7 @@ class ScheduledScorers:
         sql = ("SELECT t.trace_id, t.request_time FROM ml_traces t WHERE t.experiment_id = ? AND t.state = 'OK' "
                "AND NOT EXISTS (SELECT 1 FROM eval_scored s WHERE s.trace_id = t.trace_id AND s.scorer = ?) "
                "AND NOT EXISTS (SELECT 1 FROM ml_trace_tags g WHERE g.trace_id = t.trace_id "
-               "AND g.key = 'brickyard.evaluation')")
+               "AND g.key IN ('brickyard.evaluation', 'brickyard.judge'))")
         args: list[Any] = [scorer["experiment_id"], scorer["name"]]
         if window is None:
             sql += " AND t.request_time >= ?"
