@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml uv.lock
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# PostgreSQL (the metastore's scale-out engine) for the tests that run the catalog on it.
+# PostgreSQL (the metastore's scale-out engine) for the tests that run the catalog on it, and Debian's
+# chromium with its chromedriver for the browser tests.
 system-deps:
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
 	  echo "postgresql: present"; \
@@ -27,6 +28,15 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else \
 	  echo "postgresql: missing and cannot install it (not root); the PostgreSQL tests will be skipped"; \
+	fi
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  echo "chromium: present"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "chromium: installing with apt-get (the browser tests of the review pages)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+	  echo "chromium: missing and cannot install it (not root); the browser tests will be skipped"; \
 	fi
 
 demo: install

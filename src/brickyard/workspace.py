@@ -113,6 +113,7 @@ class Workspace:
         self.mcp = ManagedMCP(self.functions, self.vectorsearch)
         from .evaluation import Datasets, Evaluations, PriceTable
         from .evaluation._monitoring import MONITOR_SCHEMA, ScheduledScorers
+        from .evaluation._review import ReviewApps
 
         self.datasets = Datasets(self.catalog, self.tables)
         self.prices = PriceTable(self.home / "prices.json")  # dollars per 1M tokens per endpoint, user-edited
@@ -126,6 +127,8 @@ class Workspace:
             judge_source=lambda: self.settings.judge_endpoint or "brickyard-offline-proxy",
             monitor_table=lambda name: self.system_table(name, MONITOR_SCHEMA),
             usage_table=lambda: self.system_table(USAGE_TABLE, USAGE_SCHEMA), endpoint_check=self.serving.get)
+        self.review_apps = ReviewApps(db=self.db, tracking=self.tracking, traces=self.traces, identity=self.identity,
+                                      datasets=self.datasets, system=self.system_principal)
         self._monitor_stop = threading.Event()
         self._monitor_thread: threading.Thread | None = None
         if background and self.settings.monitor_interval_seconds > 0:

@@ -23,7 +23,8 @@ from brickyard.workspace import Workspace
 
 PUBLIC = {"/health", "/.well-known/databricks-config", "/oidc/.well-known/oauth-authorization-server",
           "/oidc/v1/token", "/openapi.json",
-          "/api/2.0/brickyard/signed/{token}"}  # its sealed, expiring token is the authorization
+          "/api/2.0/brickyard/signed/{token}",  # its sealed, expiring token is the authorization
+          "/login"}  # the sign-in form and its post (a token in, a session cookie out)
 
 
 @dataclasses.dataclass
@@ -87,7 +88,10 @@ def test_no_handler_runs_without_authentication(harness: Harness) -> None:
         if spec.policy == "public":
             continue
         r = harness.client.request(spec.method, concrete(spec.path), content=huge_invalid,
-                                   headers={"content-type": "application/json"})
+                                   headers={"content-type": "application/json"}, follow_redirects=False)
+        if spec.policy == "browser" and spec.method == "GET":  # a page: sent to sign in
+            assert r.status_code == 303 and r.headers["location"].startswith("/login?next="), (spec.path, r.status_code)
+            continue
         assert r.status_code == 401, (spec.method, spec.path, r.status_code, r.text[:200])
         if spec.method != "HEAD":
             assert r.json()["error_code"] == "UNAUTHENTICATED"
@@ -123,8 +127,13 @@ def test_token_matrix(harness: Harness) -> None:
             continue
         for case, header in bad.items():
             headers = {} if header is None else {"authorization": header}
-            r = harness.client.request(spec.method, concrete(spec.path), headers=headers, json={})
-            assert r.status_code == 401, (case, spec.method, spec.path, r.status_code)
+            if spec.policy == "browser":  # pages read the session cookie only: the same bad values there
+                value = (header or "").removeprefix("Bearer ").strip()
+                headers = {"cookie": f"brickyard_session={value}"} if value.isascii() and ";" not in value else {}
+            r = harness.client.request(spec.method, concrete(spec.path), headers=headers, json={},
+                                       follow_redirects=False)
+            expected = 303 if spec.policy == "browser" and spec.method == "GET" else 401
+            assert r.status_code == expected, (case, spec.method, spec.path, r.status_code)
             count += 1
     assert harness.calls == [] and count > 500
 

@@ -43,7 +43,8 @@ from ..core.errors import (
 from ._access import SCOPE_KEY, request_id
 
 log = logging.getLogger("brickyard.api")
-POLICIES = ("public", "authenticated", "admin")
+POLICIES = ("public", "authenticated", "admin", "browser")
+SESSION_COOKIE = "brickyard_session"  # a browser's sign-in: a short-lived token, HttpOnly, SameSite=Strict
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -285,7 +286,21 @@ def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
             if request.method not in ("GET", "HEAD", "OPTIONS") and not origin_allowed(request, settings.host):
                 raise PermissionDenied("cross-origin requests are not allowed")
             principal = None
-            if spec.policy != "public":
+            if spec.policy == "browser":  # pages: the session cookie (sign in at /login); a GET without one is sent there
+                token = request.cookies.get(SESSION_COOKIE) or ""
+                try:
+                    principal = workspace.identity.cached(token) or \
+                        await anyio.to_thread.run_sync(workspace.identity.authenticate, token)
+                except BrickyardError:
+                    if request.method == "GET":
+                        from urllib.parse import quote
+
+                        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                        return Response(status_code=303, headers={"Location": "/login?next=" + quote(target, safe="")})
+                    raise
+                if access is not None:
+                    access["principal"] = principal.name
+            elif spec.policy != "public":
                 token = bearer(request)
                 principal = workspace.identity.cached(token)  # no database, no thread hop when fresh
                 if principal is None:
@@ -306,6 +321,18 @@ def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
                 if declared is not None and int(declared) > settings.max_upload_bytes:
                     raise PayloadTooLarge(f"the upload is larger than {settings.max_upload_bytes} bytes")
                 req.file = await _spool(request, settings.max_upload_bytes)
+            elif spec.body == "form":  # an HTML form (urlencoded): field -> list of values
+                from urllib.parse import parse_qs
+
+                raw = bytearray()
+                async for chunk in request.stream():
+                    raw.extend(chunk)
+                    if len(raw) > limit:
+                        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+                try:
+                    req.body = parse_qs(bytes(raw).decode("utf-8"), keep_blank_values=True, max_num_fields=2000)
+                except (UnicodeDecodeError, ValueError):
+                    raise BadRequest("the form is not valid UTF-8 urlencoded data") from None
             elif spec.body in ("json", "json64"):
                 raw = bytearray()
                 async for chunk in request.stream():

@@ -17,6 +17,7 @@ from . import (
     _files,
     _ingest,
     _mcp,
+    _review,
     _scim,
     _serving,
     _sql,
@@ -27,7 +28,8 @@ from . import (
 from ._access import AccessLog
 from ._http import Api, error_body, make_endpoint
 
-ROUTERS = (_core_routes, _scim, _uc, _files, _sql, _serving, _vectorsearch, _ingest, _tracking, _evaluation, _mcp)
+ROUTERS = (_core_routes, _scim, _uc, _files, _sql, _serving, _vectorsearch, _ingest, _tracking, _evaluation, _review,
+           _mcp)
 DATA_PLANE = "/serving-endpoints/"
 VS_QUERY = "/api/2.0/vector-search/indexes/{index}/query"
 _VS_PREFIX, _VS_SUFFIX = VS_QUERY.split("{index}")

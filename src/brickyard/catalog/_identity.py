@@ -356,6 +356,14 @@ class Identity:
                 t.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (self.clock(), token_id))
                 self._audit(t, actor, "revokeToken", "token", row["principal_id"], token_id=token_id)
 
+    def revoke_secret_token(self, token: str) -> None:
+        """Revoke a token by its value (a browser's sign-out): it stops working at once in this process."""
+        digest = _hash(token)
+        with self.db.tx() as t:
+            t.execute("UPDATE tokens SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+                      (self.clock(), digest))
+        self._cache.pop(digest, None)
+
     # -- delegated tokens -----------------------------------------------------------------------------
     def delegate(self, acts_for: Callable[[], Principal | None]) -> str:
         """A token, held only in this process's memory, that authenticates as whoever ``acts_for()`` names at

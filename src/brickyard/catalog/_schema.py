@@ -368,3 +368,41 @@ MIGRATIONS.append(
         ],
     )
 )
+
+MIGRATIONS.append(
+    (
+        "0008_review_apps",
+        [
+            # review apps (one per experiment), their labeling sessions and the items reviewers label
+            """CREATE TABLE review_apps (
+                review_app_id TEXT PRIMARY KEY,
+                experiment_id TEXT NOT NULL UNIQUE REFERENCES ml_experiments(experiment_id) ON DELETE CASCADE,
+                body TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL)""",
+            """CREATE TABLE labeling_sessions (
+                labeling_session_id TEXT PRIMARY KEY,
+                review_app_id TEXT NOT NULL REFERENCES review_apps(review_app_id) ON DELETE CASCADE,
+                name TEXT NOT NULL,
+                assigned_users TEXT NOT NULL,
+                body TEXT NOT NULL,
+                mlflow_run_id TEXT,
+                created_by TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL)""",
+            """CREATE TABLE labeling_items (
+                item_id TEXT PRIMARY KEY,
+                labeling_session_id TEXT NOT NULL REFERENCES labeling_sessions(labeling_session_id) ON DELETE CASCADE,
+                position BIGINT NOT NULL,
+                source TEXT NOT NULL,
+                trace_id TEXT,
+                state TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                last_updated_by TEXT NOT NULL,
+                last_update_time BIGINT NOT NULL)""",
+            "CREATE INDEX labeling_items_session ON labeling_items(labeling_session_id, position)",
+        ],
+    )
+)
