@@ -207,6 +207,28 @@ def test_cli(tmp_path: Path) -> None:
     assert shown.returncode == 0 and "exact_match/mean" in shown.stdout and "0 verdicts changed" in shown.stdout
     wrong = cli("run", "--endpoint", "echo", "--dataset", str(rows), "--scorer", "telepathy")
     assert wrong.returncode != 0 and "unknown scorer" in wrong.stderr
+    unserved = cli("run", "--model", "models:/main.default.agent/1", "--dataset", str(rows), "--scorer", "token_f1")
+    assert unserved.returncode != 0 and "no serving endpoint you can see serves" in unserved.stderr
+    neither = cli("run", "--dataset", str(rows), "--scorer", "token_f1")
+    assert neither.returncode == 2 and "--endpoint NAME or --model" in neither.stderr
+
+
+def test_a_model_version_is_evaluated_through_its_endpoint() -> None:
+    from brickyard.evaluation import Evaluations
+
+    class Serving:
+        def list(self, p: Any) -> list[dict[str, Any]]:
+            return [{"name": "other", "config": {"served_entities": [{"entity_name": "main.default.agent",
+                                                                     "entity_version": "1"}]}},
+                    {"name": "prod", "config": {"served_entities": [{"entity_name": "main.default.agent",
+                                                                    "entity_version": "2"}]}}]
+
+    ev = Evaluations(gateway=None, serving=Serving(), tracking=None, traces=None, datasets=None, prices=None,
+                     assess=lambda p, b: {}, judge_endpoint=lambda: None, judge=lambda p: None)
+    assert ev.endpoint_of_model(None, "models:/main.default.agent/2") == "prod"  # type: ignore[arg-type]
+    for bad in ("models:/agent/2", "models:/", "main.default.agent"):
+        with pytest.raises(InvalidParameterValue):
+            ev.endpoint_of_model(None, bad)  # type: ignore[arg-type]
 
 
 def test_bench_eval_reports_every_part() -> None:

@@ -286,6 +286,11 @@ def test_monitor_report(tmp_path: Path) -> None:
             assert "default-src 'none'" in page.headers["content-security-policy"]
             assert httpx.get(f"{url}/api/2.0/brickyard/monitoring/{name}?format=pdf", headers=h).status_code == 400
             assert httpx.get(f"{url}/api/2.0/brickyard/monitoring/{name}").status_code == 401
+            browser = httpx.Client(base_url=url, follow_redirects=False)
+            assert browser.get(f"/ml/endpoints/{name}/monitoring").status_code == 303  # sign in first
+            browser.post("/login", data={"token": token, "next": "/"})
+            page = browser.get(f"/ml/endpoints/{name}/monitoring?hours=1")
+            assert page.status_code == 200 and "Monitoring: bot" in page.text
     png = tmp_path / "report.png"
     done = subprocess.run([sys.executable, "-m", "brickyard.cli", "monitor", "report", name, "--hours", "1", "--out",
                            str(png), "--home", str(home), "--user", "eval@example.com"],

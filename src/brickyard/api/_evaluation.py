@@ -97,9 +97,7 @@ def register(api: Api, ws: Any) -> None:
             raise InvalidParameterValue("experiment_id is required")
         return sched.monitors(req.user, experiment)  # type: ignore[no-any-return]
 
-    @api.route("GET", "/api/2.0/brickyard/monitoring/{endpoint}", policy="authenticated")
-    def monitoring_report(req: Req) -> Any:
-        """The endpoint's monitoring summary: JSON, or ``?format=html`` a page of plots, ``png`` the plots."""
+    def monitoring(req: Req, default: str) -> Any:
         from starlette.responses import Response
 
         from ..core.errors import InvalidParameterValue
@@ -111,16 +109,26 @@ def register(api: Api, ws: Any) -> None:
         except ValueError:
             raise InvalidParameterValue("hours must be a number") from None
         report = sched.report(req.user, req.path["endpoint"], hours=window)
-        kind = req.query.get("format") or "json"
+        kind = req.query.get("format") or default
         if kind == "json":
             return report
         headers = {"Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'",
-                   "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+                   "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "X-Frame-Options": "DENY"}
         if kind == "html":
             return Response(render_html(report), media_type="text/html; charset=utf-8", headers=headers)
         if kind == "png":
             return Response(render_png(report), media_type="image/png", headers=headers)
         raise InvalidParameterValue("format must be json, html or png")
+
+    @api.route("GET", "/api/2.0/brickyard/monitoring/{endpoint}", policy="authenticated")
+    def monitoring_report(req: Req) -> Any:
+        """The endpoint's monitoring summary: JSON, or ``?format=html`` a page of plots, ``png`` the plots."""
+        return monitoring(req, "json")
+
+    @api.route("GET", "/ml/endpoints/{endpoint}/monitoring", policy="browser")
+    def monitoring_page(req: Req) -> Any:
+        """The same summary as a page, for a browser signed in at /login."""
+        return monitoring(req, "html")
 
     @api.route("POST", "/api/2.0/agents/chat-assessments", policy="authenticated")
     def chat_assessments(req: Req) -> dict[str, Any]:

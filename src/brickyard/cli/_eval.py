@@ -27,11 +27,15 @@ def _fmt(value: Any) -> str:
 
 
 @eval_app.command("run")
-def eval_run(endpoint: Annotated[str, typer.Option(help="The serving endpoint to evaluate")],
-             dataset: Annotated[str, typer.Option(help="An evaluation dataset (catalog.schema.table) or a .jsonl/.json "
+def eval_run(dataset: Annotated[str, typer.Option(help="An evaluation dataset (catalog.schema.table) or a .jsonl/.json "
                                                        "file of {inputs, expectations} records")],
-             scorer: Annotated[list[str], typer.Option("--scorer", help="A scorer, repeated: e.g. correctness, safety, retrieval_groundedness, token_f1, rougeL, "
-                                                  "latency_seconds, token_cost, retrieval_mrr (an unknown name lists all)")],
+             endpoint: Annotated[str | None, typer.Option(help="The serving endpoint to evaluate")] = None,
+             model: Annotated[str | None, typer.Option(help="Or a model version, models:/catalog.schema.model/N "
+                                                            "(evaluated through the endpoint that serves it)")] = None,
+             scorer: Annotated[list[str] | None, typer.Option(
+                 "--scorer", help="A scorer, repeated: e.g. correctness, safety, retrieval_groundedness, token_f1, "
+                                  "rougeL, latency_seconds, token_cost, retrieval_mrr (an unknown name lists all)")]
+             = None,
              experiment: Annotated[str | None, typer.Option(help="Experiment name [/Users/<you>/evaluations]")] = None,
              run_name: Annotated[str | None, typer.Option(help="Name of the run")] = None,
              workers: Annotated[int, typer.Option(help="Rows evaluated at once")] = 4,
@@ -43,15 +47,21 @@ def eval_run(endpoint: Annotated[str, typer.Option(help="The serving endpoint to
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     principal, run, workspace = _helpers()
+    if (endpoint is None) == (model is None):
+        typer.echo("Error: give --endpoint NAME or --model models:/catalog.schema.model/N", err=True)
+        raise typer.Exit(2)
     ws = run(lambda: workspace(home))
     try:
         p = run(lambda: principal(ws, user))
+        if model is not None:
+            endpoint = run(lambda: ws.evaluations.endpoint_of_model(p, model))
+        assert endpoint is not None
         rows = run(lambda: ws.evaluations.rows(p, dataset))
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, transient=True, disable=as_json, console=Console(stderr=True)) as bar:
             task = bar.add_task("evaluating", total=len(rows))
             out = run(lambda: ws.evaluations.run(
-                p, endpoint=endpoint, dataset=dataset, scorers=scorer, experiment=experiment, run_name=run_name,
+                p, endpoint=endpoint, dataset=dataset, scorers=scorer or [], experiment=experiment, run_name=run_name,
                 workers=workers, rows=rows, progress=lambda scored: bar.update(task, advance=1)))
     finally:
         ws.close()

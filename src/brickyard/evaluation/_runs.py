@@ -96,6 +96,21 @@ class Evaluations:
         except NotFound:
             return str(self.tracking.create_experiment(p, name))
 
+    def endpoint_of_model(self, p: Principal, model_uri: str) -> str:
+        """The serving endpoint (one ``p`` can see) that serves ``models:/catalog.schema.model/version``: a model
+        is evaluated the way it answers in production, through its endpoint and the AI Gateway."""
+        uri = model_uri.removeprefix("models:/")
+        name, _, version = uri.rpartition("/")
+        if not uri or not name or not version or len(name.split(".")) != 3:
+            raise InvalidParameterValue("the model must be models:/catalog.schema.model/version")
+        for ep in self.serving.list(p):
+            for entity in ((ep.get("config") or {}).get("served_entities") or []):
+                if entity.get("entity_name") == name and str(entity.get("entity_version")) == version:
+                    return str(ep["name"])
+        raise InvalidParameterValue(f"no serving endpoint you can see serves {name} version {version}: serve it first "
+                                    "(databricks.agents.deploy, or w.serving_endpoints.create) and evaluate that "
+                                    "endpoint", error_code="RESOURCE_DOES_NOT_EXIST")
+
     def predictor(self, p: Principal, endpoint: str) -> tuple[Callable[[Row], Prediction], str]:
         """The function that asks ``endpoint`` one row's question as ``p``, and the span type of its answers."""
         task = str(self.serving.get(p, endpoint).get("task") or "")
