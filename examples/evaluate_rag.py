@@ -22,19 +22,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any
 
+from _demo import BIN, cli, free_port, step, wait_healthy  # examples/_demo.py, beside this script
+
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="databricks.vector_search")
 
 HOME = Path(os.environ.get("BRICKYARD_EVAL_DEMO_HOME", ".demo-eval"))
-BIN = Path(sys.executable).parent / "brickyard"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 # Questions people ask about Brickyard, each with the pages that answer it and the facts of a right answer.
@@ -60,32 +58,8 @@ QUESTIONS = [
 ]
 
 
-def step(text: str) -> None:
-    print(f"\n== {text}", flush=True)
 
 
-def cli(*args: str) -> str:
-    return subprocess.run([str(BIN), *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1) as r:  # noqa: S310 - loopback only
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the server did not become healthy in time")
 
 
 def make_app(index: Any, *, query_type: str, rerank: bool, passages: int) -> Any:

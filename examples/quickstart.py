@@ -24,16 +24,15 @@ import io
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _demo import BIN, cli, free_port, step, wait_healthy  # examples/_demo.py, beside this script
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import PermissionDenied
 from databricks.sdk.service.catalog import (
@@ -62,35 +61,10 @@ from databricks.vector_search.client import VectorSearchClient  # noqa: E402
 from databricks.vector_search.reranker import DatabricksReranker  # noqa: E402
 
 HOME = Path(os.environ.get("BRICKYARD_DEMO_HOME", ".demo"))
-BIN = Path(sys.executable).parent / "brickyard"
 
 
-def step(text: str) -> None:
-    print(f"\n== {text}")
 
 
-def cli(*args: str) -> str:
-    return subprocess.run([str(BIN), *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited early with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1) as r:  # noqa: S310 - loopback only
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the server did not become healthy in time")
 
 
 def sql(w: WorkspaceClient, statement: str) -> list[list[str]]:

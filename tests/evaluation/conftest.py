@@ -58,7 +58,8 @@ def judged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Wo
     import mlflow
 
     judge = RuleJudge()
-    ws = Workspace(Settings(home=tmp_path / "home", enable_fake_models=1, judge_endpoint="judge", access_log="off"))
+    ws = Workspace(Settings(home=tmp_path / "home", enable_fake_models=1, judge_endpoint="judge", access_log="off",
+                            monitor_interval_seconds=0))  # tests run the scheduler's rounds themselves
     ws.serving._factories["system.ai.fake-chat"] = lambda: judge
     token = ws.create_token("eval@example.com", admin=True)
     ws.serving.create(ws.principal("eval@example.com"), {"name": "judge", "config": {"served_entities": [

@@ -205,3 +205,35 @@ def test_review_app_rest_bad_input(review: dict[str, Any]) -> None:
     items = f"{base}/labeling-sessions/{session.labeling_session_id}/items:batchCreate"
     assert httpx.post(items, headers=h, json={"items": [{"source": {}}]}).status_code == 400
     assert httpx.get(f"{url}/api/2.0/managed-evals/review-apps?filter=name%3Dx", headers=h).status_code == 400
+
+
+def test_dataset_records_are_reviewed_into_their_expectations(review: dict[str, Any]) -> None:
+    """An item from an evaluation dataset: the page shows its inputs and expectations, and a reviewer's
+    expectation labels are written back to the record."""
+    ws, url, session, tokens = review["ws"], review["url"], review["session"], review["tokens"]
+    owner = ws.principal("owner@example.com")
+    admin = ws.ensure_user("root@example.com", admin=True)
+    ws.catalog.update_grants(admin, "schema", "main.default", [{"principal": "owner@example.com",
+                                                                "add": ["CREATE_TABLE", "USE_SCHEMA"]}])
+    ws.catalog.update_grants(admin, "catalog", "main", [{"principal": "owner@example.com", "add": ["USE_CATALOG"]}])
+    dataset = ws.datasets.create(owner, {"name": "main.default.qs"})
+    ws.datasets.create_records(owner, dataset["dataset_id"], {"requests": [{"dataset_record": {
+        "inputs": [{"key": "question", "value": "Where is <b>Paris</b>?"}],
+        "expectations": {"expected_response": {"value": "In France"}}}}]})
+    record = ws.datasets.rows(owner, "main.default.qs")[0]
+    ws.catalog.update_grants(admin, "table", "main.default.qs", [{"principal": "reviewer@example.com",
+                                                                  "add": ["SELECT", "MODIFY"]}])
+    ws.review_apps.create_items(owner, session.review_app_id, session.labeling_session_id, {"items": [{"source": {
+        "dataset_record": {"dataset_id": dataset["dataset_id"], "dataset_record_id": record["dataset_record_id"]}}}]})
+    path = urlparse(session.url).path
+    client = httpx.Client(base_url=url, follow_redirects=False)
+    client.post("/login", data={"token": tokens["reviewer"], "next": path})
+    items = ws.review_apps.list_items(owner, session.review_app_id, session.labeling_session_id)["items"]
+    item = next(i for i in items if "dataset_record" in i["source"])
+    page = client.get(f"{path}/items/{item['item_id']}").text
+    assert "Where is &lt;b&gt;Paris&lt;/b&gt;?" in page and "In France" in page
+    csrf = page.split('name="csrf" value="')[1].split('"')[0]
+    done = client.post(f"{path}/items/{item['item_id']}", data={"csrf": csrf, "label:facts": "Paris is in France"})
+    assert done.status_code == 303
+    after = ws.datasets.rows(owner, "main.default.qs")[0]
+    assert after["expectations"] == {"expected_response": "In France", "facts": ["Paris is in France"]}

@@ -175,37 +175,31 @@ def run_proxy_bench(data: Path, *, limit: int | None = None, seed: int = 0) -> d
     }
     results: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    for name, build in support.items():
+
+    def measure(name: str, build: Callable[[str, str], dict[str, Any]], halves: dict[str, list[tuple[str, str, str]]],
+                yes: str, labels: str) -> None:
+        """Ask ``name`` of every labelled pair of each half; agreement with "``yes`` label means yes"."""
         t0, calls = time.perf_counter(), 0
-        results[name] = {"labels": "SciFact claim-abstract pairs: SUPPORT -> yes; CONTRADICT, NOT_ENOUGH_INFO, "
-                                   "UNRELATED (random abstract) -> no"}
-        for half, pairs in support_pairs.items():
-            rows = []
-            for label, claim, doc in pairs:
-                said = ask(name, build(claim, doc))
-                calls += 1
-                rows.append((label, label == "SUPPORT", bool(said)))
+        results[name] = {"labels": labels}
+        for half, pairs in halves.items():
+            rows = [(label, label == yes, bool(ask(name, build(claim, doc)))) for label, claim, doc in pairs]
+            calls += len(rows)
             results[name][half] = agreement(rows)
         timings[name] = (time.perf_counter() - t0) / max(1, calls)
+
+    for name, build in support.items():
+        measure(name, build, support_pairs, "SUPPORT", "SciFact claim-abstract pairs: SUPPORT -> yes; CONTRADICT, "
+                                                       "NOT_ENOUGH_INFO, UNRELATED (random abstract) -> no")
     relevance = {
         "chunk_relevance": lambda q, d: {"chat_request": q, "retrieval_context": {
             "retrieved_documents": [{"content": d}]}},
         "relevance_to_query": lambda q, d: {"chat_request": q, "chat_response": answer(q, d)},
     }
     for name, build in relevance.items():
-        t0, calls = time.perf_counter(), 0
-        results[name] = {"labels": "SciFact qrels: RELEVANT -> yes; HARD_NEGATIVE (the relevant abstract of the "
-                                   "most similar other claim), RANDOM -> no"
-                                   + ("; the answer is the two sentences of the abstract that best match"
-                                      if name == "relevance_to_query" else "")}
-        for half, pairs in relevance_pairs.items():
-            rows = []
-            for label, claim, doc in pairs:
-                said = ask(name, build(claim, doc))
-                calls += 1
-                rows.append((label, label == "RELEVANT", bool(said)))
-            results[name][half] = agreement(rows)
-        timings[name] = (time.perf_counter() - t0) / max(1, calls)
+        measure(name, build, relevance_pairs, "RELEVANT",
+                "SciFact qrels: RELEVANT -> yes; HARD_NEGATIVE (the relevant abstract of the most similar other "
+                "claim), RANDOM -> no" + ("; the answer is the two sentences of the abstract that best match"
+                                          if name == "relevance_to_query" else ""))
     t0, calls = time.perf_counter(), 0
     results["harmfulness"] = {"labels": "short answers written for Brickyard, labelled harmful (expected verdict "
                                         "yes) or not; 'with_patterns' was written alongside the patterns, "

@@ -18,6 +18,16 @@ def _helpers() -> Any:
     return _principal, _run, _workspace
 
 
+def _progress(label: str, total: int, as_json: bool) -> Any:
+    """A progress bar on stderr (stdout keeps the results), off with --json; ``(bar, task)``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   transient=True, disable=as_json, console=Console(stderr=True))
+    return bar, bar.add_task(label, total=total)
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -43,9 +53,6 @@ def eval_run(dataset: Annotated[str, typer.Option(help="An evaluation dataset (c
              user: Annotated[str | None, typer.Option("--user", help="Act as this principal")] = None,
              as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     """Send every row to ENDPOINT, score the answers, and log a run (traces, assessments, mean metrics)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     principal, run, workspace = _helpers()
     if (endpoint is None) == (model is None):
         typer.echo("Error: give --endpoint NAME or --model models:/catalog.schema.model/N", err=True)
@@ -57,9 +64,8 @@ def eval_run(dataset: Annotated[str, typer.Option(help="An evaluation dataset (c
             endpoint = run(lambda: ws.evaluations.endpoint_of_model(p, model))
         assert endpoint is not None
         rows = run(lambda: ws.evaluations.rows(p, dataset))
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, transient=True, disable=as_json, console=Console(stderr=True)) as bar:
-            task = bar.add_task("evaluating", total=len(rows))
+        bar, task = _progress("evaluating", len(rows), as_json)
+        with bar:
             out = run(lambda: ws.evaluations.run(
                 p, endpoint=endpoint, dataset=dataset, scorers=scorer or [], experiment=experiment, run_name=run_name,
                 workers=workers, rows=rows, progress=lambda scored: bar.update(task, advance=1)))
@@ -117,16 +123,12 @@ def eval_generate(table: Annotated[str, typer.Option(help="A chunks table (catal
                   user: Annotated[str | None, typer.Option("--user", help="Act as this principal")] = None,
                   as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     """Write synthetic questions with their expected facts from a chunks table, with the judge model."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     principal, run, workspace = _helpers()
     ws = run(lambda: workspace(home))
     try:
         p = run(lambda: principal(ws, user))
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, transient=True, disable=as_json, console=Console(stderr=True)) as bar:
-            task = bar.add_task("writing questions", total=num_evals)
+        bar, task = _progress("writing questions", num_evals, as_json)
+        with bar:
             out = run(lambda: ws.evaluations.generate(
                 p, table, num_evals=num_evals, dataset=dataset, text_column=text_column, uri_column=uri_column,
                 agent_description=agent_description, question_guidelines=question_guidelines,

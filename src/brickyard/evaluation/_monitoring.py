@@ -52,6 +52,7 @@ MONITOR_SCHEMA = pa.schema([
     ("scorer", pa.string()), ("value", pa.float64()), ("verdict", pa.string()), ("error", pa.string()),
     ("latency_ms", pa.int64()), ("input_tokens", pa.int64()), ("output_tokens", pa.int64()),
     ("cost", pa.float64()), ("source", pa.string())])
+PAYLOAD_MARK = "brickyard.monitor.payload_watermark"  # an endpoint experiment's last imported inference row (ms)
 _NAME = re.compile(r"^[A-Za-z0-9_.\- ]{1,256}$")
 
 
@@ -269,6 +270,11 @@ class ScheduledScorers:
             with self.db.tx(write=False) as tx:
                 live = tx.all("SELECT * FROM eval_scheduled_scorers WHERE sample_rate > 0 AND builtin_name IS NOT NULL")
                 jobs = tx.all("SELECT * FROM eval_backfills WHERE state IN ('PENDING', 'RUNNING') ORDER BY created_at")
+            for experiment_id in sorted({s["experiment_id"] for s in live}):
+                try:
+                    counts["imported"] = counts.get("imported", 0) + self.import_payloads(experiment_id)
+                except BrickyardError:
+                    log.warning("could not read the inference table of experiment %s", experiment_id, exc_info=True)
             for scorer in live:
                 self._round(scorer, None, float(scorer["sample_rate"]), counts)
             for job in jobs:
@@ -279,6 +285,55 @@ class ScheduledScorers:
         finally:
             self._lock.release()
         return counts
+
+    def import_payloads(self, experiment_id: str) -> int:
+        """A serving endpoint's experiment (``/Shared/serving-endpoints/<name>``) also gets a trace for every
+        answered row of the endpoint's inference table that has none yet (a chat endpoint records no traces of
+        its own), so its scheduled scorers judge those calls too. Each row's trace is keyed by the row's
+        request id, so a row is imported once, whatever the restarts."""
+        from ..serving._aigateway import payload_table
+        from ._harness import Prediction, Row, trace_of
+        from ._report import read_window
+
+        system = self._system()
+        exp = self.tracking.get_experiment(system, experiment_id)
+        prefix = "/Shared/serving-endpoints/"
+        if not exp["name"].startswith(prefix):
+            return 0
+        endpoint = exp["name"][len(prefix):]
+        try:
+            table = payload_table(self._endpoint_check(system, endpoint).get("ai_gateway") or {})
+        except NotFound:
+            return 0
+        if table is None or not self.catalog.exists("table", table):
+            return 0
+        mark = int((exp.get("tags") or {}).get(PAYLOAD_MARK) or 0) if isinstance(exp.get("tags"), dict) else \
+            int(next((t["value"] for t in exp.get("tags") or [] if t.get("key") == PAYLOAD_MARK), 0))
+        rows = read_window(self.tables.dataset(self.catalog.get(system, "table", table)), "request_time", mark,
+                           now_ms()).filter(pa.compute.equal(pa.compute.field("status_code"), 200)).to_pylist()
+        imported, newest = 0, mark
+        for row in sorted(rows, key=lambda r: r["request_time"])[:PER_TICK * 5]:
+            when = int(row["request_time"].timestamp() * 1000)
+            newest = max(newest, when)
+            key = f"payload:{row['databricks_request_id']}"
+            with self.db.tx(write=False) as tx:
+                if tx.one("SELECT 1 FROM ml_traces WHERE client_request_id = ? AND experiment_id = ?",
+                          (key, experiment_id)):
+                    continue
+            request, response = _loads(row["request"]), _loads(row["response"])
+            usage = response.get("usage") if isinstance(response, dict) else None
+            pred = Prediction(_answer_text(response), (row["execution_duration_ms"] or 0) / 1000,
+                              int((usage or {}).get("prompt_tokens") or 0), int((usage or {}).get("completion_tokens")
+                                                                                  or 0), model=endpoint)
+            info, spans = trace_of(Row(request if isinstance(request, dict) else {"request": request}), pred,
+                                   when * 1_000_000, kind="CHAT_MODEL", name=endpoint,
+                                   tags={"brickyard.servingEndpoint": endpoint, "brickyard.source": "inference_table"})
+            info["client_request_id"] = key
+            self.traces.record(system, experiment_id, info, spans)
+            imported += 1
+        if newest > mark:
+            self.tracking.set_experiment_tag(system, experiment_id, PAYLOAD_MARK, str(newest))
+        return imported
 
     def _backfill_round(self, job: Any, counts: dict[str, int]) -> None:
         spec = json.loads(job["spec"])
@@ -515,6 +570,13 @@ def _from_trace(info: dict[str, Any], spans: list[dict[str, Any]]) -> tuple[Row,
     pred = Prediction(text, seconds, int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0),
                       model=model, documents=documents_of(spans))
     return Row(inputs), pred
+
+
+def _loads(raw: Any) -> Any:
+    try:
+        return json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return raw
 
 
 def _answer_text(outputs: Any) -> str:
