@@ -84,6 +84,8 @@ def register(api: Api, ws: Any) -> None:
         paths: dict[str, Any] = {}
         seen: set[str] = set()
         for spec in api.routes:
+            if spec.policy == "browser" or spec.path == "/login":  # HTML pages for a browser, not API operations
+                continue
             path = spec.path.replace(":path}", "}")
             op_id = f"{spec.method.lower()}_{spec.handler.__name__}"
             while op_id in seen:  # one handler may serve several paths

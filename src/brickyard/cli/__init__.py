@@ -456,9 +456,9 @@ def bench_proxies(data: Annotated[Path, typer.Option(help="The SciFact directory
 
 
 @bench_app.command("eval")
-def bench_eval(rows: Annotated[int, typer.Option(help="Rows per deterministic-scorer measurement")] = 200,
-               seconds: Annotated[float, typer.Option(help="Seconds per proxy and judge-call measurement")] = 2.0,
-               as_json: AsJson = False) -> None:
+def bench_evaluation(rows: Annotated[int, typer.Option(help="Rows per deterministic-scorer measurement")] = 200,
+                     seconds: Annotated[float, typer.Option(help="Seconds per proxy and judge-call measurement")] = 2.0,
+                     as_json: AsJson = False) -> None:
     """Evaluation speed: deterministic scorer rows/s, offline proxy assessments/s, judge calls/s to a local test
     endpoint, and the harness's own time per row (target under 5 ms)."""
     from ..bench._eval import run_eval_bench
