@@ -240,3 +240,24 @@ def test_bench_eval_reports_every_part() -> None:
     assert set(out["proxy_assessments_per_second"]) >= {"correctness", "groundedness", "harmfulness"}
     assert out["judge_calls_per_second"] > 0 and out["harness_ms_per_row"] > 0
     assert isinstance(out["target_met"], bool)
+
+
+def test_harness_scores_tool_calls_from_the_answers_trace() -> None:
+    """Server-side tool-call correctness: the TOOL spans an agent endpoint returned with its answer."""
+    from brickyard.evaluation._harness import Harness, Prediction, Row, Services
+
+    def span(name: str, start: int, args: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "start_time_unix_nano": start, "parent_span_id": "x",
+                "attributes": {"mlflow.spanType": '"TOOL"', "mlflow.spanInputs": json.dumps(args)}}
+
+    answer = Prediction("done", 0.01, spans=[span("weather", 2, {"city": "Paris"}), span("lookup", 1, {"q": "x"})])
+    services = Services(predict=lambda row: answer, assess=lambda body: {"result": {}},
+                        record_trace=lambda info, spans: info["trace_id"], add_assessments=lambda t, a: None,
+                        judge_source="test")
+    harness = Harness(services, ["tool_call_correctness"], workers=1)
+    rows = [Row({"q": "1"}, {"expected_tool_calls": [{"name": "lookup"}, {"name": "weather", "arguments": {
+                "city": "Paris"}}]}),
+            Row({"q": "2"}, {"expected_tool_calls": [{"name": "weather"}, {"name": "lookup"}]}),  # wrong order
+            Row({"q": "3"})]
+    got = [r.values.get("tool_call_correctness") for r in harness.run(rows, "run")]
+    assert got == [True, False, None]

@@ -11,7 +11,7 @@ Scorers by name: the built-in judges (``correctness``, ``relevance_to_query``, `
 ``retrieval_groundedness``, ``retrieval_relevance``, ``retrieval_sufficiency``, ``guidelines``: the row's
 expected guidelines), asked of the judge model or answered by the offline proxies, and the deterministic ones
 (``exact_match``, ``token_f1``, ``rouge1``, ``rouge2``, ``rougeL``, ``bleu``, ``latency_seconds``,
-``total_tokens``, ``token_cost``, ``retrieval_precision_at_K``, ``retrieval_recall_at_K``, ``retrieval_mrr``,
+``total_tokens``, ``token_cost``, ``tool_call_correctness``, ``retrieval_precision_at_K``, ``retrieval_recall_at_K``, ``retrieval_mrr``,
 ``retrieval_ndcg_at_K``).
 """
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import BrickyardError, InvalidParameterValue
-from ._metrics import bleu_score, expected_ids, f1, normalise, ranking_metrics, rouge
+from ._metrics import bleu_score, expected_ids, f1, normalise, ranking_metrics, rouge, tool_calls_match
 from ._prices import Price
 
 # built-in judge scorer -> (the chat-assessments assessment it asks for, whether "yes" is flipped)
@@ -44,7 +44,7 @@ JUDGES = {
     "guidelines": ("guideline_adherence", False),
 }
 CODE = ("exact_match", "token_f1", "rouge1", "rouge2", "rougeL", "bleu", "latency_seconds", "total_tokens",
-        "token_cost")
+        "token_cost", "tool_call_correctness")
 _RETRIEVAL = re.compile(r"retrieval_(precision|recall|ndcg)_at_([1-9][0-9]{0,2})|retrieval_(mrr)")
 MAX_ROWS = 100_000
 MAX_WORKERS = 32
@@ -334,6 +334,13 @@ class Harness:
                 errors[name] = f"no price for {pred.model or '(no model)'}: add it with brickyard prices set"
             else:
                 values[name] = round(price.cost(pred.input_tokens, pred.output_tokens), 8)
+        elif name == "tool_call_correctness":
+            expected_calls = row.expectations.get("expected_tool_calls")
+            if expected_calls is None:
+                values[name] = None
+            else:
+                ok, why = tool_calls_match(tool_calls_of(pred.spans), expected_calls)
+                values[name], rationales[name] = ok, why
         elif name in ("exact_match", "token_f1", "rouge1", "rouge2", "rougeL", "bleu"):
             if expected is None:
                 values[name] = None
@@ -377,6 +384,20 @@ class Harness:
                 body["rationale"] = rationales[name]
             out.append(body)
         return out
+
+
+def tool_calls_of(spans: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """(name, inputs) of the TOOL spans of a trace's span dicts, in the order they started."""
+    tools = [s for s in spans if (s.get("attributes") or {}).get("mlflow.spanType") in ('"TOOL"', "TOOL")]
+    out = []
+    for span in sorted(tools, key=lambda s: s.get("start_time_unix_nano") or 0):
+        raw = (span.get("attributes") or {}).get("mlflow.spanInputs")
+        try:
+            inputs = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            inputs = raw
+        out.append((str(span.get("name")), inputs))
+    return out
 
 
 def numeric(value: Any) -> float | None:

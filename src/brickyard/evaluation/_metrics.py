@@ -70,3 +70,22 @@ def expected_ids(expectations: dict[str, Any] | None) -> set[str] | None:
     if context is None:
         return None
     return {str(c.get("doc_uri") if isinstance(c, dict) else c) for c in context}
+
+
+def tool_calls_match(made: list[tuple[str, Any]], expected: list[Any]) -> tuple[bool, str]:
+    """Whether the calls ``made`` (name, arguments) include every expected call (``{"name", "arguments"?}`` or a
+    name) in that order; other calls may come between, arguments are compared only where given."""
+    position, missing = 0, []
+    for call in expected:
+        name = call.get("name") if isinstance(call, dict) else str(call)
+        arguments = call.get("arguments") if isinstance(call, dict) else None
+        found = next((i for i in range(position, len(made)) if made[i][0] == name
+                      and (arguments is None or made[i][1] == arguments)), None)
+        if found is None:
+            missing.append(name)
+        else:
+            position = found + 1
+    names = [n for n, _ in made]
+    if missing:
+        return False, f"expected calls not made in order: {missing}; made: {names}"
+    return True, f"every expected call was made, in order; made: {names}"

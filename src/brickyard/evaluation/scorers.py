@@ -38,7 +38,7 @@ from mlflow.entities import Feedback, SpanType
 from mlflow.genai.scorers import scorer
 from mlflow.tracing.constant import SpanAttributeKey
 
-from ._metrics import bleu_score, expected_ids, f1, normalise, ranking_metrics, rouge
+from ._metrics import bleu_score, expected_ids, f1, normalise, ranking_metrics, rouge, tool_calls_match
 
 
 def _expected_response(expectations: dict[str, Any] | None) -> str | None:
@@ -144,21 +144,8 @@ def tool_call_correctness(trace: Any = None, expectations: dict[str, Any] | None
     expected = (expectations or {}).get("expected_tool_calls")
     if expected is None or trace is None:
         return None
-    made = tool_calls(trace)
-    position, missing = 0, []
-    for call in expected:
-        name = call.get("name") if isinstance(call, dict) else str(call)
-        arguments = call.get("arguments") if isinstance(call, dict) else None
-        found = next((i for i in range(position, len(made)) if made[i][0] == name
-                      and (arguments is None or made[i][1] == arguments)), None)
-        if found is None:
-            missing.append(name)
-        else:
-            position = found + 1
-    names = [n for n, _ in made]
-    if missing:
-        return Feedback(value=False, rationale=f"expected calls not made in order: {missing}; made: {names}")
-    return Feedback(value=True, rationale=f"every expected call was made, in order; made: {names}")
+    ok, why = tool_calls_match(tool_calls(trace), expected)
+    return Feedback(value=ok, rationale=why)
 
 
 def retrieved_ids(trace: Any) -> list[str]:
