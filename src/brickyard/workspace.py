@@ -126,7 +126,8 @@ class Workspace:
             catalog=self.catalog, assess=self.assess, prices=self.prices, system=self.system_principal,
             judge_source=lambda: self.settings.judge_endpoint or "brickyard-offline-proxy",
             monitor_table=lambda name: self.system_table(name, MONITOR_SCHEMA),
-            usage_table=lambda: self.system_table(USAGE_TABLE, USAGE_SCHEMA), endpoint_check=self.serving.get)
+            usage_table=lambda: self.system_table(USAGE_TABLE, USAGE_SCHEMA), endpoint_check=self.serving.get,
+            run_code=self.functions.run_confined)
         self.review_apps = ReviewApps(db=self.db, tracking=self.tracking, traces=self.traces, identity=self.identity,
                                       datasets=self.datasets, system=self.system_principal)
         self._monitor_stop = threading.Event()

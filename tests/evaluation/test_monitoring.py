@@ -54,6 +54,7 @@ def test_scheduled_scorers_through_the_clients(monitored: tuple[Workspace, RuleJ
         ScorerSamplingConfig,
         delete_scorer,
         list_scorers,
+        scorer,
     )
 
     ws, _ = monitored
@@ -65,28 +66,45 @@ def test_scheduled_scorers_through_the_clients(monitored: tuple[Workspace, RuleJ
     polite = Guidelines(name="polite", guidelines=["The answer must mention Paris."]).register(name="polite")
     relevance = relevance.start(sampling_config=ScorerSamplingConfig(sample_rate=1.0))
     polite.start(sampling_config=ScorerSamplingConfig(sample_rate=1.0))
+
+    @scorer
+    def short(outputs) -> bool:  # a custom code scorer: the server runs it in the functions' sandbox
+        return len(str(outputs)) < 10
+
+    @scorer
+    def reads_trace(trace) -> bool:  # reads the trace object: the server says to run it client-side
+        return trace is not None
+
+    short.register(name="short").start(sampling_config=ScorerSamplingConfig(sample_rate=1.0))
+    reads_trace.register(name="tracey").start(sampling_config=ScorerSamplingConfig(sample_rate=1.0))
     listed = {s.name: s.sample_rate for s in list_scorers()}
-    assert listed == {"relevance": 1.0, "polite": 1.0}
+    assert listed == {"relevance": 1.0, "polite": 1.0, "short": 1.0, "tracey": 1.0}
     ids = []
     for q in ("Capital of France?", "Capital of Peru?", "France's capital?"):
         _answer(q)
         ids.append(mlflow.get_last_active_trace_id())
     mlflow.flush_trace_async_logging()
     counts = ws.scheduled_scorers.tick()
-    assert counts["scored"] == 6 and counts["failed"] == 0, counts
+    assert counts["scored"] == 9 and counts["failed"] == 3, counts
     for trace_id, verdict in zip(ids, ("yes", "no", "yes"), strict=True):
         got = _scheduled(ws, trace_id, "relevance")
         assert len(got) == 1 and got[0]["feedback"]["value"] == verdict
         assert got[0]["source"] == {"source_type": "LLM_JUDGE", "source_id": "judge"}
         assert len(_scheduled(ws, trace_id, "polite")) == 1
+        (custom,) = _scheduled(ws, trace_id, "short")
+        assert custom["feedback"]["value"] == (verdict == "no") and custom["source"]["source_type"] == "CODE"
+        (refused,) = _scheduled(ws, trace_id, "tracey")
+        assert "mlflow.genai.evaluate" in refused["feedback"]["error"]["error_message"]
     assert _scheduled(ws, early, "relevance") == []
     assert ws.scheduled_scorers.tick()["scored"] == 0  # never twice
     # the monitoring table: one row per verdict, readable by whoever scheduled the scorers
     table = table_name({"name": exp.name, "experiment_id": exp.experiment_id})
     rows = ws.tables.read(ws.principal("eval@example.com"), table).to_pylist()
-    assert len(rows) == 6 and {r["scorer"] for r in rows} == {"relevance", "polite"}
+    assert len(rows) == 12 and {r["scorer"] for r in rows} == {"relevance", "polite", "short", "tracey"}
     assert sorted(r["value"] for r in rows if r["scorer"] == "relevance") == [0.0, 1.0, 1.0]
     # stop: new traces are not scored; backfill: the early trace is
+    for name in ("short", "tracey"):
+        delete_scorer(name=name)
     relevance.stop()
     polite.stop()
     assert {s.name: s.sample_rate for s in list_scorers()} == {"relevance": 0.0, "polite": 0.0}

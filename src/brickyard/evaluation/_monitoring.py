@@ -17,8 +17,9 @@ the next round. Every verdict is also a row of the experiment's monitoring Delta
 (``main.monitoring.<endpoint>_monitoring``, or ``experiment_<id>_monitoring``), appended in numbered batches
 that Delta deduplicates, so a crash between the two commits neither loses nor doubles a row.
 
-Custom (code) scorers are kept and listed but not run by the server: running a user's serialized Python in
-the server process is not something it does; score them client-side with ``mlflow.genai.evaluate``.
+Custom (code) scorers run too, in the sandbox of UC Python functions (``_custom``), with the trace's inputs,
+outputs and expectations; one that reads the trace object itself gets an error verdict saying to run it
+client-side.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class ScheduledScorers:
                  assess: Callable[[Principal, Any], dict[str, Any]], judge_source: Callable[[], str],
                  prices: Any, system: Callable[[], Principal], monitor_table: Callable[[str], Any],
                  usage_table: Callable[[], Any], endpoint_check: Callable[[Principal, str], Any],
-                 concurrency: int = 2) -> None:
+                 run_code: Callable[[str, str, list[str], dict[str, Any]], Any], concurrency: int = 2) -> None:
         self.db = db
         self.tracking = tracking
         self.traces = traces
@@ -132,6 +133,7 @@ class ScheduledScorers:
         self._monitor_table = monitor_table  # full name -> the table (created for the system on first use)
         self._usage_table = usage_table  # the AI Gateway's usage table
         self._endpoint_check = endpoint_check  # raises unless the principal may see the endpoint
+        self._run_code = run_code  # (label, body, params, args) -> result, in the UC functions' sandbox
         self.concurrency = concurrency
         self._lock = threading.Lock()  # one round at a time in this process
 
@@ -268,7 +270,7 @@ class ScheduledScorers:
             return counts
         try:
             with self.db.tx(write=False) as tx:
-                live = tx.all("SELECT * FROM eval_scheduled_scorers WHERE sample_rate > 0 AND builtin_name IS NOT NULL")
+                live = tx.all("SELECT * FROM eval_scheduled_scorers WHERE sample_rate > 0")
                 jobs = tx.all("SELECT * FROM eval_backfills WHERE state IN ('PENDING', 'RUNNING') ORDER BY created_at")
             for experiment_id in sorted({s["experiment_id"] for s in live}):
                 try:
@@ -342,7 +344,7 @@ class ScheduledScorers:
         left = 0
         for name, rate in spec["rates"].items():
             scorer = scorers.get(name)
-            if scorer is None or not scorer["builtin_name"]:
+            if scorer is None:
                 continue
             left += self._round(scorer, spec, rate, counts)
         with self.db.tx() as tx:
@@ -417,27 +419,30 @@ class ScheduledScorers:
             return "deferred"
         row, pred = _from_trace(info, spans)
         serialized = json.loads(scorer["serialized_scorer"])
-        name = BUILTIN.get(scorer["builtin_name"] or "")
-        if name is None:
-            return "deferred"
-        guidelines = (serialized.get("builtin_scorer_pydantic_data") or {}).get("guidelines")
-        if isinstance(guidelines, str):
-            guidelines = [guidelines]
-        harness = Harness(Services(predict=lambda r: pred, assess=lambda body: self._assess(p, body),
-                                   record_trace=lambda i, s: "", add_assessments=lambda t, a: None,
-                                   judge_source=self._judge_source(), prices=self.prices.load()),
-                          [name], workers=1, guidelines=guidelines if isinstance(guidelines, list) else None)
-        values, errors, rationales, _ = harness.verdicts(row, pred)
-        error = errors.get(name)
-        if error and (error.startswith("429") or " 429" in error[:12]):
-            return "deferred"  # rate-limited: the trace waits for the next round
-        bodies = harness.assessments(trace_id, values, errors, rationales)
-        value = values.get(name)
+        if scorer["builtin_name"] is None:
+            value, error, bodies, source = self._custom(scorer, serialized, info, row, pred, trace_id)
+        else:
+            name = BUILTIN.get(scorer["builtin_name"] or "")
+            if name is None:
+                return "deferred"
+            guidelines = (serialized.get("builtin_scorer_pydantic_data") or {}).get("guidelines")
+            if isinstance(guidelines, str):
+                guidelines = [guidelines]
+            harness = Harness(Services(predict=lambda r: pred, assess=lambda body: self._assess(p, body),
+                                       record_trace=lambda i, s: "", add_assessments=lambda t, a: None,
+                                       judge_source=self._judge_source(), prices=self.prices.load()),
+                              [name], workers=1, guidelines=guidelines if isinstance(guidelines, list) else None)
+            values, errors, rationales, _ = harness.verdicts(row, pred)
+            error = errors.get(name)
+            if error and (error.startswith("429") or " 429" in error[:12]):
+                return "deferred"  # rate-limited: the trace waits for the next round
+            bodies = harness.assessments(trace_id, values, errors, rationales)
+            value, source = values.get(name), self._judge_source()
         monitor_row = {"time": now_ms(), "trace_id": trace_id, "endpoint": info.get("tags", {}).get(
             "brickyard.servingEndpoint"), "scorer": scorer["name"], "value": numeric(value),
             "verdict": None if value is None else str(value), "error": error, "latency_ms": int(pred.seconds * 1000),
             "input_tokens": pred.input_tokens, "output_tokens": pred.output_tokens,
-            "cost": self._cost(pred), "source": self._judge_source()}
+            "cost": self._cost(pred), "source": source}
 
         def done(tx: Any) -> None:
             if tx.one("SELECT 1 FROM eval_scored WHERE trace_id = ? AND scorer = ?", (trace_id, scorer["name"])):
@@ -456,6 +461,33 @@ class ScheduledScorers:
         except AlreadyExists:
             return "deferred"
         return "failed" if error else "scored"
+
+    def _custom(self, scorer: Any, serialized: dict[str, Any], info: dict[str, Any], row: Row, pred: Prediction,
+                trace_id: str) -> tuple[Any, str | None, list[dict[str, Any]], str]:
+        """(value, error, assessment bodies, source) of a custom code scorer, run in the functions sandbox."""
+        from ._custom import NotRunnable, run
+
+        expectations = {a["assessment_name"]: (a.get("expectation") or {}).get("value")
+                        for a in info.get("assessments") or [] if "expectation" in a and a.get("valid") is not False}
+        args = {"inputs": row.inputs, "outputs": pred.text, "expectations": expectations}
+        value, rationale, error = None, None, None
+        try:
+            out = run(serialized, args, self._run_code, f"scorer {scorer['name']}")
+            value, rationale, error = out.get("value"), out.get("rationale"), out.get("error")
+        except NotRunnable as exc:
+            error = str(exc)
+        except BrickyardError as exc:
+            error = exc.message
+        if value is not None and not isinstance(value, bool | int | float | str):
+            value, error = None, f"the scorer returned a {type(value).__name__}, not a bool, number or string"
+        source = {"source_type": "CODE", "source_id": "brickyard-scheduled"}
+        feedback: dict[str, Any] = {"error": {"error_code": "SCORER_ERROR", "error_message": str(error)[:4000]}} \
+            if error else {"value": value}
+        body: dict[str, Any] = {"assessment_name": scorer["name"], "trace_id": trace_id, "source": source,
+                                "feedback": feedback}
+        if rationale:
+            body["rationale"] = str(rationale)[:4000]
+        return value, (str(error) if error else None), [body], "code"
 
     def _cost(self, pred: Prediction) -> float | None:
         price = self.prices.load().get(pred.model or "") if pred.model else None

@@ -259,28 +259,35 @@ class Functions:
         return {"format": "CSV", "value": out.getvalue()[:MAX_RESULT_BYTES]}
 
     def _python(self, obj: Securable, params: list[dict[str, Any]], bound: dict[str, Any]) -> dict[str, Any]:
+        names = [prm["name"] for prm in sorted(params, key=lambda x: x.get("position", 0))]
+        value = self.run_confined(obj.full_name, obj.spec.get("routine_definition") or "", names, bound)
+        return {"format": "SCALAR", "value": value}
+
+    def run_confined(self, label: str, code: str, params: list[str], args: dict[str, Any]) -> Any:
+        """Run a Python function body with ``params`` bound from ``args`` in the confined worker (the sandbox
+        of UC Python functions: no network, no processes, Landlock, seccomp, CPU and memory limits); its
+        JSON result. ``label`` names it in errors and in the admission queue."""
         if landlock_abi() == 0 and not self.allow_unconfined:
             raise NotSupported("Python functions need Landlock (Linux 5.13+) to confine them; this kernel has none. "
                                "An admin may allow unconfined Python functions with "
                                "BRICKYARD_ALLOW_UNCONFINED_PYTHON_FUNCTIONS=1 on a trusted machine.")
-        request = {"code": obj.spec.get("routine_definition") or "",
-                   "params": [prm["name"] for prm in sorted(params, key=lambda x: x.get("position", 0))],
-                   "args": bound, "allow_unconfined": self.allow_unconfined, "cpu_seconds": self.cpu_seconds}
+        request = {"code": code, "params": params, "args": args, "allow_unconfined": self.allow_unconfined,
+                   "cpu_seconds": self.cpu_seconds}
         env = Settings.sandbox_environ(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
-        with self.admission.turn(obj.full_name), tempfile.TemporaryDirectory(prefix="brickyard-fn-") as scratch:
+        with self.admission.turn(label), tempfile.TemporaryDirectory(prefix="brickyard-fn-") as scratch:
             returncode, stdout, stderr = _run_worker(json.dumps(request).encode(), cwd=scratch, env=env,
-                                                     timeout=self.wall_seconds, name=obj.full_name)
+                                                     timeout=self.wall_seconds, name=label)
         if returncode != 0 or not stdout:
             reason = "it used more than its CPU time" if returncode in (-9, -24) else (
                 "it ran out of memory" if b"MemoryError" in stderr else f"the worker exited with {returncode}")
-            raise FunctionFailed(f"{obj.full_name} failed: {reason}")
+            raise FunctionFailed(f"{label} failed: {reason}")
         if len(stdout) > MAX_RESULT_BYTES:
-            raise FunctionFailed(f"{obj.full_name} returned more than {MAX_RESULT_BYTES} bytes")
+            raise FunctionFailed(f"{label} returned more than {MAX_RESULT_BYTES} bytes")
         out = json.loads(stdout)
         if "error" in out:
             err = out["error"]
-            raise FunctionFailed(f"{obj.full_name} raised {err['type']}: {err['message']}")
-        return {"format": "SCALAR", "value": out["ok"]}
+            raise FunctionFailed(f"{label} raised {err['type']}: {err['message']}")
+        return out["ok"]
 
     # -- registering Python functions from code ------------------------------------------------------
     def create_python_function(self, p: Principal, name: str, fn: Callable[..., Any], *, replace: bool = False,
