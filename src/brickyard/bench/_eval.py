@@ -3,7 +3,7 @@
 - deterministic scorers: rows per second of each through the harness (a canned answer, no storage);
 - offline proxies: assessments per second of each (MiniLM on this machine), on generated texts;
 - judge calls per second through ``chat-assessments``' logic and the AI Gateway to a local test endpoint that
-  answers a verdict at once (what is measured is Brickyard's side of a judge call);
+  answers a verdict at once (what is measured is Brickyard's side of a judge call, its trace included);
 - the harness's own time per row in a real ``evaluations.run`` (trace and assessments written to the
   metastore, the run's metrics and links), beyond the endpoint and judge calls: target under 5 ms.
 """
@@ -87,6 +87,8 @@ def run_eval_bench(*, rows: int = 200, seconds: float = 2.0) -> dict[str, Any]:
                 rates = {}
                 for name in ("correctness", "groundedness", "context_sufficiency", "relevance_to_query",
                              "chunk_relevance", "harmfulness"):
+                    assess({"assessment_input": item, "requested_assessments": [{"assessment_name": name}]},
+                           None, proxies)  # what it loads on first use (Presidio for harmfulness), untimed
                     n, t0 = 0, time.perf_counter()
                     while time.perf_counter() - t0 < seconds:
                         fresh = {**item, "chat_response": _sentence(rng, 30)}  # nothing cached between calls
