@@ -63,13 +63,35 @@ def main(model_dir: str) -> int:
                     for event in events:
                         send({"id": ident, "event": _plain(event)})
                     send({"id": ident, "done": True, "trace": pop_trace(ident)})
+                elif isinstance(request["input"], dict) and FORMATS & set(request["input"]):
+                    send({"id": ident, "output": _score(model, request["input"]), "trace": pop_trace(ident)})
                 else:
                     output = model.predict(request["input"])
                     send({"id": ident, "output": _plain(output), "trace": pop_trace(ident)})
         except Exception as exc:  # noqa: BLE001 - one failed request does not end the worker
-            send({"id": ident, "error": {"type": type(exc).__name__, "message": str(exc)[:2000]},
-                  "trace": pop_trace(ident)})
+            status = exc.get_http_status_code() if isinstance(exc, mlflow.exceptions.MlflowException) else 500
+            send({"id": ident, "error": {"type": type(exc).__name__, "message": _message(exc)[:2000],
+                                         "status": status}, "trace": pop_trace(ident)})
     return 0
+
+
+FORMATS = {"dataframe_split", "dataframe_records", "instances", "inputs"}  # Databricks' scoring input formats
+
+
+def _score(model: Any, body: dict[str, Any]) -> Any:
+    """A Databricks scoring request (``dataframe_split``, ``dataframe_records``, ``instances`` or ``inputs``,
+    with ``params``) through MLflow's own scoring-server parsing, so the model's signature is enforced exactly
+    as MLflow serving enforces it; the answer is ``{"predictions": ...}``."""
+    from mlflow.pyfunc.scoring_server import invocations
+
+    answer = invocations(json.dumps(body), "application/json", model, model.metadata.get_input_schema())
+    if answer.status != 200:
+        raise ValueError(str(answer.response)[:2000])
+    return json.loads(answer.response)
+
+
+def _message(exc: Exception) -> str:
+    return str(getattr(exc, "message", None) or exc)
 
 
 def _plain(value: Any) -> Any:

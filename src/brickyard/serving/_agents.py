@@ -121,8 +121,10 @@ class AgentWorker:
             finally:
                 self.current = None
             if "error" in answer:
-                raise AgentFailed(f"{self.label} failed: {answer['error']['type']}: {answer['error']['message']}",
-                                  trace=answer.get("trace"))
+                error = answer["error"]
+                if error.get("status") == 400:  # the request does not fit the model (its signature, its format)
+                    raise InvalidParameterValue(f"{self.label}: {error['message']}")
+                raise AgentFailed(f"{self.label} failed: {error['type']}: {error['message']}", trace=answer.get("trace"))
             return answer.get("output"), answer.get("trace")
 
     def stream(self, p: Principal, request: Any, on_trace: Callable[[Any], None]) -> Iterator[Any]:

@@ -1,0 +1,109 @@
+"""Any registered model version is servable, not only agents: a plain ``PythonModel`` (it upper-cases text), logged
+with a signature, registered in Unity Catalog and served, answers ``/invocations`` in every Databricks input format
+(``dataframe_split``, ``dataframe_records``, ``instances``, ``inputs``, with ``params``) through the REST route,
+``w.serving_endpoints.query`` and ``mlflow.deployments``; its signature is enforced with a 400 that names the
+column."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from brickyard.core.settings import Settings
+from brickyard.workspace import Workspace
+from tests.conftest import serve
+
+pytest.importorskip("mlflow.pyfunc", reason="needs mlflow (the agents extra)")
+
+MODEL = '''
+import mlflow
+import pandas as pd
+
+
+class Upper(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        suffix = (params or {}).get("suffix", "")
+        return [str(t).upper() + suffix for t in model_input["text"]]
+
+
+mlflow.models.set_model(Upper())
+'''
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    tmp = tmp_path_factory.mktemp("pyfunc")
+    ws = Workspace(Settings(home=tmp / "home", access_log="off", monitor_interval_seconds=0))
+    token = ws.create_token("alice@example.com", admin=True)
+    p = ws.principal("alice@example.com")
+    with serve(ws) as url:
+        saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN")}
+        os.environ.update(DATABRICKS_HOST=url, DATABRICKS_TOKEN=token)
+        try:
+            mlflow.set_tracking_uri("databricks")
+            mlflow.set_registry_uri("databricks-uc")
+            mlflow.set_experiment("/Users/alice@example.com/upper")
+            (tmp / "upper.py").write_text(MODEL)
+            signature = infer_signature(pd.DataFrame({"text": ["a"]}), ["A"], params={"suffix": ""})
+            with mlflow.start_run():
+                info = mlflow.pyfunc.log_model(name="upper", python_model=str(tmp / "upper.py"), signature=signature,
+                                               input_example=pd.DataFrame({"text": ["a"]}))
+            mlflow.register_model(info.model_uri, "main.default.upper")
+            ws.serving.create(p, {"name": "upper", "config": {"served_entities": [
+                {"entity_name": "main.default.upper", "entity_version": "1"}]}})
+            for _ in range(3000):
+                if ws.serving.get(p, "upper")["state"]["config_update"] == "NOT_UPDATING":
+                    break
+                time.sleep(0.01)
+            assert ws.serving.get(p, "upper")["state"]["ready"] == "READY", ws.serving.get(p, "upper")["state"]
+            yield {"ws": ws, "url": url, "token": token}
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    ws.close()
+
+
+@pytest.mark.parametrize("body", [
+    {"dataframe_split": {"columns": ["text"], "data": [["hello"], ["brickyard"]]}},
+    {"dataframe_records": [{"text": "hello"}, {"text": "brickyard"}]},
+    {"instances": [{"text": "hello"}, {"text": "brickyard"}]},
+    {"inputs": {"text": ["hello", "brickyard"]}},
+], ids=["dataframe_split", "dataframe_records", "instances", "inputs"])
+def test_every_input_format_over_rest(served: dict[str, Any], body: dict[str, Any]) -> None:
+    h = {"authorization": f"Bearer {served['token']}"}
+    r = httpx.post(f"{served['url']}/serving-endpoints/upper/invocations", headers=h, json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == ["HELLO", "BRICKYARD"]
+    with_params = httpx.post(f"{served['url']}/serving-endpoints/upper/invocations", headers=h,
+                             json={**body, "params": {"suffix": "!"}}, timeout=120)
+    assert with_params.json()["predictions"] == ["HELLO!", "BRICKYARD!"]
+
+
+def test_official_clients_and_the_signature(served: dict[str, Any]) -> None:
+    from databricks.sdk import WorkspaceClient
+    from mlflow.deployments import get_deploy_client
+
+    w = WorkspaceClient(host=served["url"], token=served["token"])
+    answer = w.serving_endpoints.query(name="upper", dataframe_records=[{"text": "sdk"}])
+    assert answer.predictions == ["SDK"]
+    client = get_deploy_client("databricks")
+    assert client.predict(endpoint="upper", inputs={"dataframe_split": {"columns": ["text"], "data": [["mlflow"]]},
+                                                    "params": {"suffix": "?"}})["predictions"] == ["MLFLOW?"]
+    h = {"authorization": f"Bearer {served['token']}"}
+    wrong = httpx.post(f"{served['url']}/serving-endpoints/upper/invocations", headers=h,
+                       json={"dataframe_records": [{"words": "x"}]}, timeout=120)
+    assert wrong.status_code == 400 and "text" in wrong.json()["message"], wrong.text
+    unknown = httpx.post(f"{served['url']}/serving-endpoints/upper/invocations", headers=h,
+                         json={"dataframe_split": {"columns": ["text"], "data": [["x"]]}, "params": {"nope": 1}},
+                         timeout=120)
+    assert unknown.status_code in (200, 400)  # mlflow ignores or refuses unknown params by its own rule
+
