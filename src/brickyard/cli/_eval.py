@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,11 +13,23 @@ import typer
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate endpoints with judges and scorers, compare runs.")
 
 
-def _helpers() -> Any:
-    """The command package's helpers (imported when a command runs: the package imports this module)."""
-    from . import _principal, _run, _workspace
+def _run(fn: Any) -> Any:
+    """The package's error handling (imported when a command runs: the package imports this module)."""
+    from . import _run as run
 
-    return _principal, _run, _workspace
+    return run(fn)
+
+
+@contextmanager
+def _acting(home: Path | None, user: str | None) -> Iterator[tuple[Any, Any]]:
+    """(workspace, principal) for a command, the workspace closed when it ends."""
+    from . import _principal, _workspace
+
+    ws = _run(lambda: _workspace(home))
+    try:
+        yield ws, _run(lambda: _principal(ws, user))
+    finally:
+        ws.close()
 
 
 def _progress(label: str, total: int, as_json: bool) -> Any:
@@ -53,24 +67,19 @@ def eval_run(dataset: Annotated[str, typer.Option(help="An evaluation dataset (c
              user: Annotated[str | None, typer.Option("--user", help="Act as this principal")] = None,
              as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     """Send every row to ENDPOINT, score the answers, and log a run (traces, assessments, mean metrics)."""
-    principal, run, workspace = _helpers()
     if (endpoint is None) == (model is None):
         typer.echo("Error: give --endpoint NAME or --model models:/catalog.schema.model/N", err=True)
         raise typer.Exit(2)
-    ws = run(lambda: workspace(home))
-    try:
-        p = run(lambda: principal(ws, user))
+    with _acting(home, user) as (ws, p):
         if model is not None:
-            endpoint = run(lambda: ws.evaluations.endpoint_of_model(p, model))
+            endpoint = _run(lambda: ws.evaluations.endpoint_of_model(p, model))
         assert endpoint is not None
-        rows = run(lambda: ws.evaluations.rows(p, dataset))
+        rows = _run(lambda: ws.evaluations.rows(p, dataset))
         bar, task = _progress("evaluating", len(rows), as_json)
         with bar:
-            out = run(lambda: ws.evaluations.run(
+            out = _run(lambda: ws.evaluations.run(
                 p, endpoint=endpoint, dataset=dataset, scorers=scorer or [], experiment=experiment, run_name=run_name,
                 workers=workers, rows=rows, progress=lambda scored: bar.update(task, advance=1)))
-    finally:
-        ws.close()
     if as_json:
         typer.echo(json.dumps(out, default=str))
         return
@@ -90,13 +99,8 @@ def eval_compare(run_a: str, run_b: str,
                  user: Annotated[str | None, typer.Option("--user", help="Act as this principal")] = None,
                  as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     """Two evaluation runs side by side: every metric and its change, and the rows whose verdicts differ."""
-    principal, run, workspace = _helpers()
-    ws = run(lambda: workspace(home))
-    try:
-        p = run(lambda: principal(ws, user))
-        out = run(lambda: ws.evaluations.compare(p, run_a, run_b))
-    finally:
-        ws.close()
+    with _acting(home, user) as (ws, p):
+        out = _run(lambda: ws.evaluations.compare(p, run_a, run_b))
     if as_json:
         typer.echo(json.dumps(out, default=str))
         return
@@ -123,18 +127,13 @@ def eval_generate(table: Annotated[str, typer.Option(help="A chunks table (catal
                   user: Annotated[str | None, typer.Option("--user", help="Act as this principal")] = None,
                   as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     """Write synthetic questions with their expected facts from a chunks table, with the judge model."""
-    principal, run, workspace = _helpers()
-    ws = run(lambda: workspace(home))
-    try:
-        p = run(lambda: principal(ws, user))
+    with _acting(home, user) as (ws, p):
         bar, task = _progress("writing questions", num_evals, as_json)
         with bar:
-            out = run(lambda: ws.evaluations.generate(
+            out = _run(lambda: ws.evaluations.generate(
                 p, table, num_evals=num_evals, dataset=dataset, text_column=text_column, uri_column=uri_column,
                 agent_description=agent_description, question_guidelines=question_guidelines,
                 progress=lambda n: bar.update(task, advance=n)))
-    finally:
-        ws.close()
     if as_json:
         typer.echo(json.dumps(out))
         return
@@ -157,13 +156,8 @@ def monitor_report(endpoint: str,
                    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     """Quality per scheduled scorer, requests, errors, guardrail and rate-limit hits, latency p50/p99, tokens and
     cost of ENDPOINT over time."""
-    principal, run, workspace = _helpers()
-    ws = run(lambda: workspace(home))
-    try:
-        p = run(lambda: principal(ws, user))
-        report = run(lambda: ws.scheduled_scorers.report(p, endpoint, hours=hours))
-    finally:
-        ws.close()
+    with _acting(home, user) as (ws, p):
+        report = _run(lambda: ws.scheduled_scorers.report(p, endpoint, hours=hours))
     if out is not None:
         from ..evaluation._report import render_html, render_png
 

@@ -136,6 +136,8 @@ class ScheduledScorers:
         self._run_code = run_code  # (label, body, params, args) -> result, in the UC functions' sandbox
         self.concurrency = concurrency
         self._lock = threading.Lock()  # one round at a time in this process
+        self._granted: set[tuple[str, str]] = set()  # (monitoring table, owner) given SELECT by this process
+        self._prices: dict[str, Any] = {}  # the price table, read once per round
 
     # -- the list (REST) -----------------------------------------------------------------------------
     def _rows(self, tx: Any, experiment_id: str) -> list[Any]:
@@ -269,6 +271,7 @@ class ScheduledScorers:
         if not self._lock.acquire(blocking=False):
             return counts
         try:
+            self._prices = self.prices.load()
             with self.db.tx(write=False) as tx:
                 live = tx.all("SELECT * FROM eval_scheduled_scorers WHERE sample_rate > 0")
                 jobs = tx.all("SELECT * FROM eval_backfills WHERE state IN ('PENDING', 'RUNNING') ORDER BY created_at")
@@ -430,7 +433,7 @@ class ScheduledScorers:
                 guidelines = [guidelines]
             harness = Harness(Services(predict=lambda r: pred, assess=lambda body: self._assess(p, body),
                                        record_trace=lambda i, s: "", add_assessments=lambda t, a: None,
-                                       judge_source=self._judge_source(), prices=self.prices.load()),
+                                       judge_source=self._judge_source(), prices=self._prices),
                               [name], workers=1, guidelines=guidelines if isinstance(guidelines, list) else None)
             values, errors, rationales, _ = harness.verdicts(row, pred)
             error = errors.get(name)
@@ -490,7 +493,7 @@ class ScheduledScorers:
         return value, (str(error) if error else None), [body], "code"
 
     def _cost(self, pred: Prediction) -> float | None:
-        price = self.prices.load().get(pred.model or "") if pred.model else None
+        price = self._prices.get(pred.model or "") if pred.model else None
         return None if price is None else round(price.cost(pred.input_tokens, pred.output_tokens), 8)
 
     # -- the report ----------------------------------------------------------------------------------
@@ -533,9 +536,10 @@ class ScheduledScorers:
         obj = self._monitor_table(full_name)
         with self.db.tx(write=False) as tx:
             owners = {r["owner"] for r in self._rows(tx, experiment_id)}
-        for owner in owners:  # whoever schedules scorers on the experiment may read its monitoring table
-            try:
+        for owner in owners - {o for t, o in self._granted if t == full_name}:
+            try:  # whoever schedules scorers on the experiment may read its monitoring table (granted once)
                 self.catalog.update_grants(self._system(), "table", full_name, [{"principal": owner, "add": ["SELECT"]}])
+                self._granted.add((full_name, owner))
             except BrickyardError:
                 pass
         app = f"brickyard-monitor-{experiment_id}"

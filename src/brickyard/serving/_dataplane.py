@@ -216,7 +216,7 @@ class DataPlane:
         """Check a request against the endpoint's task and decide who may serve it, in which order."""
         row = row or self.endpoint_for_query(p, name)
         task = row["task"]
-        if task not in TASKS or _serves_versions(row):  # registered model versions (agents or any pyfunc model)
+        if task not in TASKS or _serves_versions(self.config_of(row)):  # registered model versions (agents or any pyfunc model)
             if route not in ("invocations", "responses", "chat"):
                 raise InvalidParameterValue(f"Endpoint '{name}' serves a {task} model; query it through "
                                             "/serving-endpoints/{name}/invocations or the responses API")
@@ -483,12 +483,8 @@ def _dataframe_texts(request: dict[str, Any]) -> Any:
     return None
 
 
-def _serves_versions(row: Row) -> bool:
-    """Whether the endpoint serves registered model versions (run in their workers), whatever task their
+def _serves_versions(config: dict[str, Any]) -> bool:
+    """Whether an endpoint config serves registered model versions (run in their workers), whatever task their
     MLmodel declares: an ``llm/v1/chat`` pyfunc model is still run by its own code, never by a local model."""
-    try:
-        config = json.loads(row["config"] or "{}")
-    except ValueError:
-        return False
     return any(e.get("entity_version") is not None and "external_model" not in e
                and e.get("entity_name") not in LOCAL_MODELS for e in config.get("served_entities") or [])
