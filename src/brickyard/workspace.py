@@ -91,7 +91,9 @@ class Workspace:
         self.server_url: str | None = None  # set by whoever serves this workspace over HTTP
         agents = AgentHost(registry=self.registry, identity=self.identity, record_trace=self._record_trace,
                            server_url=lambda: self.server_url, environ=Settings.sandbox_environ,
-                           run_experiment=self.tracking.run_experiment)
+                           run_experiment=self.tracking.run_experiment,
+                           timeout=self.settings.model_timeout_seconds, queue_limit=self.settings.serving_queue_size,
+                           idle_seconds=self.settings.scale_to_zero_seconds)
         self.serving = Serving(self.db, self.secrets, allowed_hosts=hosts, queue_size=self.settings.serving_queue_size,
                                enable_fakes=bool(self.settings.enable_fake_models), agents=agents,
                                model_precision=self.settings.model_precision)

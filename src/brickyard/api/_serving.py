@@ -27,6 +27,16 @@ def _sse(chunks: Iterator[dict[str, Any]]) -> Iterator[bytes]:
     yield b"data: [DONE]\n\n"
 
 
+COLD_START = "x-brickyard-cold-start"  # "true" on the answer that had to start a worker (scale from zero)
+
+
+def _headers(inv: Any) -> dict[str, str]:
+    headers = {"served-model-name": inv.served_entity}
+    if inv.cold_start:
+        headers[COLD_START] = "true"
+    return headers
+
+
 def register(api: Api, ws: Any) -> None:
     serving = ws.serving
 
@@ -90,7 +100,7 @@ def register(api: Api, ws: Any) -> None:
     # -- data plane ---------------------------------------------------------------------------------
     async def run(req: Req, name: str, route: str) -> Response:
         inv = await ws.gateway.acall(req.user, name, req.body or {}, route=route)
-        headers = {"served-model-name": inv.served_entity}
+        headers = _headers(inv)
         if inv.stream:
             return StreamingResponse(_sse(inv.result), media_type="text/event-stream", headers=headers)
         return JSON(inv.result, headers=headers)
@@ -131,14 +141,14 @@ def register(api: Api, ws: Any) -> None:
             if isinstance(request.get("input"), str):
                 request["input"] = [{"role": "user", "content": request["input"]}]
             inv = await ws.gateway.acall(req.user, name, request, route="responses")
-            headers = {"served-model-name": inv.served_entity}
+            headers = _headers(inv)
             if inv.stream:
                 return StreamingResponse((dumps(e) for e in agent_stream_events(inv.result, name)),
                                          media_type="text/event-stream", headers=headers)
             return JSON(from_agent(inv.result, name), headers=headers)
         chat = to_chat(body)
         inv = await ws.gateway.acall(req.user, name, chat, route="chat")
-        headers = {"served-model-name": inv.served_entity}
+        headers = _headers(inv)
         if inv.stream:
             return StreamingResponse((dumps(e) for e in stream_events(inv.result, name)),
                                      media_type="text/event-stream", headers=headers)

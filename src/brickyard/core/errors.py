@@ -17,6 +17,7 @@ Every error carries a Databricks ``error_code`` and an HTTP status, so the REST 
     +-- Conflict                        409 ABORTED
     +-- RateLimited                     429 REQUEST_LIMIT_EXCEEDED  (carries retry_after seconds)
     +-- TemporarilyUnavailable          503 TEMPORARILY_UNAVAILABLE (carries retry_after seconds)
+    +-- DeadlineExceeded                504 DEADLINE_EXCEEDED
     +-- NotSupported                    501 NOT_IMPLEMENTED
 
 Messages say what is wrong and, where there is one, how to fix it.
@@ -31,6 +32,7 @@ __all__ = [
     "BadRequest",
     "BrickyardError",
     "Conflict",
+    "DeadlineExceeded",
     "FunctionFailed",
     "InvalidParameterValue",
     "InvalidState",
@@ -147,6 +149,14 @@ class TemporarilyUnavailable(BrickyardError):
     def __init__(self, message: str, *, retry_after: float = 1.0, **details: Any) -> None:
         super().__init__(message, **details)
         self.retry_after = retry_after
+
+
+class DeadlineExceeded(BrickyardError):
+    """Work that did not finish within its time limit (a served model that hangs, for example)."""
+
+    error_code = "DEADLINE_EXCEEDED"
+    http_status = 504
+    exit_code = 6
 
 
 class NotSupported(BrickyardError):

@@ -60,7 +60,18 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "BRICKYARD_ENABLE_FAKE_MODELS": ("enable_fake_models", "1 to allow serving the deterministic test models. Default 0"),
     "BRICKYARD_SERVING_QUEUE_SIZE": (
         "serving_queue_size",
-        "Requests that may wait for one local model before new ones get 503 + Retry-After. Default 16",
+        "Requests that may wait for one local model, or per worker process of a served model version, before "
+        "new ones get 503 + Retry-After. Default 16",
+    ),
+    "BRICKYARD_MODEL_TIMEOUT_SECONDS": (
+        "model_timeout_seconds",
+        "How long a served model version may take to answer one request before it gets 504 and its worker process "
+        "is replaced. Default 297, Databricks' limit",
+    ),
+    "BRICKYARD_SCALE_TO_ZERO_SECONDS": (
+        "scale_to_zero_seconds",
+        "Idle time after which a served entity with scale_to_zero_enabled stops its worker processes; the next "
+        "request starts one (a cold start). Default 1800 (30 minutes, as on Databricks)",
     ),
     "BRICKYARD_RERANKER_PATH": (
         "reranker_path",
@@ -127,6 +138,8 @@ class Settings:
     allowed_model_hosts: str = ""
     enable_fake_models: int = 0
     serving_queue_size: int = 16
+    model_timeout_seconds: float = 297.0
+    scale_to_zero_seconds: float = 1800.0
     reranker_path: str | None = None
     judge_endpoint: str | None = None
     monitor_interval_seconds: float = 30.0
@@ -176,6 +189,9 @@ class Settings:
                                         "be at least 1 MiB")
         if self.monitor_interval_seconds < 0:
             raise InvalidParameterValue("BRICKYARD_MONITOR_INTERVAL_SECONDS must not be negative (0 turns it off)")
+        if self.model_timeout_seconds <= 0 or self.scale_to_zero_seconds <= 0:
+            raise InvalidParameterValue("BRICKYARD_MODEL_TIMEOUT_SECONDS and BRICKYARD_SCALE_TO_ZERO_SECONDS must be "
+                                        "positive")
         if self.function_workers < 0 or self.function_queue_size < 0:
             raise InvalidParameterValue("BRICKYARD_FUNCTION_WORKERS and BRICKYARD_FUNCTION_QUEUE_SIZE must not be "
                                         "negative")

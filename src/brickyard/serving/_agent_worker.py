@@ -27,7 +27,11 @@ def main(model_dir: str) -> int:
     sys.stdout = sys.stderr
 
     def send(message: dict[str, Any]) -> None:
-        proto.write(json.dumps(message, default=str) + "\n")
+        try:
+            line = json.dumps(message, default=_jsonable, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise NotJSON(f"the model's answer cannot be sent as JSON: {exc}") from None
+        proto.write(line + "\n")
         proto.flush()
 
     try:
@@ -68,8 +72,12 @@ def main(model_dir: str) -> int:
                 else:
                     output = model.predict(request["input"])
                     send({"id": ident, "output": _plain(output), "trace": pop_trace(ident)})
+        except ModelRaised as raised:
+            send({"id": ident, "error": {"type": type(raised.exc).__name__, "message": _message(raised.exc)[:2000],
+                                         "status": 500}, "trace": pop_trace(ident)})
         except Exception as exc:  # noqa: BLE001 - one failed request does not end the worker
-            status = exc.get_http_status_code() if isinstance(exc, mlflow.exceptions.MlflowException) else 500
+            status = getattr(exc, "status", None) or (
+                exc.get_http_status_code() if isinstance(exc, mlflow.exceptions.MlflowException) else 500)
             send({"id": ident, "error": {"type": type(exc).__name__, "message": _message(exc)[:2000],
                                          "status": status}, "trace": pop_trace(ident)})
     return 0
@@ -84,10 +92,67 @@ def _score(model: Any, body: dict[str, Any]) -> Any:
     as MLflow serving enforces it; the answer is ``{"predictions": ...}``."""
     from mlflow.pyfunc.scoring_server import invocations
 
-    answer = invocations(json.dumps(body), "application/json", model, model.metadata.get_input_schema())
+    answer = invocations(json.dumps(body), "application/json", _Watched(model), model.metadata.get_input_schema())
     if answer.status != 200:
-        raise ValueError(str(answer.response)[:2000])
+        try:
+            message = json.loads(answer.response).get("message") or answer.response
+        except ValueError:
+            message = answer.response
+        raise ScoringError(str(message)[:2000], answer.status)
     return json.loads(answer.response)
+
+
+class ModelRaised(BaseException):
+    """The model's own exception, carried past the scoring parser (which would turn it into a generic 400)."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+class _Watched:
+    """A loaded model whose own failures come out as :class:`ModelRaised`; MLflow's refusals of the input
+    (signature enforcement: INVALID_PARAMETER_VALUE / BAD_REQUEST) stay as they are, so they answer 400."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.metadata = model.metadata
+
+    def predict(self, data: Any, params: Any = None) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._model.predict(data, params=params)
+        except MlflowException as exc:
+            if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
+                raise
+            raise ModelRaised(exc) from None
+        except Exception as exc:  # noqa: BLE001 - the model's own error, reported as a 500 with its message
+            raise ModelRaised(exc) from None
+
+
+class ScoringError(Exception):
+    """MLflow's scoring parser refused a request (400: it does not fit the signature) or the model failed (500)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = 400 if 400 <= status < 500 else 500
+
+
+class NotJSON(Exception):
+    status = 500
+
+
+def _jsonable(value: Any) -> Any:
+    """What JSON cannot hold but a model commonly returns: numpy and pandas values, dates."""
+    plain = _plain(value)
+    if plain is not value:
+        return plain
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"a {type(value).__name__} is not JSON")
 
 
 def _message(exc: Exception) -> str:

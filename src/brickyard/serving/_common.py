@@ -37,6 +37,7 @@ class Invocation:
     task: str
     result: Any  # dict, or an iterator of chunks when streaming
     stream: bool = False
+    cold_start: bool = False  # a worker process had to be started for this request (scale from zero)
 
 
 @dataclass

@@ -269,17 +269,23 @@ class DataPlane:
 
     def _invoke_agent(self, row: Row, entity: dict[str, Any], request: dict[str, Any], stream: bool, name: str,
                       task: str, p: Principal | None) -> Invocation:
-        """Run a registered model version in its worker, as ``p`` (its token acts as ``p`` meanwhile)."""
+        """Run a registered model version on a worker of its pool, as ``p`` (the worker's token acts as ``p``
+        meanwhile)."""
         assert self.agents is not None and p is not None
-        worker = self._worker_for(row, entity)
+        pool = self._pool_for(row, entity)
+        worker, cold = pool.acquire()
         label = f"{entity['entity_name']} v{entity['entity_version']}"
         if stream:
             def record(trace: Any) -> None:
                 if trace:
                     self.agents.record_trace(self._experiment_of(entity), trace, name, row["creator"])
 
-            return Invocation(name, entity["name"], task, worker.stream(p, request, record), stream=True)
-        output, trace = worker.predict(p, request)
+            events = worker.stream(p, request, record, lambda: pool.release(worker))
+            return Invocation(name, entity["name"], task, events, stream=True, cold_start=cold)
+        try:
+            output, trace = worker.predict(p, request)
+        finally:
+            pool.release(worker)
         trace_id = self.agents.record_trace(self._experiment_of(entity), trace, name, row["creator"]) if trace else None
         result = dict(output) if isinstance(output, dict) else {"predictions": output}
         extra: dict[str, Any] = {"served_entity": label}
@@ -288,18 +294,30 @@ class DataPlane:
         if isinstance(request.get("databricks_options"), dict) and request["databricks_options"].get("return_trace"):
             extra["trace"] = trace
         result["databricks_output"] = extra
-        return Invocation(name, entity["name"], task, result)
+        return Invocation(name, entity["name"], task, result, cold_start=cold)
 
-    def _worker_for(self, row: Row, entity: dict[str, Any]) -> Any:
+    def _pool_for(self, row: Row, entity: dict[str, Any], config_version: int | None = None) -> Any:
+        """The worker pool of a served model version under one config of an endpoint."""
+        assert self.agents is not None
+        version = row["config_version"] if config_version is None else config_version
+        key = (row["id"], version, entity["name"])
+        pool = self.agents.pool_if_any(key)
+        if pool is not None:
+            return pool
+        described = self._describe(entity)
+        env = {k: (self.secrets.resolve(v) if is_reference(v) else v)
+               for k, v in (entity.get("environment_vars") or {}).items() if k != "MLFLOW_EXPERIMENT_ID"}
+        label = f"{entity['entity_name']} v{entity['entity_version']}"
+        return self.agents.pool(key, label, described.model_dir, entity, env)
+
+    def _describe(self, entity: dict[str, Any]) -> Any:
         assert self.agents is not None
         key = (entity["entity_name"], entity["entity_version"])
         described = self._described.get(key)
         if described is None:  # checked for the endpoint's creator when the config was given
             system = Principal(id="", kind="user", name="system", groups=frozenset({ADMINS}))
             described = self._described[key] = self.agents.describe(system, *key)
-        env = {k: (self.secrets.resolve(v) if is_reference(v) else v)
-               for k, v in (entity.get("environment_vars") or {}).items() if k != "MLFLOW_EXPERIMENT_ID"}
-        return self.agents.worker(key[0], key[1], described.model_dir, env)
+        return described
 
     def _experiment_of(self, entity: dict[str, Any]) -> str | None:
         """Where a served version's traces go: the endpoint's MLFLOW_EXPERIMENT_ID (as databricks.agents.deploy

@@ -32,6 +32,7 @@ from ._aigateway import validate_config
 from ._catalog import FOUNDATION_STANDINS, LOCAL_MODELS, TASKS
 from ._common import _ENV_NAME, LEVELS, PROVIDERS, SECRET_FIELDS, Slot, _name
 from ._dataplane import DataPlane
+from ._workers import check_scale
 
 
 def _invalidates(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -216,9 +217,7 @@ class Serving(DataPlane):
             name = ent.get("name") or f"{entity_name.split('.')[-1]}-{ent['entity_version']}"
             clean = {"name": _name(re.sub(r"[^A-Za-z0-9_-]", "-", name)[:63], "served entity name"),
                      "entity_name": entity_name, "entity_version": str(ent["entity_version"])}
-            for key in ("workload_size", "workload_type", "scale_to_zero_enabled"):
-                if key in ent:
-                    clean[key] = ent[key]
+            clean.update(check_scale(ent, f"served_entities[{i}]"))
             env = ent.get("environment_vars") or {}
             if not isinstance(env, dict) or not all(isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, str)
                                                     and len(v) <= 10_000 for k, v in env.items()) or len(env) > 100:
@@ -241,9 +240,9 @@ class Serving(DataPlane):
         name = ent.get("name") or entity_name.replace(".", "-")[:63]
         clean = {"name": _name(name, "served entity name"), "entity_name": entity_name,
                  "entity_version": str(ent.get("entity_version") or "1")}
-        for key in ("workload_size", "workload_type", "scale_to_zero_enabled", "environment_vars"):
-            if key in ent:
-                clean[key] = ent[key]
+        clean.update(check_scale(ent, f"served_entities[{i}]"))
+        if "environment_vars" in ent:
+            clean["environment_vars"] = ent["environment_vars"]
         return clean, model.task
 
     def _keep_keys_as_secrets(self, ext: dict[str, Any]) -> dict[str, Any]:
@@ -362,7 +361,10 @@ class Serving(DataPlane):
         try:
             for ent in config["served_entities"]:
                 self._check_deployable(ent)
+            self._warm(row, config)
         except Exception as exc:  # noqa: BLE001 - any failure fails the update, with its message
+            if self.agents is not None:
+                self.agents.retire(row["id"], keep=row["config_version"])
             with self.db.tx() as tx:
                 tx.execute("UPDATE serving_endpoints SET pending_config = NULL, state_update = 'UPDATE_FAILED',"
                            " state_message = ?, updated_at = ? WHERE id = ?",
@@ -374,6 +376,18 @@ class Serving(DataPlane):
                        " config_version + 1, state_ready = 'READY', state_update = 'NOT_UPDATING', state_message = NULL,"
                        " updated_at = ? WHERE id = ?", (json.dumps(config), now_ms(), row["id"]))
         self._changed()
+        if self.agents is not None:  # traffic has moved: the previous config's workers stop
+            self.agents.retire(row["id"], keep=row["config_version"] + 1)
+
+    def _warm(self, row: Row, config: dict[str, Any]) -> None:
+        """Start the worker processes of the registered model versions a new config serves, so a model that
+        cannot load (a missing dependency, an error in its code) fails the update, not the first request. Only
+        when the workspace is served over HTTP (the workers call back to it); otherwise they start on first use."""
+        if self.agents is None or not self.agents.server_url():
+            return
+        for ent in config["served_entities"]:
+            if "entity_version" in ent and "external_model" not in ent and ent["entity_name"] not in LOCAL_MODELS:
+                self._pool_for(row, ent, row["config_version"] + 1).start()
 
     def _check_deployable(self, ent: dict[str, Any]) -> None:
         if "external_model" in ent:
@@ -408,6 +422,8 @@ class Serving(DataPlane):
         with self.db.tx() as tx:
             row = self._row(tx, p, name, "CAN_MANAGE")
             tx.execute("DELETE FROM serving_endpoints WHERE id = ?", (row["id"],))
+        if self.agents is not None:
+            self.agents.retire(row["id"])
 
     @_invalidates
     def patch_tags(self, p: Principal, name: str, add: Any, delete: Any) -> list[dict[str, str]]:
@@ -484,11 +500,18 @@ class Serving(DataPlane):
         config = json.loads(row["config"] or "{}")
         deployed = row["config_version"] > 0
         entities = []
+        starting = False
         for ent in config.get("served_entities", []):
             e = dict(ent)
             if "external_model" in e:
                 e["external_model"] = _redact(e["external_model"])
             e["state"] = {"deployment": "DEPLOYMENT_READY", "deployment_state_message": ""}
+            pool = self.agents.pool_if_any((row["id"], row["config_version"], ent["name"])) if self.agents else None
+            if pool is not None and pool.state() == "SCALED_TO_ZERO":
+                e["state"]["deployment_state_message"] = "Scaled to zero"
+            elif pool is not None and pool.state() == "STARTING":
+                e["state"] = {"deployment": "DEPLOYMENT_CREATING", "deployment_state_message": "Scaling from zero"}
+                starting = True
             e.setdefault("creator", row["creator"])
             e.setdefault("creation_timestamp", row["created_at"])
             entities.append(e)
@@ -496,7 +519,7 @@ class Serving(DataPlane):
             "name": row["name"], "id": row["id"], "creator": row["creator"],
             "creation_timestamp": row["created_at"], "last_updated_timestamp": row["updated_at"],
             "task": row["task"], "description": row["description"],
-            "state": {"ready": row["state_ready"], "config_update": row["state_update"]},
+            "state": {"ready": "NOT_READY" if starting else row["state_ready"], "config_update": row["state_update"]},
             "tags": json.loads(row["tags"]), "ai_gateway": json.loads(row["ai_gateway"] or "{}"),
             "permission_level": {v: k for k, v in LEVELS.items()}[level], "route_optimized": False,
         }
