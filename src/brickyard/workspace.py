@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -93,11 +94,13 @@ class Workspace:
                            server_url=lambda: self.server_url, environ=Settings.sandbox_environ,
                            run_experiment=self.tracking.run_experiment,
                            timeout=self.settings.model_timeout_seconds, queue_limit=self.settings.serving_queue_size,
-                           idle_seconds=self.settings.scale_to_zero_seconds)
+                           idle_seconds=self.settings.scale_to_zero_seconds,
+                           credentials_dir=self.home / "serving-credentials" / f"{os.getpid()}-{secrets.token_hex(4)}")
         self.serving = Serving(self.db, self.secrets, allowed_hosts=hosts, queue_size=self.settings.serving_queue_size,
                                enable_fakes=bool(self.settings.enable_fake_models), agents=agents,
                                model_precision=self.settings.model_precision)
         self.serving.bootstrap(resume=background)
+        self.catalog.endpoint_visible = self.serving.can_view
         counters = self.db if self.db.dialect == "postgres" else Database(str(self.home / "gateway.db"),
                                                                           synchronous="NORMAL")
         self._counters = counters
@@ -132,6 +135,10 @@ class Workspace:
             run_code=self.functions.run_confined)
         self.review_apps = ReviewApps(db=self.db, tracking=self.tracking, traces=self.traces, identity=self.identity,
                                       datasets=self.datasets, system=self.system_principal)
+        from .agents._deployments import Deployments
+
+        self.deployments = Deployments(db=self.db, serving=self.serving, gateway=self.gateway, registry=self.registry,
+                                       review_apps=self.review_apps)
         self._monitor_stop = threading.Event()
         self._monitor_thread: threading.Thread | None = None
         if background and self.settings.monitor_interval_seconds > 0:

@@ -1,5 +1,6 @@
 """An agent built with Brickyard's runtime, logged with mlflow, registered in Unity Catalog, deployed behind a
-serving endpoint, and queried with the OpenAI client: answers, tool calls, traces, and on-behalf-of-user."""
+serving endpoint, and queried with the OpenAI client: answers, tool calls, traces, and on-behalf-of-user (the
+agent is logged with a user auth policy). Models with a system auth policy are in test_resources.py."""
 
 from __future__ import annotations
 
@@ -97,8 +98,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             resources = [DatabricksServingEndpoint(endpoint_name="obedient"),
                          DatabricksVectorSearchIndex(index_name="main.rag.docs"),
                          DatabricksFunction(function_name="main.tools.shout")]
+            from mlflow.models.auth_policy import AuthPolicy, SystemAuthPolicy, UserAuthPolicy
+
+            policy = AuthPolicy(system_auth_policy=SystemAuthPolicy(resources=resources),  # on behalf of the caller
+                                user_auth_policy=UserAuthPolicy(api_scopes=["serving.serving-endpoints",
+                                                                            "vectorsearch.vector-search-indexes"]))
             with mlflow.start_run():
-                info = mlflow.pyfunc.log_model(name="agent", python_model=str(tmp / "agent.py"), resources=resources)
+                info = mlflow.pyfunc.log_model(name="agent", python_model=str(tmp / "agent.py"), auth_policy=policy)
             version = mlflow.register_model(info.model_uri, "main.agents.rag_agent")
             assert version.status == "READY"
             stored = ws.registry.version_row(root, "main.agents.rag_agent", 1)["spec"].get("dependencies") or []

@@ -4,9 +4,10 @@ Everything here talks to the workspace through its public REST APIs with the off
 OpenAI client for chat models, MCP for Unity Catalog functions and external servers, the Vector Search
 API for retrieval), so an agent built with it runs the same against a Brickyard server and against
 Databricks. The credentials are the Databricks SDK's default ones (``DATABRICKS_HOST`` and
-``DATABRICKS_TOKEN``, a profile, ...). Deployed behind a Brickyard serving endpoint, those are a token
-that acts as the user who called the endpoint, so every tool call and retrieval runs with that user's
-grants (on-behalf-of-user).
+``DATABRICKS_TOKEN``, a profile, ...). Deployed behind a serving endpoint they are what the model declared
+(see ``brickyard.tracking._resources``): with a *user* auth policy, the caller's identity, so every tool call
+and retrieval runs with that user's grants (on-behalf-of-user); with declared resources only, the model's own
+credential scoped to them; with nothing declared, Brickyard acts as the caller.
 
 The loop, in :meth:`ToolCallingAgent.predict_stream`:
 
@@ -40,10 +41,18 @@ from mlflow.types.responses import ResponsesAgentRequest, ResponsesAgentResponse
 
 
 def _workspace_client(client: Any = None) -> Any:
+    """The given client, or the SDK's default one -- except in a served model with a user auth policy (the
+    serving environment gave it the invoker's token): then every tool and model call acts as the caller."""
     if client is not None:
         return client
+    import threading
+
     from databricks.sdk import WorkspaceClient
 
+    if threading.main_thread().__dict__.get("invokers_token"):
+        from databricks.sdk.credentials_provider import ModelServingUserCredentials
+
+        return WorkspaceClient(credentials_strategy=ModelServingUserCredentials())
     return WorkspaceClient()
 
 

@@ -270,6 +270,24 @@ def bearer(request: Request) -> str:
     return value.strip()
 
 
+#: what a served model's scoped credential may call: the data-plane and read routes of the resources a model
+#: can declare (serving endpoints, vector indexes, functions, tables, connections through MCP, SQL); the
+#: catalog and the endpoints then check each object against the scope
+SCOPED_ROUTES = (
+    ("POST", "/serving-endpoints/"), ("GET", "/api/2.0/serving-endpoints/"), ("GET", "/api/2.0/vector-search/"),
+    ("POST", "/api/2.0/vector-search/indexes/"), ("GET", "/api/2.1/unity-catalog/functions/"),
+    ("GET", "/api/2.1/unity-catalog/tables/"), ("GET", "/api/2.1/unity-catalog/connections/"),
+    ("POST", "/api/2.0/mcp/"), ("GET", "/api/2.0/mcp/"), ("POST", "/api/2.0/sql/statements"),
+    ("GET", "/api/2.0/sql/statements"), ("GET", "/api/2.0/preview/scim/v2/Me"),
+)
+
+
+def scoped_route(method: str, path: str) -> bool:
+    return any(method == m and path.startswith(prefix) for m, prefix in SCOPED_ROUTES) and not (
+        method == "POST" and path.startswith("/api/2.0/vector-search/indexes/")
+        and not path.endswith(("/query", "/query-next-page", "/scan")))
+
+
 def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
     settings = workspace.settings
     limit = settings.max_request_bytes
@@ -309,6 +327,9 @@ def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
                     access["principal"] = principal.name
                 if spec.policy == "admin" and not principal.is_admin:
                     raise PermissionDenied(f"{principal.name} is not a workspace admin")
+                if principal.scope is not None and not scoped_route(spec.method, spec.path):
+                    raise PermissionDenied("this credential is scoped to a served model's declared resources; "
+                                           f"{spec.method} {spec.path} is not a route it may use")
             declared = request.headers.get("content-length")
             if declared is not None:
                 try:

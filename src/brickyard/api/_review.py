@@ -1,20 +1,23 @@
 """Review apps as ``databricks-agents`` calls them (``/api/2.0/managed-evals/review-apps/...``), and the pages a
-reviewer opens in a browser: ``/login``, ``/logout`` and ``/ml/review-v2/{app}/tasks/labeling/{session}``."""
+reviewer opens in a browser: ``/login``, ``/logout``, ``/ml/review-v2/{app}/tasks/labeling/{session}`` and a review
+app's chat with its deployed agents, ``/ml/review-v2/{app}/chat``."""
 
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Any
 from urllib.parse import quote
 
 from starlette.responses import HTMLResponse, Response
 
 from ..core.errors import BrickyardError, InvalidParameterValue, PermissionDenied
-from ..evaluation._review_html import HEADERS, csrf_token, item_page, login_page, session_page
+from ..evaluation._review_html import HEADERS, chat_page, csrf_token, item_page, login_page, session_page
 from ._http import SESSION_COOKIE, Api, Req
 
 RA = "/api/2.0/managed-evals/review-apps"
 PAGE = "/ml/review-v2/{review_app_id}/tasks/labeling/{session_id}"
+CHAT = "/ml/review-v2/{review_app_id}/chat"  # the review_app_url agents.deploy prints
 SESSION_SECONDS = 8 * 3600
 
 
@@ -31,6 +34,21 @@ def _check_csrf(req: Req) -> None:
     token = req.request.cookies.get(SESSION_COOKIE) or ""
     if not token or not hmac.compare_digest(_form(req, "csrf"), csrf_token(token)):
         raise PermissionDenied("the form's CSRF token is missing or wrong; reload the page and try again")
+
+
+def _history(raw: str) -> list[dict[str, str]]:
+    """The conversation a chat form carries: a list of {role: user|assistant, content} (else a fresh start)."""
+    if not raw or len(raw) > 200_000:
+        return []
+    try:
+        turns = json.loads(raw)
+    except ValueError:
+        return []
+    if not isinstance(turns, list) or len(turns) > 100 or not all(
+            isinstance(t, dict) and t.get("role") in ("user", "assistant") and isinstance(t.get("content"), str)
+            for t in turns):
+        return []
+    return [{"role": t["role"], "content": t["content"]} for t in turns]
 
 
 def _local(path: str) -> str:
@@ -122,6 +140,39 @@ def register(api: Api, ws: Any) -> None:
 
     def csrf(req: Req) -> str:
         return csrf_token(req.request.cookies.get(SESSION_COOKIE) or "")
+
+    def chat_agents(req: Req) -> list[dict[str, Any]]:
+        return [a for a in apps.agents_of(req.path["review_app_id"])
+                if ws.serving.can_view(req.user, a["endpoint"])]
+
+    @api.route("GET", CHAT, policy="browser")
+    def chat_view(req: Req) -> Response:
+        return _html(chat_page(chat_agents(req), None, [], req.user.name, csrf(req), req.request.url.path))
+
+    @api.route("POST", CHAT, policy="browser", body="form")
+    def chat_send(req: Req) -> Response:
+        _check_csrf(req)
+        agents = chat_agents(req)
+        chosen = next((a for a in agents if a["agent_name"] == _form(req, "agent")), None)
+        history = _history(_form(req, "history"))
+        question = _form(req, "question").strip()
+        page = req.request.url.path
+
+        def again(error: str, status: int) -> Response:
+            return _html(chat_page(agents, chosen and chosen["agent_name"], history, req.user.name, csrf(req), page,
+                                   error=error), status)
+
+        if chosen is None:
+            return again("Pick one of the review app's agents.", 400)
+        if not question or len(question) > 20_000:
+            return again("Write a message (at most 20,000 characters).", 400)
+        messages = [*history, {"role": "user", "content": question}]
+        try:
+            answer, trace_id = ws.evaluations.ask(req.user, chosen["endpoint"], messages)
+        except BrickyardError as exc:
+            return again(f"{exc.error_code}: {exc.message}", exc.http_status)
+        return _html(chat_page(agents, chosen["agent_name"], [*messages, {"role": "assistant", "content": answer}],
+                               req.user.name, csrf(req), page, trace_id=trace_id))
 
     @api.route("GET", PAGE, policy="browser")
     def session_view(req: Req) -> Response:

@@ -98,8 +98,8 @@ def register(api: Api, ws: Any) -> None:
             ("CAN_MANAGE", "Change, delete and grant the endpoint"))]}
 
     # -- data plane ---------------------------------------------------------------------------------
-    async def run(req: Req, name: str, route: str) -> Response:
-        inv = await ws.gateway.acall(req.user, name, req.body or {}, route=route)
+    async def run(req: Req, name: str, route: str, served: str | None = None) -> Response:
+        inv = await ws.gateway.acall(req.user, name, req.body or {}, route=route, served=served)
         headers = _headers(inv)
         if inv.stream:
             return StreamingResponse(_sse(inv.result), media_type="text/event-stream", headers=headers)
@@ -114,6 +114,40 @@ def register(api: Api, ws: Any) -> None:
     @api.route("POST", "/serving-endpoints/{name}/invocations", policy="authenticated")
     async def invocations(req: Req) -> Response:
         return await run(req, req.path["name"], "invocations")
+
+    # -- agent deployments (databricks.agents.deploy / list_deployments / get_deployments / delete_deployment) ---
+    AGENTS = "/api/2.0/agents/deployments"
+
+    @api.route("POST", AGENTS, policy="authenticated")
+    def record_deployment(req: Req) -> dict[str, Any]:
+        return ws.deployments.create(req.user, req.body or {}, str(req.request.base_url).rstrip("/"))
+
+    @api.route("GET", AGENTS, policy="authenticated")
+    def list_deployments(req: Req) -> dict[str, Any]:
+        return ws.deployments.list(req.user)
+
+    @api.route("GET", AGENTS + "/{model_name}", policy="authenticated")
+    def get_deployments(req: Req) -> dict[str, Any]:
+        return ws.deployments.get(req.user, req.path["model_name"])
+
+    @api.route("GET", AGENTS + "/{model_name}/versions/{version}", policy="authenticated")
+    def get_version_deployments(req: Req) -> dict[str, Any]:
+        return ws.deployments.get(req.user, req.path["model_name"], req.path["version"])
+
+    @api.route("DELETE", AGENTS + "/{model_name}", policy="authenticated")
+    def delete_deployments(req: Req) -> dict[str, Any]:
+        ws.deployments.delete(req.user, req.path["model_name"])
+        return {}
+
+    @api.route("DELETE", AGENTS + "/{model_name}/versions/{version}", policy="authenticated")
+    def delete_version_deployment(req: Req) -> dict[str, Any]:
+        ws.deployments.delete(req.user, req.path["model_name"], req.path["version"])
+        return {}
+
+    @api.route("POST", "/serving-endpoints/{name}/served-models/{served}/invocations", policy="authenticated")
+    async def served_model_invocations(req: Req) -> Response:
+        """One served entity directly, whatever the traffic split (the query URL agents.deploy prints)."""
+        return await run(req, req.path["name"], "invocations", served=req.path["served"])
 
     @api.route("POST", "/serving-endpoints/chat/completions", policy="authenticated")
     async def chat_completions(req: Req) -> Response:

@@ -108,7 +108,8 @@ def register(api: Api, ws: Any) -> None:
                 "created_at": row["created_at"], "created_by": row["created_by"], "updated_at": row["updated_at"],
                 "updated_by": row["updated_by"], "id": f"{model.id}-{row['version']}",
                 "metastore_id": ws.info["metastore_id"],
-                "aliases": [{"alias_name": a, "version_num": row["version"]} for a in row["aliases"]]}
+                "aliases": [{"alias_name": a, "version_num": row["version"]} for a in row["aliases"]],
+                **_declared(row["spec"])}
 
     def connection_info(obj: Securable) -> dict[str, Any]:
         return {**_common(obj, ws), "name": obj.name, "connection_id": obj.id,
@@ -417,7 +418,24 @@ def register(api: Api, ws: Any) -> None:
 
     @api.route("GET", "/api/brickyard/lineage/{securable_type}/{full_name}", policy="authenticated")
     def lineage(req: Req) -> dict[str, Any]:
+        if req.path["securable_type"].lower() in ("serving_endpoint", "serving-endpoint"):
+            ws.serving.get(req.user, req.path["full_name"])  # 404 / 403 unless the caller may see it
+            return cat.endpoint_lineage(req.user, req.path["full_name"])
         return cat.lineage(req.user, securable_kind(req.path["securable_type"]), req.path["full_name"])
+
+
+def _declared(spec: dict[str, Any]) -> dict[str, Any]:
+    """A model version's declared resources, as ``model_version_dependencies`` (the SDK's DependencyList: tables
+    and indexes, functions, connections) plus the ``resources`` and ``auth_policy`` logged with it."""
+    shapes = {"table": lambda n: {"table": {"table_full_name": n}},
+              "vector_search_index": lambda n: {"table": {"table_full_name": n}},
+              "function": lambda n: {"function": {"function_full_name": n}},
+              "uc_connection": lambda n: {"connection": {"connection_name": n}}}
+    out: dict[str, Any] = {k: spec[k] for k in ("resources", "auth_policy") if spec.get(k)}
+    deps = [shapes[kind](name) for kind, name in spec.get("declared") or [] if kind in shapes]
+    if deps:
+        out["model_version_dependencies"] = {"dependencies": deps}
+    return out
 
 
 def no_content() -> Response:

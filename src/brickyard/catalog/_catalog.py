@@ -18,7 +18,7 @@ from ..core.names import FullName, parse_name
 from ._db import Database, Row, Tx
 from ._grants import Grants
 from ._identity import ACCOUNT_USERS, ADMINS, Identity, Principal
-from ._privileges import Decision, Node, decide, normalize_privilege
+from ._privileges import Decision, Node, decide, normalize_privilege, outside_scope
 from ._securable import (
     CREATE_PRIVILEGE,
     DEFAULT_PAGE,
@@ -41,9 +41,11 @@ class Catalog(Grants, ModelVersions):
         self.db = db
         self.identity = identity
         self.clock = clock
-        #: (principal, groups, privilege, kind, name) -> (when, securable): recent allowed decisions
+        #: (principal, groups, scope, privilege, kind, name) -> (when, securable): recent allowed decisions
         self._allowed: dict[tuple[Any, ...], tuple[float, Securable]] = {}
         self._refreshing: set[tuple[Any, ...]] = set()  # decisions being re-checked now
+        #: whether a principal may see a serving endpoint (set by the workspace; serving owns endpoint ACLs)
+        self.endpoint_visible: Callable[[Principal, str], bool] | None = None
 
     # -- bootstrap -----------------------------------------------------------------------------
     def bootstrap(self) -> dict[str, str]:
@@ -122,6 +124,10 @@ class Catalog(Grants, ModelVersions):
         return [(r["securable_id"], r["principal"], r["privilege"]) for r in rows]
 
     def _decide(self, tx: Tx, p: Principal, privilege: str, obj: Securable) -> Decision:
+        if p.scope is not None:
+            refused = outside_scope(p.scope, privilege, obj.kind, obj.full_name)
+            if refused:
+                return Decision(False, refused)
         chain = obj.chain or self._chain(tx, {"id": obj.id, "kind": obj.kind, "full_name": obj.full_name,
                                                 "owner": obj.owner, "parent_id": obj.parent_id})
         # The metastore root is not a data container: its grants do not flow down to catalogs.
@@ -245,7 +251,7 @@ class Catalog(Grants, ModelVersions):
         refresh mark; others keep the old answer for up to one more DECISION_SECONDS meanwhile, so a busy
         index is not re-checked by every request in flight at once. Denials are never cached (each one
         is audited) and a refresh that is denied drops the decision."""
-        key = (p.name, p.groups, privilege, kind, full_name)
+        key = (p.name, p.groups, p.scope, privilege, kind, full_name)
         if self._decided(key):
             return self._allowed[key][1]
         self._refreshing.add(key)
@@ -263,7 +269,7 @@ class Catalog(Grants, ModelVersions):
 
     def is_cached(self, p: Principal, privilege: str, kind: str, full_name: str) -> bool:
         """Whether :meth:`require_cached` would answer without reading the metastore."""
-        return self._decided((p.name, p.groups, privilege, kind, full_name))
+        return self._decided((p.name, p.groups, p.scope, privilege, kind, full_name))
 
     def _decided(self, key: tuple[Any, ...]) -> bool:
         hit = self._allowed.get(key)

@@ -127,6 +127,40 @@ class Grants:
                     (new_id(), src.id, dst.id, kind, self.clock(), p.name),
                 )
 
+    def add_endpoint_lineage(self, p: Principal, securable: tuple[str, str], endpoint: str, *, direction: str,
+                             edge: str, detail: str = "") -> None:
+        """Record an edge between a securable and a serving endpoint: ``down`` (the endpoint serves it) or
+        ``up`` (it uses the endpoint, e.g. a model that declares it). A missing securable records nothing."""
+        with self._tx() as tx:
+            obj = self._load(tx, securable_kind(securable[0]), securable[1])
+            if obj is None:
+                return
+            tx.execute("DELETE FROM endpoint_lineage WHERE securable_id = ? AND endpoint_name = ? AND direction = ?"
+                       " AND edge = ? AND detail = ?", (obj.id, endpoint, direction, edge, detail))
+            tx.execute("INSERT INTO endpoint_lineage (securable_id, endpoint_name, direction, edge, detail,"
+                       " created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (obj.id, endpoint, direction, edge, detail, self.clock(), p.name))
+
+    def forget_endpoint_lineage(self, endpoint: str) -> None:
+        with self._tx() as tx:
+            tx.execute("DELETE FROM endpoint_lineage WHERE endpoint_name = ?", (endpoint,))
+
+    def endpoint_lineage(self, p: Principal, endpoint: str) -> dict[str, list[dict[str, Any]]]:
+        """The securables upstream (served by, or declaring) and downstream of a serving endpoint that the
+        caller can see (the caller's right to see the endpoint is checked by serving)."""
+        out: dict[str, list[dict[str, Any]]] = {"upstreams": [], "downstreams": []}
+        with self._tx(write=False) as tx:
+            rows = tx.all("SELECT l.direction, l.edge, l.detail, l.created_at AS linked_at, s.* FROM endpoint_lineage l"
+                          " JOIN securables s ON s.id = l.securable_id WHERE l.endpoint_name = ?"
+                          " ORDER BY s.full_name, l.detail", (endpoint,))
+            for row in rows:
+                other = Securable.from_row(row, self._chain(tx, row))
+                if self._decide(tx, p, "BROWSE", other).allowed:
+                    side = "upstreams" if row["direction"] == "down" else "downstreams"
+                    out[side].append({"kind": other.kind, "full_name": other.full_name, "edge": row["edge"],
+                                      "detail": row["detail"], "created_at": row["linked_at"]})
+        return out
+
     def lineage(self, p: Principal, kind: str, full_name: str) -> dict[str, list[dict[str, Any]]]:
         """Upstream and downstream neighbours of an object that the caller can see."""
         kind = securable_kind(kind)
@@ -145,4 +179,11 @@ class Grants:
                     if self._decide(tx, p, "BROWSE", other).allowed:
                         out[direction].append({"kind": other.kind, "full_name": other.full_name,
                                                "edge": row["edge"], "created_at": row["created_at"]})
+            visible = self.endpoint_visible
+            for row in tx.all("SELECT * FROM endpoint_lineage WHERE securable_id = ? ORDER BY endpoint_name, detail",
+                              (obj.id,)):
+                if visible is not None and visible(p, row["endpoint_name"]):
+                    side = "downstreams" if row["direction"] == "down" else "upstreams"
+                    out[side].append({"kind": "serving_endpoint", "full_name": row["endpoint_name"],
+                                      "edge": row["edge"], "detail": row["detail"], "created_at": row["created_at"]})
             return out

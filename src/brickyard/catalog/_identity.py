@@ -36,6 +36,10 @@ class Principal:
     application_id: str | None = None
     active: bool = True
     groups: frozenset[str] = field(default_factory=frozenset)
+    #: when set, the only objects this principal may reach (``kind:full_name`` keys such as
+    #: ``table:main.rag.docs_index`` or ``serving_endpoint:chat``), on top of its own grants: the credential
+    #: of a served model with a system auth policy (its declared resources)
+    scope: frozenset[str] | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ..core.errors import InvalidParameterValue
 from ._identity import Principal
 
-__all__ = ["APPLICABLE", "Decision", "decide", "normalize_privilege"]
+__all__ = ["APPLICABLE", "Decision", "decide", "normalize_privilege", "outside_scope"]
 
 USAGE = {"catalog": "USE_CATALOG", "schema": "USE_SCHEMA"}
 _DATA = {
@@ -158,3 +158,23 @@ def decide(
         f"GRANT {privilege.replace('_', ' ')} ON {obj.kind.upper().replace('REGISTERED_MODEL', 'MODEL')} "
         f"{obj.full_name} TO `{who}`",
     )
+
+
+#: what a scoped credential may do with a declared object of each kind (reading and calling, never changing)
+SCOPED = {"table": {"SELECT", "BROWSE"}, "function": {"EXECUTE", "BROWSE"}, "connection": {"USE_CONNECTION"},
+          "volume": {"READ_VOLUME", "BROWSE"}, "registered_model": {"EXECUTE", "BROWSE"}}
+
+
+def outside_scope(scope: frozenset[str], privilege: str, kind: str, full_name: str) -> str | None:
+    """Why a principal restricted to ``scope`` (``kind:full_name`` keys) may not use ``privilege`` on an
+    object, or None when the scope allows it (its grants still decide). Containers of a scoped object may be
+    used and browsed, nothing more."""
+    if kind in ("metastore", "catalog", "schema"):
+        prefix = full_name + "."
+        inside = kind == "metastore" or any(key.split(":", 1)[1].startswith(prefix) for key in scope)
+        if inside and privilege in ("USE_CATALOG", "USE_SCHEMA", "BROWSE"):
+            return None
+    elif f"{kind}:{full_name}" in scope and privilege in SCOPED.get(kind, ()):
+        return None
+    return (f"this credential is scoped to the model's declared resources; {kind.replace('_', ' ')} "
+            f"'{full_name}' ({privilege}) is not one of them")

@@ -406,3 +406,34 @@ MIGRATIONS.append(
         ],
     )
 )
+
+MIGRATIONS.append(
+    (
+        "0009_deployments",
+        [
+            # agents.deploy: which model version was deployed to which endpoint, and the URLs the client prints
+            """CREATE TABLE agent_deployments (
+                model_name TEXT NOT NULL,
+                model_version TEXT NOT NULL,
+                endpoint_name TEXT NOT NULL,
+                served_entity_name TEXT NOT NULL,
+                query_endpoint TEXT NOT NULL,
+                review_app_url TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (model_name, model_version))""",
+            # lineage between a securable and a serving endpoint (which is not a securable): a model version
+            # served by an endpoint (direction 'down'), an endpoint an agent's model declares ('up')
+            """CREATE TABLE endpoint_lineage (
+                securable_id TEXT NOT NULL REFERENCES securables(id) ON DELETE CASCADE,
+                endpoint_name TEXT NOT NULL,
+                direction TEXT NOT NULL,
+                edge TEXT NOT NULL,
+                detail TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                created_by TEXT NOT NULL,
+                PRIMARY KEY (securable_id, endpoint_name, direction, edge, detail))""",
+            "CREATE INDEX endpoint_lineage_endpoint ON endpoint_lineage(endpoint_name)",
+        ],
+    )
+)

@@ -130,6 +130,15 @@ class ReviewApps:
         self.tracking.require_experiment(p, row["experiment_id"], "CAN_READ")
         return self._app_shape(row)
 
+    def agents_of(self, app_id: Any) -> list[dict[str, str]]:
+        """The agents a review app lets reviewers chat with, as {agent_name, endpoint} (each call to one is
+        checked by the gateway)."""
+        with self.db.tx(write=False) as tx:
+            row = self._app_row(tx, app_id)
+        return [{"agent_name": a["agent_name"], "endpoint": (a.get("model_serving_endpoint") or {})["endpoint_name"]}
+                for a in json.loads(row["body"]).get("agents") or []
+                if (a.get("model_serving_endpoint") or {}).get("endpoint_name")]
+
     def update(self, p: Principal, app_id: Any, body: Any, update_mask: Any) -> dict[str, Any]:
         fields = [f.strip() for f in str(update_mask or "").split(",") if f.strip()]
         if not fields or any(f not in ("labeling_schemas", "agents") for f in fields):

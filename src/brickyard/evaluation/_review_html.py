@@ -121,3 +121,27 @@ def item_page(view: dict[str, Any], user: str, csrf: str, base: str, error: str 
             + f"<h2>Your labels</h2><form method=\"post\"><input type=\"hidden\" name=\"csrf\" value=\"{escape(csrf)}\">"
             f"{fields}<button type=\"submit\">Submit</button></form>")
     return _page("Review an answer", body, user, csrf)
+
+
+def chat_page(agents: list[dict[str, Any]], chosen: str | None, history: list[dict[str, str]], user: str, csrf: str,
+              action: str, trace_id: str | None = None, error: str | None = None) -> str:
+    """A review app's chat: pick one of its agents, ask, read the answer; the conversation so far travels in a
+    hidden field (escaped), so the page needs no script and the server keeps no chat state."""
+    err = f"<p class=\"err\" role=\"alert\">{escape(error)}</p>" if error else ""
+    turns = "".join(f"<p><strong>{'You' if m['role'] == 'user' else 'Agent'}</strong></p>"
+                    f"<div class=\"box\">{escape(m['content'])}</div>" for m in history)
+    trace = f"<p class=\"muted\">Trace of the last answer: {escape(trace_id)}</p>" if trace_id else ""
+    options = "".join(f"<option value=\"{escape(a['agent_name'])}\"{' selected' if a['agent_name'] == chosen else ''}>"
+                      f"{escape(a['agent_name'])} (endpoint {escape(a['endpoint'])})</option>"
+                      for a in agents)
+    if not agents:
+        return _page("Review app: chat", "<p>No agent is deployed to this review app yet: deploy one with "
+                     "<code>databricks.agents.deploy</code>.</p>", user, csrf)
+    body = (f"{err}{turns}{trace}<form method=\"post\" action=\"{escape(action)}\">"
+            f"<input type=\"hidden\" name=\"csrf\" value=\"{escape(csrf)}\">"
+            f"<input type=\"hidden\" name=\"history\" value=\"{escape(json.dumps(history))}\">"
+            f"<label for=\"agent\">Agent</label><select id=\"agent\" name=\"agent\">{options}</select>"
+            "<label for=\"question\">Your message</label><textarea id=\"question\" name=\"question\" required>"
+            "</textarea><button type=\"submit\">Send</button></form>"
+            f"<form method=\"get\" action=\"{escape(action)}\"><button type=\"submit\">New conversation</button></form>")
+    return _page("Review app: chat", body, user, csrf)

@@ -66,6 +66,14 @@ def _text_of(result: dict[str, Any]) -> str:
     return json.dumps(result)
 
 
+def _request(task: str, messages: list[dict[str, Any]], *, with_trace: bool = False) -> dict[str, Any]:
+    """The request body an endpoint of ``task`` takes for a conversation."""
+    body: dict[str, Any] = {"input": messages} if task == "agent/v1/responses" else {"messages": messages}
+    if with_trace and task.startswith("agent/"):
+        body["databricks_options"] = {"return_trace": True}
+    return body
+
+
 class Evaluations:
     def __init__(self, *, gateway: Any, serving: Any, tracking: Any, traces: Any, datasets: Any, prices: Any,
                  assess: Callable[[Principal, Any], dict[str, Any]], judge_endpoint: Callable[[], str | None],
@@ -111,6 +119,14 @@ class Evaluations:
                                     "(databricks.agents.deploy, or w.serving_endpoints.create) and evaluate that "
                                     "endpoint", error_code="RESOURCE_DOES_NOT_EXIST")
 
+    def ask(self, p: Principal, endpoint: str, messages: list[dict[str, str]]) -> tuple[str, str | None]:
+        """(answer text, trace id) of one conversation turn sent to ``endpoint`` as ``p`` through the gateway."""
+        task = str(self.serving.get(p, endpoint).get("task") or "")
+        agent = task.startswith("agent/")
+        inv = self.gateway.call(p, endpoint, _request(task, messages), route="invocations" if agent else "chat")
+        result = dict(inv.result)
+        return _text_of(result), (result.get("databricks_output") or {}).get("trace_id")
+
     def predictor(self, p: Principal, endpoint: str) -> tuple[Callable[[Row], Prediction], str]:
         """The function that asks ``endpoint`` one row's question as ``p``, and the span type of its answers."""
         task = str(self.serving.get(p, endpoint).get("task") or "")
@@ -120,12 +136,7 @@ class Evaluations:
             messages = row.inputs.get("messages")
             if not (isinstance(messages, list) and messages):
                 messages = [{"role": "user", "content": row.question()}]
-            if task == "agent/v1/responses":
-                body: dict[str, Any] = {"input": messages}
-            else:
-                body = {"messages": messages}
-            if agent:
-                body["databricks_options"] = {"return_trace": True}
+            body = _request(task, messages, with_trace=True)
             started = time.perf_counter()
             try:
                 inv = self.gateway.call(p, endpoint, body, route="invocations" if agent else "chat")

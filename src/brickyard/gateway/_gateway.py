@@ -72,7 +72,8 @@ class Gateway:
         self._prepare_table(p, clean, name)
         return self.serving.set_ai_gateway(p, name, clean)
 
-    def call(self, p: Principal, name: str, body: dict[str, Any], *, route: str) -> Invocation:
+    def call(self, p: Principal, name: str, body: dict[str, Any], *, route: str, served: str | None = None
+             ) -> Invocation:
         """One data-plane request through every policy, for a blocking caller."""
         call = self._open(p, self.serving.endpoint_for_query(p, name), name, body, route)
         try:
@@ -82,7 +83,8 @@ class Gateway:
             raise
         try:
             request = call.guard_input()
-            inv = self.serving.invoke(p, name, request, route=route, row=call.row, fallback=call.fallback)
+            inv = self.serving.invoke(p, name, request, route=route, row=call.row, fallback=call.fallback,
+                                      served=served)
             inv = call.guard_output(inv)
         except BrickyardError as exc:
             call.failed(exc)
@@ -94,7 +96,8 @@ class Gateway:
         self.limiter.settle(*call.settlement())
         return inv
 
-    async def acall(self, p: Principal, name: str, body: dict[str, Any], *, route: str) -> Invocation:
+    async def acall(self, p: Principal, name: str, body: dict[str, Any], *, route: str, served: str | None = None
+                    ) -> Invocation:
         """:meth:`call` for the event loop: the endpoint view comes from the cache, rate limits from a group
         commit, external models from an async client; only guardrails and local models use a thread."""
         import anyio
@@ -109,7 +112,8 @@ class Gateway:
             raise
         try:
             request = await anyio.to_thread.run_sync(call.guard_input) if call.input_guarded else body
-            inv = await self.serving.ainvoke(p, name, request, route=route, row=row, fallback=call.fallback)
+            inv = await self.serving.ainvoke(p, name, request, route=route, row=row, fallback=call.fallback,
+                                             served=served)
             if call.output_guarded:
                 inv = await anyio.to_thread.run_sync(call.guard_output, inv)
         except BrickyardError as exc:

@@ -9,7 +9,9 @@ model prints goes to stderr, so it cannot corrupt the protocol.
 It runs the way Databricks Model Serving runs models (``IS_IN_DB_MODEL_SERVING_ENV``,
 ``ENABLE_MLFLOW_TRACING``): MLflow keeps each request's trace in memory under the request id, and the worker
 returns it with the answer. Its credentials (``DATABRICKS_HOST`` / ``DATABRICKS_TOKEN``) are given by the
-server: a token that acts, while a request is being answered, as the user who sent it.
+server: a token that acts, while a request is being answered, as the user who sent it -- or, for a model that
+declares its resources, a credential scoped to them (``SERVING_CREDENTIALS_DIR``) and, with a user auth policy,
+the caller's identity as the invoker token (see :mod:`brickyard.tracking._resources`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ def main(model_dir: str) -> int:
         proto.write(line + "\n")
         proto.flush()
 
+    invoker = os.environ.pop("BRICKYARD_INVOKER_TOKEN", None)
+    if invoker:  # a model with a user auth policy: ModelServingUserCredentials reads the caller's token here
+        import threading
+
+        threading.main_thread().__dict__["invokers_token"] = invoker
     try:
         import mlflow
         from mlflow.pyfunc.context import Context, set_prediction_context

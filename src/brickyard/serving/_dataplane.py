@@ -9,6 +9,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,9 @@ class DataPlane:
 
     @staticmethod
     def _check_query(p: Principal, name: str, row: Row, acl: list[Row]) -> Row:
+        if p.scope is not None and f"serving_endpoint:{row['name']}" not in p.scope:
+            raise PermissionDenied(f"this credential is scoped to the model's declared resources; serving endpoint "
+                                   f"'{name}' is not one of them")
         level = LEVELS["CAN_MANAGE"] if p.is_admin or row["creator"] == p.name else 0
         names = p.names
         for entry in acl:
@@ -156,11 +160,12 @@ class DataPlane:
         return OpenAICompatible(base, model=ext["name"], api_key=secret, allowed_hosts=self.allowed_hosts)
 
     def invoke(self, p: Principal, name: str, body: dict[str, Any], *, route: str, row: Row | None = None,
-               fallback: bool = False) -> Invocation:
+               fallback: bool = False, served: str | None = None) -> Invocation:
         """Run one request. ``route`` is chat | completions | embeddings | invocations (task decides).
         ``row`` is the endpoint as already loaded (and permission-checked) by the caller. With ``fallback``,
-        a served entity that fails with a retriable upstream error hands the request to the next one."""
-        plan = self.plan(p, name, body, route=route, row=row, fallback=fallback)
+        a served entity that fails with a retriable upstream error hands the request to the next one. ``served``
+        names the one served entity to use, bypassing the traffic split."""
+        plan = self.plan(p, name, body, route=route, row=row, fallback=fallback, served=served)
         failure: BrickyardError | None = None
         for entity in plan.candidates:
             try:
@@ -172,12 +177,12 @@ class DataPlane:
         raise failure
 
     async def ainvoke(self, p: Principal, name: str, body: dict[str, Any], *, route: str, row: Row | None = None,
-                      fallback: bool = False) -> Invocation:
+                      fallback: bool = False, served: str | None = None) -> Invocation:
         """:meth:`invoke` for the event loop. Non-streaming calls to external models are awaited on the loop
         (pooled aiohttp, no thread); local models and streams run in a worker thread as before."""
         import anyio
 
-        plan = self.plan(p, name, body, route=route, row=row, fallback=fallback)
+        plan = self.plan(p, name, body, route=route, row=row, fallback=fallback, served=served)
         failure: BrickyardError | None = None
         for entity in plan.candidates:
             try:
@@ -212,17 +217,21 @@ class DataPlane:
         return Invocation(name, entity["name"], plan.task, result)
 
     def plan(self, p: Principal, name: str, body: dict[str, Any], *, route: str, row: Row | None = None,
-             fallback: bool = False) -> Plan:
+             fallback: bool = False, served: str | None = None) -> Plan:
         """Check a request against the endpoint's task and decide who may serve it, in which order."""
         row = row or self.endpoint_for_query(p, name)
         task = row["task"]
+        if served is not None:
+            chosen = next((e for e in self.config_of(row)["served_entities"] if e["name"] == served), None)
+            if chosen is None:
+                raise NotFound(f"Endpoint '{name}' has no served entity '{served[:80]}'")
         if task not in TASKS or _serves_versions(self.config_of(row)):  # registered model versions (agents or any pyfunc model)
             if route not in ("invocations", "responses", "chat"):
                 raise InvalidParameterValue(f"Endpoint '{name}' serves a {task} model; query it through "
                                             "/serving-endpoints/{name}/invocations or the responses API")
             request = {k: v for k, v in body.items() if k not in ("model", "client_request_id", "usage_context")}
             stream = bool(request.pop("stream", False))
-            return Plan(row, task, "agent", request, stream, [self.pick(row)])
+            return Plan(row, task, "agent", request, stream, [chosen if served is not None else self.pick(row)])
         if route == "invocations":
             route = {CHAT: "chat", COMPLETIONS: "completions", EMBEDDINGS: "embeddings", RERANK: "rerank"}[task]
             if task == CHAT and "messages" not in body and "prompt" in body:
@@ -240,9 +249,9 @@ class DataPlane:
         if route == "rerank":
             _check_rerank(request)
             stream = False
-        first = self.pick(row)
+        first = chosen if served is not None else self.pick(row)
         candidates = [first]
-        if fallback:  # then every other served entity, in the order of the config
+        if fallback and served is None:  # then every other served entity, in the order of the config
             candidates += [e for e in self.config_of(row)["served_entities"] if e["name"] != first["name"]]
         return Plan(row, task, route, request, stream, candidates)
 
@@ -308,7 +317,15 @@ class DataPlane:
         env = {k: (self.secrets.resolve(v) if is_reference(v) else v)
                for k, v in (entity.get("environment_vars") or {}).items() if k != "MLFLOW_EXPERIMENT_ID"}
         label = f"{entity['entity_name']} v{entity['entity_version']}"
-        return self.agents.pool(key, label, described.model_dir, entity, env)
+        policy = described.declared.policy
+        system = None
+        if policy != "caller":  # the endpoint's creator, restricted to what the model declares
+            creator = self.agents.identity.by_name(row["creator"])
+            if creator is None or not creator.active:
+                raise PermissionDenied(f"the creator of endpoint '{row['name']}' no longer exists or is inactive, so "
+                                       f"{label} has no identity to act as")
+            system = replace(creator, scope=described.declared.scope)
+        return self.agents.pool(key, label, described.model_dir, entity, env, policy=policy, system=system)
 
     def _describe(self, entity: dict[str, Any]) -> Any:
         assert self.agents is not None

@@ -14,6 +14,7 @@ import json
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ..catalog import ADMINS, Principal
@@ -27,6 +28,8 @@ from ..core.errors import (
     PermissionDenied,
 )
 from ..core.ids import new_id, now_ms
+from ..tracking._resources import KINDS as RESOURCE_KINDS
+from ..tracking._resources import Declared
 from ._agents import AgentHost
 from ._aigateway import validate_config
 from ._catalog import FOUNDATION_STANDINS, LOCAL_MODELS, TASKS
@@ -125,6 +128,10 @@ class Serving(DataPlane):
 
     # -- permissions --------------------------------------------------------------------------------
     def _level(self, tx: Tx, p: Principal, row: Row) -> int:
+        if p.scope is not None:  # a served model's scoped credential: its declared endpoints, to query only
+            if f"serving_endpoint:{row['name']}" not in p.scope:
+                return 0
+            return min(LEVELS["CAN_QUERY"], self._level(tx, replace(p, scope=None), row))
         if p.is_admin:
             return LEVELS["CAN_MANAGE"]
         best = LEVELS["CAN_MANAGE"] if row["creator"] == p.name else 0
@@ -214,6 +221,7 @@ class Serving(DataPlane):
             if ent.get("entity_version") in (None, ""):
                 raise InvalidParameterValue(f"served_entities[{i}]: a registered model needs entity_version")
             described = self.agents.describe(p, entity_name, ent["entity_version"])
+            self._check_resources(p, entity_name, described.declared)
             name = ent.get("name") or f"{entity_name.split('.')[-1]}-{ent['entity_version']}"
             clean = {"name": _name(re.sub(r"[^A-Za-z0-9_-]", "-", name)[:63], "served entity name"),
                      "entity_name": entity_name, "entity_version": str(ent["entity_version"])}
@@ -244,6 +252,25 @@ class Serving(DataPlane):
         if "environment_vars" in ent:
             clean["environment_vars"] = ent["environment_vars"]
         return clean, model.task
+
+    def _check_resources(self, p: Principal, model: str, declared: Declared) -> None:
+        """Whoever deploys a model must hold access to every resource it declares (403 naming the first one
+        missing): its system credential acts within the deployer's rights, never beyond them."""
+        assert self.agents is not None
+        catalog = self.agents.registry.catalog
+        for kind, name in declared.resources:
+            target, privilege = RESOURCE_KINDS[kind]
+            try:
+                if target == "serving_endpoint":
+                    with self.db.tx(write=False) as tx:
+                        row = tx.one("SELECT * FROM serving_endpoints WHERE name = ?", (name,))
+                        if row is None or self._level(tx, p, row) < LEVELS["CAN_QUERY"]:
+                            raise PermissionDenied(f"{p.name} lacks CAN_QUERY on serving endpoint '{name}'")
+                elif target != "sql_warehouse":
+                    catalog.require(p, privilege, target, name, action="deployModelResource")
+            except (PermissionDenied, NotFound) as exc:
+                raise PermissionDenied(f"{model} declares the {kind.replace('_', ' ')} '{name}', which the deployer "
+                                       f"cannot use: {exc.message}") from None
 
     def _keep_keys_as_secrets(self, ext: dict[str, Any]) -> dict[str, Any]:
         """A copy of an external model config in which every plaintext key has become a reference to an
@@ -378,6 +405,23 @@ class Serving(DataPlane):
         self._changed()
         if self.agents is not None:  # traffic has moved: the previous config's workers stop
             self.agents.retire(row["id"], keep=row["config_version"] + 1)
+            self._link_versions(row, config)
+
+    def _link_versions(self, row: Row, config: dict[str, Any]) -> None:
+        """Lineage: each registered model version a live config serves -> this endpoint."""
+        assert self.agents is not None
+        creator = Principal(id="", kind="user", name=row["creator"])
+        for ent in config["served_entities"]:
+            if "entity_version" in ent and "external_model" not in ent and ent["entity_name"] not in LOCAL_MODELS:
+                self.agents.registry.catalog.add_endpoint_lineage(
+                    creator, ("registered_model", ent["entity_name"]), row["name"], direction="down",
+                    edge="SERVED_BY", detail=f"version {ent['entity_version']}")
+
+    def can_view(self, p: Principal, name: str) -> bool:
+        """Whether ``p`` may see endpoint ``name`` (for lineage and listings outside serving)."""
+        with self.db.tx(write=False) as tx:
+            row = tx.one("SELECT * FROM serving_endpoints WHERE name = ?", (name,))
+            return row is not None and self._level(tx, p, row) >= LEVELS["CAN_VIEW"]
 
     def _warm(self, row: Row, config: dict[str, Any]) -> None:
         """Start the worker processes of the registered model versions a new config serves, so a model that
@@ -385,8 +429,10 @@ class Serving(DataPlane):
         when the workspace is served over HTTP (the workers call back to it); otherwise they start on first use."""
         if self.agents is None or not self.agents.server_url():
             return
-        for ent in config["served_entities"]:
-            if "entity_version" in ent and "external_model" not in ent and ent["entity_name"] not in LOCAL_MODELS:
+        taking = {r["served_entity_name"] for r in config["traffic_config"]["routes"] if r["traffic_percentage"] > 0}
+        for ent in config["served_entities"]:  # versions kept at 0% traffic (agents.deploy) start on first use
+            if "entity_version" in ent and "external_model" not in ent and ent["entity_name"] not in LOCAL_MODELS \
+                    and ent["name"] in taking:
                 self._pool_for(row, ent, row["config_version"] + 1).start()
 
     def _check_deployable(self, ent: dict[str, Any]) -> None:
@@ -424,6 +470,7 @@ class Serving(DataPlane):
             tx.execute("DELETE FROM serving_endpoints WHERE id = ?", (row["id"],))
         if self.agents is not None:
             self.agents.retire(row["id"])
+            self.agents.registry.catalog.forget_endpoint_lineage(row["name"])
 
     @_invalidates
     def patch_tags(self, p: Principal, name: str, add: Any, delete: Any) -> list[dict[str, str]]:
@@ -525,17 +572,23 @@ class Serving(DataPlane):
         }
         if deployed:
             out["config"] = {"config_version": row["config_version"], "served_entities": entities, "served_models": [],
-                             "traffic_config": config.get("traffic_config", {})}
+                             "traffic_config": _routes(config.get("traffic_config", {}))}
         if row["pending_config"]:
             pending = json.loads(row["pending_config"])
             out["pending_config"] = {"config_version": row["config_version"] + 1,
                                      "served_entities": [dict(e, external_model=_redact(e["external_model"]))
                                                          if "external_model" in e else e
                                                          for e in pending["served_entities"]],
-                                     "traffic_config": pending["traffic_config"]}
+                                     "traffic_config": _routes(pending["traffic_config"])}
         if row["state_message"]:
             out["state"]["message"] = row["state_message"]
         return out
+
+
+def _routes(traffic: dict[str, Any]) -> dict[str, Any]:
+    """A traffic config as shown: each route names its entity under both keys Databricks answers with
+    (``served_entity_name`` and the older ``served_model_name``, which databricks-agents reads)."""
+    return {"routes": [dict(r, served_model_name=r["served_entity_name"]) for r in traffic.get("routes") or []]}
 
 
 def _tags(value: Any) -> list[dict[str, str]]:

@@ -21,6 +21,7 @@ from ..catalog import Catalog, Principal, Securable
 from ..core.errors import InvalidParameterValue, InvalidState, NotFound, PermissionDenied
 from ..core.names import parse_name
 from ..tables import FileTree, below, check_parts
+from ._resources import KINDS, declared
 from ._search import Entity, compile_filter
 from ._store import _paged
 
@@ -67,7 +68,7 @@ class Registry:
         for key in ("run_id",):
             if row[key]:
                 out[key] = row[key]
-        for key in ("model_id", "run_experiment_id", "status_message"):
+        for key in ("model_id", "run_experiment_id", "status_message", "resources", "auth_policy"):
             if spec.get(key):
                 out[key] = spec[key]
         return out
@@ -140,6 +141,7 @@ class Registry:
 
     def finalize(self, p: Principal, name: Any, version: Any) -> dict[str, Any]:
         full = str(parse_name(name, 3, what="model name"))
+        kept: dict[str, Any] = {}  # what the MLmodel declares, merged into the version's spec
 
         def check(row: dict[str, Any]) -> None:
             if row["status"] == "READY":
@@ -155,9 +157,24 @@ class Registry:
             signature = meta.get("signature") if isinstance(meta, dict) else None
             if not isinstance(signature, dict) or not signature.get("inputs") or not signature.get("outputs"):
                 raise InvalidParameterValue(SIGNATURE_MESSAGE)
+            found = declared(meta)  # refuses declarations Brickyard cannot honour, with the reason
+            kept.update(found.raw)
+            kept["declared"] = [list(r) for r in found.resources]
 
-        return self._version_json(self.catalog.change_model_version(p, full, version, status="READY", check=check,
-                                                                    action="finalizeModelVersion"))
+        row = self.catalog.change_model_version(p, full, version, status="READY", spec=kept, check=check,
+                                                action="finalizeModelVersion")
+        self._link_resources(p, full, row)
+        return self._version_json(row)
+
+    def _link_resources(self, p: Principal, full: str, row: dict[str, Any]) -> None:
+        """Lineage from each declared resource to the model (index -> model, function -> model, ...)."""
+        for kind, name in row["spec"].get("declared") or []:
+            target = KINDS[kind][0]
+            if target == "serving_endpoint":
+                self.catalog.add_endpoint_lineage(p, ("registered_model", full), name, direction="up",
+                                                  edge="MODEL_RESOURCE", detail=f"version {row['version']}")
+            elif target != "sql_warehouse" and self.catalog.exists(target, name):
+                self.catalog.add_lineage(p, (target, name), ("registered_model", full), kind="MODEL_RESOURCE")
 
     def get_version(self, p: Principal, name: Any, version: Any) -> dict[str, Any]:
         return self._version_json(self.catalog.model_version(p, str(parse_name(name, 3, what="model name")), version))
