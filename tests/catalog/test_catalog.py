@@ -255,7 +255,7 @@ def test_cached_decisions_expire_and_a_refresh_is_shared(ws: Workspace, admin: P
         other.close()
     now[0] += 0.1
     cat.require_cached(carol, "SELECT", "table", "lab.s.t", action="t")  # not yet seen: within the bound
-    key = (carol.name, carol.groups, "SELECT", "table", "lab.s.t")
+    key = (carol.name, carol.groups, carol.scope, "SELECT", "table", "lab.s.t")
     now[0] += 0.15  # past the bound
     assert not cat.is_cached(carol, "SELECT", "table", "lab.s.t")
     cat._refreshing.add(key)  # another caller is re-checking: the old answer stands a little longer
