@@ -51,6 +51,7 @@ def main(model_dir: str) -> int:
         send({"id": None, "error": {"type": type(exc).__name__, "message": str(exc)[:2000],
                                     "trace": traceback.format_exc()[-4000:]}})
         return 1
+    task = (getattr(model.metadata, "metadata", None) or {}).get("task")
     send({"id": None, "ready": True})
     for line in sys.stdin:
         if not line.strip():
@@ -74,7 +75,8 @@ def main(model_dir: str) -> int:
                     for event in events:
                         send({"id": ident, "event": _plain(event)})
                     send({"id": ident, "done": True, "trace": pop_trace(ident)})
-                elif isinstance(request["input"], dict) and FORMATS & set(request["input"]):
+                elif isinstance(request["input"], dict) and (FORMATS & set(request["input"]) or (
+                        task in LLM_TASKS and LLM_KEYS & set(request["input"]))):
                     send({"id": ident, "output": _score(model, request["input"]), "trace": pop_trace(ident)})
                 else:
                     output = model.predict(request["input"])
@@ -91,12 +93,16 @@ def main(model_dir: str) -> int:
 
 
 FORMATS = {"dataframe_split", "dataframe_records", "instances", "inputs"}  # Databricks' scoring input formats
+#: completions and embeddings models (their MLmodel's task) take OpenAI-shaped bodies through MLflow's parser too
+LLM_TASKS = {"llm/v1/completions", "llm/v1/embeddings"}
+LLM_KEYS = {"prompt", "input"}
 
 
 def _score(model: Any, body: dict[str, Any]) -> Any:
     """A Databricks scoring request (``dataframe_split``, ``dataframe_records``, ``instances`` or ``inputs``,
-    with ``params``) through MLflow's own scoring-server parsing, so the model's signature is enforced exactly
-    as MLflow serving enforces it; the answer is ``{"predictions": ...}``."""
+    with ``params``; or for a completions / embeddings model an OpenAI-shaped ``prompt`` / ``input`` body)
+    through MLflow's own scoring-server parsing, so the model's signature is enforced exactly as MLflow serving
+    enforces it; the answer is ``{"predictions": ...}``, or the model's own answer for the OpenAI shapes."""
     from mlflow.pyfunc.scoring_server import invocations
 
     answer = invocations(json.dumps(body), "application/json", _Watched(model), model.metadata.get_input_schema())

@@ -226,9 +226,12 @@ class DataPlane:
             if chosen is None:
                 raise NotFound(f"Endpoint '{name}' has no served entity '{served[:80]}'")
         if task not in TASKS or _serves_versions(self.config_of(row)):  # registered model versions (agents or any pyfunc model)
-            if route not in ("invocations", "responses", "chat"):
+            fits = {"invocations", "responses", "chat"} | {COMPLETIONS: {"completions"},
+                                                           EMBEDDINGS: {"embeddings"}}.get(task, set())
+            if route not in fits:
                 raise InvalidParameterValue(f"Endpoint '{name}' serves a {task} model; query it through "
-                                            "/serving-endpoints/{name}/invocations or the responses API")
+                                            "/serving-endpoints/{name}/invocations"
+                                            + ("" if task in (COMPLETIONS, EMBEDDINGS) else " or the responses API"))
             request = {k: v for k, v in body.items() if k not in ("model", "client_request_id", "usage_context")}
             stream = bool(request.pop("stream", False))
             return Plan(row, task, "agent", request, stream, [chosen if served is not None else self.pick(row)])

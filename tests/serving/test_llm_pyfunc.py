@@ -1,0 +1,120 @@
+"""Registered pyfunc models whose task is completions or embeddings answer on the OpenAI routes too, with the
+OpenAI client, the SDK and MLflow's deployments client; their OpenAI-shaped bodies go through MLflow's own
+scoring parser (the model's signature applies)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from brickyard.core.settings import Settings
+from brickyard.workspace import Workspace
+from tests.conftest import serve
+
+pytest.importorskip("mlflow.pyfunc", reason="needs mlflow (the agents extra)")
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+EMBEDDER = '''
+import mlflow
+
+
+class Lengths(mlflow.pyfunc.PythonModel):
+    """A two-dimensional embedding: (length of the text, number of words)."""
+
+    def predict(self, context, model_input, params=None):
+        texts = model_input["input"][0]
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return {"object": "list", "model": "lengths",
+                "data": [{"object": "embedding", "index": i, "embedding": [float(len(t)), float(len(t.split()))]}
+                         for i, t in enumerate(texts)],
+                "usage": {"prompt_tokens": len(texts), "total_tokens": len(texts)}}
+
+
+mlflow.models.set_model(Lengths())
+'''
+
+COMPLETER = '''
+import mlflow
+
+
+class Shout(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        prompt = str(model_input["prompt"][0])
+        return {"id": "cmpl-1", "object": "text_completion", "created": 0, "model": "shout",
+                "choices": [{"index": 0, "text": prompt.upper(), "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+mlflow.models.set_model(Shout())
+'''
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    import mlflow
+
+    tmp = tmp_path_factory.mktemp("llm-pyfunc")
+    ws = Workspace(Settings(home=tmp / "home", access_log="off", monitor_interval_seconds=0))
+    token = ws.create_token("alice@example.com", admin=True)
+    p = ws.principal("alice@example.com")
+    with serve(ws) as url:
+        saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN")}
+        os.environ.update(DATABRICKS_HOST=url, DATABRICKS_TOKEN=token)
+        try:
+            mlflow.set_tracking_uri("databricks")
+            mlflow.set_registry_uri("databricks-uc")
+            mlflow.set_experiment("/Users/alice@example.com/llm-pyfunc")
+            for name, code, task, example in (
+                    ("lengths", EMBEDDER, "llm/v1/embeddings", {"input": ["two words", "x"]}),
+                    ("shout", COMPLETER, "llm/v1/completions", {"prompt": "hello"})):
+                (tmp / f"{name}.py").write_text(code)
+                with mlflow.start_run():
+                    info = mlflow.pyfunc.log_model(name=name, python_model=str(tmp / f"{name}.py"),
+                                                   metadata={"task": task}, input_example=example)
+                mlflow.register_model(info.model_uri, f"main.default.{name}")
+                ws.serving.create(p, {"name": name, "config": {"served_entities": [
+                    {"entity_name": f"main.default.{name}", "entity_version": "1"}]}})
+            for name in ("lengths", "shout"):
+                for _ in range(6000):
+                    if ws.serving.get(p, name)["state"]["config_update"] != "IN_PROGRESS":
+                        break
+                    time.sleep(0.02)
+                assert ws.serving.get(p, name)["state"]["ready"] == "READY", ws.serving.get(p, name)["state"]
+            yield {"url": url, "token": token}
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    ws.close()
+
+
+def test_an_embeddings_model_on_the_openai_route(env: dict[str, Any]) -> None:
+    from databricks.sdk import WorkspaceClient
+    from openai import OpenAI
+
+    client = OpenAI(base_url=env["url"] + "/serving-endpoints", api_key=env["token"])
+    answer = client.embeddings.create(model="lengths", input=["two words", "three words here"])
+    assert [d.embedding for d in answer.data] == [[9.0, 2.0], [16.0, 3.0]]
+    w = WorkspaceClient(host=env["url"], token=env["token"])
+    assert [d.embedding for d in w.serving_endpoints.query(name="lengths", input=["a b"]).data] == [[3.0, 2.0]]
+    task_mismatch = httpx.post(env["url"] + "/serving-endpoints/completions", json={"model": "lengths",
+                                                                                 "prompt": "x"},
+                               headers={"authorization": f"Bearer {env['token']}"})
+    assert task_mismatch.status_code == 400 and "llm/v1/embeddings" in task_mismatch.json()["message"]
+
+
+def test_a_completions_model_on_the_openai_route(env: dict[str, Any]) -> None:
+    from mlflow.deployments import get_deploy_client
+    from openai import OpenAI
+
+    client = OpenAI(base_url=env["url"] + "/serving-endpoints", api_key=env["token"])
+    assert client.completions.create(model="shout", prompt="quiet please").choices[0].text == "QUIET PLEASE"
+    rest = httpx.post(env["url"] + "/serving-endpoints/shout/invocations", json={"prompt": "rest"},
+                      headers={"authorization": f"Bearer {env['token']}"}, timeout=60)
+    assert rest.status_code == 200 and rest.json()["choices"][0]["text"] == "REST", rest.text
+    assert get_deploy_client("databricks").predict(endpoint="shout", inputs={"prompt": "mlflow"})[
+        "choices"][0]["text"] == "MLFLOW"
