@@ -207,7 +207,7 @@ def test_workload_size_and_the_bounded_queue(env: dict[str, Any]) -> None:
     _until(lambda: not pool._free)
     second = threading.Thread(target=lambda: busy.append(_ask(env, "small", "slow:0")))
     second.start()
-    _until(lambda: pool._waiting == 1)
+    _until(lambda: pool.waiting == 1)
     overflow = _ask(env, "small", "fine")
     assert overflow.status_code == 503, overflow.text
     assert overflow.json()["error_code"] == "TEMPORARILY_UNAVAILABLE" and int(overflow.headers["retry-after"]) >= 1

@@ -11,6 +11,8 @@ def test_settings_from_env_and_overrides(tmp_path: Path) -> None:
     s = Settings.from_env({"BRICKYARD_HOME": str(tmp_path), "BRICKYARD_PORT": "9000"}, port=None, host="::1")
     assert s.home == tmp_path and s.port == 9000 and s.host == "::1"
     assert Settings.from_env({}).host == "127.0.0.1"
+    timed = Settings.from_env({"BRICKYARD_MONITOR_INTERVAL_SECONDS": "2.5", "BRICKYARD_SCALE_TO_ZERO_SECONDS": "60"})
+    assert timed.monitor_interval_seconds == 2.5 and timed.scale_to_zero_seconds == 60.0  # numbers, not text
 
 
 @pytest.mark.parametrize("env, fragment", [
@@ -19,6 +21,8 @@ def test_settings_from_env_and_overrides(tmp_path: Path) -> None:
     ({"BRICKYARD_METASTORE_URL": "mysql://x"}, "must start with postgresql://"),
     ({"BRICKYARD_LOG_LEVEL": "loud"}, "log level"),
     ({"BRICKYARD_MODEL_PRECISION": "fp16"}, "auto, fp32 or int8"),
+    ({"BRICKYARD_MODEL_TIMEOUT_SECONDS": "soon"}, "must be a number"),
+    ({"BRICKYARD_MODEL_TIMEOUT_SECONDS": "0"}, "must be positive"),
 ])
 def test_bad_settings_say_how_to_fix(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(InvalidParameterValue, match=fragment):

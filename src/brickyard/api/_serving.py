@@ -28,12 +28,15 @@ def _sse(chunks: Iterator[dict[str, Any]]) -> Iterator[bytes]:
 
 
 COLD_START = "x-brickyard-cold-start"  # "true" on the answer that had to start a worker (scale from zero)
+QUEUED = "x-brickyard-queue-ms"  # how long a request to a served model version waited for a free worker
 
 
 def _headers(inv: Any) -> dict[str, str]:
     headers = {"served-model-name": inv.served_entity}
     if inv.cold_start:
         headers[COLD_START] = "true"
+    if inv.queued is not None:
+        headers[QUEUED] = f"{inv.queued * 1000:.1f}"
     return headers
 
 

@@ -380,6 +380,16 @@ def bench_serving(rounds: Annotated[int, typer.Option(help="Measured rounds per 
     _bench_out(_run(lambda: run_serving_bench(rounds=rounds, max_tokens=max_tokens)), as_json)
 
 
+@bench_app.command("model-workers")
+def bench_model_workers(seconds: Annotated[float, typer.Option(help="Seconds of 2x overload per pool size")] = 5.0,
+                        service_ms: Annotated[float, typer.Option(help="What the model takes per request")] = 50.0,
+                        as_json: AsJson = False) -> None:
+    """Served model versions: queueing under 2x overload (one and two workers) and the cold start."""
+    from ..bench._workers import run_workers_bench
+
+    _bench_out(_run(lambda: run_workers_bench(seconds=seconds, service_ms=service_ms)), as_json)
+
+
 @bench_app.command("tracing")
 def bench_tracing(calls: Annotated[int, typer.Option(help="Traced calls per measurement")] = 5000,
                   as_json: AsJson = False) -> None:

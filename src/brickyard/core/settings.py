@@ -252,4 +252,9 @@ def _convert(var: str, raw: str, typ: object) -> object:
             return int(raw.replace("_", ""))
         except ValueError:
             raise InvalidParameterValue(f"{var} must be an integer, got {raw!r}") from None
+    if typ in ("float", float):
+        try:
+            return float(raw.replace("_", ""))
+        except ValueError:
+            raise InvalidParameterValue(f"{var} must be a number, got {raw!r}") from None
     return raw

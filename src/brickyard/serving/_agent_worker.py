@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -36,11 +37,6 @@ def main(model_dir: str) -> int:
         proto.write(line + "\n")
         proto.flush()
 
-    invoker = os.environ.pop("BRICKYARD_INVOKER_TOKEN", None)
-    if invoker:  # a model with a user auth policy: ModelServingUserCredentials reads the caller's token here
-        import threading
-
-        threading.main_thread().__dict__["invokers_token"] = invoker
     try:
         import mlflow
         from mlflow.pyfunc.context import Context, set_prediction_context
@@ -58,6 +54,8 @@ def main(model_dir: str) -> int:
             continue
         request = json.loads(line)
         ident = str(request["id"])
+        if request.get("invoker"):  # a user auth policy: ModelServingUserCredentials reads the caller's token here
+            threading.main_thread().__dict__["invokers_token"] = request["invoker"]
         try:
             with set_prediction_context(Context(request_id=ident)):
                 if request.get("stream"):

@@ -131,8 +131,9 @@ class AgentHost:
                 worker = ModelWorker(model_dir, {}, label, self.timeout)
                 token = self.identity.delegate(lambda: worker.current)  # acts as the caller while answering
                 self._tokens.setdefault(key, []).append(token)
-                mine = {"DATABRICKS_TOKEN": token} if policy == "caller" else \
-                    {"BRICKYARD_INVOKER_TOKEN": token} if policy == "user" else {}
+                if policy == "user":
+                    worker.invoker = token
+                mine = {"DATABRICKS_TOKEN": token} if policy == "caller" else {}
                 worker.env = self.environ(**base, **mine)  # environ() forces the usage reports off
                 return worker
 

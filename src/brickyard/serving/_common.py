@@ -38,6 +38,7 @@ class Invocation:
     result: Any  # dict, or an iterator of chunks when streaming
     stream: bool = False
     cold_start: bool = False  # a worker process had to be started for this request (scale from zero)
+    queued: float | None = None  # seconds the request waited for a free worker of a served model version
 
 
 @dataclass

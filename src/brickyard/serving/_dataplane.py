@@ -285,7 +285,7 @@ class DataPlane:
         meanwhile)."""
         assert self.agents is not None and p is not None
         pool = self._pool_for(row, entity)
-        worker, cold = pool.acquire()
+        worker, cold, waited = pool.acquire()
         label = f"{entity['entity_name']} v{entity['entity_version']}"
         if stream:
             def record(trace: Any) -> None:
@@ -293,7 +293,7 @@ class DataPlane:
                     self.agents.record_trace(self._experiment_of(entity), trace, name, row["creator"])
 
             events = worker.stream(p, request, record, lambda: pool.release(worker))
-            return Invocation(name, entity["name"], task, events, stream=True, cold_start=cold)
+            return Invocation(name, entity["name"], task, events, stream=True, cold_start=cold, queued=waited)
         try:
             output, trace = worker.predict(p, request)
         finally:
@@ -306,7 +306,7 @@ class DataPlane:
         if isinstance(request.get("databricks_options"), dict) and request["databricks_options"].get("return_trace"):
             extra["trace"] = trace
         result["databricks_output"] = extra
-        return Invocation(name, entity["name"], task, result, cold_start=cold)
+        return Invocation(name, entity["name"], task, result, cold_start=cold, queued=waited)
 
     def _pool_for(self, row: Row, entity: dict[str, Any], config_version: int | None = None) -> Any:
         """The worker pool of a served model version under one config of an endpoint."""

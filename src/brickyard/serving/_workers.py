@@ -16,6 +16,7 @@ in those three cases the process is stopped and a fresh one is started in the ba
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
@@ -117,6 +118,9 @@ class ModelWorker:
         self.stderr_tail: list[str] = []
         #: whom the worker's delegated token acts for: set only while it answers a request
         self.current: Principal | None = None
+        #: a token acting as the caller, given with each request (models with a user auth policy read it as
+        #: the invoker's token)
+        self.invoker: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -181,7 +185,7 @@ class ModelWorker:
         """(output, trace) for one request from ``p``."""
         self.current = p
         try:
-            self._send({"id": uuid.uuid4().hex, "input": request, "stream": False})
+            self._send({"id": uuid.uuid4().hex, "input": request, "stream": False, "invoker": self.invoker})
             answer = self._next(self.timeout)
         finally:
             self.current = None
@@ -200,7 +204,7 @@ class ModelWorker:
             release()
 
         try:
-            self._send({"id": uuid.uuid4().hex, "input": request, "stream": True})
+            self._send({"id": uuid.uuid4().hex, "input": request, "stream": True, "invoker": self.invoker})
             first = self._next(self.timeout)
         except BaseException:
             done()
@@ -254,8 +258,17 @@ def _failure(label: str, error: dict[str, Any], trace: Any) -> BrickyardError:
     return ModelFailed(f"{label} failed: {error['type']}: {error['message']}", trace=trace)
 
 
+class _Waiter:
+    """A request waiting in a pool's queue; the worker that frees up first is handed to it (first come, first
+    served, so queue waits stay bounded by the queue's length)."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.worker: ModelWorker | None = None
+
+
 class WorkerPool:
-    """The worker processes of one served entity, with a bounded queue in front and idle scale-down."""
+    """The worker processes of one served entity, with a bounded FIFO queue in front and idle scale-down."""
 
     def __init__(self, make: Callable[[], ModelWorker], *, size: int, warm: int, scale_to_zero: bool,
                  queue_limit: int, idle_seconds: float, label: str) -> None:
@@ -267,19 +280,23 @@ class WorkerPool:
         self.idle_seconds = idle_seconds
         self.workers = [make() for _ in range(size)]
         self._free = list(self.workers)
-        self._cond = threading.Condition()
-        self._waiting = 0
+        self._lock = threading.Lock()
+        self._queue: collections.deque[_Waiter] = collections.deque()
         self._starting = 0
         self.last_used = time.monotonic()
         self.closed = False
-        #: queue wait of recent requests (seconds), for the monitoring of overload
+        #: queue wait of recent requests (seconds)
         self.waits: list[float] = []
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the workers kept warm (at least one, to prove the model loads); raise why one cannot."""
         for worker in self.workers[:max(1, self.warm)]:
-            with self._cond:
+            with self._lock:
                 if worker.alive or worker not in self._free:
                     continue
                 self._free.remove(worker)  # taken while it loads, so neither a request nor the reaper gets it
@@ -300,7 +317,7 @@ class WorkerPool:
         many were stopped."""
         now = time.monotonic() if now is None else now
         stopped = 0
-        with self._cond:
+        with self._lock:
             if now - self.last_used < self.idle_seconds:
                 return 0
             keep = self.warm
@@ -314,37 +331,45 @@ class WorkerPool:
         return stopped
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             self.closed = True
-            self._cond.notify_all()
+            waiting, self._queue = list(self._queue), collections.deque()
+        for waiter in waiting:
+            waiter.ready.set()  # with no worker: they get a 503
         for worker in self.workers:
             worker.close()
 
     # -- requests -------------------------------------------------------------------------------
-    def acquire(self) -> tuple[ModelWorker, bool]:
-        """(a worker with a live process, whether this request had to start it: a cold start)."""
+    def acquire(self) -> tuple[ModelWorker, bool, float]:
+        """(a worker with a live process, whether this request had to start it -- a cold start --, seconds the
+        request waited in the queue)."""
         begun = time.monotonic()
-        with self._cond:
-            if not self._free and self._waiting >= self.queue_limit:
-                raise TemporarilyUnavailable(
-                    f"{self.label} is at capacity ({self.size} worker{'s' * (self.size > 1)} busy, "
-                    f"{self._waiting} requests queued); retry shortly", retry_after=self._retry_after())
-            self._waiting += 1
-            try:
-                while not self._free:
-                    if self.closed:
-                        raise TemporarilyUnavailable(f"{self.label} is being replaced; retry", retry_after=1)
-                    self._cond.wait(timeout=1.0)
-            finally:
-                self._waiting -= 1
-            # a worker with a live process first; else start one
-            worker = next((w for w in self._free if w.alive), self._free[0])
-            self._free.remove(worker)
+        with self._lock:
+            if self.closed:
+                raise TemporarilyUnavailable(f"{self.label} is being replaced; retry", retry_after=1)
+            waiter = None
+            if self._free and not self._queue:
+                worker = next((w for w in self._free if w.alive), self._free[0])  # a live process first
+                self._free.remove(worker)
+            else:
+                if len(self._queue) >= self.queue_limit:
+                    raise TemporarilyUnavailable(
+                        f"{self.label} is at capacity ({self.size} worker{'s' * (self.size > 1)} busy, "
+                        f"{len(self._queue)} requests queued); retry shortly", retry_after=self._retry_after())
+                waiter = _Waiter()
+                self._queue.append(waiter)
+        if waiter is not None:
+            waiter.ready.wait()
+            if waiter.worker is None:
+                raise TemporarilyUnavailable(f"{self.label} is being replaced; retry", retry_after=1)
+            worker = waiter.worker
+        with self._lock:
             self.last_used = time.monotonic()
             cold = not worker.alive
             if cold:
                 self._starting += 1
-        self.waits = (self.waits + [time.monotonic() - begun])[-1000:]
+        waited = time.monotonic() - begun
+        self.waits = (self.waits + [waited])[-1000:]
         if cold:
             try:
                 worker.start()
@@ -352,21 +377,30 @@ class WorkerPool:
                 self.release(worker, restart=False)
                 raise
             finally:
-                with self._cond:
+                with self._lock:
                     self._starting -= 1
-        return worker, cold
+        return worker, cold, waited
 
     def release(self, worker: ModelWorker, *, restart: bool = True) -> None:
-        """Give a worker back; one whose process was stopped (hung, died) is restarted in the background
-        unless the pool may stay cold (or ``restart`` is false: it just failed to start)."""
-        with self._cond:
+        """Give a worker back (to the first request in the queue, if any); one whose process was stopped (hung,
+        died) is restarted in the background first, unless the pool may stay cold (or ``restart`` is false: it
+        just failed to start)."""
+        with self._lock:
             self.last_used = time.monotonic()
-            restart = restart and not worker.alive and not self.closed and not self.scale_to_zero
-            if not restart:
-                self._free.append(worker)
-                self._cond.notify()
+            if restart and not worker.alive and not self.closed and not self.scale_to_zero:
+                threading.Thread(target=self._restart, args=(worker,), daemon=True,
+                                 name=f"restart-{self.label}").start()
                 return
-        threading.Thread(target=self._restart, args=(worker,), daemon=True, name=f"restart-{self.label}").start()
+            self._hand_over(worker)
+
+    def _hand_over(self, worker: ModelWorker) -> None:
+        """(under the lock) the worker to the longest-waiting request, or back to the free list."""
+        if self._queue:
+            waiter = self._queue.popleft()
+            waiter.worker = worker
+            waiter.ready.set()
+        else:
+            self._free.append(worker)
 
     def _restart(self, worker: ModelWorker) -> None:
         try:
@@ -374,9 +408,8 @@ class WorkerPool:
         except BrickyardError as exc:
             log.warning("%s: a replacement worker did not start: %s", self.label, exc.message)
         finally:
-            with self._cond:
-                self._free.append(worker)
-                self._cond.notify()
+            with self._lock:
+                self._hand_over(worker)
 
     def _retry_after(self) -> float:
         recent = self.waits[-50:]
