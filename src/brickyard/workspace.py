@@ -98,7 +98,7 @@ class Workspace:
                            credentials_dir=self.home / "serving-credentials" / f"{os.getpid()}-{secrets.token_hex(4)}")
         self.serving = Serving(self.db, self.secrets, allowed_hosts=hosts, queue_size=self.settings.serving_queue_size,
                                enable_fakes=bool(self.settings.enable_fake_models), agents=agents,
-                               model_precision=self.settings.model_precision)
+                               model_precision=self.settings.model_precision, volumes=self.volumes)
         self.serving.bootstrap(resume=background)
         self.catalog.endpoint_visible = self.serving.can_view
         counters = self.db if self.db.dialect == "postgres" else Database(str(self.home / "gateway.db"),

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import InvalidParameterValue
+from ..core.errors import InvalidParameterValue, NotSupported
 from ._fakes import chunks_of, completion
 from ._tokens import count_messages, count_tokens
 
@@ -160,7 +160,7 @@ class LlamaCppChat:
     """A ``ChatModel`` on llama.cpp. Calls are serialised (one slot); the serving layer queues them."""
 
     def __init__(self, gguf: str | Path | None = None, *, model_id: str = DEFAULT_MODEL_ID, n_ctx: int = 4096,
-                 threads: int = 1, batch_threads: int = 2) -> None:
+                 threads: int = 1, batch_threads: int = 2, lora: list[tuple[str, float]] | None = None) -> None:
         import xllamacpp as xlc
 
         self.model_id = model_id
@@ -172,6 +172,14 @@ class LlamaCppChat:
         params.n_ctx = n_ctx
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = batch_threads
+        if lora:  # LoRA adapters (GGUF) applied on top of the base weights when the model loads
+            if not hasattr(xlc, "CommonAdapterLoraInfo"):
+                raise NotSupported("this llama.cpp runtime cannot apply LoRA adapters; merge the adapter into the "
+                                   "model (llama.cpp's llama-export-lora) and serve the merged GGUF")
+            for path, _scale in lora:
+                if not Path(path).is_file():
+                    raise InvalidParameterValue(f"LoRA adapter {path} does not exist")
+            params.lora_adapters = [xlc.CommonAdapterLoraInfo(str(path), float(scale)) for path, scale in lora]
         # The runtime also opens an HTTP listener on loopback; lock it with a key nobody knows.
         params.api_keys = [secrets.token_hex(32)]
         params.endpoint_slots = False

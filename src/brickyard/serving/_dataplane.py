@@ -29,6 +29,7 @@ from ..models._openai import UpstreamError
 from ..models._tokens import count_messages, count_tokens
 from ._catalog import CHAT, COMPLETIONS, EMBEDDINGS, LOCAL_MODELS, RERANK, TASKS
 from ._common import LEVELS, Invocation, Plan, Slot, _name
+from ._gguf import is_gguf_entity
 
 
 class DataPlane:
@@ -113,13 +114,32 @@ class DataPlane:
                 if provider is None:
                     provider = self._providers[key] = self._external(entity["external_model"])
             return provider, None
-        entity_name = entity["entity_name"]
+        return self._local_model(entity)
+
+    def _local_model(self, entity: dict[str, Any]) -> tuple[Any, Slot]:
+        """A model loaded in this process (a local stand-in, or a GGUF from a volume), shared by every endpoint
+        that serves it with the same settings."""
+        key = _local_key(entity)
         with self._lock:
-            model = self._models.get(entity_name)
+            model = self._models.get(key)
             if model is None:
-                model = self._models[entity_name] = self._load_local(entity_name)
-                self._slots[entity_name] = Slot(self.queue_size)
-            return model, self._slots[entity_name]
+                model = self._models[key] = self._load_local(entity)
+                self._slots[key] = Slot(self.queue_size)
+            return model, self._slots[key]
+
+    def _free_unused(self) -> None:
+        """Let go of GGUF models no endpoint config (live or pending) serves any more: they hold gigabytes."""
+        with self.db.tx(write=False) as tx:
+            rows = tx.all("SELECT config, pending_config FROM serving_endpoints")
+        used = {_local_key(e) for r in rows for raw in (r["config"], r["pending_config"]) if raw
+                for e in json.loads(raw).get("served_entities") or [] if "external_model" not in e}
+        with self._lock:
+            for key in [k for k in self._models if k.startswith("{") and k not in used]:
+                model = self._models.pop(key)
+                self._slots.pop(key, None)
+                close = getattr(model, "close", None)
+                if close is not None:
+                    close()
 
     def release_memory(self) -> None:
         """After a large job: local models give back their working memory, then the C heap is trimmed."""
@@ -133,7 +153,13 @@ class DataPlane:
                 release()
         trim()
 
-    def _load_local(self, entity_name: str) -> Any:
+    def _load_local(self, entity: dict[str, Any]) -> Any:
+        entity_name = entity["entity_name"]
+        if is_gguf_entity(entity_name):
+            from ._gguf import load
+
+            system = Principal(id="", kind="user", name="system", groups=frozenset({ADMINS}))
+            return load(self.volumes, system, entity)
         if entity_name in self._factories:
             return self._factories[entity_name]()
         kind = LOCAL_MODELS[entity_name].kind
@@ -521,8 +547,16 @@ def _dataframe_texts(request: dict[str, Any]) -> Any:
     return None
 
 
+def _local_key(entity: dict[str, Any]) -> str:
+    """What identifies an in-process model: a stand-in's name, or a GGUF entity's file and settings."""
+    if not is_gguf_entity(entity.get("entity_name")):
+        return str(entity.get("entity_name"))
+    return json.dumps({"path": entity["entity_name"], "config": entity.get("gguf_config") or {}}, sort_keys=True)
+
+
 def _serves_versions(config: dict[str, Any]) -> bool:
     """Whether an endpoint config serves registered model versions (run in their workers), whatever task their
     MLmodel declares: an ``llm/v1/chat`` pyfunc model is still run by its own code, never by a local model."""
     return any(e.get("entity_version") is not None and "external_model" not in e
-               and e.get("entity_name") not in LOCAL_MODELS for e in config.get("served_entities") or [])
+               and e.get("entity_name") not in LOCAL_MODELS and not is_gguf_entity(e.get("entity_name"))
+               for e in config.get("served_entities") or [])

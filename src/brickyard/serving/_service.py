@@ -32,9 +32,11 @@ from ..tracking._resources import KINDS as RESOURCE_KINDS
 from ..tracking._resources import Declared
 from ._agents import AgentHost
 from ._aigateway import validate_config
-from ._catalog import FOUNDATION_STANDINS, LOCAL_MODELS, TASKS
+from ._catalog import CHAT, FOUNDATION_STANDINS, LOCAL_MODELS, TASKS
 from ._common import _ENV_NAME, LEVELS, PROVIDERS, SECRET_FIELDS, Slot, _name
 from ._dataplane import DataPlane
+from ._gguf import check_entity as check_gguf_entity
+from ._gguf import is_gguf_entity
 from ._workers import check_scale
 
 
@@ -56,8 +58,9 @@ class Serving(DataPlane):
     def __init__(self, db: Database, secrets: Secrets, *, allowed_hosts: frozenset[str] = frozenset(),
                  queue_size: int = 16, enable_fakes: bool = False,
                  model_factories: dict[str, Callable[[], Any]] | None = None, agents: AgentHost | None = None,
-                 model_precision: str = "auto") -> None:
+                 model_precision: str = "auto", volumes: Any = None) -> None:
         self.db = db
+        self.volumes = volumes
         self.model_precision = model_precision
         self.agents = agents
         self.secrets = secrets
@@ -215,6 +218,10 @@ class Serving(DataPlane):
             return clean, task
         if not isinstance(entity_name, str) or not entity_name:
             raise InvalidParameterValue(f"served_entities[{i}] needs external_model or entity_name")
+        if is_gguf_entity(entity_name):  # your own weights from a volume, on llama.cpp
+            clean = check_gguf_entity(self.volumes, p, {**ent, "entity_name": entity_name}, f"served_entities[{i}]")
+            clean["name"] = _name(clean["name"], "served entity name")
+            return clean, CHAT
         model = LOCAL_MODELS.get(entity_name)
         if model is None and self.agents is not None and entity_name.count(".") == 2 \
                 and not entity_name.startswith("system."):  # system.ai.* names only the local models
@@ -403,6 +410,7 @@ class Serving(DataPlane):
                        " config_version + 1, state_ready = 'READY', state_update = 'NOT_UPDATING', state_message = NULL,"
                        " updated_at = ? WHERE id = ?", (json.dumps(config), now_ms(), row["id"]))
         self._changed()
+        self._free_unused()
         if self.agents is not None:  # traffic has moved: the previous config's workers stop
             self.agents.retire(row["id"], keep=row["config_version"] + 1)
             self._link_versions(row, config)
@@ -442,6 +450,9 @@ class Serving(DataPlane):
             if key is not None and is_reference(key):
                 self.secrets.resolve(key)
             return
+        if is_gguf_entity(ent["entity_name"]):  # loaded now: a file llama.cpp refuses fails the update
+            self._local_model(ent)
+            return
         if ent["entity_name"] not in LOCAL_MODELS:  # a registered model version: checked when the config was given
             return
         kind = LOCAL_MODELS[ent["entity_name"]].kind
@@ -468,6 +479,7 @@ class Serving(DataPlane):
         with self.db.tx() as tx:
             row = self._row(tx, p, name, "CAN_MANAGE")
             tx.execute("DELETE FROM serving_endpoints WHERE id = ?", (row["id"],))
+        self._free_unused()
         if self.agents is not None:
             self.agents.retire(row["id"])
             self.agents.registry.catalog.forget_endpoint_lineage(row["name"])
