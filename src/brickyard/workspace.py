@@ -55,9 +55,11 @@ AUDIT_SCHEMA = pa.schema([
 class Workspace:
     """A Brickyard workspace: ``Workspace.open("./.brickyard")`` or ``Workspace(Settings(...))``."""
 
-    def __init__(self, settings: Settings | None = None, *, background: bool | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, background: bool | None = None, replica: int = 0) -> None:
         """``background``: whether this process resumes the workspace's background work (deployments left
-        in progress). Default: only when no server is serving this home, since a server does it itself."""
+        in progress). Default: only when no server is serving this home, since a server does it itself.
+        ``replica``: the slot of this server process among those sharing the home (``brickyard serve
+        --workers``): each keeps its own in-memory search structures, caught up from the shared stores."""
         Settings.quiet_third_party()  # before anything is imported that could report usage
         self.settings = settings or Settings.from_env()
         self.home = Path(self.settings.home).resolve()
@@ -114,7 +116,8 @@ class Workspace:
                                          system_principal=self.system_principal,
                                          reranker_path=self.settings.reranker_path, rerank=self._rerank,
                                          reranker_precision=self.settings.model_precision,
-                                         resume_syncs=background, release_memory=self.serving.release_memory)
+                                         resume_syncs=background, release_memory=self.serving.release_memory,
+                                         replica=replica)
         self.mcp = ManagedMCP(self.functions, self.vectorsearch)
         from .evaluation import Datasets, Evaluations, PriceTable
         from .evaluation._monitoring import MONITOR_SCHEMA, ScheduledScorers

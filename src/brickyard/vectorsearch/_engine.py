@@ -147,6 +147,7 @@ class Engine:
     def __init__(self, directory: Path, store: RowStore, *, dimension: int | None, vector_column: str | None,
                  text_column: str | None) -> None:
         self.dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.store = store
         self.dimension = dimension
         self.vector_column = vector_column

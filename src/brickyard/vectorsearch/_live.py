@@ -45,3 +45,6 @@ class Live:
     saved_at: float = field(default_factory=time.monotonic)
     known: frozenset[str] | None = None  # the columns queries may name; reset when a sync lands
     schemas: dict[int, dict[str, str]] = field(default_factory=dict)  # source version -> its columns
+    #: the row store position (generation, sequence number) the engine reflects; another server process's
+    #: commits move the store ahead and the next query catches the engine up (see VectorSearch.current)
+    applied: tuple[int, int] = (0, 0)

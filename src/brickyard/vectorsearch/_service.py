@@ -39,7 +39,7 @@ from ._live import SCHEMA_TYPES, Embed, Live
 from ._query import Query
 from ._store import RowStore
 from ._sync import Sync
-from ._writes import Writes
+from ._writes import Writes, catch_up
 
 log = logging.getLogger("brickyard.vectorsearch")
 _ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
@@ -62,8 +62,12 @@ class VectorSearch(Writes, Sync, Query):
                  system_principal: Callable[[], Principal], poll_seconds: float = 0.5,
                  reranker_path: str | None = None, reranker_precision: str = "auto",
                  rerank: Callable[[Principal, str, str, list[str]], list[tuple[int, float]]] | None = None,
-                 resume_syncs: bool = True, release_memory: Callable[[], None] | None = None) -> None:
+                 resume_syncs: bool = True, release_memory: Callable[[], None] | None = None,
+                 replica: int = 0) -> None:
         self.db = db
+        #: this server process's slot among those sharing the home: each keeps its own search structures
+        #: (slot 0 where a single server always kept them), all built from and caught up with the shared row store
+        self.replica = replica
         self.catalog = catalog
         self.tables = tables
         self.root = home / "indexes"
@@ -321,6 +325,8 @@ class VectorSearch(Writes, Sync, Query):
         with self._lock:
             live = self._live.get(name)
             if live is not None and live.spec.get("id") == obj.id:
+                if live.store.changed_elsewhere():  # another server process wrote: catch up first
+                    catch_up(live)
                 return live
             opening = self._opening.setdefault(name, threading.Lock())
         # Loading a large index takes seconds: only callers of this index wait for it, not every query.
@@ -334,9 +340,10 @@ class VectorSearch(Writes, Sync, Query):
             store = RowStore(directory / "rows.db")
             vector_col = (inner.get("embedding_vector_columns") or [{}])[0].get("name")
             text_col = (inner.get("embedding_source_columns") or [{}])[0].get("name") or self._text_column(spec)
-            engine = Engine(directory, store, dimension=int(spec["dimension"]), vector_column=vector_col,
-                            text_column=text_col)
-            live = Live(spec, store, engine)
+            position = store.position()  # before reading the rows: what commits later is caught up
+            engine = Engine(directory if self.replica == 0 else directory / f"replica-{self.replica}", store,
+                            dimension=int(spec["dimension"]), vector_column=vector_col, text_column=text_col)
+            live = Live(spec, store, engine, applied=position)
             with self._lock:
                 self._live[name] = live
         pipeline = (spec.get("delta_sync_index_spec") or {}).get("pipeline_type")

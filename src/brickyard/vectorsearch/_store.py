@@ -59,6 +59,10 @@ CREATE TABLE IF NOT EXISTS rows (
 -- table (100 ms per upsert at 100k rows).
 CREATE INDEX IF NOT EXISTS rows_seq ON rows (seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- deleted keys and the sequence number of their deletion: another server process sharing this store
+-- catches its search structures up from (rows changed, keys deleted) after the sequence it last saw
+CREATE TABLE IF NOT EXISTS tombstones (pk TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS tombstones_seq ON tombstones (seq);
 """
 
 
@@ -80,6 +84,7 @@ class RowStore:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._conn.executescript(SCHEMA)
+        self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
@@ -110,11 +115,17 @@ class RowStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 seq = int(json.loads((conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone() or ["0"])[0]))
+                extra = dict(meta or {})
                 if replace:
                     conn.execute("DELETE FROM rows")
+                    conn.execute("DELETE FROM tombstones")
+                    generation = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+                    extra["generation"] = int(json.loads(generation[0]) if generation else 0) + 1
                 for pk in deletes:
                     seq += 1
                     conn.execute("DELETE FROM rows WHERE pk = ?", (pk,))
+                    conn.execute("INSERT INTO tombstones (pk, seq) VALUES (?, ?) ON CONFLICT (pk) DO UPDATE SET"
+                                 " seq = excluded.seq", (pk, seq))
                 batch = []
                 for pk, row, vector, text_hash in upserts:
                     seq += 1
@@ -123,7 +134,7 @@ class RowStore:
                 conn.executemany("INSERT INTO rows (pk, seq, data, vector, text_hash) VALUES (?, ?, ?, ?, ?)"
                                  " ON CONFLICT (pk) DO UPDATE SET seq = excluded.seq, data = excluded.data,"
                                  " vector = excluded.vector, text_hash = excluded.text_hash", batch)
-                for key, value in {**(meta or {}), "seq": seq}.items():
+                for key, value in {**extra, "seq": seq}.items():
                     conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
                                  " value = excluded.value", (key, json.dumps(value)))
                 conn.execute("COMMIT")
@@ -133,6 +144,24 @@ class RowStore:
         return seq
 
     # -- reads -------------------------------------------------------------------------------------
+    def position(self) -> tuple[int, int]:
+        """(generation, sequence number): what a search structure built from this store reflects."""
+        with self._lock:
+            found = dict(self._conn.execute("SELECT key, value FROM meta WHERE key IN ('seq', 'generation')"))
+        return int(json.loads(found.get("generation", "0"))), int(json.loads(found.get("seq", "0")))
+
+    def changed_elsewhere(self) -> bool:
+        """Whether another connection (another server process) committed since the last call: SQLite's
+        ``data_version``, read from shared memory, so a query can afford to ask every time."""
+        with self._lock:
+            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        seen, self._data_version = self._data_version, version
+        return seen != version
+
+    def deleted_since(self, seq: int) -> list[str]:
+        with self._lock:
+            return [pk for (pk,) in self._conn.execute("SELECT pk FROM tombstones WHERE seq > ? ORDER BY seq", (seq,))]
+
     def hashes(self, pks: list[str]) -> dict[str, tuple[str | None, bytes | None]]:
         """pk -> (text hash, vector bytes) for the given keys that exist (to skip re-embedding)."""
         out: dict[str, tuple[str | None, bytes | None]] = {}

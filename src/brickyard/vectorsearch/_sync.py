@@ -1,11 +1,16 @@
 """Delta Sync: following the source table's change data feed (incremental when it can, a full rebuild
-when the feed has a gap or the columns changed), in the background or continuously."""
+when the feed has a gap or the columns changed), in the background or continuously. Server processes sharing
+a home take turns (a file lock per index), so an index is never synced twice at once."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -76,7 +81,7 @@ class Sync:
                 progress(done, total)
 
         try:
-            with live.write_lock:
+            with live.write_lock, _across_processes(live.store.path.parent / "sync.lock"):
                 owner = self._owner(live)
                 src = self.catalog.require(owner, "SELECT", "table", ds["source_table"], action="syncVectorIndex")
                 table = self.tables.open(src)
@@ -209,4 +214,16 @@ class Sync:
 
 class _Gap(Exception):
     pass
+
+
+@contextlib.contextmanager
+def _across_processes(path: Path) -> Iterator[None]:
+    """One sync of an index at a time among the server processes sharing a home (an OS file lock, dropped by
+    the kernel if the holder dies): the second finds the index already at the source's version."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
 

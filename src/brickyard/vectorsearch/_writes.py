@@ -145,25 +145,36 @@ class Writes:
     def _commit(self, live: Live, rows: list[tuple[str, dict[str, Any], np.ndarray, str | None]],
                 deletes: list[str], *, meta: dict[str, Any] | None = None, replace: bool = False) -> int:
         """Durably store a change, then apply it to the engine. Returns the rows written."""
-        before = live.store.seq
         live.store.apply(rows, deletes, meta=meta, replace=replace)
         if meta is not None:
             live.known = None  # a sync: the source's columns may have changed
-        with live.engine.lock:  # one step for readers: a rebuild never shows them an empty or half index
-            if replace:
-                live.engine.apply([], [pk for pk in list(live.engine.by_pk)])
-            try:
-                live.engine.apply(live.store.rows(since_seq=before), deletes)
-            except Exception:  # noqa: BLE001 - the store has the change: rebuild what derives from it
-                log.exception("index %s: a committed change could not be applied to the engine; rebuilding it "
-                              "from the row store", live.spec.get("name"))
-                live.engine.rebuild()
+        catch_up(live)  # this change, and any another server process committed meanwhile
         live.changes_since_save += len(rows) + len(deletes)
         if live.changes_since_save and (live.changes_since_save >= 50_000 or time.monotonic() - live.saved_at > 30
                                         or live.engine.count < 20_000):
             live.engine.save()
             live.changes_since_save, live.saved_at = 0, time.monotonic()
         return len(rows)
+
+
+def catch_up(live: Live) -> None:
+    """Bring the engine to the row store's position: the rows changed and keys deleted since the position it
+    reflects, or everything after a full rebuild (a new generation). One step for readers: a rebuild never
+    shows them an empty or half index."""
+    with live.engine.lock:
+        generation, seq = live.store.position()  # read before the rows: a later commit is applied again, harmlessly
+        applied_generation, applied_seq = live.applied
+        try:
+            if generation != applied_generation:
+                live.engine.apply([], [pk for pk in list(live.engine.by_pk)])
+                live.engine.apply(live.store.rows(), [])
+            elif seq > applied_seq:
+                live.engine.apply(live.store.rows(since_seq=applied_seq), live.store.deleted_since(applied_seq))
+        except Exception:  # noqa: BLE001 - the store has the change: rebuild what derives from it
+            log.exception("index %s: a committed change could not be applied to the engine; rebuilding it "
+                          "from the row store", live.spec.get("name"))
+            live.engine.rebuild()
+        live.applied = (generation, seq)
 
 
 def _refused(problems: list[dict[str, Any]], total: int) -> dict[str, Any]:
