@@ -566,9 +566,10 @@ def rest(n: int, seconds: float, concurrency: int, peer_python: str | None = Non
         finally:
             server.terminate()
             server.wait(timeout=10)
+        scale_out = _scale_out(home, token, bodies, base, queries, n, seconds, concurrency)
     peer = chroma(peer_python, base, queries[:100], np.arange(n) % 10, 3)
     out = {"rows": n, "filter": {"shard": 3}, "selectivity": 0.1, f"aiohttp_c{concurrency}": loaded,
-           "official_client_one_thread": client, "chroma_embedded_same_run": peer,
+           "official_client_one_thread": client, "scale_out": scale_out, "chroma_embedded_same_run": peer,
            "peer_from_performance_md": "Chroma embedded 705 QPS per CPU-s at 100k, unfiltered"}
     ours = loaded.get("qps_per_server_cpu_second")
     for label in ("unfiltered", "filtered"):
@@ -576,6 +577,105 @@ def rest(n: int, seconds: float, concurrency: int, peer_python: str | None = Non
         if ours and theirs:
             out[f"ratio_to_chroma_{label}"] = round(ours / theirs, 2)
     return out
+
+
+def _scale_out(home: Path, token: str, bodies: list[dict[str, Any]], base: np.ndarray, queries: np.ndarray, n: int,
+               seconds: float, concurrency: int) -> dict[str, Any]:
+    """The same filtered queries against ``brickyard serve --workers 1`` and ``--workers 2`` on the same home, one
+    after the other, loaded by wrk (a C load generator, so the client takes little of the machine's CPU; aiohttp
+    when wrk is missing, said in the answer), and the official client's recall through the two-process server."""
+    import shutil
+    import subprocess
+    import sys
+    import warnings
+
+    from ..core.settings import Settings
+    from ._gateway import _free_port, _load, _wait
+
+    out: dict[str, Any] = {"load_generator": "wrk" if shutil.which("wrk") else "aiohttp (install wrk for the "
+                                                                                "CPU it leaves to the server)"}
+    for workers in (1, 2):
+        port = _free_port()
+        server = subprocess.Popen([sys.executable, "-m", "brickyard.cli", "serve", "--home", str(home), "--port",
+                                   str(port), "--log-level", "warning", "--workers", str(workers)],
+                                  env=Settings.child_environ(access_log="off"))
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait(url + "/health", server)
+            route = url + "/api/2.0/vector-search/indexes/b.s.vectors/query"
+            auth = {"authorization": f"Bearer {token}"}
+            for _ in range(30):  # until every process has opened (or built) its copy of the index and warmed up
+                if asyncio_run(_load(route, auth, bodies, 4 * workers, 2.0))["p99_ms"] < 50:
+                    break
+            if shutil.which("wrk"):
+                result = _wrk(route, token, bodies, concurrency, seconds)
+            else:
+                result = asyncio_run(_load(route, auth, bodies, concurrency, seconds))
+            if workers == 2:
+                warnings.filterwarnings("ignore", category=DeprecationWarning)
+                from databricks.vector_search.client import VectorSearchClient
+
+                index = VectorSearchClient(workspace_url=url, personal_access_token=token, disable_notice=True
+                                           ).get_index(endpoint_name="ep", index_name="b.s.vectors")
+                truth = exact(base, queries, 10, np.arange(n) % 10 == 3)
+                hits = 0
+                for i, q in enumerate(queries):
+                    found = index.similarity_search(query_vector=q.tolist(), columns=["id"], num_results=10,
+                                                    filters={"shard": 3}, disable_notice=True)
+                    hits += len({int(row[0]) for row in found["result"]["data_array"]} & set(truth[i].tolist()))
+                result["official_client_recall_at_10"] = round(hits / (10 * len(queries)), 4)
+            out[f"workers_{workers}"] = result
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    one, two = out["workers_1"].get("rps"), out["workers_2"].get("rps")
+    out["ratio_2_to_1"] = round(two / one, 2) if one and two else None
+    out["target"] = ">= 1.8 with 2 workers on 2 cores"
+    return out
+
+
+def asyncio_run(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def _wrk(url: str, token: str, bodies: list[dict[str, Any]], connections: int, seconds: float) -> dict[str, Any]:
+    """wrk with a Lua script that posts the bodies in turn; requests/s, latency and non-2xx answers."""
+    import json
+    import re
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "post.lua"
+        items = ",\n".join(f"[==[{json.dumps(b)}]==]" for b in bodies)
+        script.write_text(f"""wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
+local bodies = {{
+{items}
+}}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format(nil, nil, nil, bodies[(i % #bodies) + 1])
+end
+""")
+        done = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script),
+                               url], capture_output=True, text=True, timeout=seconds + 60)
+    text = done.stdout
+    rps = re.search(r"Requests/sec:\s+([0-9.]+)", text)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    p50 = re.search(r"50%\s+([0-9.]+)(us|ms|s)", text)
+    p99 = re.search(r"99%\s+([0-9.]+)(us|ms|s)", text)
+
+    def ms(m: Any) -> float | None:
+        if m is None:
+            return None
+        return round(float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)], 3)
+
+    return {"rps": float(rps.group(1)) if rps else None, "errors": int(bad.group(1)) if bad else 0,
+            "p50_ms": ms(p50), "p99_ms": ms(p99), "connections": connections}
 
 
 PARTS = ("ann", "bm25", "hybrid", "embeddings", "freshness", "rest")

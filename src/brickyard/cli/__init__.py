@@ -42,14 +42,14 @@ def _run(fn: Callable[[], T]) -> T:
         raise typer.Exit(exc.exit_code) from None
 
 
-def _workspace(home: Path | None, *, background: bool = False, **kw: Any) -> Any:
+def _workspace(home: Path | None, *, background: bool = False, replica: int = 0, **kw: Any) -> Any:
     """The workspace a command works on. Only ``serve`` does background work (resuming deployments); every
     other command may run beside a server on the same home, through the metastore's transactions and Delta's
     optimistic commits."""
     from ..core.settings import Settings
     from ..workspace import Workspace
 
-    return Workspace(Settings.from_env(home=home, **kw), background=background)
+    return Workspace(Settings.from_env(home=home, **kw), background=background, replica=replica)
 
 
 def _principal(ws: Any, user: str | None) -> Any:
@@ -64,7 +64,13 @@ def serve(home: Home = None,
           host: Annotated[str | None, typer.Option(help="Bind address [127.0.0.1]")] = None,
           port: Annotated[int | None, typer.Option(help="Port [8080]")] = None,
           metastore_url: Annotated[str | None, typer.Option(help="postgresql://... to share the metastore")] = None,
-          log_level: Annotated[str | None, typer.Option(help="debug|info|warning|error")] = None) -> None:
+          log_level: Annotated[str | None, typer.Option(help="debug|info|warning|error")] = None,
+          workers: Annotated[int, typer.Option(help="Server processes sharing the port (each keeps its own "
+                                                    "search structures; the first does background work)")] = 1,
+          join: Annotated[bool, typer.Option("--join", help="Add this server to the one already serving this home "
+                                                            "(on another port, e.g. behind a TCP balancer)")] = False,
+          socket_fd: Annotated[int | None, typer.Option(hidden=True, help="(--workers) the listening socket")] = None,
+          ) -> None:
     """Start the REST server (Databricks-compatible routes) for a workspace."""
     import uvicorn
 
@@ -74,23 +80,47 @@ def serve(home: Home = None,
 
     settings = _run(lambda: Settings.from_env(home=home, host=host, port=port, metastore_url=metastore_url,
                                               log_level=log_level))
-    lock = _run(lambda: HomeLock(Path(settings.home).resolve()).acquire(port=settings.port))  # for the process's life
-    ws = _run(lambda: _workspace(home, background=True, host=host, port=port, metastore_url=metastore_url,
-                                 log_level=log_level))
+    if workers < 1 or workers > 64:
+        _run(lambda: _fail("--workers must be from 1 to 64"))
+    if workers > 1:
+        from ._workers import serve_workers
+
+        raise typer.Exit(_run(lambda: serve_workers(settings, workers, join=join, metastore_url=metastore_url)))
+    lock = _run(lambda: HomeLock(Path(settings.home).resolve()).acquire(join=join, port=settings.port))
+    ws = _run(lambda: _workspace(home, background=lock.slot == 0, replica=lock.slot, host=host, port=port,
+                                 metastore_url=metastore_url, log_level=log_level))
     s = ws.settings
     if s.host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"Warning: binding {s.host} exposes this workspace to other machines.", err=True)
     host_for_urls = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host  # noqa: S104 - naming, not binding
-    ws.server_url = f"http://{host_for_urls}:{s.port}"  # where deployed models call back
-    lock.update(url=ws.server_url)
-    typer.echo(f"Brickyard workspace {ws.home} on http://{s.host}:{s.port} (workspace id {ws.workspace_id})",
+    sockets = None
+    if socket_fd is not None:  # one of several processes on one port: deployed models call back on a port of its own
+        import socket
+
+        private = socket.create_server(("127.0.0.1", 0))
+        sockets = [socket.socket(fileno=socket_fd), private]
+        ws.server_url = f"http://127.0.0.1:{private.getsockname()[1]}"
+    else:
+        ws.server_url = f"http://{host_for_urls}:{s.port}"  # where deployed models call back
+    lock.update(url=f"http://{host_for_urls}:{s.port}")
+    role = "primary" if lock.slot == 0 else f"joined as process {lock.slot}"
+    typer.echo(f"Brickyard workspace {ws.home} on http://{s.host}:{s.port} (workspace id {ws.workspace_id}, {role})",
                err=True)
     try:
-        uvicorn.run(create_app(ws), host=s.host, port=s.port, log_level=s.log_level, access_log=False,
-                    timeout_graceful_shutdown=5)
+        if sockets is None:
+            uvicorn.run(create_app(ws), host=s.host, port=s.port, log_level=s.log_level, access_log=False,
+                        timeout_graceful_shutdown=5)
+        else:
+            config = uvicorn.Config(create_app(ws), log_level=s.log_level, access_log=False,
+                                    timeout_graceful_shutdown=5)
+            uvicorn.Server(config).run(sockets=sockets)
     finally:
         ws.close()
         lock.release()
+
+
+def _fail(message: str) -> None:
+    raise InvalidParameterValue(message)
 
 
 @token_app.command("create")

@@ -1,12 +1,14 @@
-"""One server per workspace home: an OS file lock (``flock``) on ``<home>/server.lock``, held for the life of
-the ``brickyard serve`` process. The kernel drops it when the process ends, however it ends (kill -9
-included), so it never goes stale; the file's text (who holds it) is only for the message.
+"""Server processes of a workspace home, each holding an OS file lock (``flock``) for its life: the primary
+``<home>/server.lock`` (slot 0), and the ones that join it ``<home>/server-N.lock`` (slot N). The kernel drops
+a lock when its process ends, however it ends (kill -9 included), so none goes stale; the file's text (who
+holds it) is only for messages.
 
-Why one: a server keeps each vector index open in memory and writes its full-text index under a writer
-lock of its own, so two servers on one home would each apply the other's writes to nothing and fail
-theirs (tantivy's lock). Other processes may still open the home while a server runs: the CLI commands
-work through the metastore (SQLite's or PostgreSQL's transactions) and Delta's optimistic commits, and
-leave background work (resuming deployments) to the server.
+A plain second ``brickyard serve`` on a home is refused: usually a mistake. Joining is deliberate (``serve
+--join``, or the processes ``serve --workers N`` starts): every server process keeps its own in-memory search
+structures (under its slot), caught up from the shared row stores, metastore and Delta tables; the primary
+alone resumes background work (deployments left in progress, interrupted syncs, scheduled scorers). Other
+processes may open the home too: the CLI commands work through the metastore (SQLite's or PostgreSQL's
+transactions) and Delta's optimistic commits.
 """
 
 from __future__ import annotations
@@ -30,39 +32,64 @@ class HomeInUse(InvalidState):
     """Another server holds this home."""
 
 
+MAX_SLOTS = 64
+
+
+def _slot_file(slot: int) -> str:
+    return LOCK_NAME if slot == 0 else f"server-{slot}.lock"
+
+
 def _describe(info: dict[str, Any], home: Path) -> str:
     who = f"pid {info.get('pid', '?')}"
     if info.get("url"):
         who += f", {info['url']}"
     if info.get("started"):
         who += ", since " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(info["started"])))
-    return (f"another Brickyard server ({who}) is serving {home}; two servers on one home would break its "
-            "vector indexes. Stop that one first, or give this one another --home")
+    return (f"another Brickyard server ({who}) is serving {home}. Stop that one first, give this one another "
+            "--home, or add this process to it deliberately with --join")
 
 
 class HomeLock:
-    """The exclusive server lock of ``home``; :meth:`acquire` raises :class:`HomeInUse` if it is held."""
+    """A server process's slot lock of ``home``; :meth:`acquire` takes the primary slot (raising
+    :class:`HomeInUse` if it is held), or with ``join`` the first free slot after it."""
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
         self.path = self.home / LOCK_NAME
+        self.slot = 0
         self._fd: int | None = None
 
-    def acquire(self, **info: Any) -> HomeLock:
+    def acquire(self, *, join: bool = False, **info: Any) -> HomeLock:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        for attempt in range(10):  # holder() takes a shared lock for an instant: do not mistake it for a server
+        if join:
+            if holder(self.home) is None:
+                raise InvalidState(f"no server is serving {self.home} to join; start one without --join")
+            for slot in range(1, MAX_SLOTS):
+                fd = self._try(slot, attempts=1)
+                if fd is not None:
+                    return self._hold(fd, slot, info)
+            raise InvalidState(f"{MAX_SLOTS - 1} server processes already joined {self.home}")
+        fd = self._try(0, attempts=10)  # holder() takes a shared lock for an instant: do not mistake it for a server
+        if fd is None:
+            raise HomeInUse(_describe(holder(self.home) or {}, self.home))
+        return self._hold(fd, 0, info)
+
+    def _try(self, slot: int, *, attempts: int) -> int | None:
+        fd = os.open(self.home / _slot_file(slot), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        for attempt in range(attempts):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return fd
             except BlockingIOError:
-                if attempt == 9:
-                    os.close(fd)
-                    raise HomeInUse(_describe(holder(self.home) or {}, self.home)) from None
-                time.sleep(0.05)
+                if attempt < attempts - 1:
+                    time.sleep(0.05)
+        os.close(fd)
+        return None
+
+    def _hold(self, fd: int, slot: int, info: dict[str, Any]) -> HomeLock:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.time(), **info}).encode(), 0)
-        self._fd = fd
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": time.time(), "slot": slot, **info}).encode(), 0)
+        self._fd, self.slot, self.path = fd, slot, self.home / _slot_file(slot)
         return self
 
     def update(self, **info: Any) -> None:

@@ -157,9 +157,11 @@ class Registry:
             signature = meta.get("signature") if isinstance(meta, dict) else None
             if not isinstance(signature, dict) or not signature.get("inputs") or not signature.get("outputs"):
                 raise InvalidParameterValue(SIGNATURE_MESSAGE)
-            found = declared(meta)  # refuses declarations Brickyard cannot honour, with the reason
-            kept.update(found.raw)
-            kept["declared"] = [list(r) for r in found.resources]
+            kept.update({k: meta[k] for k in ("resources", "auth_policy") if meta.get(k)})
+            try:
+                kept["declared"] = [list(r) for r in declared(meta).resources]
+            except InvalidParameterValue:  # e.g. a Genie space: kept as logged; serving it is refused, with why
+                kept["declared"] = []
 
         row = self.catalog.change_model_version(p, full, version, status="READY", spec=kept, check=check,
                                                 action="finalizeModelVersion")
