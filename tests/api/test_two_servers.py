@@ -143,7 +143,7 @@ def test_serve_workers_runs_processes_on_one_port_and_restarts_them(tmp_path: Pa
     h = {"authorization": f"Bearer {token}"}
     with serve_process(home, env=_env(None), args=("--workers", "2")) as (url, master):
         pids = set()
-        for i in range(40):  # new connections land on either process
+        for _ in range(40):  # new connections land on either process
             r = httpx.get(f"{url}/api/2.0/preview/scim/v2/Me", headers=h)
             assert r.status_code == 200
         children = _children(master.pid)
