@@ -111,7 +111,10 @@ def test_two_servers_behind_a_balancer_share_limits_and_indexes(tmp_path: Path, 
             balancer([first, second]) as (front, counts):
         created = httpx.post(f"{front}/api/2.0/serving-endpoints", headers=h, json={
             "name": "chat", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]},
-            "ai_gateway": {"rate_limits": [{"key": "endpoint", "calls": 30, "renewal_period": "minute"}]}})
+            "ai_gateway": {"rate_limits": [{"key": "endpoint", "calls": 30, "renewal_period": "minute"}],
+                           "usage_tracking_config": {"enabled": True},
+                           "inference_table_config": {"enabled": True, "catalog_name": "main", "schema_name": "s",
+                                                      "table_name_prefix": "chat"}}})
         assert created.status_code == 200, created.text
         deadline = time.monotonic() + 60
         while httpx.get(f"{front}/api/2.0/serving-endpoints/chat", headers=h).json()["state"]["config_update"] \
@@ -127,6 +130,20 @@ def test_two_servers_behind_a_balancer_share_limits_and_indexes(tmp_path: Path, 
             statuses.append(r.status_code)
         assert statuses.count(200) == 30 and statuses.count(429) == 50, statuses
         assert min(counts) >= 40  # both servers answered
+
+        def count(sql: str) -> dict[str, int]:
+            r = httpx.post(f"{front}/api/2.0/sql/statements", headers=h, timeout=60,
+                           json={"statement": sql, "warehouse_id": "w", "wait_timeout": "30s"})
+            assert r.status_code == 200 and r.json()["status"]["state"] == "SUCCEEDED", r.text
+            return {str(k): int(v) for k, v in r.json()["result"]["data_array"]}
+
+        expected = {"200": 30, "429": 50}
+        deadline = time.monotonic() + 30  # each server writes its usage rows about once a second
+        while (seen := count("SELECT status_code, count(*) FROM system.serving.endpoint_usage"
+                             " GROUP BY status_code")) != expected:
+            assert time.monotonic() < deadline, seen  # every call counted once, by whichever server took it
+            time.sleep(0.5)
+        assert count("SELECT status_code, count(*) FROM main.s.chat_payload GROUP BY status_code")["200"] == 30
 
         assert 1 in _upsert_then_query(first, second, h, 1)  # written through one, read through the other
         assert 2 in _upsert_then_query(second, first, h, 2)

@@ -53,3 +53,39 @@ def test_every_process_sees_every_other_processes_writes(tmp_path: Path) -> None
     finally:
         second.close()
         first.close()
+
+
+def test_syncs_of_one_index_take_turns_across_processes(tmp_path: Path) -> None:
+    """Both processes sync the same Delta Sync index at once: one does the work, the other finds it done, and
+    both answer with every source row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = Settings(home=tmp_path / "home", access_log="off", monitor_interval_seconds=0)
+    first = Workspace(settings, background=True, replica=0)
+    second = Workspace(settings, background=False, replica=1)
+    try:
+        admin = first.ensure_user("admin@example.com", admin=True)
+        first.catalog.create(admin, "schema", "main.s")
+        first.vectorsearch.create_endpoint(admin, {"name": "ep"})
+        first.tables.create(admin, "main.s.src", columns=[{"name": "id", "type_text": "bigint"},
+                                                         {"name": "v", "type_text": "array<float>"}])
+        first.tables.write(admin, "main.s.src", [{"id": 0, "v": [1.0, 0.0]}])
+        first.vectorsearch.create_index(admin, {
+            "name": "main.s.idx", "primary_key": "id", "index_type": "DELTA_SYNC",
+            "delta_sync_index_spec": {"source_table": "main.s.src", "pipeline_type": "TRIGGERED",
+                                      "embedding_vector_columns": [{"name": "v", "embedding_dimension": 2}]}},
+            endpoint="ep")
+        first.vectorsearch.sync_now("main.s.idx")
+        first.tables.write(admin, "main.s.src", [{"id": i, "v": [1.0, i / 100]} for i in range(1, 60)])
+        with ThreadPoolExecutor(2) as pool:
+            done = list(pool.map(lambda ws: ws.vectorsearch.sync_now("main.s.idx"), [first, second]))
+        assert sorted(d["mode"] for d in done) in (["incremental", "none"], ["full", "none"]), done
+        other = second.principal("admin@example.com")
+        assert len(_ids(first, admin, [1.0, 0.0])) == 10
+        for ws, p in ((first, admin), (second, other)):
+            found = ws.vectorsearch.query(p, "main.s.idx", {"columns": ["id"], "num_results": 100,
+                                                            "query_vector": [1.0, 0.0]})
+            assert found["result"]["row_count"] == 60
+    finally:
+        second.close()
+        first.close()
