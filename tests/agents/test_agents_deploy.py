@@ -105,6 +105,11 @@ def test_deploy_query_redeploy_list_and_delete(env: dict[str, Any], capsys: pyte
     routes = {r["served_entity_name"]: r["traffic_percentage"] for r in shown["config"]["traffic_config"]["routes"]}
     assert routes == {"main-agents-echo_2": 100, "main-agents-echo_1": 0}
     assert client.responses.create(model=second.endpoint_name, input="again").output_text == "v2: again"
+    chat = client.chat.completions.create(model=second.endpoint_name, messages=[{"role": "user", "content": "chat"}])
+    assert chat.choices[0].message.content == "v2: chat"  # Chat Completions clients reach the agent too
+    streamed = client.chat.completions.create(model=second.endpoint_name, stream=True,
+                                              messages=[{"role": "user", "content": "streamed"}])
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == "v2: streamed"
     old = httpx.post(first.query_endpoint, headers=env["h"], json={"input": [{"role": "user", "content": "old"}]},
                      timeout=120)
     assert old.status_code == 200 and old.json()["output"][0]["content"][0]["text"] == "v1: old"  # 0% still answers

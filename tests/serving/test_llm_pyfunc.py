@@ -1,5 +1,5 @@
-"""Registered pyfunc models whose task is completions or embeddings answer on the OpenAI routes too, with the
-OpenAI client, the SDK and MLflow's deployments client; their OpenAI-shaped bodies go through MLflow's own
+"""Registered pyfunc models whose task is chat, completions or embeddings answer on the OpenAI routes too, with the
+OpenAI client, the SDK and MLflow's deployments client; completions and embeddings bodies go through MLflow's own
 scoring parser (the model's signature applies)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from brickyard.workspace import Workspace
 from tests.conftest import serve
 
 pytest.importorskip("mlflow.pyfunc", reason="needs mlflow (the agents extra)")
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")  # ChatModel is deprecated, still served
 
 EMBEDDER = '''
 import mlflow
@@ -54,6 +54,22 @@ mlflow.models.set_model(Shout())
 '''
 
 
+CHATTER = '''
+import mlflow
+from mlflow.types.llm import ChatChoice, ChatCompletionResponse, ChatMessage
+
+
+class Parrot(mlflow.pyfunc.ChatModel):
+    def predict(self, context, messages, params):
+        said = messages[-1].content
+        return ChatCompletionResponse(choices=[ChatChoice(index=0, message=ChatMessage(role="assistant",
+                                                                                       content=f"parrot: {said}"))])
+
+
+mlflow.models.set_model(Parrot())
+'''
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     import mlflow
@@ -71,15 +87,17 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             mlflow.set_experiment("/Users/alice@example.com/llm-pyfunc")
             for name, code, task, example in (
                     ("lengths", EMBEDDER, "llm/v1/embeddings", {"input": ["two words", "x"]}),
-                    ("shout", COMPLETER, "llm/v1/completions", {"prompt": "hello"})):
+                    ("shout", COMPLETER, "llm/v1/completions", {"prompt": "hello"}),
+                    ("parrot", CHATTER, None, None)):
                 (tmp / f"{name}.py").write_text(code)
                 with mlflow.start_run():
                     info = mlflow.pyfunc.log_model(name=name, python_model=str(tmp / f"{name}.py"),
-                                                   metadata={"task": task}, input_example=example)
+                                                   **({"metadata": {"task": task}, "input_example": example}
+                                                      if task else {}))
                 mlflow.register_model(info.model_uri, f"main.default.{name}")
                 ws.serving.create(p, {"name": name, "config": {"served_entities": [
                     {"entity_name": f"main.default.{name}", "entity_version": "1"}]}})
-            for name in ("lengths", "shout"):
+            for name in ("lengths", "shout", "parrot"):
                 for _ in range(6000):
                     if ws.serving.get(p, name)["state"]["config_update"] != "IN_PROGRESS":
                         break
@@ -118,3 +136,11 @@ def test_a_completions_model_on_the_openai_route(env: dict[str, Any]) -> None:
     assert rest.status_code == 200 and rest.json()["choices"][0]["text"] == "REST", rest.text
     assert get_deploy_client("databricks").predict(endpoint="shout", inputs={"prompt": "mlflow"})[
         "choices"][0]["text"] == "MLFLOW"
+
+
+def test_a_chat_model_on_the_openai_route(env: dict[str, Any]) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=env["url"] + "/serving-endpoints", api_key=env["token"])
+    answer = client.chat.completions.create(model="parrot", messages=[{"role": "user", "content": "polly"}])
+    assert answer.choices[0].message.content == "parrot: polly"

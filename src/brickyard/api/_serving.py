@@ -154,7 +154,19 @@ def register(api: Api, ws: Any) -> None:
 
     @api.route("POST", "/serving-endpoints/chat/completions", policy="authenticated")
     async def chat_completions(req: Req) -> Response:
-        return await run(req, model_name(req), "chat")
+        name = model_name(req)
+        if serving.task_of(req.user, name) == "agent/v1/responses":  # a ResponsesAgent takes the chat as its input
+            from ..serving._responses import agent_chat_chunks, agent_to_chat
+
+            body = req.body or {}
+            request = {k: v for k, v in body.items() if k not in ("model", "messages")}
+            request["input"] = body.get("messages")
+            inv = await ws.gateway.acall(req.user, name, request, route="responses")
+            if inv.stream:
+                return StreamingResponse(_sse(agent_chat_chunks(inv.result, name)), media_type="text/event-stream",
+                                         headers=_headers(inv))
+            return JSON(agent_to_chat(inv.result, name), headers=_headers(inv))
+        return await run(req, name, "chat")
 
     @api.route("POST", "/serving-endpoints/completions", policy="authenticated")
     async def completions(req: Req) -> Response:

@@ -201,3 +201,48 @@ def agent_stream_events(events: Iterator[dict[str, Any]], model: str) -> Iterato
     if custom:
         final["custom_outputs"] = custom
     yield event("response.completed", response=final)
+
+
+def _message_text(item: dict[str, Any]) -> str:
+    return "".join(str(c.get("text", "")) for c in item.get("content") or []
+                   if isinstance(c, dict) and c.get("type") == "output_text")
+
+
+def agent_to_chat(result: dict[str, Any], model: str) -> dict[str, Any]:
+    """A ``ResponsesAgentResponse`` as a chat completion (the text of its messages; tool calls it ran are its own
+    business), for a Chat Completions client of an agent endpoint."""
+    text = "".join(_message_text(i) for i in result.get("output") or []
+                   if isinstance(i, dict) and i.get("type") == "message")
+    out: dict[str, Any] = {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "object": "chat.completion",
+                           "created": int(time.time()), "model": model,
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": text}}],
+                           "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}}
+    for key in ("custom_outputs", "databricks_output"):
+        if result.get(key) is not None:
+            out[key] = result[key]
+    return out
+
+
+def agent_chat_chunks(events: Iterator[dict[str, Any]], model: str) -> Iterator[dict[str, Any]]:
+    """An agent's stream events as chat completion chunks: text deltas as they come (or a finished message's text
+    when the agent streamed none), then the closing chunk."""
+    cid, created, streamed = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time()), False
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    yield chunk({"role": "assistant", "content": ""})
+    for raw in events:
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if kind == "response.output_text.delta" and raw.get("delta"):
+            streamed = True
+            yield chunk({"content": str(raw["delta"])})
+        elif kind == "response.output_item.done" and not streamed and isinstance(raw.get("item"), dict) \
+                and raw["item"].get("type") == "message":
+            yield chunk({"content": _message_text(raw["item"])})
+        elif kind == "error":
+            yield chunk({"content": f"[the agent failed: {(raw.get('error') or {}).get('message', 'error')}]"}, "stop")
+            return
+    yield chunk({}, "stop")
