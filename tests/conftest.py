@@ -270,3 +270,30 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+@contextlib.contextmanager
+def mlflow_against(url: str, token: str, experiment: str) -> Iterator[None]:
+    """mlflow (tracking and the Unity Catalog registry) and the SDK's default credentials pointed at a test server
+    the way a user points them (``DATABRICKS_HOST`` / ``DATABRICKS_TOKEN``), restored when the block ends."""
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN")}
+    os.environ.update(DATABRICKS_HOST=url, DATABRICKS_TOKEN=token)
+    try:
+        mlflow.set_tracking_uri("databricks")
+        mlflow.set_registry_uri("databricks-uc")
+        mlflow.set_experiment(experiment)
+        yield
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+def wait_deployed(ws: Workspace, p: Any, name: str, seconds: float = 120) -> dict[str, Any]:
+    """The endpoint once its config update has finished (NOT_UPDATING or UPDATE_FAILED)."""
+    deadline = time.monotonic() + seconds
+    while (shown := ws.serving.get(p, name))["state"]["config_update"] == "IN_PROGRESS":
+        assert time.monotonic() < deadline, f"{name} is still deploying: {shown['state']}"
+        time.sleep(0.02)
+    return shown

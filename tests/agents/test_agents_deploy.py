@@ -5,7 +5,6 @@ lineage runs from the model version to the endpoint."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import pytest
 
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
-from tests.conftest import serve
+from tests.conftest import mlflow_against, serve
 
 pytest.importorskip("databricks.agents", reason="needs databricks-agents (the agents extra)")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning",
@@ -50,23 +49,15 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     token = ws.create_token("alice@example.com", admin=True)
     root = ws.principal("alice@example.com")
     ws.catalog.create(root, "schema", "main.agents")
-    with serve(ws) as url:
-        saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN")}
-        os.environ.update(DATABRICKS_HOST=url, DATABRICKS_TOKEN=token)
-        try:
-            mlflow.set_tracking_uri("databricks")
-            mlflow.set_registry_uri("databricks-uc")
-            experiment = mlflow.set_experiment("/Users/alice@example.com/echo-agent")
-            for version in ("v1", "v2"):
-                (tmp / f"echo_{version}.py").write_text(ECHO.format(version=version))
-                with mlflow.start_run():
-                    info = mlflow.pyfunc.log_model(name="echo", python_model=str(tmp / f"echo_{version}.py"))
-                mlflow.register_model(info.model_uri, MODEL)
-            yield {"ws": ws, "url": url, "token": token, "experiment": experiment.experiment_id,
-                   "h": {"authorization": f"Bearer {token}"}}
-        finally:
-            for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with serve(ws) as url, mlflow_against(url, token, "/Users/alice@example.com/echo-agent"):
+        experiment = mlflow.get_experiment_by_name("/Users/alice@example.com/echo-agent")
+        for version in ("v1", "v2"):
+            (tmp / f"echo_{version}.py").write_text(ECHO.format(version=version))
+            with mlflow.start_run():
+                info = mlflow.pyfunc.log_model(name="echo", python_model=str(tmp / f"echo_{version}.py"))
+            mlflow.register_model(info.model_uri, MODEL)
+        yield {"ws": ws, "url": url, "token": token, "experiment": experiment.experiment_id,
+               "h": {"authorization": f"Bearer {token}"}}
     ws.close()
 
 

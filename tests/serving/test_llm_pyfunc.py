@@ -4,8 +4,6 @@ scoring parser (the model's signature applies)."""
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +12,7 @@ import pytest
 
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
-from tests.conftest import serve
+from tests.conftest import mlflow_against, serve, wait_deployed
 
 pytest.importorskip("mlflow.pyfunc", reason="needs mlflow (the agents extra)")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")  # ChatModel is deprecated, still served
@@ -78,35 +76,22 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ws = Workspace(Settings(home=tmp / "home", access_log="off", monitor_interval_seconds=0))
     token = ws.create_token("alice@example.com", admin=True)
     p = ws.principal("alice@example.com")
-    with serve(ws) as url:
-        saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN")}
-        os.environ.update(DATABRICKS_HOST=url, DATABRICKS_TOKEN=token)
-        try:
-            mlflow.set_tracking_uri("databricks")
-            mlflow.set_registry_uri("databricks-uc")
-            mlflow.set_experiment("/Users/alice@example.com/llm-pyfunc")
-            for name, code, task, example in (
-                    ("lengths", EMBEDDER, "llm/v1/embeddings", {"input": ["two words", "x"]}),
-                    ("shout", COMPLETER, "llm/v1/completions", {"prompt": "hello"}),
-                    ("parrot", CHATTER, None, None)):
-                (tmp / f"{name}.py").write_text(code)
-                with mlflow.start_run():
-                    info = mlflow.pyfunc.log_model(name=name, python_model=str(tmp / f"{name}.py"),
-                                                   **({"metadata": {"task": task}, "input_example": example}
-                                                      if task else {}))
-                mlflow.register_model(info.model_uri, f"main.default.{name}")
-                ws.serving.create(p, {"name": name, "config": {"served_entities": [
-                    {"entity_name": f"main.default.{name}", "entity_version": "1"}]}})
-            for name in ("lengths", "shout", "parrot"):
-                for _ in range(6000):
-                    if ws.serving.get(p, name)["state"]["config_update"] != "IN_PROGRESS":
-                        break
-                    time.sleep(0.02)
-                assert ws.serving.get(p, name)["state"]["ready"] == "READY", ws.serving.get(p, name)["state"]
-            yield {"url": url, "token": token}
-        finally:
-            for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with serve(ws) as url, mlflow_against(url, token, "/Users/alice@example.com/llm-pyfunc"):
+        for name, code, task, example in (
+                ("lengths", EMBEDDER, "llm/v1/embeddings", {"input": ["two words", "x"]}),
+                ("shout", COMPLETER, "llm/v1/completions", {"prompt": "hello"}),
+                ("parrot", CHATTER, None, None)):
+            (tmp / f"{name}.py").write_text(code)
+            with mlflow.start_run():
+                info = mlflow.pyfunc.log_model(name=name, python_model=str(tmp / f"{name}.py"),
+                                               **({"metadata": {"task": task}, "input_example": example}
+                                                  if task else {}))
+            mlflow.register_model(info.model_uri, f"main.default.{name}")
+            ws.serving.create(p, {"name": name, "config": {"served_entities": [
+                {"entity_name": f"main.default.{name}", "entity_version": "1"}]}})
+        for name in ("lengths", "shout", "parrot"):
+            assert wait_deployed(ws, p, name)["state"]["ready"] == "READY"
+        yield {"url": url, "token": token}
     ws.close()
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
-from tests.conftest import serve
+from tests.conftest import mlflow_against, serve
 
 pytest.importorskip("mlflow.pyfunc", reason="needs mlflow (the agents extra)")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # mlflow's advice on input examples
@@ -77,23 +77,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ws = Workspace(Settings(home=tmp / "home", access_log="off", monitor_interval_seconds=0, serving_queue_size=1,
                             model_timeout_seconds=4, scale_to_zero_seconds=1))
     token = ws.create_token("alice@example.com", admin=True)
-    with serve(ws) as url:
-        saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN")}
-        os.environ.update(DATABRICKS_HOST=url, DATABRICKS_TOKEN=token)
-        try:
-            mlflow.set_tracking_uri("databricks")
-            mlflow.set_registry_uri("databricks-uc")
-            mlflow.set_experiment("/Users/alice@example.com/workers")
-            for name, code in (("faulty", MODEL), ("broken", BROKEN)):
-                (tmp / f"{name}.py").write_text(code)
-                with mlflow.start_run():
-                    info = mlflow.pyfunc.log_model(name=name, python_model=str(tmp / f"{name}.py"),
-                                                   signature=infer_signature(pd.DataFrame({"text": ["a"]}), ["A"]))
-                mlflow.register_model(info.model_uri, f"main.default.{name}")
-            yield {"ws": ws, "url": url, "token": token, "h": {"authorization": f"Bearer {token}"}}
-        finally:
-            for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with serve(ws) as url, mlflow_against(url, token, "/Users/alice@example.com/workers"):
+        for name, code in (("faulty", MODEL), ("broken", BROKEN)):
+            (tmp / f"{name}.py").write_text(code)
+            with mlflow.start_run():
+                info = mlflow.pyfunc.log_model(name=name, python_model=str(tmp / f"{name}.py"),
+                                               signature=infer_signature(pd.DataFrame({"text": ["a"]}), ["A"]))
+            mlflow.register_model(info.model_uri, f"main.default.{name}")
+        yield {"ws": ws, "url": url, "token": token, "h": {"authorization": f"Bearer {token}"}}
     ws.close()
 
 

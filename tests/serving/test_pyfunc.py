@@ -6,8 +6,6 @@ column."""
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +14,7 @@ import pytest
 
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
-from tests.conftest import serve
+from tests.conftest import mlflow_against, serve, wait_deployed
 
 pytest.importorskip("mlflow.pyfunc", reason="needs mlflow (the agents extra)")
 
@@ -45,30 +43,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     ws = Workspace(Settings(home=tmp / "home", access_log="off", monitor_interval_seconds=0))
     token = ws.create_token("alice@example.com", admin=True)
     p = ws.principal("alice@example.com")
-    with serve(ws) as url:
-        saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN")}
-        os.environ.update(DATABRICKS_HOST=url, DATABRICKS_TOKEN=token)
-        try:
-            mlflow.set_tracking_uri("databricks")
-            mlflow.set_registry_uri("databricks-uc")
-            mlflow.set_experiment("/Users/alice@example.com/upper")
-            (tmp / "upper.py").write_text(MODEL)
-            signature = infer_signature(pd.DataFrame({"text": ["a"]}), ["A"], params={"suffix": ""})
-            with mlflow.start_run():
-                info = mlflow.pyfunc.log_model(name="upper", python_model=str(tmp / "upper.py"), signature=signature,
-                                               input_example=pd.DataFrame({"text": ["a"]}))
-            mlflow.register_model(info.model_uri, "main.default.upper")
-            ws.serving.create(p, {"name": "upper", "config": {"served_entities": [
-                {"entity_name": "main.default.upper", "entity_version": "1"}]}})
-            for _ in range(3000):
-                if ws.serving.get(p, "upper")["state"]["config_update"] == "NOT_UPDATING":
-                    break
-                time.sleep(0.01)
-            assert ws.serving.get(p, "upper")["state"]["ready"] == "READY", ws.serving.get(p, "upper")["state"]
-            yield {"ws": ws, "url": url, "token": token}
-        finally:
-            for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with serve(ws) as url, mlflow_against(url, token, "/Users/alice@example.com/upper"):
+        (tmp / "upper.py").write_text(MODEL)
+        signature = infer_signature(pd.DataFrame({"text": ["a"]}), ["A"], params={"suffix": ""})
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(name="upper", python_model=str(tmp / "upper.py"), signature=signature,
+                                           input_example=pd.DataFrame({"text": ["a"]}))
+        mlflow.register_model(info.model_uri, "main.default.upper")
+        ws.serving.create(p, {"name": "upper", "config": {"served_entities": [
+            {"entity_name": "main.default.upper", "entity_version": "1"}]}})
+        assert wait_deployed(ws, p, "upper")["state"]["ready"] == "READY"
+        yield {"ws": ws, "url": url, "token": token}
     ws.close()
 
 

@@ -6,7 +6,6 @@ what it declared, deploying it needs access to every declared resource, and line
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from brickyard.core.errors import Unauthenticated
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
-from tests.conftest import serve
+from tests.conftest import mlflow_against, serve
 
 pytest.importorskip("mlflow.pyfunc", reason="needs mlflow (the agents extra)")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -89,32 +88,23 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             endpoint="vs")
         ws.vectorsearch.upsert(root, index, [{"id": 1, "v": [1.0, 0.0]}])
         ws.catalog.update_grants(root, "table", index, [{"principal": "alice@example.com", "add": ["SELECT"]}])
-    with serve(ws) as url:
-        saved = {k: os.environ.get(k) for k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN")}
-        os.environ.update(DATABRICKS_HOST=url, DATABRICKS_TOKEN=tokens["alice"])
-        try:
-            mlflow.set_tracking_uri("databricks")
-            mlflow.set_registry_uri("databricks-uc")
-            mlflow.set_experiment("/Users/alice@example.com/probe")
-            (tmp / "probe.py").write_text(PROBE)
-            signature = infer_signature(pd.DataFrame({"text": ["a"]}), ["A"])
-            docs = [DatabricksVectorSearchIndex(index_name="main.rag.docs")]
-            declared = {"probe": {"resources": docs},
-                        "probe_user": {"auth_policy": AuthPolicy(
-                            system_auth_policy=SystemAuthPolicy(resources=docs),
-                            user_auth_policy=UserAuthPolicy(api_scopes=["vectorsearch.vector-search-indexes"]))}}
-            for name, how in declared.items():
-                with mlflow.start_run():
-                    info = mlflow.pyfunc.log_model(name=name, python_model=str(tmp / "probe.py"), signature=signature,
-                                                   **how)
-                mlflow.register_model(info.model_uri, f"main.models.{name}")
-            for name in declared:
-                ws.catalog.update_grants(root, "registered_model", f"main.models.{name}",
-                                         [{"principal": "carol@example.com", "add": ["EXECUTE"]}])
-            yield {"ws": ws, "url": url, "tokens": tokens}
-        finally:
-            for k, v in saved.items():
-                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    with serve(ws) as url, mlflow_against(url, tokens["alice"], "/Users/alice@example.com/probe"):
+        (tmp / "probe.py").write_text(PROBE)
+        signature = infer_signature(pd.DataFrame({"text": ["a"]}), ["A"])
+        docs = [DatabricksVectorSearchIndex(index_name="main.rag.docs")]
+        declared = {"probe": {"resources": docs},
+                    "probe_user": {"auth_policy": AuthPolicy(
+                        system_auth_policy=SystemAuthPolicy(resources=docs),
+                        user_auth_policy=UserAuthPolicy(api_scopes=["vectorsearch.vector-search-indexes"]))}}
+        for name, how in declared.items():
+            with mlflow.start_run():
+                info = mlflow.pyfunc.log_model(name=name, python_model=str(tmp / "probe.py"), signature=signature,
+                                               **how)
+            mlflow.register_model(info.model_uri, f"main.models.{name}")
+        for name in declared:
+            ws.catalog.update_grants(root, "registered_model", f"main.models.{name}",
+                                     [{"principal": "carol@example.com", "add": ["EXECUTE"]}])
+        yield {"ws": ws, "url": url, "tokens": tokens}
     ws.close()
 
 
