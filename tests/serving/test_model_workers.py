@@ -243,3 +243,17 @@ def _until(check: Any, seconds: float = 10) -> None:
     while not check():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.01)
+
+
+def test_a_server_process_warms_its_endpoints_when_it_starts(env: dict[str, Any]) -> None:
+    """What a restarted server, or a process joining the home, does before its first request: the workers of
+    live endpoints start (scale-to-zero ones excepted)."""
+    endpoint = _create(env, "rewarmed")
+    ws = env["ws"]
+    ws.serving.agents.retire(endpoint["id"])  # as a fresh process: no pools yet
+    assert ws.serving.agents.pools_of(endpoint["id"]) == []
+    ws.serving.warm_all()
+    [pool] = ws.serving.agents.pools_of(endpoint["id"])
+    assert pool.workers[0].alive
+    answer = _ask(env, "rewarmed", "warm")
+    assert answer.status_code == 200 and "x-brickyard-cold-start" not in answer.headers

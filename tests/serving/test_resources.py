@@ -187,3 +187,24 @@ def test_a_user_policy_model_also_acts_as_its_caller(env: dict[str, Any]) -> Non
     assert as_bob[1].startswith("denied:PermissionDenied"), as_bob  # bob's own grants
     assert as_bob[2] == "ok:1"  # the system credential, scoped to the declared index
     assert _ask(env, "probe-user", "alice", "user-query:main.rag.docs") == ["ok:1"]
+
+
+def test_the_system_credential_is_replaced_and_old_ones_expire(env: dict[str, Any]) -> None:
+    from brickyard.serving._agents import CREDENTIAL_SECONDS
+
+    endpoint = _serve(env, "probe-rotating", "main.models.probe").json()
+    host = env["ws"].serving.agents
+    [key] = [k for k in host._credentials if k[0] == endpoint["id"]]
+    credential = host._credentials[key]
+    first = credential.tokens[-1][0]
+    now = credential.tokens[-1][1]
+    host._rotate(credential, now + CREDENTIAL_SECONDS)
+    second = credential.tokens[-1][0]
+    written = json.loads((credential.directory / "model-dependencies-oauth-token").read_text())
+    assert written["OAUTH_TOKEN"][0]["oauthTokenValue"] == second != first
+    assert env["ws"].identity.authenticate(first).name == "alice@example.com"  # still valid for a while
+    assert _ask(env, "probe-rotating", "bob", "query:main.rag.docs") == ["ok:1"]  # the model reads the new one
+    host._rotate(credential, now + 2 * CREDENTIAL_SECONDS)
+    with pytest.raises(Unauthenticated):
+        env["ws"].identity.authenticate(first)  # replaced a full period ago: revoked
+    assert env["ws"].identity.authenticate(second).scope == frozenset({"table:main.rag.docs"})

@@ -103,6 +103,9 @@ def serve(home: Home = None,
     else:
         ws.server_url = f"http://{host_for_urls}:{s.port}"  # where deployed models call back
     lock.update(url=f"http://{host_for_urls}:{s.port}")
+    import threading
+
+    threading.Thread(target=_warm_when_up, args=(ws, ws.server_url), daemon=True, name="warm-endpoints").start()
     role = "primary" if lock.slot == 0 else f"joined as process {lock.slot}"
     typer.echo(f"Brickyard workspace {ws.home} on http://{s.host}:{s.port} (workspace id {ws.workspace_id}, {role})",
                err=True)
@@ -117,6 +120,22 @@ def serve(home: Home = None,
     finally:
         ws.close()
         lock.release()
+
+
+def _warm_when_up(ws: Any, url: str) -> None:
+    """Once this server answers, start the workers of the endpoints it serves (models may call back at load)."""
+    import socket
+    import time
+
+    host, _, port = url.removeprefix("http://").rpartition(":")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    ws.serving.warm_all()
 
 
 def _fail(message: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -38,6 +39,8 @@ from ._dataplane import DataPlane
 from ._gguf import check_entity as check_gguf_entity
 from ._gguf import is_gguf_entity
 from ._workers import check_scale
+
+log = logging.getLogger(__name__)
 
 
 def _invalidates(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -430,6 +433,28 @@ class Serving(DataPlane):
         with self.db.tx(write=False) as tx:
             row = tx.one("SELECT * FROM serving_endpoints WHERE name = ?", (name,))
             return row is not None and self._level(tx, p, row) >= LEVELS["CAN_VIEW"]
+
+    def warm_all(self) -> None:
+        """Start the workers (and load the GGUF models) of every live endpoint in this process, so that a server
+        that restarted, or another process joining the home, answers its first requests warm. Failures are
+        logged: the endpoint's requests then say why."""
+        with self.db.tx(write=False) as tx:
+            rows = tx.all("SELECT * FROM serving_endpoints WHERE config_version > 0")
+        for row in rows:
+            config = self.config_of(row)
+            taking = {r["served_entity_name"] for r in config["traffic_config"]["routes"]
+                      if r["traffic_percentage"] > 0}
+            for ent in config["served_entities"]:
+                if ent["name"] not in taking or "external_model" in ent or ent.get("scale_to_zero_enabled"):
+                    continue
+                try:
+                    if is_gguf_entity(ent["entity_name"]):
+                        self._local_model(ent)
+                    elif ent.get("entity_version") is not None and ent["entity_name"] not in LOCAL_MODELS \
+                            and self.agents is not None and self.agents.server_url():
+                        self._pool_for(row, ent).start()
+                except Exception:  # noqa: BLE001 - reported on the endpoint's requests
+                    log.warning("endpoint %s: %s did not start", row["name"], ent["name"], exc_info=True)
 
     def _warm(self, row: Row, config: dict[str, Any]) -> None:
         """Start the worker processes of the registered model versions a new config serves, so a model that
