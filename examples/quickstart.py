@@ -292,17 +292,29 @@ def agent_demo(admin: WorkspaceClient, host: str, token: str) -> None:
     code.parent.mkdir(parents=True, exist_ok=True)
     code.write_text(AGENT_CODE)
     warnings.filterwarnings("ignore", category=UserWarning)
+    from mlflow.models.resources import (
+        DatabricksFunction,
+        DatabricksServingEndpoint,
+        DatabricksVectorSearchIndex,
+    )
+
+    resources = [DatabricksServingEndpoint(endpoint_name="databricks-meta-llama-3-3-70b-instruct"),
+                 DatabricksVectorSearchIndex(index_name="demo.docs.chunks_index"),
+                 DatabricksFunction(function_name="demo.docs.word_count")]
     with mlflow.start_run(run_name="docs-agent"):
-        info = mlflow.pyfunc.log_model(name="agent", python_model=str(code))
+        info = mlflow.pyfunc.log_model(name="agent", python_model=str(code), resources=resources)
     version = mlflow.register_model(info.model_uri, "demo.docs.docs_agent")
     print(f"logged model {info.model_id} in experiment {experiment.experiment_id}; "
-          f"registered demo.docs.docs_agent version {version.version} ({version.status})")
+          f"registered demo.docs.docs_agent version {version.version} ({version.status}), declaring "
+          f"{', '.join(r.name for r in resources)}")
 
-    step("Deploy version 1 behind a serving endpoint (w.serving_endpoints.create)")
-    admin.serving_endpoints.create_and_wait(name="docs-agent", config=EndpointCoreConfigInput(
-        name="docs-agent", served_entities=[ServedEntityInput(entity_name="demo.docs.docs_agent",
-                                                              entity_version=version.version)]))
-    print("endpoint docs-agent is READY; the agent runs in its own process, as whoever calls it")
+    step("Deploy it the Databricks way (databricks.agents.deploy)")
+    from databricks import agents
+
+    deployment = agents.deploy("demo.docs.docs_agent", version.version, endpoint_name="docs-agent")
+    admin.serving_endpoints.wait_get_serving_endpoint_not_updating("docs-agent")
+    print("endpoint docs-agent is READY; the agent acts through a credential scoped to what it declared")
+    print("query URL:", deployment.query_endpoint)
 
     client = OpenAI(base_url=f"{host}/serving-endpoints", api_key=token)
     for question in ("Search the docs for rate limits.", "How many words are in 'Brickyard runs fully offline'?"):
