@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from brickyard.core.homelock import holder
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
 from tests.conftest import _free_port, serve_process
@@ -167,11 +168,14 @@ def test_serve_workers_runs_processes_on_one_port_and_restarts_them(tmp_path: Pa
         assert len(children) == 2, children
         for i in range(10, 20):
             assert i in _upsert_then_query(url, url, h, i)  # whichever process answers sees every write
-        os.kill(children[1], signal.SIGKILL)
+        primary = holder(home)
+        assert primary is not None and primary["pid"] in children
+        os.kill(primary["pid"], signal.SIGKILL)  # the primary, which does the background work
         deadline = time.monotonic() + 60
-        while len(set(_children(master.pid)) - {children[1]}) < 2:  # started again
-            assert time.monotonic() < deadline, _children(master.pid)
+        while len(set(_children(master.pid)) - {primary["pid"]}) < 2 or holder(home) is None:
+            assert time.monotonic() < deadline, _children(master.pid)  # started again, and slot 0 taken again
             time.sleep(0.1)
+        assert holder(home)["pid"] != primary["pid"]
         ok = 0
         for _ in range(20):
             try:

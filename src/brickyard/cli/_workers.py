@@ -79,7 +79,7 @@ def serve_workers(settings: Any, workers: int, *, join: bool, metastore_url: str
                     break
                 typer.echo(f"Brickyard: server process {i} exited (code {proc.returncode}); starting it again",
                            err=True)
-                procs[i] = spawn(i == 0 and holder(home) is None)
+                procs[i] = spawn(False)  # joining: it takes the first free slot, the primary's if that one died
     finally:
         for proc in procs:
             if proc.poll() is None:

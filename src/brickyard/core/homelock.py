@@ -51,7 +51,7 @@ def _describe(info: dict[str, Any], home: Path) -> str:
 
 class HomeLock:
     """A server process's slot lock of ``home``; :meth:`acquire` takes the primary slot (raising
-    :class:`HomeInUse` if it is held), or with ``join`` the first free slot after it."""
+    :class:`HomeInUse` if it is held), or with ``join`` the first free slot (the primary's if it is free)."""
 
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
@@ -61,10 +61,8 @@ class HomeLock:
 
     def acquire(self, *, join: bool = False, **info: Any) -> HomeLock:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if join:
-            if holder(self.home) is None:
-                raise InvalidState(f"no server is serving {self.home} to join; start one without --join")
-            for slot in range(1, MAX_SLOTS):
+        if join:  # the first free slot: the primary's too, if its process has gone (it then takes over)
+            for slot in range(MAX_SLOTS):
                 fd = self._try(slot, attempts=1)
                 if fd is not None:
                     return self._hold(fd, slot, info)
