@@ -56,7 +56,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ws.volumes.create(root, "main.llm.weights")
     ws.catalog.update_grants(root, "catalog", "main", [{"principal": "alice@example.com", "add": ["USE_CATALOG"]}])
     ws.catalog.update_grants(root, "schema", "main.llm", [{"principal": "alice@example.com",
-                                                           "add": ["USE_SCHEMA", "READ_VOLUME"]}])
+                                                           "add": ["USE_SCHEMA", "READ_VOLUME", "CREATE_MODEL"]}])
     base = default_gguf()
     with base.open("rb") as f:
         ws.volumes.upload(root, f"{WEIGHTS}/smollm2.gguf", f)
@@ -130,3 +130,25 @@ def test_files_are_governed_and_checked(env: dict[str, Any]) -> None:
         "threads": 1, "lora_adapters": [{"path": f"{WEIGHTS}/smollm2.gguf"}]}})  # a model, not an adapter
     state = wrong_adapter.json()["state"]
     assert state["config_update"] == "UPDATE_FAILED" and "could not load" in state["message"], state
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_gguf_logged_as_a_model_is_registered_and_served(env: dict[str, Any]) -> None:
+    """A fine-tuned or merged model as a Unity Catalog version: logged with brickyard.models.gguf_model, registered,
+    served on llama.cpp in the server (no worker process), answering exactly as the file does."""
+    import mlflow
+
+    from brickyard.models import gguf_model
+    from brickyard.models._llamacpp import LlamaCppChat
+    from tests.conftest import mlflow_against
+
+    with mlflow_against(env["url"], env["tokens"]["alice"], "/Users/alice@example.com/gguf"):
+        with mlflow.start_run():
+            gguf_model.log_model(env["base"], name="llm", registered_model_name="main.llm.smol")
+    shown = _create(env, "smol", {"entity_name": "main.llm.smol", "entity_version": "1",
+                                  "gguf_config": {"n_ctx": 2048, "threads": 1}})
+    assert shown.json()["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}, shown.text
+    assert shown.json()["task"] == "llm/v1/chat"
+    assert env["ws"].serving.agents.pools_of(shown.json()["id"]) == []  # in the server, not a worker pool
+    expected = LlamaCppChat(env["base"], n_ctx=2048).chat(QUESTION)["choices"][0]["message"]["content"]
+    assert _chat(env, "smol") == expected

@@ -42,6 +42,7 @@ class Described:
     task: str
     experiment_id: str | None
     declared: Declared = field(default_factory=lambda: Declared("caller"))
+    gguf: Path | None = None  # logged with brickyard.models.gguf_model: served on llama.cpp in the server
 
 
 #: a served model's system credential is replaced this often; a replaced one stays valid as long again (the
@@ -101,7 +102,10 @@ class AgentHost:
         task = (meta.get("metadata") or {}).get("task") or "llm/v1/chat"
         experiment = row["spec"].get("run_experiment_id") or (self.run_experiment(row["run_id"]) if row["run_id"]
                                                               else None)
-        return Described(model_dir, str(task), experiment, declared(meta))
+        from ..models.gguf_model import gguf_of
+
+        gguf = gguf_of(model_dir, meta["flavors"]["python_function"])
+        return Described(model_dir, "llm/v1/chat" if gguf else str(task), experiment, declared(meta), gguf)
 
     def pool(self, key: tuple[Any, ...], label: str, model_dir: Path, entity: dict[str, Any],
              env: dict[str, str] | None = None, *, policy: str = "caller", system: Principal | None = None

@@ -29,7 +29,7 @@ from ..models._openai import UpstreamError
 from ..models._tokens import count_messages, count_tokens
 from ._catalog import CHAT, COMPLETIONS, EMBEDDINGS, LOCAL_MODELS, RERANK, TASKS
 from ._common import LEVELS, Invocation, Plan, Slot, _name
-from ._gguf import is_gguf_entity
+from ._gguf import is_gguf, is_gguf_entity
 
 
 class DataPlane:
@@ -155,11 +155,12 @@ class DataPlane:
 
     def _load_local(self, entity: dict[str, Any]) -> Any:
         entity_name = entity["entity_name"]
-        if is_gguf_entity(entity_name):
+        if is_gguf(entity):
             from ._gguf import load
 
             system = Principal(id="", kind="user", name="system", groups=frozenset({ADMINS}))
-            return load(self.volumes, system, entity)
+            registered = None if is_gguf_entity(entity_name) else self._describe(entity).gguf
+            return load(self.volumes, system, entity, registered)
         if entity_name in self._factories:
             return self._factories[entity_name]()
         kind = LOCAL_MODELS[entity_name].kind
@@ -549,14 +550,15 @@ def _dataframe_texts(request: dict[str, Any]) -> Any:
 
 def _local_key(entity: dict[str, Any]) -> str:
     """What identifies an in-process model: a stand-in's name, or a GGUF entity's file and settings."""
-    if not is_gguf_entity(entity.get("entity_name")):
+    if not is_gguf(entity):
         return str(entity.get("entity_name"))
-    return json.dumps({"path": entity["entity_name"], "config": entity.get("gguf_config") or {}}, sort_keys=True)
+    return json.dumps({"path": entity["entity_name"], "version": entity.get("entity_version"),
+                       "config": entity.get("gguf_config") or {}}, sort_keys=True)
 
 
 def _serves_versions(config: dict[str, Any]) -> bool:
     """Whether an endpoint config serves registered model versions (run in their workers), whatever task their
     MLmodel declares: an ``llm/v1/chat`` pyfunc model is still run by its own code, never by a local model."""
     return any(e.get("entity_version") is not None and "external_model" not in e
-               and e.get("entity_name") not in LOCAL_MODELS and not is_gguf_entity(e.get("entity_name"))
+               and e.get("entity_name") not in LOCAL_MODELS and not is_gguf(e)
                for e in config.get("served_entities") or [])

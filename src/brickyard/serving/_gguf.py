@@ -42,13 +42,26 @@ def _readable_gguf(volumes: Any, p: Principal, path: Any, what: str) -> Path:
     return Path(local)
 
 
+def is_gguf(entity: dict[str, Any]) -> bool:
+    """Whether a (checked) served entity runs on llama.cpp in the server: a GGUF from a volume, or a registered
+    version logged with :mod:`brickyard.models.gguf_model`."""
+    return "gguf_config" in entity
+
+
 def check_entity(volumes: Any, p: Principal, ent: dict[str, Any], where: str) -> dict[str, Any]:
     """A GGUF served entity, checked for ``p`` (who gives the config)."""
     if volumes is None:
         raise InvalidParameterValue("this workspace has no volumes to serve GGUF files from")
     path = ent["entity_name"]
     _readable_gguf(volumes, p, path, f"{where}.entity_name")
-    raw = ent.get("gguf_config") or {}
+    stem = re.sub(r"[^A-Za-z0-9_-]", "-", Path(path).stem)[:63].strip("-") or "gguf"
+    return {"name": ent.get("name") or stem, "entity_name": path,
+            "gguf_config": check_config(volumes, p, ent.get("gguf_config"), where)}
+
+
+def check_config(volumes: Any, p: Principal, raw: Any, where: str) -> dict[str, Any]:
+    """A served GGUF entity's ``gguf_config`` (n_ctx, threads, LoRA adapters from volumes), checked for ``p``."""
+    raw = raw or {}
     if not isinstance(raw, dict) or set(raw) - {"n_ctx", "threads", "lora_adapters"}:
         raise InvalidParameterValue(f"{where}.gguf_config takes n_ctx, threads and lora_adapters")
     cpus = os.cpu_count() or 1
@@ -70,17 +83,17 @@ def check_entity(volumes: Any, p: Principal, ent: dict[str, Any], where: str) ->
         if not isinstance(scale, int | float) or isinstance(scale, bool) or not 0 < scale <= 4:
             raise InvalidParameterValue(f"{where}.gguf_config.lora_adapters[{n}].scale must be in (0, 4]")
         clean_adapters.append({"path": adapter["path"], "scale": float(scale)})
-    stem = re.sub(r"[^A-Za-z0-9_-]", "-", Path(path).stem)[:63].strip("-") or "gguf"
-    return {"name": ent.get("name") or stem, "entity_name": path,
-            "gguf_config": {"n_ctx": n_ctx, "threads": threads, "lora_adapters": clean_adapters}}
+    return {"n_ctx": n_ctx, "threads": threads, "lora_adapters": clean_adapters}
 
 
-def load(volumes: Any, system: Principal, entity: dict[str, Any]) -> Any:
-    """The llama.cpp model of a GGUF entity (its files resolved again: they may have been removed)."""
+def load(volumes: Any, system: Principal, entity: dict[str, Any], path: Path | None = None) -> Any:
+    """The llama.cpp model of a GGUF entity: ``path`` (a registered version's file) or its volume file, resolved
+    again (it may have been removed)."""
     from ..models._llamacpp import LlamaCppChat
 
     cfg = entity.get("gguf_config") or {}
-    path = _readable_gguf(volumes, system, entity["entity_name"], "entity_name")
+    if path is None:
+        path = _readable_gguf(volumes, system, entity["entity_name"], "entity_name")
     lora = [(str(_readable_gguf(volumes, system, a["path"], "lora adapter")), a["scale"])
             for a in cfg.get("lora_adapters") or []]
     try:

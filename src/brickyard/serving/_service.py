@@ -36,8 +36,9 @@ from ._aigateway import validate_config
 from ._catalog import CHAT, FOUNDATION_STANDINS, LOCAL_MODELS, TASKS
 from ._common import _ENV_NAME, LEVELS, PROVIDERS, SECRET_FIELDS, Slot, _name
 from ._dataplane import DataPlane
+from ._gguf import check_config as check_gguf_config
 from ._gguf import check_entity as check_gguf_entity
-from ._gguf import is_gguf_entity
+from ._gguf import is_gguf, is_gguf_entity
 from ._workers import check_scale
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,10 @@ class Serving(DataPlane):
             name = ent.get("name") or f"{entity_name.split('.')[-1]}-{ent['entity_version']}"
             clean = {"name": _name(re.sub(r"[^A-Za-z0-9_-]", "-", name)[:63], "served entity name"),
                      "entity_name": entity_name, "entity_version": str(ent["entity_version"])}
+            if described.gguf is not None:  # a GGUF logged as a model: llama.cpp in the server, like a volume's
+                clean["gguf_config"] = check_gguf_config(self.volumes, p, ent.get("gguf_config"),
+                                                         f"served_entities[{i}]")
+                return clean, CHAT
             clean.update(check_scale(ent, f"served_entities[{i}]"))
             env = ent.get("environment_vars") or {}
             if not isinstance(env, dict) or not all(isinstance(k, str) and _ENV_NAME.match(k) and isinstance(v, str)
@@ -448,7 +453,7 @@ class Serving(DataPlane):
                 if ent["name"] not in taking or "external_model" in ent or ent.get("scale_to_zero_enabled"):
                     continue
                 try:
-                    if is_gguf_entity(ent["entity_name"]):
+                    if is_gguf(ent):
                         self._local_model(ent)
                     elif ent.get("entity_version") is not None and ent["entity_name"] not in LOCAL_MODELS \
                             and self.agents is not None and self.agents.server_url():
@@ -465,7 +470,7 @@ class Serving(DataPlane):
         taking = {r["served_entity_name"] for r in config["traffic_config"]["routes"] if r["traffic_percentage"] > 0}
         for ent in config["served_entities"]:  # versions kept at 0% traffic (agents.deploy) start on first use
             if "entity_version" in ent and "external_model" not in ent and ent["entity_name"] not in LOCAL_MODELS \
-                    and ent["name"] in taking:
+                    and ent["name"] in taking and not is_gguf(ent):
                 self._pool_for(row, ent, row["config_version"] + 1).start()
 
     def _check_deployable(self, ent: dict[str, Any]) -> None:
@@ -475,7 +480,7 @@ class Serving(DataPlane):
             if key is not None and is_reference(key):
                 self.secrets.resolve(key)
             return
-        if is_gguf_entity(ent["entity_name"]):  # loaded now: a file llama.cpp refuses fails the update
+        if is_gguf(ent):  # loaded now: a file llama.cpp refuses fails the update
             self._local_model(ent)
             return
         if ent["entity_name"] not in LOCAL_MODELS:  # a registered model version: checked when the config was given
