@@ -92,3 +92,31 @@ def test_official_clients_and_the_signature(served: dict[str, Any]) -> None:
                          timeout=120)
     assert unknown.status_code in (200, 400)  # mlflow ignores or refuses unknown params by its own rule
 
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+def test_a_model_of_another_mlflow_flavour(served: dict[str, Any]) -> None:
+    """An ``mlflow.sklearn`` model (loaded by its own flavour, in the worker: the server never unpickles)."""
+    sklearn = pytest.importorskip("sklearn.linear_model", reason="needs scikit-learn")
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from tests.conftest import mlflow_against
+
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 0.0, 1.0, 1.0]})
+    model = sklearn.LogisticRegression().fit(frame[["x"]], frame["y"].astype(int))
+    with mlflow_against(served["url"], served["token"], "/Users/alice@example.com/sklearn"):
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(model, name="clf",
+                                            signature=infer_signature(frame[["x"]], model.predict(frame[["x"]])))
+        mlflow.register_model(info.model_uri, "main.default.clf")
+    ws = served["ws"]
+    p = ws.principal("alice@example.com")
+    ws.serving.create(p, {"name": "clf", "config": {"served_entities": [
+        {"entity_name": "main.default.clf", "entity_version": "1"}]}})
+    assert wait_deployed(ws, p, "clf")["state"]["ready"] == "READY"
+    r = httpx.post(f"{served['url']}/serving-endpoints/clf/invocations", timeout=120,
+                   headers={"authorization": f"Bearer {served['token']}"},
+                   json={"dataframe_split": {"columns": ["x"], "data": [[0.0], [3.0]]}})
+    assert r.status_code == 200 and r.json()["predictions"] == [0, 1], r.text
