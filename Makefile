@@ -6,7 +6,7 @@ VENV := .venv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: bench-site demo test install system-deps lint clean bench peers
+.PHONY: bench-site bench-load demo test install system-deps lint clean bench peers
 
 install: $(STAMP)
 
@@ -58,7 +58,7 @@ $(PEERS)/.installed-%: bench/peers.txt | install
 	@rm -f $(PEERS)/.installed-*
 	@touch $@
 
-bench: install peers bench-site
+bench: install peers bench-site bench-load
 	$(VENV)/bin/brickyard bench vectorsearch --peer-python $(PEERS)/bin/python
 	$(VENV)/bin/brickyard bench ingest
 	$(VENV)/bin/brickyard bench retrieval --site /usr/share/doc/python3.11/html
@@ -70,6 +70,14 @@ bench-site:
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3.11-doc >/dev/null; \
 	else echo "python3.11-doc: missing; install it or pass --site to the benchmarks"; fi
+
+# wrk, the C load generator the REST scale-out comparison uses (a Python client would take the CPU it measures).
+bench-load:
+	@if command -v wrk >/dev/null 2>&1; then echo "wrk: present"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	else echo "wrk: missing; the REST scale-out comparison falls back to a Python client"; fi
 
 lint: install
 	$(VENV)/bin/ruff check src tests examples
