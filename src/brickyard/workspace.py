@@ -112,6 +112,7 @@ class Workspace:
                                BufferedSink(self._write_payloads, journal=journal, name="payloads"),
                                secret_values=self.secrets.all_values,
                                tables=self.tables)
+        self.sql.models = _SqlModels(self.serving, self.gateway)  # ai_query: every call through the gateway
         self.vectorsearch = VectorSearch(self.db, self.catalog, self.tables, self.home, embed=self._embed,
                                          system_principal=self.system_principal,
                                          reranker_path=self.settings.reranker_path, rerank=self._rerank,
@@ -427,3 +428,18 @@ class Workspace:
         for row in rows:  # rows replayed from the journal carry [key, value] lists
             row["usage_context"] = [tuple(kv) for kv in row.get("usage_context") or []]
         self.tables.write_authorized(obj, pa.Table.from_pylist(rows, schema=USAGE_SCHEMA), txn=txn)
+
+
+class _SqlModels:
+    """Serving as the SQL engine's AI functions see it: an endpoint's task (CAN_QUERY checked), and one call
+    through the AI Gateway as the statement's caller."""
+
+    def __init__(self, serving: Any, gateway: Any) -> None:
+        self.serving = serving
+        self.gateway = gateway
+
+    def task(self, p: Principal, endpoint: str) -> str:
+        return str(self.serving.task_of(p, endpoint))
+
+    def call(self, p: Principal, endpoint: str, body: dict[str, Any], route: str) -> dict[str, Any]:
+        return dict(self.gateway.call(p, endpoint, body, route=route).result)

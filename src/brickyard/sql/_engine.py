@@ -21,8 +21,11 @@ import pyarrow as pa
 
 from ..catalog import Catalog, Principal, Securable, normalize_privilege
 from ..core.errors import BadRequest, BrickyardError, InvalidParameterValue, InvalidState, NotFound
+from ..core.ids import new_id
 from ..core.names import parse_name, quote_part, split_name, validate_part
 from ..tables import Tables, schema_to_columns, type_text
+from ._ai import Models, Runner, plan
+from ._ai import register as register_ai
 from ._limits import Limits, guard_sizes
 
 MAX_STATEMENT = 1_000_000
@@ -56,17 +59,20 @@ def _sqlglot() -> tuple[Any, Any]:
 
 class SqlEngine:
     def __init__(self, catalog: Catalog, tables: Tables, *, system_tables: dict[str, Callable[[], pa.Table]]
-                 | None = None, limits: Limits | None = None) -> None:
+                 | None = None, limits: Limits | None = None, models: Models | None = None) -> None:
         self.catalog = catalog
         self.tables = tables
         self.limits = limits or Limits()
+        #: serving, for the AI functions (``ai_query``): given by the workspace, which owns the AI Gateway
+        self.models = models
         #: "system.access.audit" -> function returning the rows (read straight from the metastore)
         self.system_tables = system_tables or {}
 
     # -- entry point -------------------------------------------------------------------------------
     def execute(self, p: Principal, statement: str, *, parameters: list[dict[str, Any]] | None = None,
                 catalog: str | None = None, schema: str | None = None,
-                on_connection: Callable[[Any], None] | None = None) -> Result:
+                on_connection: Callable[[Any], None] | None = None, statement_id: str | None = None,
+                cancelled: Callable[[], bool] = lambda: False) -> Result:
         if not isinstance(statement, str) or not statement.strip():
             raise InvalidParameterValue("statement is required")
         if len(statement) > MAX_STATEMENT:
@@ -74,6 +80,8 @@ class SqlEngine:
         default_catalog = validate_part(catalog, "catalog") if catalog else "main"
         default_schema = validate_part(schema, "schema") if schema else "default"
         ctx = _Ctx(self, p, default_catalog, default_schema, _params(parameters), on_connection)
+        ctx.statement_id = statement_id or new_id()
+        ctx.cancelled = cancelled
         text = statement.strip().rstrip(";").strip()
         handled = self._command(ctx, text)
         if handled is not None:
@@ -198,6 +206,9 @@ class _Ctx:
         self.params = params
         self.on_connection = on_connection
         self._sqlglot, self.exp = _sqlglot()
+        self.statement_id = ""
+        self.cancelled: Callable[[], bool] = lambda: False
+        self.ai_sites: list[tuple[str, Runner]] = []  # planned ai_query calls: (DuckDB function name, runner)
 
     # -- names ------------------------------------------------------------------------------------
     def resolve_name(self, text: str, levels: int = 3) -> str:
@@ -241,6 +252,25 @@ class _Ctx:
                 return exp.Cast(this=lit, to=exp.DataType.build(_PARAM_TYPES[typ], dialect="duckdb"))
             return node
 
+        return self._plan_ai(tree.transform(sub))
+
+    def _plan_ai(self, tree: Any) -> Any:
+        """Each ``ai_query(...)`` becomes a call of a function of its own, planned now: endpoint access and
+        options are checked before any row runs."""
+        exp = self.exp
+
+        def sub(node: Any) -> Any:
+            if isinstance(node, exp.Anonymous) and str(node.this).lower() == "ai_query":
+                if self.engine.models is None:
+                    raise InvalidState("ai_query needs a workspace that serves models")
+                site, request = plan(exp, node, self.p, self.engine.models)
+                name = f"__ai_query_{len(self.ai_sites)}"
+                self.ai_sites.append((name, Runner(site, self.p, self.engine.models, self.statement_id,
+                                                   self.cancelled)))
+                return exp.Anonymous(this=name, expressions=[
+                    exp.Cast(this=request, to=exp.DataType.build("VARCHAR", dialect="duckdb"))])
+            return node
+
         return tree.transform(sub)
 
     # -- DuckDB -----------------------------------------------------------------------------------
@@ -252,6 +282,8 @@ class _Ctx:
         con = duckdb.connect(":memory:")
         if self.on_connection is not None:
             self.on_connection(con)
+        for name, runner in self.ai_sites:
+            register_ai(con, name, runner)
         registered: dict[str, str] = {}
         objects: dict[str, Securable] = {}
         for table in list(tree.find_all(exp.Table)):

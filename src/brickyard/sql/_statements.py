@@ -113,7 +113,8 @@ class StatementStore:
                     raise BrickyardError("the statement was cancelled", error_code="CANCELLED")
                 rec.state = "RUNNING"
             return self.engine.execute(p, statement, parameters=parameters, catalog=catalog, schema=schema,
-                                       on_connection=attach)
+                                       on_connection=attach, statement_id=rec.id,
+                                       cancelled=lambda: rec.state == "CANCELED")
 
         rec.future = self._pool.submit(run)
         rec.future.add_done_callback(lambda f: self._finish(rec, f, limit))

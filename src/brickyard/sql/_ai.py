@@ -1,0 +1,246 @@
+"""``ai_query`` in SQL: a serving endpoint called for every row, with Databricks' signature.
+
+``ai_query(endpoint, request [, returnType, failOnError, modelParameters, responseFormat])`` -- positional or
+named (``failOnError => false``). Each call site is planned before anything runs: the endpoint must exist and
+the caller must be able to query it (CAN_QUERY), its task decides the request shape (chat: the request is the
+user message; completions: the prompt; embeddings: the text, answered with ``ARRAY<FLOAT>``), and the literal
+options are checked. The call site then becomes a vectorised DuckDB function: each batch of rows (up to 2048)
+goes to the endpoint with bounded concurrency, embeddings many texts per request. Every call goes through the
+AI Gateway as the caller (rate limits, usage rows, inference tables, guardrails) and carries the statement id
+(``client_request_id``). A rate limit paces the statement (it waits for the window) instead of failing rows.
+
+``failOnError => false`` answers ``STRUCT<result, errorMessage>`` per row instead of failing the statement.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from ..catalog import Principal
+from ..core.errors import BrickyardError, InvalidParameterValue, RateLimited
+
+OPTIONS = ("returntype", "failonerror", "modelparameters", "responseformat")
+CHAT, COMPLETIONS, EMBEDDINGS = "llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"
+CONCURRENCY = 8  # requests in flight per call site
+EMBED_BATCH = 64  # texts per embeddings request
+PACE_SECONDS = 600.0  # how long a statement may wait out rate limits in all
+
+
+class Models(Protocol):
+    """What the SQL engine needs of serving (given by the workspace, which owns the gateway)."""
+
+    def task(self, p: Principal, endpoint: str) -> str: ...
+
+    def call(self, p: Principal, endpoint: str, body: dict[str, Any], route: str) -> dict[str, Any]: ...
+
+
+@dataclass
+class Site:
+    """One planned ``ai_query`` call: its endpoint, task and options."""
+
+    endpoint: str
+    task: str
+    fail_on_error: bool = True
+    parameters: dict[str, Any] = field(default_factory=dict)
+    response_format: Any = None
+
+
+def _literal(exp: Any, node: Any, what: str) -> Any:
+    """The Python value of a literal argument (strings, numbers, booleans, NULL, named_struct / map literals)."""
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return node.this
+        number = float(node.this)
+        return int(number) if number.is_integer() and "." not in str(node.this) else number
+    if isinstance(node, exp.Boolean):
+        return bool(node.this)
+    if isinstance(node, exp.Null):
+        return None
+    if isinstance(node, exp.Neg):
+        return -_literal(exp, node.this, what)
+    if isinstance(node, exp.Struct):
+        out = {}
+        for item in node.expressions:
+            if not isinstance(item, exp.PropertyEQ):
+                raise InvalidParameterValue(f"ai_query: {what} must be named_struct('key', value, ...) of literals")
+            out[item.this.name] = _literal(exp, item.expression, what)
+        return out
+    raise InvalidParameterValue(f"ai_query: {what} must be a literal, got {node.sql()[:60]}")
+
+
+def plan(exp: Any, call: Any, p: Principal, models: Models) -> tuple[Site, Any]:
+    """(the planned call, its request expression) for an ``ai_query(...)`` node; checks access and options."""
+    positional, named = [], {}
+    for arg in call.expressions:
+        if isinstance(arg, exp.Kwarg):
+            key = arg.this.name.lower()
+            if key not in OPTIONS:
+                raise InvalidParameterValue(f"ai_query has no parameter {arg.this.name!r}; it takes endpoint, request, "
+                                            "returnType, failOnError, modelParameters, responseFormat")
+            named[key] = arg.expression
+        elif named:
+            raise InvalidParameterValue("ai_query: positional arguments must come before named ones")
+        else:
+            positional.append(arg)
+    if len(positional) < 2 or len(positional) > 6:
+        raise InvalidParameterValue(f"ai_query takes 2 to 6 arguments (endpoint, request, ...), got {len(positional)}")
+    for key, node in zip(OPTIONS, positional[2:], strict=False):
+        if key in named:
+            raise InvalidParameterValue(f"ai_query: {key} is given twice")
+        named[key] = node
+    endpoint = _literal(exp, positional[0], "the endpoint (a string literal naming a serving endpoint)")
+    if not isinstance(endpoint, str) or not endpoint:
+        raise InvalidParameterValue("ai_query: the endpoint must be a string literal naming a serving endpoint")
+    task = models.task(p, endpoint)  # 404 / 403 before any row runs
+    if task not in (CHAT, COMPLETIONS, EMBEDDINGS):
+        raise InvalidParameterValue(f"ai_query: endpoint {endpoint!r} serves {task}; SQL reaches chat, completions and "
+                                    "embeddings endpoints for now (docs/sql.md)")
+    site = Site(endpoint, task)
+    if "failonerror" in named:
+        value = _literal(exp, named["failonerror"], "failOnError")
+        if not isinstance(value, bool):
+            raise InvalidParameterValue("ai_query: failOnError must be true or false")
+        site.fail_on_error = value
+    if "modelparameters" in named:
+        params = _literal(exp, named["modelparameters"], "modelParameters")
+        if not isinstance(params, dict):
+            raise InvalidParameterValue("ai_query: modelParameters must be named_struct('max_tokens', 100, ...)")
+        site.parameters = params
+    if "returntype" in named:
+        wanted = _literal(exp, named["returntype"], "returnType")
+        expected = "ARRAY<FLOAT>" if task == EMBEDDINGS else "STRING"
+        if not isinstance(wanted, str) or wanted.replace(" ", "").upper() != expected:
+            raise InvalidParameterValue(f"ai_query: endpoint {endpoint!r} answers {expected}; returnType "
+                                        f"{str(wanted)[:40]!r} does not fit it")
+    if "responseformat" in named:
+        if task != CHAT:
+            raise InvalidParameterValue("ai_query: responseFormat applies to chat endpoints")
+        site.response_format = _response_format(_literal(exp, named["responseformat"], "responseFormat"))
+    return site, positional[1]
+
+
+def _response_format(raw: Any) -> dict[str, Any]:
+    """``responseFormat`` as the OpenAI field: a JSON schema (DDL-style ``STRUCT<...>`` is not taken yet)."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise InvalidParameterValue("ai_query: responseFormat must be a JSON schema, e.g. "
+                                        '\'{"type": "json_schema", "json_schema": {...}}\'') from None
+    if not isinstance(raw, dict) or raw.get("type") not in ("json_object", "json_schema", "text"):
+        raise InvalidParameterValue("ai_query: responseFormat needs a type: json_schema, json_object or text")
+    if raw["type"] == "json_schema" and not isinstance((raw.get("json_schema") or {}).get("schema"), dict):
+        raise InvalidParameterValue("ai_query: responseFormat json_schema needs json_schema.schema, an object")
+    return raw
+
+
+class Runner:
+    """Calls one planned site for batches of rows as ``p``, paced by rate limits, tagged with the statement."""
+
+    def __init__(self, site: Site, p: Principal, models: Models, statement_id: str,
+                 cancelled: Callable[[], bool] = lambda: False) -> None:
+        self.site = site
+        self.p = p
+        self.models = models
+        self.statement_id = statement_id
+        self.cancelled = cancelled
+        self.paced = 0.0  # seconds spent waiting out rate limits
+
+    def _call(self, body: dict[str, Any], route: str) -> dict[str, Any]:
+        body = {**body, "client_request_id": self.statement_id,
+                "usage_context": {"statement_id": self.statement_id, "sql_function": "ai_query"}}
+        while True:
+            try:
+                return self.models.call(self.p, self.site.endpoint, body, route)
+            except RateLimited as exc:  # pace: wait for the window instead of failing the row
+                if self.paced > PACE_SECONDS or self.cancelled():
+                    raise
+                wait = max(0.05, min(float(exc.retry_after or 1.0), 5.0))
+                self.paced += wait
+                time.sleep(wait)
+
+    def _one(self, text: str) -> Any:
+        site = self.site
+        if site.task == CHAT:
+            body: dict[str, Any] = {"messages": [{"role": "user", "content": text}], **site.parameters}
+            if site.response_format is not None:
+                body["response_format"] = site.response_format
+            answer = self._call(body, "chat")
+            return str((answer["choices"][0].get("message") or {}).get("content") or "")
+        answer = self._call({"prompt": text, **site.parameters}, "completions")
+        return str(answer["choices"][0].get("text") or "")
+
+    def _embed(self, texts: list[str]) -> list[list[float]]:
+        answer = self._call({"input": texts, **site_parameters(self.site)}, "embeddings")
+        data = sorted(answer["data"], key=lambda d: d["index"])
+        return [[float(x) for x in d["embedding"]] for d in data]
+
+    def batch(self, values: list[str | None]) -> tuple[list[Any], list[str | None]]:
+        """(results, error messages) for a batch of requests; NULL requests give NULL results."""
+        results: list[Any] = [None] * len(values)
+        errors: list[str | None] = [None] * len(values)
+        todo = [i for i, v in enumerate(values) if v is not None]
+        if self.site.task == EMBEDDINGS:
+            chunks = [todo[i:i + EMBED_BATCH] for i in range(0, len(todo), EMBED_BATCH)]
+
+            def run_chunk(chunk: list[int]) -> None:
+                try:
+                    for i, vector in zip(chunk, self._embed([str(values[i]) for i in chunk]), strict=True):
+                        results[i] = vector
+                except BrickyardError as exc:
+                    if self.site.fail_on_error:
+                        raise
+                    for i in chunk:
+                        errors[i] = f"{exc.error_code}: {exc.message}"
+
+            with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+                list(pool.map(run_chunk, chunks))
+            return results, errors
+
+        def run_row(i: int) -> None:
+            try:
+                results[i] = self._one(str(values[i]))
+            except BrickyardError as exc:
+                if self.site.fail_on_error:
+                    raise
+                errors[i] = f"{exc.error_code}: {exc.message}"
+
+        with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+            list(pool.map(run_row, todo))
+        return results, errors
+
+
+def site_parameters(site: Site) -> dict[str, Any]:
+    return {k: v for k, v in site.parameters.items() if k not in ("max_tokens", "temperature")}
+
+
+def register(con: Any, name: str, runner: Runner) -> None:
+    """Make ``name(request)`` a vectorised DuckDB function answering for ``runner``'s site."""
+    import duckdb
+    from duckdb import sqltypes as t
+
+    embeddings = runner.site.task == EMBEDDINGS
+    value_type = duckdb.list_type(t.FLOAT) if embeddings else t.VARCHAR
+    arrow_value = pa.list_(pa.float32()) if embeddings else pa.string()
+    if runner.site.fail_on_error:
+        out_type: Any = value_type
+    else:
+        out_type = duckdb.struct_type({"result": value_type, "errorMessage": t.VARCHAR})
+
+    def udf(requests: pa.Array) -> pa.Array:
+        values = [None if v is None else str(v) for v in requests.to_pylist()]
+        results, errors = runner.batch(values)
+        if runner.site.fail_on_error:
+            return pa.array(results, type=arrow_value)
+        return pa.StructArray.from_arrays([pa.array(results, type=arrow_value), pa.array(errors, type=pa.string())],
+                                          names=["result", "errorMessage"])
+
+    con.create_function(name, udf, [t.VARCHAR], out_type, type="arrow", null_handling="special",
+                        side_effects=True)

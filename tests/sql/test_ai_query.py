@@ -1,0 +1,131 @@
+"""``ai_query`` in SQL (issue 21, first part): chat, completions and embeddings endpoints per row with Databricks'
+signature and named arguments; ``failOnError => false`` answers ``STRUCT<result, errorMessage>``; every call is
+checked (CAN_QUERY, before any row runs), goes through the AI Gateway with the statement id, and a rate limit
+paces the statement instead of failing rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from brickyard.core.errors import BrickyardError, InvalidParameterValue, NotFound
+from brickyard.core.settings import Settings
+from brickyard.sql import _ai
+from brickyard.workspace import Workspace
+from tests.conftest import serve, wait_deployed
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    home = tmp_path_factory.mktemp("ai-query") / "home"
+    w = Workspace(Settings(home=home, enable_fake_models=1, access_log="off", monitor_interval_seconds=0))
+    admin = w.ensure_user("admin@example.com", admin=True)
+    w.ensure_user("bob@example.com")
+    for name, gateway in (("chat", {"usage_tracking_config": {"enabled": True}}),
+                          ("guarded", {"guardrails": {"input": {"invalid_keywords": ["forbidden"]}}})):
+        w.serving.create(admin, {"name": name, "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]},
+                                 "ai_gateway": gateway})
+        wait_deployed(w, admin, name)
+    w.sql.execute(admin, "CREATE TABLE main.default.words (id INT, w STRING)")
+    w.sql.execute(admin, "INSERT INTO main.default.words VALUES (1, 'apple'), (2, 'forbidden fruit'), (3, NULL)")
+    yield w
+    w.close()
+
+
+def _rows(ws: Workspace, sql: str, user: str = "admin@example.com") -> list[dict[str, Any]]:
+    return ws.sql.execute(ws.principal(user), sql).table.to_pylist()
+
+
+def test_chat_completions_and_embeddings_per_row(ws: Workspace) -> None:
+    rows = _rows(ws, "SELECT id, ai_query('chat', concat('Say ', w), modelParameters => named_struct('max_tokens', 20,"
+                     " 'temperature', 0.0)) AS r FROM main.default.words WHERE id <> 2 ORDER BY id")
+    assert rows == [{"id": 1, "r": "echo: Say apple"}, {"id": 3, "r": None}]  # a NULL request answers NULL
+    vectors = _rows(ws, "SELECT id, ai_query('databricks-gte-large-en', w, 'ARRAY<FLOAT>') AS v FROM "
+                        "main.default.words ORDER BY id")
+    assert [len(r["v"]) if r["v"] else None for r in vectors] == [384, 384, None]
+    same = _rows(ws, "SELECT ai_query('databricks-gte-large-en', 'apple') AS v")[0]["v"]
+    assert same == pytest.approx(vectors[0]["v"], abs=1e-6)  # batched or alone, the same vector
+
+
+def test_fail_on_error_false_answers_per_row(ws: Workspace) -> None:
+    rows = _rows(ws, "SELECT id, ai_query('guarded', w, failOnError => false) AS r FROM main.default.words ORDER BY id")
+    assert rows[0]["r"] == {"result": "echo: apple", "errorMessage": None}
+    assert rows[1]["r"]["result"] is None and "forbidden" in rows[1]["r"]["errorMessage"]
+    with pytest.raises(BrickyardError, match="forbidden"):  # failOnError (the default): the statement fails
+        _rows(ws, "SELECT ai_query('guarded', w) FROM main.default.words")
+
+
+def test_calls_are_governed_and_carry_the_statement_id(ws: Workspace) -> None:
+    with pytest.raises(NotFound):  # bob may read the table (below) but cannot see the endpoint
+        ws.catalog.update_grants(ws.principal("admin@example.com"), "table", "main.default.words",
+                                 [{"principal": "bob@example.com", "add": ["SELECT"]}])
+        _rows(ws, "SELECT ai_query('chat', w) FROM main.default.words", user="bob@example.com")
+    with pytest.raises(NotFound):
+        _rows(ws, "SELECT ai_query('no-such-endpoint', 'x')")
+    with serve(ws) as url:
+        from databricks.sdk import WorkspaceClient
+
+        token = ws.create_token("admin@example.com")
+        w = WorkspaceClient(host=url, token=token)
+        done = w.statement_execution.execute_statement(
+            statement="SELECT ai_query('chat', w) AS r FROM main.default.words WHERE id = 1", warehouse_id="w",
+            wait_timeout="30s")
+        assert done.result.data_array == [["echo: apple"]]
+        ws.gateway.usage.flush()
+        found = _rows(ws, f"SELECT count(*) AS n FROM system.serving.endpoint_usage WHERE client_request_id = "
+                          f"'{done.statement_id}'")
+        assert found == [{"n": 1}]  # the usage row names the statement
+
+
+def test_a_rate_limit_paces_the_statement(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four rows against two calls a minute: the statement waits for the next window (the clock is the test's)
+    and every row is answered."""
+    admin = ws.principal("admin@example.com")
+    ws.serving.create(admin, {"name": "limited", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]},
+                              "ai_gateway": {"rate_limits": [{"key": "endpoint", "calls": 2, "renewal_period": "minute"}]}})
+    wait_deployed(ws, admin, "limited")
+    now = [int(time.time() * 1000)]
+    monkeypatch.setattr(ws.gateway.limiter, "clock", lambda: now[0])
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += int(seconds * 1000) + 1
+
+    monkeypatch.setattr(_ai.time, "sleep", sleep)
+    monkeypatch.setattr(_ai, "CONCURRENCY", 1)
+    rows = _rows(ws, "SELECT ai_query('limited', concat('n', CAST(x AS STRING))) AS r FROM (VALUES (1), (2), (3), (4)) "
+                     "AS v(x) ORDER BY r")
+    assert [r["r"] for r in rows] == ["echo: n1", "echo: n2", "echo: n3", "echo: n4"]
+    assert slept  # it waited instead of failing
+
+
+@pytest.mark.parametrize("sql, why", [
+    ("SELECT ai_query('chat')", "2 to 6 arguments"),
+    ("SELECT ai_query('chat', 'x', nope => 1)", "no parameter 'nope'"),
+    ("SELECT ai_query(concat('ch', 'at'), 'x')", "string literal"),
+    ("SELECT ai_query('chat', 'x', returnType => 'ARRAY<FLOAT>')", "does not fit"),
+    ("SELECT ai_query('chat', 'x', failOnError => 'yes')", "true or false"),
+    ("SELECT ai_query('chat', 'x', responseFormat => 'not json')", "JSON schema"),
+    ("SELECT ai_query('databricks-gte-large-en', 'x', responseFormat => '{\"type\": \"json_object\"}')",
+     "chat endpoints"),
+])
+def test_bad_calls_are_refused_before_any_row(ws: Workspace, sql: str, why: str) -> None:
+    with pytest.raises(InvalidParameterValue, match=why):
+        _rows(ws, sql)
+
+
+def test_the_engine_without_serving_says_so(tmp_path: Path) -> None:
+    from brickyard.core.errors import InvalidState
+
+    w = Workspace(Settings(home=tmp_path / "home", access_log="off", monitor_interval_seconds=0))
+    try:
+        w.sql.models = None
+        with pytest.raises(InvalidState, match="serves models"):
+            w.sql.execute(w.ensure_user("a@example.com", admin=True), "SELECT ai_query('chat', 'x')")
+    finally:
+        w.close()
