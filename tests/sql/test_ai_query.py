@@ -76,8 +76,9 @@ def test_calls_are_governed_and_carry_the_statement_id(ws: Workspace) -> None:
             wait_timeout="30s")
         assert done.result.data_array == [["echo: apple"]]
         ws.gateway.usage.flush()
-        found = _rows(ws, f"SELECT count(*) AS n FROM system.serving.endpoint_usage WHERE client_request_id = "
-                          f"'{done.statement_id}'")
+        found = ws.sql.execute(ws.principal("admin@example.com"), "SELECT count(*) AS n FROM "
+                               "system.serving.endpoint_usage WHERE client_request_id = :sid",
+                               parameters=[{"name": "sid", "value": done.statement_id}]).table.to_pylist()
         assert found == [{"n": 1}]  # the usage row names the statement
 
 
