@@ -120,6 +120,7 @@ class Workspace:
                                          resume_syncs=background, release_memory=self.serving.release_memory,
                                          replica=replica)
         self.mcp = ManagedMCP(self.functions, self.vectorsearch)
+        self.sql.search = (self.vectorsearch.query, self.vectorsearch.columns)  # vector_search() in SQL
         from .evaluation import Datasets, Evaluations, PriceTable
         from .evaluation._monitoring import MONITOR_SCHEMA, ScheduledScorers
         from .evaluation._review import ReviewApps

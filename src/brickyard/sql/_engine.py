@@ -27,6 +27,11 @@ from ..tables import Tables, schema_to_columns, type_text
 from ._ai import Models, Runner, plan
 from ._ai import register as register_ai
 from ._limits import Limits, guard_sizes
+from ._search import Search
+from ._search import arguments as search_arguments
+from ._search import is_call as is_search
+from ._search import rename_calls as rename_search
+from ._search import run as run_search
 
 MAX_STATEMENT = 1_000_000
 _PARAM_TYPES = {
@@ -65,6 +70,8 @@ class SqlEngine:
         self.limits = limits or Limits()
         #: serving, for the AI functions (``ai_query``): given by the workspace, which owns the AI Gateway
         self.models = models
+        #: Vector Search, for ``vector_search()``: given by the workspace
+        self.search: Search | None = None
         #: "system.access.audit" -> function returning the rows (read straight from the metastore)
         self.system_tables = system_tables or {}
 
@@ -88,7 +95,7 @@ class SqlEngine:
             return handled
         sqlglot, exp = _sqlglot()
         try:
-            trees = [t for t in sqlglot.parse(text, read="databricks") if t is not None]
+            trees = [t for t in sqlglot.parse(rename_search(text), read="databricks") if t is not None]
         except sqlglot.errors.ParseError as exc:
             raise BadRequest(f"[PARSE_SYNTAX_ERROR] {_first_line(exc)}", error_code="PARSE_SYNTAX_ERROR") from None
         except RecursionError:
@@ -287,6 +294,17 @@ class _Ctx:
         registered: dict[str, str] = {}
         objects: dict[str, Securable] = {}
         for table in list(tree.find_all(exp.Table)):
+            if is_search(exp, table.this):  # vector_search(...): searched now, as the caller; its rows are a table
+                if self.engine.search is None:
+                    raise InvalidState("vector_search() needs a workspace with Vector Search")
+                alias = f"__s{len(registered)}"
+                registered[alias] = alias
+                con.register(alias, run_search(self.engine.search, self.p, search_arguments(exp, table.this)))
+                alias_node = table.args.get("alias")
+                new = exp.Table(this=exp.to_identifier(alias))
+                new.set("alias", alias_node.copy() if alias_node else exp.TableAlias(this=exp.to_identifier("vs")))
+                table.replace(new)
+                continue
             if not isinstance(table.this, exp.Identifier):
                 raise BadRequest("table functions (read_csv, read_parquet, ...) are not allowed; query catalog tables")
             if _names_a_visible_cte(table):

@@ -190,6 +190,12 @@ class Query:
                                   vectors)
         return [(hits[i][0], score) for i, score in order]
 
+    def columns(self, p: Principal, name: str) -> list[str]:
+        """The columns a query of index ``name`` may return (SELECT on the index checked)."""
+        name = str(parse_name(name, 3, what="index name"))
+        live = self._open(name, self.catalog.require_cached(p, "SELECT", "table", name, action="queryVectorIndex"))
+        return sorted(self._known_columns(live))
+
     def _known_columns(self, live: Live) -> frozenset[str]:
         """The columns a query may select or filter on, remembered until the next sync lands (a Delta Sync
         index without ``columns_to_sync`` has its source's columns, which cost a Delta log read to learn)."""
