@@ -113,6 +113,7 @@ class Workspace:
                                secret_values=self.secrets.all_values,
                                tables=self.tables)
         self.sql.models = _SqlModels(self.serving, self.gateway)  # ai_query: every call through the gateway
+        self.sql.ai_endpoints = (self.settings.ai_functions_chat_endpoint, self.settings.ai_functions_embedding_endpoint)
         self.vectorsearch = VectorSearch(self.db, self.catalog, self.tables, self.home, embed=self._embed,
                                          system_principal=self.system_principal,
                                          reranker_path=self.settings.reranker_path, rerank=self._rerank,

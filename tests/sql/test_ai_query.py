@@ -130,3 +130,36 @@ def test_the_engine_without_serving_says_so(tmp_path: Path) -> None:
             w.sql.execute(w.ensure_user("a@example.com", admin=True), "SELECT ai_query('chat', 'x')")
     finally:
         w.close()
+
+
+def test_task_functions(tmp_path: Path) -> None:
+    """The task functions on their default endpoints: the chat ones send a prompt (the echoing test model shows
+    exactly what was asked), ai_similarity and ai_classify compute with embeddings."""
+    w = Workspace(Settings(home=tmp_path / "home", enable_fake_models=1, access_log="off", monitor_interval_seconds=0,
+                           ai_functions_chat_endpoint="echo"))
+    try:
+        admin = w.ensure_user("admin@example.com", admin=True)
+        w.serving.create(admin, {"name": "echo", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]}})
+        wait_deployed(w, admin, "echo")
+        row = w.sql.execute(admin, "SELECT ai_gen('hello') AS g, ai_summarize('a long text', 10) AS s, "
+                                   "ai_translate('bonjour', 'en') AS t, ai_fix_grammar('me go') AS f, "
+                                   "ai_analyze_sentiment('I love it') AS m").table.to_pylist()[0]
+        assert row["g"] == "echo: hello"
+        assert row["s"].startswith("echo: Summarize the following text in at most 10 words") and "a long text" in row["s"]
+        assert "to en." in row["t"] and row["t"].endswith("bonjour")
+        assert row["f"].endswith("me go")
+        assert row["m"] == "positive"  # the echo contains the choices: the first one named is taken
+        sims = w.sql.execute(admin, "SELECT ai_similarity('the cat sat', 'the cat sat') AS same, "
+                                    "ai_similarity('the cat sat', 'stock prices fell') AS other").table.to_pylist()[0]
+        assert sims["same"] == pytest.approx(1.0, abs=1e-4) and sims["other"] < 0.5
+        labels = w.sql.execute(admin, "SELECT i, ai_classify(t, ARRAY('sports', 'cooking', 'finance')) AS label FROM "
+                                      "(VALUES (1, 'the striker scored a goal in the football match'), "
+                                      "(2, 'bake the bread dough in a hot oven'), (3, 'the bank raised interest rates'), "
+                                      "(4, NULL)) AS v(i, t) ORDER BY i").table.to_pylist()
+        assert [r["label"] for r in labels] == ["sports", "cooking", "finance", None]
+        with pytest.raises(InvalidParameterValue, match="string literals"):
+            w.sql.execute(admin, "SELECT ai_classify('x', ARRAY(upper('a')))")
+        with pytest.raises(InvalidParameterValue, match="takes 2 arguments"):
+            w.sql.execute(admin, "SELECT ai_translate('x')")
+    finally:
+        w.close()

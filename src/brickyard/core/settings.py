@@ -73,6 +73,16 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "Idle time after which a served entity with scale_to_zero_enabled stops its worker processes; the next "
         "request starts one (a cold start). Default 1800 (30 minutes, as on Databricks)",
     ),
+    "BRICKYARD_AI_FUNCTIONS_CHAT_ENDPOINT": (
+        "ai_functions_chat_endpoint",
+        "Chat serving endpoint the SQL task functions ask (ai_gen, ai_summarize, ai_translate, ai_fix_grammar, "
+        "ai_analyze_sentiment), as the statement's caller. Default databricks-meta-llama-3-3-70b-instruct (the "
+        "offline stand-in: point it at a capable model for useful answers)",
+    ),
+    "BRICKYARD_AI_FUNCTIONS_EMBEDDING_ENDPOINT": (
+        "ai_functions_embedding_endpoint",
+        "Embedding serving endpoint of ai_similarity and ai_classify. Default databricks-gte-large-en",
+    ),
     "BRICKYARD_RERANKER_PATH": (
         "reranker_path",
         "Directory of a BERT cross-encoder (config.json, model.safetensors, tokenizer.json) that vector search "
@@ -140,6 +150,8 @@ class Settings:
     serving_queue_size: int = 16
     model_timeout_seconds: float = 297.0
     scale_to_zero_seconds: float = 1800.0
+    ai_functions_chat_endpoint: str = "databricks-meta-llama-3-3-70b-instruct"
+    ai_functions_embedding_endpoint: str = "databricks-gte-large-en"
     reranker_path: str | None = None
     judge_endpoint: str | None = None
     monitor_interval_seconds: float = 30.0

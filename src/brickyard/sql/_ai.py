@@ -244,3 +244,90 @@ def register(con: Any, name: str, runner: Runner) -> None:
 
     con.create_function(name, udf, [t.VARCHAR], out_type, type="arrow", null_handling="special",
                         side_effects=True)
+
+
+# -- task functions --------------------------------------------------------------------------------------
+PROMPTS = {
+    "ai_gen": "{0}",
+    "ai_summarize": "Summarize the following text in at most {1} words. Answer with the summary only.\n\n{0}",
+    "ai_translate": "Translate the following text to {1}. Answer with the translation only.\n\n{0}",
+    "ai_fix_grammar": "Correct the grammar and spelling of the following text. Answer with the corrected text "
+                      "only.\n\n{0}",
+    "ai_analyze_sentiment": "What is the sentiment of the following text? Answer with one word: positive, "
+                            "negative, neutral or mixed.\n\n{0}",
+}
+ARITY = {"ai_gen": (1, 1), "ai_summarize": (1, 2), "ai_translate": (2, 2), "ai_fix_grammar": (1, 1),
+         "ai_analyze_sentiment": (1, 1), "ai_similarity": (2, 2), "ai_classify": (2, 2)}
+TASK_FUNCTIONS = frozenset(ARITY)
+LABEL_TEMPLATE = "This text is about {}."  # how ai_classify embeds a label (a bare word embeds poorly)
+
+
+def task_call(exp: Any, node: Any) -> tuple[str, list[Any]] | None:
+    """(function name, arguments) if ``node`` calls one of the AI task functions."""
+    if isinstance(node, exp.AIClassify):
+        return "ai_classify", [node.this, node.args.get("categories")]
+    if isinstance(node, exp.AISimilarity):
+        return "ai_similarity", list(node.expressions)
+    if isinstance(node, exp.Anonymous) and str(node.this).lower() in TASK_FUNCTIONS:
+        return str(node.this).lower(), list(node.expressions)
+    return None
+
+
+def rewrite_task(exp: Any, name: str, args: list[Any], site: Callable[[str, str], str],
+                 embed_now: Callable[[list[str]], list[list[float]]], chat_endpoint: str, embedding_endpoint: str) -> Any:
+    """The SQL that computes an AI task function: a prompt for the chat endpoint (ai_gen, ai_summarize,
+    ai_translate, ai_fix_grammar, ai_analyze_sentiment), or embedding arithmetic (ai_similarity: cosine of the
+    two texts; ai_classify: the label whose embedding is nearest the text's). ``site(endpoint, task)`` plans a
+    call site and names its DuckDB function; ``embed_now`` embeds literal labels once, at planning."""
+    low, high = ARITY[name]
+    if not low <= len(args) <= high:
+        raise InvalidParameterValue(f"{name} takes {low if low == high else f'{low} or {high}'} argument"
+                                    f"{'s' * (high > 1)}, got {len(args)}")
+
+    def text(node: Any) -> Any:
+        return exp.Cast(this=node, to=exp.DataType.build("VARCHAR", dialect="duckdb"))
+
+    def call(function: str, *nodes: Any) -> Any:
+        return exp.Anonymous(this=function, expressions=list(nodes))
+
+    if name in PROMPTS:
+        template = PROMPTS[name]
+        if name == "ai_summarize" and len(args) == 1:
+            args = [*args, exp.Literal.number(50)]
+        before, _, rest = template.partition("{0}")
+        parts: list[Any] = []
+        if "{1}" in before:
+            head, _, tail = before.partition("{1}")
+            parts += [exp.Literal.string(head), text(args[1]), exp.Literal.string(tail)]
+        elif before:
+            parts.append(exp.Literal.string(before))
+        parts.append(text(args[0]))
+        if rest:
+            parts.append(exp.Literal.string(rest))
+        prompt = exp.Concat(expressions=parts, safe=False, coalesce=False) if len(parts) > 1 else parts[0]
+        answer = call(site(chat_endpoint, CHAT), prompt)
+        if name != "ai_analyze_sentiment":
+            return answer
+        found = call("regexp_extract", call("lower", answer), exp.Literal.string("(positive|negative|neutral|mixed)"),
+                     exp.Literal.number(1))
+        return exp.Nullif(this=found, expression=exp.Literal.string(""))
+    embed = site(embedding_endpoint, EMBEDDINGS)
+    if name == "ai_similarity":
+        return call("list_cosine_similarity", call(embed, text(args[0])), call(embed, text(args[1])))
+    labels = args[1]
+    if not isinstance(labels, exp.Array) or not labels.expressions or not all(
+            isinstance(x, exp.Literal) and x.is_string for x in labels.expressions):
+        raise InvalidParameterValue("ai_classify: the labels must be ARRAY('label', ...) of string literals")
+    names = [x.this for x in labels.expressions]
+    if len(names) > 500 or len(set(names)) != len(names):
+        raise InvalidParameterValue("ai_classify takes up to 500 distinct labels")
+    vectors = embed_now([LABEL_TEMPLATE.format(n) for n in names])  # zero-shot: a label reads better in a sentence
+    target = call(embed, text(args[0]))
+    sims = [call("list_cosine_similarity", target,
+                 exp.Cast(this=exp.Array(expressions=[exp.Literal.number(round(v, 7)) for v in vec]),
+                          to=exp.DataType.build("FLOAT[]", dialect="duckdb"))) for vec in vectors]
+    scores = call("list_value", *sims)
+    best = call("list_position", scores, call("list_max", scores.copy()))
+    chosen = call("list_extract", exp.Array(expressions=[exp.Literal.string(n) for n in names]), best)
+    return exp.Case(ifs=[exp.If(this=exp.Is(this=args[0].copy(), expression=exp.Null()), true=exp.Null())],
+                    default=chosen)  # NULL in, NULL out (list_position would find the first NULL score)

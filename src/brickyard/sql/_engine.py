@@ -24,7 +24,7 @@ from ..core.errors import BadRequest, BrickyardError, InvalidParameterValue, Inv
 from ..core.ids import new_id
 from ..core.names import parse_name, quote_part, split_name, validate_part
 from ..tables import Tables, schema_to_columns, type_text
-from ._ai import Models, Runner, plan
+from ._ai import EMBEDDINGS, Models, Runner, Site, plan, rewrite_task, task_call
 from ._ai import register as register_ai
 from ._limits import Limits, guard_sizes
 from ._search import Search
@@ -72,6 +72,8 @@ class SqlEngine:
         self.models = models
         #: Vector Search, for ``vector_search()``: given by the workspace
         self.search: Search | None = None
+        #: the chat and embedding endpoints of the AI task functions (ai_summarize, ai_classify, ...)
+        self.ai_endpoints = ("databricks-meta-llama-3-3-70b-instruct", "databricks-gte-large-en")
         #: "system.access.audit" -> function returning the rows (read straight from the metastore)
         self.system_tables = system_tables or {}
 
@@ -266,17 +268,41 @@ class _Ctx:
         options are checked before any row runs."""
         exp = self.exp
 
+        models = self.engine.models
+
+        def add(site: Site) -> str:
+            assert models is not None
+            name = f"__ai_query_{len(self.ai_sites)}"
+            self.ai_sites.append((name, Runner(site, self.p, models, self.statement_id, self.cancelled)))
+            return name
+
+        def task_site(endpoint: str, task: str) -> str:  # the default endpoint of a task function, checked
+            assert models is not None
+            found = models.task(self.p, endpoint)
+            if found != task:
+                raise InvalidParameterValue(f"the AI functions' default endpoint {endpoint!r} serves {found}, not {task}; "
+                                            "set BRICKYARD_AI_FUNCTIONS_CHAT_ENDPOINT / _EMBEDDING_ENDPOINT")
+            return add(Site(endpoint, task))
+
+        def embed_now(texts: list[str]) -> list[list[float]]:
+            endpoint = self.engine.ai_endpoints[1]
+            runner = Runner(Site(endpoint, EMBEDDINGS), self.p, models, self.statement_id, self.cancelled)
+            vectors, _ = runner.batch(list(texts))
+            return vectors
+
         def sub(node: Any) -> Any:
-            if isinstance(node, exp.Anonymous) and str(node.this).lower() == "ai_query":
-                if self.engine.models is None:
-                    raise InvalidState("ai_query needs a workspace that serves models")
-                site, request = plan(exp, node, self.p, self.engine.models)
-                name = f"__ai_query_{len(self.ai_sites)}"
-                self.ai_sites.append((name, Runner(site, self.p, self.engine.models, self.statement_id,
-                                                   self.cancelled)))
-                return exp.Anonymous(this=name, expressions=[
-                    exp.Cast(this=request, to=exp.DataType.build("VARCHAR", dialect="duckdb"))])
-            return node
+            is_query = isinstance(node, exp.Anonymous) and str(node.this).lower() == "ai_query"
+            task = None if is_query else task_call(exp, node)
+            if not is_query and task is None:
+                return node
+            if models is None:
+                raise InvalidState("the AI functions need a workspace that serves models")
+            if task is not None:
+                chat, embedding = self.engine.ai_endpoints
+                return rewrite_task(exp, task[0], task[1], task_site, embed_now, chat, embedding)
+            site, request = plan(exp, node, self.p, models)
+            return exp.Anonymous(this=add(site), expressions=[
+                exp.Cast(this=request, to=exp.DataType.build("VARCHAR", dialect="duckdb"))])
 
         return tree.transform(sub)
 
