@@ -1,4 +1,5 @@
-"""A fixed-answer OpenAI-compatible upstream for benchmarks (aiohttp): ``python -m brickyard.bench._upstream PORT``."""
+"""A fixed-answer OpenAI-compatible upstream for benchmarks (aiohttp): ``python -m brickyard.bench._upstream PORT
+[DELAY_MS]`` (each answer after DELAY_MS, as a remote model would take)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,16 @@ BODY = json.dumps({
 
 
 def main() -> None:
+    import asyncio
+
     from aiohttp import web
+
+    delay = float(sys.argv[2]) / 1000 if len(sys.argv) > 2 else 0.0
 
     async def chat(request: web.Request) -> web.Response:
         await request.read()
+        if delay:
+            await asyncio.sleep(delay)
         return web.Response(body=BODY, content_type="application/json")
 
     app = web.Application()

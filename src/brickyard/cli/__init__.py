@@ -439,6 +439,17 @@ def bench_model_workers(seconds: Annotated[float, typer.Option(help="Seconds of 
     _bench_out(_run(lambda: run_workers_bench(seconds=seconds, service_ms=service_ms)), as_json)
 
 
+@bench_app.command("sql-ai")
+def bench_sql_ai(rows: Annotated[int, typer.Option(help="Rows ai_query answers")] = 10_000,
+                 latency_ms: Annotated[float, typer.Option(help="What the local upstream takes per call")] = 20.0,
+                 loop_rows: Annotated[int, typer.Option(help="Rows of the Python loop it is compared with")] = 300,
+                 as_json: AsJson = False) -> None:
+    """ai_query over a table against a Python loop calling the same endpoint, in one run."""
+    from ..bench._sql_ai import run_sql_ai_bench
+
+    _bench_out(_run(lambda: run_sql_ai_bench(rows=rows, latency_ms=latency_ms, loop_rows=loop_rows)), as_json)
+
+
 @bench_app.command("tracing")
 def bench_tracing(calls: Annotated[int, typer.Option(help="Traced calls per measurement")] = 5000,
                   as_json: AsJson = False) -> None:

@@ -154,6 +154,8 @@ class Runner:
         self.paced = 0.0  # seconds spent waiting out rate limits
 
     def _call(self, body: dict[str, Any], route: str) -> dict[str, Any]:
+        if self.cancelled():  # a cancelled statement stops calling models at once (and commits nothing)
+            raise BrickyardError("the statement was cancelled", error_code="CANCELLED")
         body = {**body, "client_request_id": self.statement_id,
                 "usage_context": {"statement_id": self.statement_id, "sql_function": "ai_query"}}
         while True:
