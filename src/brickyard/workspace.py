@@ -445,3 +445,21 @@ class _SqlModels:
 
     def call(self, p: Principal, endpoint: str, body: dict[str, Any], route: str) -> dict[str, Any]:
         return dict(self.gateway.call(p, endpoint, body, route=route).result)
+
+    def mask(self, texts: list[str | None], entities: list[str]) -> list[str | None]:
+        """``ai_mask``: each span Presidio finds of ``entities`` replaced with ``[MASKED]``."""
+        analyzer = self.gateway.detectors.analyzer()
+        out: list[str | None] = []
+        for text in texts:
+            if text is None:
+                out.append(None)
+                continue
+            spans = sorted(analyzer.analyze(text=text, language="en", entities=entities, score_threshold=0.35),
+                           key=lambda r: r.start, reverse=True)
+            last = len(text) + 1
+            for span in spans:  # right to left, overlapping spans once
+                if span.end <= last:
+                    text = text[:span.start] + "[MASKED]" + text[span.end:]
+                    last = span.start
+            out.append(text)
+        return out

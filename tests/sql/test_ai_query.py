@@ -163,3 +163,14 @@ def test_task_functions(tmp_path: Path) -> None:
             w.sql.execute(admin, "SELECT ai_translate('x')")
     finally:
         w.close()
+
+
+def test_ai_mask_masks_what_it_is_asked_to(ws: Workspace) -> None:
+    pytest.importorskip("presidio_analyzer", reason="the 'guardrails' extra is not installed")
+    row = _rows(ws, "SELECT ai_mask('John Smith wrote to john@example.com from 555-123-4567', "
+                    "ARRAY('email', 'phone')) AS some, ai_mask('John Smith wrote to john@example.com', "
+                    "ARRAY('person', 'email')) AS both, ai_mask(NULL, ARRAY('email')) AS none")[0]
+    assert row["some"] == "John Smith wrote to [MASKED] from [MASKED]"  # the person was not asked for
+    assert row["both"] == "[MASKED] wrote to [MASKED]" and row["none"] is None
+    with pytest.raises(InvalidParameterValue, match="unknown label 'shoe_size'"):
+        _rows(ws, "SELECT ai_mask('x', ARRAY('shoe_size'))")

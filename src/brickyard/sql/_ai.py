@@ -40,6 +40,39 @@ class Models(Protocol):
 
     def call(self, p: Principal, endpoint: str, body: dict[str, Any], route: str) -> dict[str, Any]: ...
 
+    def mask(self, texts: list[str | None], entities: list[str]) -> list[str | None]: ...
+
+
+#: ai_mask's labels (Databricks') -> the Presidio entities that find them
+MASK_LABELS = {"person": ["PERSON"], "email": ["EMAIL_ADDRESS"], "phone": ["PHONE_NUMBER"],
+               "address": ["LOCATION"], "location": ["LOCATION"], "ssn": ["US_SSN"],
+               "credit_card": ["CREDIT_CARD"], "iban": ["IBAN_CODE"], "ip_address": ["IP_ADDRESS"],
+               "url": ["URL"], "date": ["DATE_TIME"]}
+
+
+def mask_entities(exp: Any, labels: Any) -> list[str]:
+    """The Presidio entities of ``ai_mask``'s label array (string literals, known labels)."""
+    if not isinstance(labels, exp.Array) or not labels.expressions or not all(
+            isinstance(x, exp.Literal) and x.is_string for x in labels.expressions):
+        raise InvalidParameterValue("ai_mask: the labels must be ARRAY('person', 'email', ...) of string literals")
+    found: list[str] = []
+    for label in (x.this.lower() for x in labels.expressions):
+        if label not in MASK_LABELS:
+            raise InvalidParameterValue(f"ai_mask: unknown label {label[:40]!r}; known: {', '.join(sorted(MASK_LABELS))}")
+        found += [e for e in MASK_LABELS[label] if e not in found]
+    return found
+
+
+def register_mask(con: Any, name: str, models: Models, entities: list[str]) -> None:
+    """Make ``name(text)`` mask ``entities`` in each text with ``[MASKED]`` (Presidio, offline)."""
+    from duckdb import sqltypes as t
+
+    def udf(texts: pa.Array) -> pa.Array:
+        return pa.array(models.mask([None if v is None else str(v) for v in texts.to_pylist()], entities),
+                        type=pa.string())
+
+    con.create_function(name, udf, [t.VARCHAR], t.VARCHAR, type="arrow", null_handling="special")
+
 
 @dataclass
 class Site:
@@ -259,7 +292,7 @@ PROMPTS = {
                             "negative, neutral or mixed.\n\n{0}",
 }
 ARITY = {"ai_gen": (1, 1), "ai_summarize": (1, 2), "ai_translate": (2, 2), "ai_fix_grammar": (1, 1),
-         "ai_analyze_sentiment": (1, 1), "ai_similarity": (2, 2), "ai_classify": (2, 2)}
+         "ai_analyze_sentiment": (1, 1), "ai_similarity": (2, 2), "ai_classify": (2, 2), "ai_mask": (2, 2)}
 TASK_FUNCTIONS = frozenset(ARITY)
 LABEL_TEMPLATE = "This text is about {}."  # how ai_classify embeds a label (a bare word embeds poorly)
 

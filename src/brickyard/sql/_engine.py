@@ -24,7 +24,7 @@ from ..core.errors import BadRequest, BrickyardError, InvalidParameterValue, Inv
 from ..core.ids import new_id
 from ..core.names import parse_name, quote_part, split_name, validate_part
 from ..tables import Tables, schema_to_columns, type_text
-from ._ai import EMBEDDINGS, Models, Runner, Site, plan, rewrite_task, task_call
+from ._ai import EMBEDDINGS, Models, Runner, Site, mask_entities, plan, register_mask, rewrite_task, task_call
 from ._ai import register as register_ai
 from ._limits import Limits, guard_sizes
 from ._search import Search
@@ -218,6 +218,7 @@ class _Ctx:
         self.statement_id = ""
         self.cancelled: Callable[[], bool] = lambda: False
         self.ai_sites: list[tuple[str, Runner]] = []  # planned ai_query calls: (DuckDB function name, runner)
+        self.masks: list[tuple[str, list[str]]] = []  # planned ai_mask calls: (DuckDB function name, entities)
 
     # -- names ------------------------------------------------------------------------------------
     def resolve_name(self, text: str, levels: int = 3) -> str:
@@ -297,6 +298,13 @@ class _Ctx:
                 return node
             if models is None:
                 raise InvalidState("the AI functions need a workspace that serves models")
+            if task is not None and task[0] == "ai_mask":  # Presidio in the server: no model endpoint
+                if len(task[1]) != 2:
+                    raise InvalidParameterValue(f"ai_mask takes 2 arguments (content, labels), got {len(task[1])}")
+                name = f"__ai_mask_{len(self.masks)}"
+                self.masks.append((name, mask_entities(exp, task[1][1])))
+                return exp.Anonymous(this=name, expressions=[
+                    exp.Cast(this=task[1][0], to=exp.DataType.build("VARCHAR", dialect="duckdb"))])
             if task is not None:
                 chat, embedding = self.engine.ai_endpoints
                 return rewrite_task(exp, task[0], task[1], task_site, embed_now, chat, embedding)
@@ -317,6 +325,9 @@ class _Ctx:
             self.on_connection(con)
         for name, runner in self.ai_sites:
             register_ai(con, name, runner)
+        for name, entities in self.masks:
+            assert self.engine.models is not None
+            register_mask(con, name, self.engine.models, entities)
         registered: dict[str, str] = {}
         objects: dict[str, Securable] = {}
         for table in list(tree.find_all(exp.Table)):
