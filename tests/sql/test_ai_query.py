@@ -80,6 +80,11 @@ def test_calls_are_governed_and_carry_the_statement_id(ws: Workspace) -> None:
                                "system.serving.endpoint_usage WHERE client_request_id = :sid",
                                parameters=[{"name": "sid", "value": done.statement_id}]).table.to_pylist()
         assert found == [{"n": 1}]  # the usage row names the statement
+        import httpx
+
+        status = httpx.get(f"{url}/api/2.0/sql/statements/{done.statement_id}",
+                           headers={"authorization": f"Bearer {token}"}).json()["status"]
+        assert status == {"state": "SUCCEEDED", "progress": {"ai_rows_done": 1}}  # rows the AI functions answered
 
 
 def test_a_rate_limit_paces_the_statement(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -174,3 +179,26 @@ def test_ai_mask_masks_what_it_is_asked_to(ws: Workspace) -> None:
     assert row["both"] == "[MASKED] wrote to [MASKED]" and row["none"] is None
     with pytest.raises(InvalidParameterValue, match="unknown label 'shoe_size'"):
         _rows(ws, "SELECT ai_mask('x', ARRAY('shoe_size'))")
+
+
+def test_brickyard_sql_runs_ai_functions(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    w = Workspace(Settings(home=home, enable_fake_models=1, access_log="off", monitor_interval_seconds=0))
+    admin = w.ensure_user("admin@example.com", admin=True)
+    w.serving.create(admin, {"name": "chat", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]}})
+    wait_deployed(w, admin, "chat")
+    w.close()
+    done = subprocess.run([sys.executable, "-m", "brickyard.cli", "sql", "--home", str(home), "--user",
+                           "admin@example.com", "--json", "SELECT ai_query('chat', 'hi') AS r"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "BRICKYARD_ENABLE_FAKE_MODELS": "1",
+                                                       "PYTHONPATH": str(Path(__file__).parents[2] / "src")})
+    assert done.returncode == 0, done.stderr
+    assert "echo: hi" in done.stdout
+    refused = subprocess.run([sys.executable, "-m", "brickyard.cli", "sql", "--home", str(home), "--user",
+                              "admin@example.com", "SELECT ai_query('nope', 'hi')"], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")})
+    assert refused.returncode != 0 and "nope" in refused.stderr

@@ -198,13 +198,48 @@ def sp_create(name: Annotated[str, typer.Option("--name", help="Display name")],
 def sql(statement: str, home: Home = None, user: User = None, as_json: AsJson = False,
         catalog: Annotated[str | None, typer.Option(help="Default catalog [main]")] = None,
         schema: Annotated[str | None, typer.Option(help="Default schema [default]")] = None) -> None:
-    """Run one SQL statement as a user and print the result."""
+    """Run one SQL statement as a user and print the result (rows answered by AI functions counted on stderr)."""
+    import threading
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     ws = _run(lambda: _workspace(home))
+    done = [0]
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = ws.sql.execute(_principal(ws, user), statement, catalog=catalog, schema=schema,
+                                               progress=lambda n: done.__setitem__(0, done[0] + n))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the main thread
+            outcome["error"] = exc
+
     try:
-        result = _run(lambda: ws.sql.execute(_principal(ws, user), statement, catalog=catalog, schema=schema))
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        thread.join(timeout=1.0)
+        if thread.is_alive():
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                          console=_stderr_console(), transient=True) as bar:
+                task = bar.add_task("running")
+                while thread.is_alive():
+                    bar.update(task, description=f"running: {done[0]:,} rows answered by AI functions"
+                               if done[0] else "running")
+                    thread.join(timeout=0.2)
+        if "error" in outcome:
+            def again() -> None:
+                raise outcome["error"]
+
+            _run(again)
     finally:
         ws.close()
-    _print_table(result.table, as_json)
+    _print_table(outcome["result"].table, as_json)
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 @app.command("ingest")

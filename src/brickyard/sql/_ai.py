@@ -178,12 +178,13 @@ class Runner:
     """Calls one planned site for batches of rows as ``p``, paced by rate limits, tagged with the statement."""
 
     def __init__(self, site: Site, p: Principal, models: Models, statement_id: str,
-                 cancelled: Callable[[], bool] = lambda: False) -> None:
+                 cancelled: Callable[[], bool] = lambda: False, progress: Callable[[int], None] = lambda n: None) -> None:
         self.site = site
         self.p = p
         self.models = models
         self.statement_id = statement_id
         self.cancelled = cancelled
+        self.progress = progress  # told how many rows each batch answered
         self.paced = 0.0  # seconds spent waiting out rate limits
 
     def _call(self, body: dict[str, Any], route: str) -> dict[str, Any]:
@@ -237,6 +238,7 @@ class Runner:
 
             with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
                 list(pool.map(run_chunk, chunks))
+            self.progress(len(values))
             return results, errors
 
         def run_row(i: int) -> None:
@@ -249,6 +251,7 @@ class Runner:
 
         with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
             list(pool.map(run_row, todo))
+        self.progress(len(values))
         return results, errors
 
 

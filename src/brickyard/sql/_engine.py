@@ -81,7 +81,10 @@ class SqlEngine:
     def execute(self, p: Principal, statement: str, *, parameters: list[dict[str, Any]] | None = None,
                 catalog: str | None = None, schema: str | None = None,
                 on_connection: Callable[[Any], None] | None = None, statement_id: str | None = None,
-                cancelled: Callable[[], bool] = lambda: False) -> Result:
+                cancelled: Callable[[], bool] = lambda: False,
+                progress: Callable[[int], None] = lambda n: None) -> Result:
+        """Run one statement as ``p``. ``progress(n)`` hears of every ``n`` rows the AI functions answered;
+        ``cancelled()`` stops their model calls."""
         if not isinstance(statement, str) or not statement.strip():
             raise InvalidParameterValue("statement is required")
         if len(statement) > MAX_STATEMENT:
@@ -91,6 +94,7 @@ class SqlEngine:
         ctx = _Ctx(self, p, default_catalog, default_schema, _params(parameters), on_connection)
         ctx.statement_id = statement_id or new_id()
         ctx.cancelled = cancelled
+        ctx.progress = progress
         text = statement.strip().rstrip(";").strip()
         handled = self._command(ctx, text)
         if handled is not None:
@@ -217,6 +221,7 @@ class _Ctx:
         self._sqlglot, self.exp = _sqlglot()
         self.statement_id = ""
         self.cancelled: Callable[[], bool] = lambda: False
+        self.progress: Callable[[int], None] = lambda n: None
         self.ai_sites: list[tuple[str, Runner]] = []  # planned ai_query calls: (DuckDB function name, runner)
         self.masks: list[tuple[str, list[str]]] = []  # planned ai_mask calls: (DuckDB function name, entities)
 
@@ -274,7 +279,8 @@ class _Ctx:
         def add(site: Site) -> str:
             assert models is not None
             name = f"__ai_query_{len(self.ai_sites)}"
-            self.ai_sites.append((name, Runner(site, self.p, models, self.statement_id, self.cancelled)))
+            self.ai_sites.append((name, Runner(site, self.p, models, self.statement_id, self.cancelled,
+                                               self.progress)))
             return name
 
         def task_site(endpoint: str, task: str) -> str:  # the default endpoint of a task function, checked

@@ -44,6 +44,11 @@ class _Record:
     error: dict[str, str] | None = None
     connection: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    rows_done: int = 0  # rows the statement's AI functions have answered so far
+
+    def answered(self, n: int) -> None:
+        with self.lock:
+            self.rows_done += n
 
 
 def parse_wait_timeout(value: str | None) -> float:
@@ -114,7 +119,7 @@ class StatementStore:
                 rec.state = "RUNNING"
             return self.engine.execute(p, statement, parameters=parameters, catalog=catalog, schema=schema,
                                        on_connection=attach, statement_id=rec.id,
-                                       cancelled=lambda: rec.state == "CANCELED")
+                                       cancelled=lambda: rec.state == "CANCELED", progress=rec.answered)
 
         rec.future = self._pool.submit(run)
         rec.future.add_done_callback(lambda f: self._finish(rec, f, limit))
@@ -225,6 +230,8 @@ class StatementStore:
 
     def _response(self, rec: _Record) -> dict[str, Any]:
         status: dict[str, Any] = {"state": rec.state}
+        if rec.rows_done:  # Brickyard's: how far the AI functions of a long statement have got
+            status["progress"] = {"ai_rows_done": rec.rows_done}
         if rec.error is not None:
             status["error"] = dict(rec.error)
         out: dict[str, Any] = {"statement_id": rec.id, "status": status}
