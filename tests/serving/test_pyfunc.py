@@ -120,3 +120,14 @@ def test_a_model_of_another_mlflow_flavour(served: dict[str, Any]) -> None:
                    headers={"authorization": f"Bearer {served['token']}"},
                    json={"dataframe_split": {"columns": ["x"], "data": [[0.0], [3.0]]}})
     assert r.status_code == 200 and r.json()["predictions"] == [0, 1], r.text
+
+
+def test_ai_query_on_a_custom_model(served: dict[str, Any]) -> None:
+    """SQL's ai_query sends a struct request to a custom model as dataframe records (many rows per request)."""
+    ws = served["ws"]
+    p = ws.principal("alice@example.com")
+    rows = ws.sql.execute(p, "SELECT x, ai_query('upper', named_struct('text', x), returnType => 'STRING') AS r FROM "
+                             "(VALUES (1, 'a'), (2, 'bc'), (3, 'def')) AS v(i, x) ORDER BY i").table.to_pylist()
+    assert [r["r"] for r in rows] == ["A", "BC", "DEF"]
+    with pytest.raises(Exception, match="returnType"):
+        ws.sql.execute(p, "SELECT ai_query('upper', named_struct('text', 'a'))")

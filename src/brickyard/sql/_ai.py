@@ -28,6 +28,10 @@ from ..core.errors import BrickyardError, InvalidParameterValue, RateLimited
 
 OPTIONS = ("returntype", "failonerror", "modelparameters", "responseformat")
 CHAT, COMPLETIONS, EMBEDDINGS = "llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"
+CUSTOM = "custom"  # a model taking rows (dataframe_records) and answering predictions
+CUSTOM_TYPES = {"STRING": "VARCHAR", "DOUBLE": "DOUBLE", "FLOAT": "FLOAT", "BIGINT": "BIGINT", "INT": "INTEGER",
+                "BOOLEAN": "BOOLEAN"}
+CUSTOM_BATCH = 256  # rows per request to a custom model
 CONCURRENCY = 8  # requests in flight per call site
 EMBED_BATCH = 64  # texts per embeddings request
 PACE_SECONDS = 600.0  # how long a statement may wait out rate limits in all
@@ -81,6 +85,7 @@ class Site:
     endpoint: str
     task: str
     fail_on_error: bool = True
+    returns: str = "STRING"  # a custom model's answer type
     parameters: dict[str, Any] = field(default_factory=dict)
     response_format: Any = None
 
@@ -132,10 +137,22 @@ def plan(exp: Any, call: Any, p: Principal, models: Models) -> tuple[Site, Any]:
     if not isinstance(endpoint, str) or not endpoint:
         raise InvalidParameterValue("ai_query: the endpoint must be a string literal naming a serving endpoint")
     task = models.task(p, endpoint)  # 404 / 403 before any row runs
-    if task not in (CHAT, COMPLETIONS, EMBEDDINGS):
-        raise InvalidParameterValue(f"ai_query: endpoint {endpoint!r} serves {task}; SQL reaches chat, completions and "
-                                    "embeddings endpoints for now (docs/sql.md)")
-    site = Site(endpoint, task)
+    request = positional[1]
+    if isinstance(request, exp.Struct):  # a custom model: the struct is one row of its input
+        wanted = _literal(exp, named["returntype"], "returnType") if "returntype" in named else None
+        if not isinstance(wanted, str) or wanted.strip().upper() not in CUSTOM_TYPES:
+            raise InvalidParameterValue("ai_query: a struct request goes to a custom model, whose answer type must "
+                                        f"be given: returnType => one of {', '.join(CUSTOM_TYPES)}")
+        site = Site(endpoint, CUSTOM, returns=wanted.strip().upper())
+        named.pop("returntype")
+        if "responseformat" in named:
+            raise InvalidParameterValue("ai_query: responseFormat applies to chat endpoints")
+        request = exp.Anonymous(this="to_json", expressions=[request])
+    elif task not in (CHAT, COMPLETIONS, EMBEDDINGS):
+        raise InvalidParameterValue(f"ai_query: endpoint {endpoint!r} serves {task}; SQL reaches chat, completions, "
+                                    "embeddings and custom-model endpoints (a named_struct request) for now")
+    else:
+        site = Site(endpoint, task)
     if "failonerror" in named:
         value = _literal(exp, named["failonerror"], "failOnError")
         if not isinstance(value, bool):
@@ -156,7 +173,7 @@ def plan(exp: Any, call: Any, p: Principal, models: Models) -> tuple[Site, Any]:
         if task != CHAT:
             raise InvalidParameterValue("ai_query: responseFormat applies to chat endpoints")
         site.response_format = _response_format(_literal(exp, named["responseformat"], "responseFormat"))
-    return site, positional[1]
+    return site, request
 
 
 def _response_format(raw: Any) -> dict[str, Any]:
@@ -223,6 +240,27 @@ class Runner:
         results: list[Any] = [None] * len(values)
         errors: list[str | None] = [None] * len(values)
         todo = [i for i, v in enumerate(values) if v is not None]
+        if self.site.task == CUSTOM:
+            def run_rows(chunk: list[int]) -> None:
+                try:
+                    answer = self._call({"dataframe_records": [json.loads(str(values[i])) for i in chunk]},
+                                        "invocations")
+                    predictions = answer.get("predictions")
+                    if not isinstance(predictions, list) or len(predictions) != len(chunk):
+                        raise InvalidParameterValue(f"ai_query: {self.site.endpoint} answered "
+                                                    f"{str(predictions)[:80]}, not one prediction per row")
+                    for i, value in zip(chunk, predictions, strict=True):
+                        results[i] = _as(value, self.site.returns)
+                except BrickyardError as exc:
+                    if self.site.fail_on_error:
+                        raise
+                    for i in chunk:
+                        errors[i] = f"{exc.error_code}: {exc.message}"
+
+            with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+                list(pool.map(run_rows, [todo[i:i + CUSTOM_BATCH] for i in range(0, len(todo), CUSTOM_BATCH)]))
+            self.progress(len(values))
+            return results, errors
         if self.site.task == EMBEDDINGS:
             chunks = [todo[i:i + EMBED_BATCH] for i in range(0, len(todo), EMBED_BATCH)]
 
@@ -255,6 +293,24 @@ class Runner:
         return results, errors
 
 
+def _as(value: Any, returns: str) -> Any:
+    """A custom model's prediction as the declared ``returnType`` (a dict prediction's only value is taken)."""
+    if isinstance(value, dict) and len(value) == 1:
+        value = next(iter(value.values()))
+    if value is None:
+        return None
+    try:
+        if returns == "STRING":
+            return value if isinstance(value, str) else json.dumps(value)
+        if returns in ("DOUBLE", "FLOAT"):
+            return float(value)
+        if returns in ("BIGINT", "INT"):
+            return int(value)
+        return bool(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterValue(f"ai_query: the prediction {str(value)[:60]!r} is not a {returns}") from None
+
+
 def site_parameters(site: Site) -> dict[str, Any]:
     return {k: v for k, v in site.parameters.items() if k not in ("max_tokens", "temperature")}
 
@@ -267,6 +323,11 @@ def register(con: Any, name: str, runner: Runner) -> None:
     embeddings = runner.site.task == EMBEDDINGS
     value_type = duckdb.list_type(t.FLOAT) if embeddings else t.VARCHAR
     arrow_value = pa.list_(pa.float32()) if embeddings else pa.string()
+    if runner.site.task == CUSTOM:
+        duck = CUSTOM_TYPES[runner.site.returns]
+        value_type = getattr(t, duck)
+        arrow_value = {"VARCHAR": pa.string(), "DOUBLE": pa.float64(), "FLOAT": pa.float32(), "BIGINT": pa.int64(),
+                       "INTEGER": pa.int32(), "BOOLEAN": pa.bool_()}[duck]
     if runner.site.fail_on_error:
         out_type: Any = value_type
     else:
