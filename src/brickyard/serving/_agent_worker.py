@@ -62,8 +62,10 @@ def main(model_dir: str) -> int:
                     try:
                         events = iter(model.predict_stream(request["input"]))
                         first = next(events, None)
-                    except (mlflow.exceptions.MlflowException, NotImplementedError) as exc:
-                        if "predict_stream" not in str(exc):  # the model does not stream: answered whole below
+                    except Exception as exc:
+                        # MLflow's ways of saying a model has no predict_stream (an MlflowException for
+                        # wrapped models, a ResponsesAgent's own error): answered whole below
+                        if "predict_stream" not in str(exc):
                             raise
                         events, first = iter(()), None  # no streaming: the whole answer, item by item
                         for item in (_plain(model.predict(request["input"])) or {}).get("output") or []:

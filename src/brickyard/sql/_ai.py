@@ -231,64 +231,41 @@ class Runner:
         return str(answer["choices"][0].get("text") or "")
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
-        answer = self._call({"input": texts, **site_parameters(self.site)}, "embeddings")
+        answer = self._call({"input": texts}, "embeddings")
         data = sorted(answer["data"], key=lambda d: d["index"])
         return [[float(x) for x in d["embedding"]] for d in data]
 
+    def _predict(self, rows: list[str]) -> list[Any]:
+        answer = self._call({"dataframe_records": [json.loads(r) for r in rows]}, "invocations")
+        predictions = answer.get("predictions")
+        if not isinstance(predictions, list) or len(predictions) != len(rows):
+            raise InvalidParameterValue(f"ai_query: {self.site.endpoint} answered {str(predictions)[:80]}, not one "
+                                        "prediction per row")
+        return [_as(value, self.site.returns) for value in predictions]
+
     def batch(self, values: list[str | None]) -> tuple[list[Any], list[str | None]]:
-        """(results, error messages) for a batch of requests; NULL requests give NULL results."""
+        """(results, error messages) for a batch of requests; NULL requests give NULL results. Requests go in
+        groups -- one row for chat and completions, 64 texts per embeddings request, 256 rows per custom-model
+        request -- with CONCURRENCY groups in flight."""
         results: list[Any] = [None] * len(values)
         errors: list[str | None] = [None] * len(values)
         todo = [i for i, v in enumerate(values) if v is not None]
-        if self.site.task == CUSTOM:
-            def run_rows(chunk: list[int]) -> None:
-                try:
-                    answer = self._call({"dataframe_records": [json.loads(str(values[i])) for i in chunk]},
-                                        "invocations")
-                    predictions = answer.get("predictions")
-                    if not isinstance(predictions, list) or len(predictions) != len(chunk):
-                        raise InvalidParameterValue(f"ai_query: {self.site.endpoint} answered "
-                                                    f"{str(predictions)[:80]}, not one prediction per row")
-                    for i, value in zip(chunk, predictions, strict=True):
-                        results[i] = _as(value, self.site.returns)
-                except BrickyardError as exc:
-                    if self.site.fail_on_error:
-                        raise
-                    for i in chunk:
-                        errors[i] = f"{exc.error_code}: {exc.message}"
+        task = self.site.task
+        size, answer = {EMBEDDINGS: (EMBED_BATCH, self._embed), CUSTOM: (CUSTOM_BATCH, self._predict)}.get(
+            task, (1, lambda rows: [self._one(rows[0])]))
 
-            with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
-                list(pool.map(run_rows, [todo[i:i + CUSTOM_BATCH] for i in range(0, len(todo), CUSTOM_BATCH)]))
-            self.progress(len(values))
-            return results, errors
-        if self.site.task == EMBEDDINGS:
-            chunks = [todo[i:i + EMBED_BATCH] for i in range(0, len(todo), EMBED_BATCH)]
-
-            def run_chunk(chunk: list[int]) -> None:
-                try:
-                    for i, vector in zip(chunk, self._embed([str(values[i]) for i in chunk]), strict=True):
-                        results[i] = vector
-                except BrickyardError as exc:
-                    if self.site.fail_on_error:
-                        raise
-                    for i in chunk:
-                        errors[i] = f"{exc.error_code}: {exc.message}"
-
-            with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
-                list(pool.map(run_chunk, chunks))
-            self.progress(len(values))
-            return results, errors
-
-        def run_row(i: int) -> None:
+        def run(group: list[int]) -> None:
             try:
-                results[i] = self._one(str(values[i]))
+                for i, value in zip(group, answer([str(values[i]) for i in group]), strict=True):
+                    results[i] = value
             except BrickyardError as exc:
                 if self.site.fail_on_error:
                     raise
-                errors[i] = f"{exc.error_code}: {exc.message}"
+                for i in group:
+                    errors[i] = f"{exc.error_code}: {exc.message}"
 
         with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
-            list(pool.map(run_row, todo))
+            list(pool.map(run, [todo[i:i + size] for i in range(0, len(todo), size)]))
         self.progress(len(values))
         return results, errors
 
@@ -309,10 +286,6 @@ def _as(value: Any, returns: str) -> Any:
         return bool(value)
     except (TypeError, ValueError):
         raise InvalidParameterValue(f"ai_query: the prediction {str(value)[:60]!r} is not a {returns}") from None
-
-
-def site_parameters(site: Site) -> dict[str, Any]:
-    return {k: v for k, v in site.parameters.items() if k not in ("max_tokens", "temperature")}
 
 
 def register(con: Any, name: str, runner: Runner) -> None:
