@@ -248,10 +248,13 @@ class DataPlane:
         """Check a request against the endpoint's task and decide who may serve it, in which order."""
         row = row or self.endpoint_for_query(p, name)
         task = row["task"]
-        if served is not None:
-            chosen = next((e for e in self.config_of(row)["served_entities"] if e["name"] == served), None)
-            if chosen is None:
+        if served is None:
+            chosen = self.pick(row)  # by the traffic split
+        else:
+            found = next((e for e in self.config_of(row)["served_entities"] if e["name"] == served), None)
+            if found is None:
                 raise NotFound(f"Endpoint '{name}' has no served entity '{served[:80]}'")
+            chosen = found
         if task not in TASKS or _serves_versions(self.config_of(row)):  # registered model versions (agents or any pyfunc model)
             fits = {"invocations", "responses", "chat"} | {COMPLETIONS: {"completions"},
                                                            EMBEDDINGS: {"embeddings"}}.get(task, set())
@@ -261,7 +264,7 @@ class DataPlane:
                                             + ("" if task in (COMPLETIONS, EMBEDDINGS) else " or the responses API"))
             request = {k: v for k, v in body.items() if k not in ("model", "client_request_id", "usage_context")}
             stream = bool(request.pop("stream", False))
-            return Plan(row, task, "agent", request, stream, [chosen if served is not None else self.pick(row)])
+            return Plan(row, task, "agent", request, stream, [chosen])
         if route == "invocations":
             route = {CHAT: "chat", COMPLETIONS: "completions", EMBEDDINGS: "embeddings", RERANK: "rerank"}[task]
             if task == CHAT and "messages" not in body and "prompt" in body:
@@ -279,10 +282,9 @@ class DataPlane:
         if route == "rerank":
             _check_rerank(request)
             stream = False
-        first = chosen if served is not None else self.pick(row)
-        candidates = [first]
+        candidates = [chosen]
         if fallback and served is None:  # then every other served entity, in the order of the config
-            candidates += [e for e in self.config_of(row)["served_entities"] if e["name"] != first["name"]]
+            candidates += [e for e in self.config_of(row)["served_entities"] if e["name"] != chosen["name"]]
         return Plan(row, task, route, request, stream, candidates)
 
     def _invoke_entity(self, row: Row, entity: dict[str, Any], request: dict[str, Any], route: str, stream: bool,
