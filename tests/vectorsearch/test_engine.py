@@ -61,7 +61,8 @@ def test_filters_match_a_reference(spec: object, expected: object) -> None:
 
 
 @pytest.mark.parametrize("bad", [{"nope": 1}, {"n ~": 1}, {"cat": {"x": 1}}, "n + 1 > 2", "upper(cat) = 'A'",
-                                 "cat IN (SELECT 1)", "(", {"cat OR n": ["a"]}])
+                                 "cat IN (SELECT 1)", "(", {"cat OR n": ["a"]},
+                                 "cat != X''"])  # sqlglot cannot render X'' back for the message: still a 400
 def test_bad_filters_are_refused(bad: object) -> None:
     with pytest.raises(InvalidParameterValue):
         if isinstance(bad, str):

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from ..catalog import Principal
 from ..core.errors import BrickyardError, InvalidParameterValue, RateLimited
+from ._text import shown
 
 OPTIONS = ("returntype", "failonerror", "modelparameters", "responseformat")
 CHAT, COMPLETIONS, EMBEDDINGS = "llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"
@@ -110,7 +111,7 @@ def _literal(exp: Any, node: Any, what: str) -> Any:
                 raise InvalidParameterValue(f"ai_query: {what} must be named_struct('key', value, ...) of literals")
             out[item.this.name] = _literal(exp, item.expression, what)
         return out
-    raise InvalidParameterValue(f"ai_query: {what} must be a literal, got {node.sql()[:60]}")
+    raise InvalidParameterValue(f"ai_query: {what} must be a literal, got {shown(node, 60)}")
 
 
 def plan(exp: Any, call: Any, p: Principal, models: Models) -> tuple[Site, Any]:

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from ..catalog import Principal
 from ..core.errors import InvalidParameterValue
+from ._text import shown
 
 NAMES = ("index", "query_text", "query_vector", "query", "num_results", "query_type", "filters", "columns")
 POSITIONAL = ("index", "query_text", "num_results")
@@ -62,7 +63,7 @@ def _value(exp: Any, node: Any, name: str) -> Any:
         return -_value(exp, node.this, name)
     if isinstance(node, exp.Array):
         return [_value(exp, item, name) for item in node.expressions]
-    raise InvalidParameterValue(f"vector_search: {name} must be a literal, got {node.sql()[:60]}")
+    raise InvalidParameterValue(f"vector_search: {name} must be a literal, got {shown(node, 60)}")
 
 
 def arguments(exp: Any, node: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import InvalidParameterValue
+from ..sql._text import shown
 
 Columns = Callable[[str], np.ndarray]  # column name -> values of every row (object or numeric array)
 Mask = Callable[[Columns, int], np.ndarray]
@@ -228,7 +229,7 @@ def _compile_sql(text: str, columns: set[str]) -> Mask:
         if isinstance(node, exp.Neg):
             value = literal(node.this)
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidParameterValue(f"filter_string: only a number can be negated, got {node.sql()[:80]!r}")
+                raise InvalidParameterValue(f"filter_string: only a number can be negated, got {shown(node)!r}")
             return -value
         if isinstance(node, exp.Boolean):
             return node.this
@@ -242,12 +243,12 @@ def _compile_sql(text: str, columns: set[str]) -> Mask:
                 return float(number) if any(c in number for c in ".eE") else int(number)
             except ValueError:
                 raise InvalidParameterValue(f"filter_string: {number[:40]!r} is not a number") from None
-        raise InvalidParameterValue(f"filter_string: expected a literal value, got {node.sql()[:80]!r}")
+        raise InvalidParameterValue(f"filter_string: expected a literal value, got {shown(node)!r}")
 
     def column(node: exp.Expression) -> str:
         if isinstance(node, exp.Column) and not node.table:
             return _column(node.name, columns)
-        raise InvalidParameterValue(f"filter_string: expected a column name, got {node.sql()[:80]!r}")
+        raise InvalidParameterValue(f"filter_string: expected a column name, got {shown(node)!r}")
 
     def build(node: exp.Expression) -> Mask:
         if isinstance(node, exp.Paren):
