@@ -24,7 +24,7 @@ with atheris.instrument_imports(include=["brickyard"]):
     from brickyard.ingest._chunk import Options, chunk
     from brickyard.ingest._parse import ParseError, parse
     from brickyard.models._openai import UpstreamError, sse_events
-    from brickyard.sql._engine import _names_a_visible_cte
+    from brickyard.sql._context import names_a_visible_cte as _names_a_visible_cte
     from brickyard.sql._limits import Limits, guard_sizes
     from brickyard.vectorsearch._filters import compile_filters
     from brickyard.vectorsearch._rows import RowSchema

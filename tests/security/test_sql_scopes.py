@@ -15,7 +15,7 @@ from sqlglot.optimizer.scope import traverse_scope
 
 from brickyard.core.errors import BadRequest, NotFound, PermissionDenied
 from brickyard.core.settings import Settings
-from brickyard.sql._engine import _names_a_visible_cte
+from brickyard.sql._context import names_a_visible_cte as _names_a_visible_cte
 from brickyard.workspace import Workspace
 
 

@@ -1,0 +1,340 @@
+"""One statement's context: its caller, default catalog and schema, bound parameters, planned AI calls, and
+the sandboxed DuckDB connection its tables are registered in (checked against the caller's grants)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from ..catalog import Principal, Securable
+from ..core.errors import BadRequest, BrickyardError, InvalidParameterValue, InvalidState
+from ..core.names import parse_name, quote_part, split_name, validate_part
+from ._ai import EMBEDDINGS, Runner, Site, mask_entities, plan, register_mask, rewrite_task, task_call
+from ._ai import register as register_ai
+from ._search import arguments as search_arguments
+from ._search import is_call as is_search
+from ._search import run as run_search
+
+if TYPE_CHECKING:
+    from ._engine import SqlEngine
+
+_PARAM_TYPES = {
+    "STRING": "VARCHAR", "INT": "INTEGER", "INTEGER": "INTEGER", "BIGINT": "BIGINT", "LONG": "BIGINT",
+    "SMALLINT": "SMALLINT", "TINYINT": "TINYINT", "DOUBLE": "DOUBLE", "FLOAT": "FLOAT", "BOOLEAN": "BOOLEAN",
+    "DATE": "DATE", "TIMESTAMP": "TIMESTAMP", "DECIMAL": "DECIMAL(38,9)", "BINARY": "BLOB", "VOID": "VARCHAR",
+}
+
+
+
+@dataclass
+class Result:
+    """What a statement produced: a table of rows (possibly empty) and, for writes, what changed."""
+
+    table: pa.Table
+    affected: dict[str, Any] = field(default_factory=dict)
+
+
+def sqlglot_modules() -> tuple[Any, Any]:
+    import sqlglot
+    from sqlglot import exp
+
+    return sqlglot, exp
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+
+
+def bind_parameters(parameters: list[dict[str, Any]] | None) -> dict[str, tuple[Any, str]]:
+    out: dict[str, tuple[Any, str]] = {}
+    if parameters is None:
+        return out
+    if not isinstance(parameters, list):
+        raise InvalidParameterValue("parameters must be a list of {name, value, type}")
+    for item in parameters:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise InvalidParameterValue("each parameter needs a name")
+        typ = str(item.get("type") or "STRING").upper()
+        base = typ.split("(", 1)[0]
+        if base not in _PARAM_TYPES:
+            raise InvalidParameterValue(f"parameter {item['name']!r} has unknown type {typ!r}")
+        value = item.get("value")
+        if value is not None and not isinstance(value, str):
+            value = str(value).lower() if isinstance(value, bool) else str(value)
+        out[item["name"]] = (value, base)
+    return out
+
+
+class Ctx:
+    """One statement's execution: its caller, defaults, parameters and DuckDB connection."""
+
+    def __init__(self, engine: SqlEngine, p: Principal, catalog: str, schema: str,
+                 params: dict[str, tuple[Any, str]], on_connection: Callable[[Any], None] | None) -> None:
+        self.engine = engine
+        self.p = p
+        self.catalog_name = catalog
+        self.schema_name = schema
+        self.params = params
+        self.on_connection = on_connection
+        self._sqlglot, self.exp = sqlglot_modules()
+        self.statement_id = ""
+        self.cancelled: Callable[[], bool] = lambda: False
+        self.progress: Callable[[int], None] = lambda n: None
+        self.ai_sites: list[tuple[str, Runner]] = []  # planned ai_query calls: (DuckDB function name, runner)
+        self.masks: list[tuple[str, list[str]]] = []  # planned ai_mask calls: (DuckDB function name, entities)
+
+    # -- names ------------------------------------------------------------------------------------
+    def resolve_name(self, text: str, levels: int = 3) -> str:
+        """Complete a one- or two-part name with the statement's default catalog and schema."""
+        parts = split_name(text)
+        if len(parts) < levels:
+            parts = [self.catalog_name, self.schema_name][: levels - len(parts)] + parts
+        return str(parse_name(".".join(quote_part(x) for x in parts), levels))
+
+    def table_name(self, table: Any) -> str:
+        exp = self.exp
+        if not isinstance(table.this, exp.Identifier):
+            raise BadRequest("table functions (read_csv, read_parquet, ...) are not allowed; query catalog tables")
+        parts = [table.catalog, table.db, table.name]
+        given = [x for x in parts if x]
+        if len(given) == 1:
+            given = [self.catalog_name, self.schema_name, *given]
+        elif len(given) == 2:
+            given = [self.catalog_name, *given]
+        return str(parse_name(".".join(validate_part(x) for x in given), 3))
+
+    # -- parameters -------------------------------------------------------------------------------
+    def bind(self, tree: Any) -> Any:
+        exp = self.exp
+        used: set[str] = set()
+
+        def sub(node: Any) -> Any:
+            if isinstance(node, exp.Placeholder):
+                name = node.name
+                if not name or name == "?":
+                    raise InvalidParameterValue("use named parameter markers such as :id, not ?")
+                if name not in self.params:
+                    raise InvalidParameterValue(f"no value given for parameter :{name}")
+                used.add(name)
+                value, typ = self.params[name]
+                if value is None:
+                    return exp.Null()
+                lit = exp.Literal.string(value)
+                if typ in ("STRING", "VOID"):
+                    return lit
+                return exp.Cast(this=lit, to=exp.DataType.build(_PARAM_TYPES[typ], dialect="duckdb"))
+            return node
+
+        return self._plan_ai(tree.transform(sub))
+
+    def _plan_ai(self, tree: Any) -> Any:
+        """Each ``ai_query(...)`` becomes a call of a function of its own, planned now: endpoint access and
+        options are checked before any row runs."""
+        exp = self.exp
+
+        models = self.engine.models
+
+        def add(site: Site) -> str:
+            assert models is not None
+            name = f"__ai_query_{len(self.ai_sites)}"
+            self.ai_sites.append((name, Runner(site, self.p, models, self.statement_id, self.cancelled,
+                                               self.progress)))
+            return name
+
+        def task_site(endpoint: str, task: str) -> str:  # the default endpoint of a task function, checked
+            assert models is not None
+            found = models.task(self.p, endpoint)
+            if found != task:
+                raise InvalidParameterValue(f"the AI functions' default endpoint {endpoint!r} serves {found}, not {task}; "
+                                            "set BRICKYARD_AI_FUNCTIONS_CHAT_ENDPOINT / _EMBEDDING_ENDPOINT")
+            return add(Site(endpoint, task))
+
+        def embed_now(texts: list[str]) -> list[list[float]]:
+            endpoint = self.engine.ai_endpoints[1]
+            runner = Runner(Site(endpoint, EMBEDDINGS), self.p, models, self.statement_id, self.cancelled)
+            vectors, _ = runner.batch(list(texts))
+            return vectors
+
+        def sub(node: Any) -> Any:
+            is_query = isinstance(node, exp.Anonymous) and str(node.this).lower() == "ai_query"
+            task = None if is_query else task_call(exp, node)
+            if not is_query and task is None:
+                return node
+            if models is None:
+                raise InvalidState("the AI functions need a workspace that serves models")
+            if task is not None and task[0] == "ai_mask":  # Presidio in the server: no model endpoint
+                if len(task[1]) != 2:
+                    raise InvalidParameterValue(f"ai_mask takes 2 arguments (content, labels), got {len(task[1])}")
+                name = f"__ai_mask_{len(self.masks)}"
+                self.masks.append((name, mask_entities(exp, task[1][1])))
+                return exp.Anonymous(this=name, expressions=[
+                    exp.Cast(this=task[1][0], to=exp.DataType.build("VARCHAR", dialect="duckdb"))])
+            if task is not None:
+                chat, embedding = self.engine.ai_endpoints
+                return rewrite_task(exp, task[0], task[1], task_site, embed_now, chat, embedding)
+            site, request = plan(exp, node, self.p, models)
+            return exp.Anonymous(this=add(site), expressions=[
+                exp.Cast(this=request, to=exp.DataType.build("VARCHAR", dialect="duckdb"))])
+
+        return tree.transform(sub)
+
+    # -- DuckDB -----------------------------------------------------------------------------------
+    def connect(self, tree: Any, *, privilege: str = "SELECT") -> tuple[Any, dict[str, Securable]]:
+        """Check and register every table ``tree`` reads; rewrite references to private aliases."""
+        import duckdb
+
+        exp = self.exp
+        con = duckdb.connect(":memory:")
+        if self.on_connection is not None:
+            self.on_connection(con)
+        for name, runner in self.ai_sites:
+            register_ai(con, name, runner)
+        for name, entities in self.masks:
+            assert self.engine.models is not None
+            register_mask(con, name, self.engine.models, entities)
+        registered: dict[str, str] = {}
+        objects: dict[str, Securable] = {}
+        for table in list(tree.find_all(exp.Table)):
+            if is_search(exp, table.this):  # vector_search(...): searched now, as the caller; its rows are a table
+                if self.engine.search is None:
+                    raise InvalidState("vector_search() needs a workspace with Vector Search")
+                alias = f"__s{len(registered)}"
+                registered[alias] = alias
+                con.register(alias, run_search(self.engine.search, self.p, search_arguments(exp, table.this)))
+                alias_node = table.args.get("alias")
+                new = exp.Table(this=exp.to_identifier(alias))
+                new.set("alias", alias_node.copy() if alias_node else exp.TableAlias(this=exp.to_identifier("vs")))
+                table.replace(new)
+                continue
+            if not isinstance(table.this, exp.Identifier):
+                raise BadRequest("table functions (read_csv, read_parquet, ...) are not allowed; query catalog tables")
+            if names_a_visible_cte(table):
+                continue
+            full = self.table_name(table)
+            version = None
+            ver = table.args.get("version")
+            if ver is not None:
+                if str(ver.this).upper() != "VERSION":
+                    raise BadRequest("only VERSION AS OF is supported for time travel")
+                try:
+                    version = int(ver.expression.name)
+                except (TypeError, ValueError):
+                    raise InvalidParameterValue("VERSION AS OF needs an integer version") from None
+            key = f"{full}@{version}"
+            if key not in registered:
+                alias = f"__t{len(registered)}"
+                registered[key] = alias
+                con.register(alias, self._relation(full, version, privilege, objects))
+            alias_node = table.args.get("alias")
+            new = exp.Table(this=exp.to_identifier(registered[key]))
+            new.set("alias", alias_node.copy() if alias_node else exp.TableAlias(this=exp.to_identifier(table.name)))
+            table.replace(new)
+        for setting in self.engine.limits.connection_settings():
+            con.execute(setting)
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        return con, objects
+
+    def _relation(self, full: str, version: int | None, privilege: str, objects: dict[str, Securable]) -> Any:
+        if full in self.engine.system_tables:
+            self.engine.catalog.require(self.p, "SELECT", "schema", full.rsplit(".", 1)[0], action="readSystemTable")
+            return self.engine.system_tables[full]()
+        obj = self.engine.catalog.require(self.p, privilege, "table", full, action="readTable")
+        objects[full] = obj
+        return self.engine.tables.dataset(obj, version)
+
+    def run(self, con: Any, tree: Any, *, max_bytes: int | None = None) -> pa.Table:
+        """Run ``tree``; with ``max_bytes``, read the result batch by batch and refuse it once it is larger."""
+        import duckdb
+
+        sql = tree.sql(dialect="duckdb")
+        try:
+            rel = con.sql(sql)
+            if rel is None:
+                return pa.table({})
+            if max_bytes is None:
+                return rel.to_arrow_table()
+            reader = rel.to_arrow_reader(8192)
+            batches, size = [], 0
+            for batch in reader:
+                size += batch.nbytes
+                if size > max_bytes:
+                    raise BadRequest(self.engine.limits.too_big("the result"), error_code="RESULT_TOO_LARGE")
+                batches.append(batch)
+            return pa.Table.from_batches(batches, schema=reader.schema)
+        except duckdb.InterruptException:
+            raise BrickyardError("the statement was cancelled", error_code="CANCELLED") from None
+        except duckdb.OutOfMemoryException as exc:
+            raise BadRequest(f"{first_line(exc)} (the limit is BRICKYARD_STATEMENT_MEMORY_BYTES, "
+                             f"{self.engine.limits.memory_bytes >> 20} MiB)", error_code="RESOURCE_EXHAUSTED") from None
+        except duckdb.Error as exc:
+            raise BadRequest(first_line(exc)) from None
+
+    def query(self, tree: Any) -> pa.Table:
+        con, _ = self.connect(tree)
+        try:
+            return friendly(self.run(con, tree, max_bytes=self.engine.limits.result_bytes))
+        finally:
+            con.close()
+
+    def lineage(self, sources: dict[str, Securable], target: Securable, kind: str) -> None:
+        for name in sources:
+            if name != target.full_name:
+                self.engine.catalog.add_lineage(self.p, ("table", name), ("table", target.full_name), kind=kind)
+
+
+def friendly(table: pa.Table) -> pa.Table:
+    """DuckDB types Delta cannot store or clients cannot read become their nearest Databricks type."""
+    fields, arrays, changed = [], [], False
+    for f, col in zip(table.schema, table.columns, strict=True):
+        t = f.type
+        new = t
+        if pa.types.is_unsigned_integer(t):
+            new = pa.int64()
+        elif pa.types.is_decimal(t) and t.precision > 38:
+            new = pa.decimal128(38, min(t.scale, 38))
+        elif pa.types.is_large_string(t) or pa.types.is_string_view(t):
+            new = pa.string()
+        elif pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+            new = pa.binary()
+        elif pa.types.is_timestamp(t) and t.unit != "us":
+            new = pa.timestamp("us", tz=t.tz)
+        if new != t:
+            changed = True
+            col = col.cast(new)
+        fields.append(pa.field(f.name, new))
+        arrays.append(col)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields)) if changed else table
+
+
+def names_a_visible_cte(table: Any) -> bool:
+    """Whether an unqualified table reference names a CTE that is in scope where it stands: one defined by a
+    WITH of an enclosing query, before the reference's own CTE (itself too for a recursive UNION). A CTE of
+    another query, even of the same name, does not hide a catalog table from the grant check."""
+    _, exp = sqlglot_modules()
+    if table.db or table.catalog:
+        return False
+    name = table.name.lower()
+    path: list[Any] = [table]  # the reference and its ancestors so far
+    node = table.parent
+    while node is not None:
+        with_ = node.args.get("with_") or node.args.get("with")
+        if with_ is not None:
+            ctes = list(with_.expressions)
+            # the CTE the reference stands in, if any, sees only the CTEs before it, and itself only when it
+            # is a WITH RECURSIVE one whose body is a UNION (DuckDB reads any other self-reference as a table)
+            inside = next((i for i, cte in enumerate(ctes) if any(cte is p for p in path)), None)
+            if inside is None:
+                visible = ctes
+            else:
+                own = ctes[inside]
+                recursive = with_.args.get("recursive") and isinstance(own.this, exp.Union)
+                visible = ctes[:inside + 1] if recursive else ctes[:inside]
+            if any(cte.alias_or_name.lower() == name for cte in visible):
+                return True
+        path.append(node)
+        node = node.parent
+    return False

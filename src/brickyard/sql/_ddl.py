@@ -1,0 +1,217 @@
+"""Catalog statements: CREATE/DROP of catalogs, schemas and tables, DESCRIBE, SHOW, GRANT and REVOKE, and DESCRIBE
+HISTORY. sqlglot reads several of them as opaque commands, so those are matched by hand first (``command``)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pyarrow as pa
+
+from ..catalog import normalize_privilege
+from ..core.errors import BadRequest, InvalidState
+from ..core.names import parse_name
+from ..tables import schema_to_columns
+from ._context import Ctx, Result, friendly
+
+SHOW = re.compile(r"(?is)^SHOW\s+(CATALOGS|SCHEMAS|DATABASES|TABLES|VOLUMES|FUNCTIONS)"
+                   r"(?:\s+(?:IN|FROM)\s+(\S+))?(?:\s+LIKE\s+'([^']*)')?$")
+SHOW_GRANTS = re.compile(r"(?is)^SHOW\s+GRANTS(?:\s+(`[^`]+`|\S+))?\s+ON\s+(CATALOG|SCHEMA|DATABASE|TABLE|"
+                          r"VOLUME|FUNCTION|MODEL|CONNECTION|METASTORE)(?:\s+(\S+))?$")
+HISTORY = re.compile(r"(?is)^DESC(?:RIBE)?\s+HISTORY\s+(\S+)$")
+GRANT = re.compile(r"(?is)^(GRANT|REVOKE)\s+(.+?)\s+ON\s+(CATALOG|SCHEMA|DATABASE|TABLE|VIEW|VOLUME|FUNCTION|"
+                    r"MODEL|CONNECTION)\s+(\S+)\s+(TO|FROM)\s+(`(?:[^`]|``)+`|[^\s`]+)$")
+DROP_CATALOG = re.compile(r"(?is)^DROP\s+CATALOG\s+(IF\s+EXISTS\s+)?(\S+?)(?:\s+(CASCADE|RESTRICT))?$")
+CREATE_CATALOG = re.compile(r"(?is)^CREATE\s+CATALOG\s+(IF\s+NOT\s+EXISTS\s+)?(\S+)"
+                             r"(?:\s+COMMENT\s+'((?:[^']|'')*)')?$")
+
+def command(ctx: Ctx, text: str) -> Result | None:
+    m = SHOW.match(text)
+    if m:
+        return show(ctx, m.group(1).upper(), m.group(2), m.group(3))
+    m = SHOW_GRANTS.match(text)
+    if m:
+        return show_grants(ctx, m.group(1), m.group(2).upper(), m.group(3))
+    m = HISTORY.match(text)
+    if m:
+        name = ctx.resolve_name(m.group(1))
+        rows = ctx.engine.tables.history(ctx.p, name)
+        return Result(pa.table({
+            "version": pa.array([r.get("version") for r in rows], pa.int64()),
+            "timestamp": pa.array([r.get("timestamp") for r in rows], pa.int64()),
+            "operation": pa.array([r.get("operation") for r in rows], pa.string()),
+            "operationParameters": pa.array([json.dumps(r.get("operationParameters", {})) for r in rows]),
+        }))
+    m = GRANT.match(text)
+    if m:
+        verb, privs, kind, name, prep, who = m.groups()
+        if (verb.upper() == "GRANT") != (prep.upper() == "TO"):
+            raise BadRequest("write GRANT ... TO principal or REVOKE ... FROM principal")
+        return grant_revoke(ctx, kind.upper(), name, [x.strip() for x in privs.split(",")],
+                                who[1:-1].replace("``", "`") if who.startswith("`") else who,
+                                revoke=verb.upper() == "REVOKE")
+    m = DROP_CATALOG.match(text)
+    if m:  # sqlglot reads DROP CATALOG as an opaque command
+        return drop_named(ctx, "CATALOG", m.group(2), exists=bool(m.group(1)),
+                              cascade=(m.group(3) or "").upper() == "CASCADE")
+    m = CREATE_CATALOG.match(text)
+    if m:
+        name = str(parse_name(m.group(2), 1))
+        if not (m.group(1) and ctx.engine.catalog.exists("catalog", name)):
+            comment = m.group(3).replace("''", "'") if m.group(3) is not None else None
+            ctx.engine.catalog.create(ctx.p, "catalog", name, comment=comment)
+        return Result(pa.table({}))
+    if re.match(r"(?is)^USE\s", text):
+        raise BadRequest("USE is not supported by the Statement Execution API; pass catalog and schema "
+                         "with the request or write three-level names")
+    return None
+
+
+def create(ctx: Ctx, tree: Any) -> Result:
+    exp = ctx.exp
+    kind = str(tree.args.get("kind") or "").upper()
+    exists_ok = bool(tree.args.get("exists"))
+    cat = ctx.engine.catalog
+    if kind in ("SCHEMA", "DATABASE", "CATALOG"):
+        levels = 1 if kind == "CATALOG" else 2
+        node = tree.this
+        name = ctx.resolve_name(".".join(x for x in [node.catalog, node.db, node.name] if x), levels)
+        ckind = "catalog" if levels == 1 else "schema"
+        if exists_ok and cat.exists(ckind, name):
+            return Result(pa.table({}))
+        cat.create(ctx.p, ckind, name, comment=_comment(tree))
+        return Result(pa.table({}))
+    if kind != "TABLE":
+        raise BadRequest(f"CREATE {kind or '?'} is not supported; tables, schemas and catalogs are")
+    if tree.args.get("replace"):
+        raise BadRequest("CREATE OR REPLACE TABLE is not supported yet; DROP TABLE then CREATE TABLE")
+    node = tree.this
+    schema_node = node if isinstance(node, exp.Schema) else None
+    table_node = schema_node.this if schema_node is not None else node
+    full = ctx.table_name(table_node)
+    if exists_ok and cat.exists("table", full):
+        return Result(pa.table({}))
+    query = tree.expression
+    if schema_node is not None and query is None:
+        columns = []
+        for i, col in enumerate(schema_node.expressions):
+            if not isinstance(col, exp.ColumnDef):
+                continue
+            spark_type = col.args["kind"].sql(dialect="databricks").lower()
+            nullable = not any(isinstance(c.kind, exp.NotNullColumnConstraint) for c in col.constraints)
+            comment = next((c.kind.this.name for c in col.constraints
+                            if isinstance(c.kind, exp.CommentColumnConstraint)), None)
+            columns.append({"name": col.name, "type_text": spark_type, "position": i, "nullable": nullable,
+                            "comment": comment})
+        ctx.engine.tables.create(ctx.p, full, columns=columns, comment=_comment(tree))
+        return Result(pa.table({}))
+    if query is None:
+        raise BadRequest("CREATE TABLE needs a column list or AS SELECT")
+    con, sources = ctx.connect(query)
+    try:
+        rows = friendly(ctx.run(con, query))
+    finally:
+        con.close()
+    obj = ctx.engine.tables.create(ctx.p, full, schema=rows.schema, comment=_comment(tree))
+    res = ctx.engine.tables.write_authorized(obj, rows, mode="append")
+    ctx.lineage(sources, obj, "CREATE_TABLE_AS_SELECT")
+    return Result(pa.table({"num_affected_rows": [res.rows], "num_inserted_rows": [res.rows]}))
+
+def drop(ctx: Ctx, tree: Any) -> Result:
+    kind = str(tree.args.get("kind") or "").upper()
+    nodes = tree.args.get("tables") or [tree.this]
+    if len(nodes) != 1 or nodes[0] is None:
+        raise BadRequest("DROP one object at a time")
+    node = nodes[0]
+    raw = ".".join(x for x in [node.catalog, node.db, node.name] if x)
+    return drop_named(ctx, kind, raw, exists=bool(tree.args.get("exists")), cascade=bool(tree.args.get("cascade")))
+
+def drop_named(ctx: Ctx, kind: str, raw: str, *, exists: bool, cascade: bool) -> Result:
+    """DROP <kind> [IF EXISTS] raw [CASCADE]: the caller needs MANAGE (owner, container owner, admin);
+    a container with objects in it needs CASCADE, which drops them and retires their storage."""
+    levels = {"TABLE": 3, "VIEW": 3, "SCHEMA": 2, "DATABASE": 2, "CATALOG": 1, "VOLUME": 3}.get(kind)
+    if levels is None:
+        raise BadRequest(f"DROP {kind} is not supported")
+    name = ctx.resolve_name(raw, levels)
+    ckind = {"TABLE": "table", "VIEW": "table", "SCHEMA": "schema", "DATABASE": "schema",
+             "CATALOG": "catalog", "VOLUME": "volume"}[kind]
+    if exists and not ctx.engine.catalog.exists(ckind, name):
+        return Result(pa.table({}))
+    try:
+        ctx.engine.catalog.delete(ctx.p, ckind, name, force=cascade,
+                                   on_deleted=ctx.engine.tables.retire_storage)
+    except InvalidState as exc:
+        if "not empty" in exc.message:
+            raise InvalidState(exc.message.replace("or pass force=true", f"or use DROP {kind} ... CASCADE")) \
+                from None
+        raise
+    return Result(pa.table({}))
+
+def describe(ctx: Ctx, tree: Any) -> Result:
+    node = tree.this
+    full = ctx.table_name(node)
+    obj = ctx.engine.catalog.get(ctx.p, "table", full)
+    cols = schema_to_columns(ctx.engine.tables.schema(obj))
+    return Result(pa.table({"col_name": [c["name"] for c in cols], "data_type": [c["type_text"] for c in cols],
+                            "comment": pa.array([c.get("comment") for c in cols], pa.string())}))
+
+def grant_revoke(ctx: Ctx, kind: str, raw: str, privileges: list[str], who: str, *, revoke: bool) -> Result:
+    ckind = {"CATALOG": "catalog", "SCHEMA": "schema", "DATABASE": "schema", "TABLE": "table",
+             "VIEW": "table", "VOLUME": "volume", "FUNCTION": "function", "MODEL": "registered_model",
+             "CONNECTION": "connection"}[kind]
+    levels = {"catalog": 1, "schema": 2, "connection": 1}.get(ckind, 3)
+    name = ctx.resolve_name(raw, levels)
+    privs = [normalize_privilege(p) for p in privileges if p]
+    if not privs:
+        raise BadRequest("name at least one privilege")
+    ctx.engine.catalog.update_grants(ctx.p, ckind, name, [{"principal": who, ("remove" if revoke else "add"): privs}])
+    return Result(pa.table({}))
+
+def show(ctx: Ctx, what: str, where: str | None, like: str | None) -> Result:
+    cat = ctx.engine.catalog
+    if what == "CATALOGS":
+        items, _ = cat.list(ctx.p, "catalog")
+        names = [o.full_name for o in items]
+        col = "catalog"
+    elif what in ("SCHEMAS", "DATABASES"):
+        parent = ctx.resolve_name(where, 1) if where else ctx.catalog_name
+        items, _ = cat.list(ctx.p, "schema", parent)
+        names = [o.name for o in items]
+        col = "databaseName"
+    else:
+        kind = {"TABLES": "table", "VOLUMES": "volume", "FUNCTIONS": "function"}[what]
+        parent = ctx.resolve_name(where, 2) if where else f"{ctx.catalog_name}.{ctx.schema_name}"
+        items, _ = cat.list(ctx.p, kind, parent)
+        names = [o.name for o in items]
+        col = {"table": "tableName", "volume": "volume_name", "function": "function"}[kind]
+    if like:
+        rx = re.compile("^" + ".*".join(re.escape(x) for x in like.replace("%", "*").split("*")) + "$", re.I)
+        names = [n for n in names if rx.match(n)]
+    return Result(pa.table({col: pa.array(names, pa.string())}))
+
+def show_grants(ctx: Ctx, principal: str | None, kind: str, name: str | None) -> Result:
+    ckind = {"CATALOG": "catalog", "SCHEMA": "schema", "DATABASE": "schema", "TABLE": "table",
+             "VOLUME": "volume", "FUNCTION": "function", "MODEL": "registered_model",
+             "CONNECTION": "connection", "METASTORE": "metastore"}[kind]
+    levels = {"catalog": 1, "schema": 2, "connection": 1, "metastore": 1}.get(ckind, 3)
+    full = "metastore" if ckind == "metastore" else ctx.resolve_name(name or "", levels)
+    who = principal.strip("`") if principal else None
+    rows = ctx.engine.catalog.grants(ctx.p, ckind, full, principal=who)
+    flat = [(r["principal"], priv) for r in rows for priv in r["privileges"]]
+    return Result(pa.table({"Principal": pa.array([f[0] for f in flat], pa.string()),
+                            "ActionType": pa.array([f[1].replace("_", " ") for f in flat], pa.string()),
+                            "ObjectType": pa.array([kind] * len(flat), pa.string()),
+                            "ObjectKey": pa.array([full] * len(flat), pa.string())}))
+
+
+def _comment(tree: Any) -> str | None:
+    from sqlglot import exp
+
+    props = tree.args.get("properties")
+    if props is None:
+        return None
+    for prop in props.expressions:
+        if isinstance(prop, exp.SchemaCommentProperty):
+            return prop.this.name
+    return None
