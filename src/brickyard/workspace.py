@@ -88,6 +88,7 @@ class Workspace:
         self.statements = StatementStore(self.sql, row_limit=self.settings.statement_row_limit,
                                          per_user_bytes=self.settings.statement_results_per_user_bytes)
         self.functions = Functions(self.catalog, self.sql, self.settings)
+        self.sql.run_python = self.functions.run_confined_rows  # Python UC functions called from SQL
         self.secrets = Secrets(self.db, self.secret_box)
         self.secrets.bootstrap()  # the system scope exists from the start, and is repaired if it was taken
         hosts = frozenset(h.strip().lower() for h in self.settings.allowed_model_hosts.split(",") if h.strip())

@@ -3,6 +3,7 @@
 from ._catalog import Catalog, Securable, securable_kind
 from ._db import Database
 from ._identity import ACCOUNT_USERS, ADMINS, Identity, Principal
+from ._objects import uc_type_name
 from ._privileges import APPLICABLE, Decision, decide, normalize_privilege
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "decide",
     "normalize_privilege",
     "securable_kind",
+    "uc_type_name",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..core.errors import InvalidParameterValue
@@ -14,6 +15,49 @@ CONNECTION_TYPES = (
 )
 #: option names whose values are secrets: stored, never returned
 SECRET_OPTIONS = ("password", "bearer_token", "client_secret", "token", "api_key", "secret", "private_key")
+
+
+_UC_TYPE_NAMES = {"BIGINT": "LONG", "INTEGER": "INT", "SMALLINT": "SHORT", "TINYINT": "BYTE", "VARCHAR": "STRING",
+                  "TEXT": "STRING", "REAL": "FLOAT", "DEC": "DECIMAL", "NUMERIC": "DECIMAL", "VOID": "NULL"}
+
+
+def uc_type_name(type_text: str) -> str:
+    """The ``type_name`` Unity Catalog gives a type (the SDK's ColumnTypeName: LONG for BIGINT, INT, ...)."""
+    base = str(type_text or "STRING").split("<", 1)[0].split("(", 1)[0].strip().upper()
+    return _UC_TYPE_NAMES.get(base, base)
+
+
+_SPARK_NAMES = {"BIGINT": "long", "INT": "integer", "SMALLINT": "short", "TINYINT": "byte", "TEXT": "string",
+                "VARCHAR": "string", "CHAR": "string", "DOUBLE": "double", "FLOAT": "float", "BOOLEAN": "boolean",
+                "DATE": "date", "TIMESTAMP": "timestamp", "TIMESTAMPTZ": "timestamp", "TIMESTAMPNTZ": "timestamp_ntz",
+                "BINARY": "binary", "VARBINARY": "binary", "VARIANT": "variant", "NULL": "void"}
+
+
+def spark_type_json(type_text: str) -> Any:
+    """A type as Spark writes it in JSON (``"long"``, ``{"type": "array", "elementType": ...}``): the
+    ``type_json`` of a function parameter, which clients such as unitycatalog-ai read to build tool schemas."""
+    from sqlglot import exp
+
+    def convert(dt: Any) -> Any:
+        kind = dt.this.name
+        inner = dt.expressions
+        if kind == "ARRAY":
+            return {"type": "array", "elementType": convert(inner[0]) if inner else "string", "containsNull": True}
+        if kind == "MAP":
+            key, value = (convert(inner[0]), convert(inner[1])) if len(inner) == 2 else ("string", "string")
+            return {"type": "map", "keyType": key, "valueType": value, "valueContainsNull": True}
+        if kind == "STRUCT":
+            return {"type": "struct", "fields": [{"name": f.name, "type": convert(f.args["kind"]), "nullable": True,
+                                                  "metadata": {}} for f in inner]}
+        if kind == "DECIMAL":
+            precision, scale = ([int(x.this.name) for x in inner] + [10, 0])[:2] if inner else (10, 0)
+            return f"decimal({precision},{scale})"
+        return _SPARK_NAMES.get(kind, kind.lower())
+
+    try:
+        return convert(exp.DataType.build(type_text, dialect="databricks"))
+    except Exception:  # noqa: BLE001 - a type sqlglot cannot read keeps its text
+        return str(type_text).lower()
 
 
 def _str(body: dict[str, Any], key: str, *, required: bool = False, limit: int = 65536) -> str | None:
@@ -70,8 +114,11 @@ def function_spec(info: Any) -> dict[str, Any]:
                                          "type_scale", "type_interval_type", "position", "parameter_mode",
                                          "parameter_type", "parameter_default", "comment") if k in prm}
             entry.setdefault("position", i)
-            entry.setdefault("type_name", str(prm.get("type_text", "STRING")).split("<")[0].split("(")[0].upper())
+            entry.setdefault("type_name", uc_type_name(str(prm.get("type_text", "STRING"))))
             entry.setdefault("type_text", str(entry["type_name"]).lower())
+            entry.setdefault("type_json", json.dumps({"name": entry["name"], "type": spark_type_json(entry["type_text"]),
+                                                      "nullable": True, "metadata": {"comment": entry.get("comment")
+                                                                                      or ""}}))
             cleaned.append(entry)
         names = [c["name"] for c in cleaned]
         if len(set(names)) != len(names):

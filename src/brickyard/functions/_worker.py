@@ -1,7 +1,8 @@
 """The process a Python UC function runs in (``python -I -m brickyard.functions._worker``).
 
-It reads one request from stdin ({"code", "params", "args"}), confines itself, then defines the function
-from its body, calls it and prints {"ok": value} or {"error": {"type", "message"}}. Nothing in its
+It reads one request from stdin ({"code", "params", "args"}, or "rows", a list of args, for a batch), confines
+itself, then defines the function from its body, calls it (once per row) and prints {"ok": value} (a list for
+a batch) or {"error": {"type", "message", "line", "row"}}. Nothing in its
 environment is secret: the parent passes a minimal one.
 
 The confinement, in the order it is applied (see :mod:`brickyard.core.sandbox`): resource limits (no
@@ -46,6 +47,17 @@ def _define(code: str, params: list[str]) -> Any:
     return namespace["__uc_function__"]
 
 
+def _body_line(exc: BaseException) -> int | None:
+    """The line of the function's body (1 = its first line) where ``exc`` was raised, if it was raised there."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<uc function>":
+            line = tb.tb_lineno - 1  # the first line of the source is the def this process wraps the body in
+        tb = tb.tb_next
+    return line
+
+
 def main() -> int:
     request = json.loads(sys.stdin.buffer.read() or b"{}")
     from brickyard.core.sandbox import (
@@ -77,13 +89,20 @@ def main() -> int:
             return 0
     sys.modules.pop("ctypes", None)
     sys.addaudithook(_hook)
+    row = None
     try:
         fn = _define(str(request["code"]), list(request.get("params") or []))
-        value = fn(**(request.get("args") or {}))
+        if "rows" in request:  # a batch (SQL calls a function once per chunk of rows): one answer per row
+            value: Any = []
+            for row, args in enumerate(request["rows"]):  # noqa: B007 - `row` names the failing row below
+                value.append(fn(**args))
+        else:
+            value = fn(**(request.get("args") or {}))
         text = json.dumps({"ok": value, "confined": {"landlock_abi": abi, "capabilities_dropped": dropped,
                                                           "own_network": network}}, default=str)
     except BaseException as exc:  # noqa: BLE001 - every failure of user code becomes an answer
-        text = json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)[:2000]}})
+        text = json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)[:2000], "line": _body_line(exc),
+                                     "row": row}})
     sys.stdout.write(text)
     sys.stdout.flush()
     return 0

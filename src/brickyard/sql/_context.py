@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ..catalog import Principal, Securable
-from ..core.errors import BadRequest, BrickyardError, InvalidParameterValue, InvalidState
+from ..core.errors import BadRequest, BrickyardError, FunctionFailed, InvalidParameterValue, InvalidState
 from ..core.names import parse_name, quote_part, split_name, validate_part
+from . import _functions as fn
 from ._ai import EMBEDDINGS, Runner, Site, mask_entities, plan, register_mask, rewrite_task, task_call
 from ._ai import register as register_ai
+from ._functions import PythonSite, duck_type, register_python
 from ._search import arguments as search_arguments
 from ._search import is_call as is_search
 from ._search import run as run_search
@@ -85,6 +87,7 @@ class Ctx:
         self.progress: Callable[[int], None] = lambda n: None
         self.ai_sites: list[tuple[str, Runner]] = []  # planned ai_query calls: (DuckDB function name, runner)
         self.masks: list[tuple[str, list[str]]] = []  # planned ai_mask calls: (DuckDB function name, entities)
+        self.python_sites: list[PythonSite] = []  # planned calls of Python UC functions
 
     # -- names ------------------------------------------------------------------------------------
     def resolve_name(self, text: str, levels: int = 3) -> str:
@@ -128,7 +131,80 @@ class Ctx:
                 return exp.Cast(this=lit, to=exp.DataType.build(_PARAM_TYPES[typ], dialect="duckdb"))
             return node
 
-        return self._plan_ai(tree.transform(sub))
+        return self._plan_ai(self.plan_functions(tree.transform(sub)))
+
+    # -- UC functions -----------------------------------------------------------------------------------
+    def function(self, parts: list[str], home: tuple[str, str] | None, *, required: bool) -> Any:
+        """The function ``parts`` names, EXECUTE checked: a temporary one of the caller's by a one-part name,
+        else the one in ``home`` (the statement's default schema, or the schema of the body being inlined);
+        None for a one-part name that is neither (a builtin, left to DuckDB)."""
+        cat = self.engine.catalog
+        if len(parts) == 1:
+            temp = self.engine.temporary.get((self.p.name, parts[0].lower()))
+            if temp is not None and home is None:
+                return temp
+        catalog, schema = home or (self.catalog_name, self.schema_name)
+        full_parts = [catalog, schema][: 3 - len(parts)] + parts if len(parts) < 3 else parts
+        if len(full_parts) != 3:
+            raise InvalidParameterValue(f"[INVALID_FUNCTION_NAME] {'.'.join(parts)[:80]} has too many parts")
+        full = str(parse_name(".".join(quote_part(x) for x in full_parts), 3, what="function name"))
+        if not required and not cat.exists("function", full):
+            return None
+        return cat.require(self.p, "EXECUTE", "function", full, action="executeFunction")
+
+    def plan_functions(self, tree: Any, home: tuple[str, str] | None = None, stack: tuple[str, ...] = ()) -> Any:
+        """Every call of a UC function in ``tree`` inlined (SQL) or planned (Python); see :mod:`._functions`."""
+        exp = self.exp
+
+        def named_as(call: Any, value: Any) -> Any:
+            """A call standing alone in a SELECT list keeps its text as the column's name, as on Databricks."""
+            if isinstance(call.parent, exp.Select) and call.arg_key == "expressions":
+                return exp.Alias(this=value, alias=exp.to_identifier(call.sql(dialect="databricks")[:120]))
+            return value
+
+        def sub(node: Any) -> Any:
+            in_from = isinstance(node, exp.Table)
+            call = fn.table_call(exp, node) if in_from else fn.scalar_call(exp, node)
+            if call is None:
+                return node
+            parts, args = call
+            obj = self.function(parts, home, required=len(parts) > 1)
+            if obj is None:
+                return node  # a builtin: left as it is (the walk goes on into its arguments)
+            full, spec = obj.full_name, obj.spec
+            if full in stack or len(stack) >= fn.MAX_DEPTH:
+                raise InvalidParameterValue(f"[ROUTINE_RECURSION] {full} calls itself (through {' -> '.join(stack)})")
+            bound = [(prm, self.plan_functions(value, home, stack)) for prm, value in fn.bind(exp, full, spec, args)]
+            is_table = str(spec.get("data_type") or "").upper() == "TABLE_TYPE"
+            if in_from != is_table:
+                raise InvalidParameterValue(
+                    f"[NOT_A_TABLE_FUNCTION] {full} returns a table; call it in FROM" if is_table else
+                    f"[NOT_A_TABLE_FUNCTION] {full} is a scalar function; it cannot be called in FROM")
+            if spec.get("routine_body") != "SQL":
+                return named_as(node, self._python_site(obj, bound))
+            own = tuple(full.split(".")[:2]) if "." in full else (self.catalog_name, self.schema_name)
+            body = fn.inline(exp, full, spec, bound, table=is_table, home=own)
+            body = fn.qualify_calls(exp, body, own[0], own[1], lambda name: self.engine.catalog.exists("function", name))
+            body = self.plan_functions(body, own, (*stack, full))
+            if is_table:
+                alias = node.args.get("alias")
+                return exp.Subquery(this=body, alias=alias.copy() if alias else exp.TableAlias(
+                    this=exp.to_identifier(parts[-1])))
+            return named_as(node, body)
+
+        return tree.transform(sub)
+
+    def _python_site(self, obj: Any, bound: list[tuple[dict[str, Any], Any]]) -> Any:
+        exp = self.exp
+        if self.engine.run_python is None:
+            raise InvalidState("Python functions need a workspace that runs them")
+        site = PythonSite(f"__uc_python_{len(self.python_sites)}", obj.full_name,
+                          str(obj.spec.get("routine_definition") or ""), [prm["name"] for prm, _ in bound],
+                          [duck_type(prm.get("type_text") or "STRING") for prm, _ in bound],
+                          duck_type(str(obj.spec.get("full_data_type") or obj.spec.get("data_type") or "STRING")))
+        self.python_sites.append(site)
+        args = [fn.cast(exp, value, prm.get("type_text") or "STRING") for prm, value in bound] or [exp.Literal.number(0)]
+        return exp.Anonymous(this=site.name, expressions=args)
 
     def _plan_ai(self, tree: Any) -> Any:
         """Each ``ai_query(...)`` becomes a call of a function of its own, planned now: endpoint access and
@@ -192,6 +268,9 @@ class Ctx:
             self.on_connection(con)
         for name, runner in self.ai_sites:
             register_ai(con, name, runner)
+        for site in self.python_sites:
+            assert self.engine.run_python is not None
+            register_python(con, site, self.engine.run_python)
         for name, entities in self.masks:
             assert self.engine.models is not None
             register_mask(con, name, self.engine.models, entities)
@@ -271,7 +350,10 @@ class Ctx:
             raise BadRequest(f"{first_line(exc)} (the limit is BRICKYARD_STATEMENT_MEMORY_BYTES, "
                              f"{self.engine.limits.memory_bytes >> 20} MiB)", error_code="RESOURCE_EXHAUSTED") from None
         except duckdb.Error as exc:
-            raise BadRequest(first_line(exc)) from None
+            message = first_line(exc)
+            if "FunctionFailed: " in message:  # a Python UC function raised: its own error, not DuckDB's wrapping
+                raise FunctionFailed(message.split("FunctionFailed: ", 1)[1]) from None
+            raise BadRequest(message) from None
 
     def query(self, tree: Any) -> pa.Table:
         con, _ = self.connect(tree)

@@ -10,12 +10,14 @@ from typing import Any
 import pyarrow as pa
 
 from ..catalog import normalize_privilege
-from ..core.errors import BadRequest, InvalidState
-from ..core.names import parse_name
+from ..catalog._objects import function_spec
+from ..core.errors import AlreadyExists, BadRequest, InvalidState, NotFound
+from ..core.names import parse_name, quote_part
 from ..tables import schema_to_columns
 from ._context import Ctx, Result, friendly
+from ._functions import Definition, Temporary, describe_rows, parse_create
 
-SHOW = re.compile(r"(?is)^SHOW\s+(CATALOGS|SCHEMAS|DATABASES|TABLES|VOLUMES|FUNCTIONS)"
+SHOW = re.compile(r"(?is)^SHOW\s+(CATALOGS|SCHEMAS|DATABASES|TABLES|VOLUMES|(?:(?:USER|SYSTEM|ALL)\s+)?FUNCTIONS)"
                    r"(?:\s+(?:IN|FROM)\s+(\S+))?(?:\s+LIKE\s+'([^']*)')?$")
 SHOW_GRANTS = re.compile(r"(?is)^SHOW\s+GRANTS(?:\s+(`[^`]+`|\S+))?\s+ON\s+(CATALOG|SCHEMA|DATABASE|TABLE|"
                           r"VOLUME|FUNCTION|MODEL|CONNECTION|METASTORE)(?:\s+(\S+))?$")
@@ -27,9 +29,12 @@ CREATE_CATALOG = re.compile(r"(?is)^CREATE\s+CATALOG\s+(IF\s+NOT\s+EXISTS\s+)?(\
                              r"(?:\s+COMMENT\s+'((?:[^']|'')*)')?$")
 
 def command(ctx: Ctx, text: str) -> Result | None:
+    definition = parse_create(text)
+    if definition is not None:
+        return create_function(ctx, definition)
     m = SHOW.match(text)
     if m:
-        return show(ctx, m.group(1).upper(), m.group(2), m.group(3))
+        return show(ctx, " ".join(m.group(1).upper().split()), m.group(2), m.group(3))
     m = SHOW_GRANTS.match(text)
     if m:
         return show_grants(ctx, m.group(1), m.group(2).upper(), m.group(3))
@@ -125,17 +130,21 @@ def drop(ctx: Ctx, tree: Any) -> Result:
         raise BadRequest("DROP one object at a time")
     node = nodes[0]
     raw = ".".join(x for x in [node.catalog, node.db, node.name] if x)
+    if kind == "FUNCTION" and tree.args.get("temporary"):
+        if ctx.engine.temporary.pop((ctx.p.name, raw.lower()), None) is None and not tree.args.get("exists"):
+            raise NotFound(f"[ROUTINE_NOT_FOUND] the temporary function {raw[:80]} does not exist")
+        return Result(pa.table({}))
     return drop_named(ctx, kind, raw, exists=bool(tree.args.get("exists")), cascade=bool(tree.args.get("cascade")))
 
 def drop_named(ctx: Ctx, kind: str, raw: str, *, exists: bool, cascade: bool) -> Result:
     """DROP <kind> [IF EXISTS] raw [CASCADE]: the caller needs MANAGE (owner, container owner, admin);
     a container with objects in it needs CASCADE, which drops them and retires their storage."""
-    levels = {"TABLE": 3, "VIEW": 3, "SCHEMA": 2, "DATABASE": 2, "CATALOG": 1, "VOLUME": 3}.get(kind)
+    levels = {"TABLE": 3, "VIEW": 3, "SCHEMA": 2, "DATABASE": 2, "CATALOG": 1, "VOLUME": 3, "FUNCTION": 3}.get(kind)
     if levels is None:
         raise BadRequest(f"DROP {kind} is not supported")
     name = ctx.resolve_name(raw, levels)
     ckind = {"TABLE": "table", "VIEW": "table", "SCHEMA": "schema", "DATABASE": "schema",
-             "CATALOG": "catalog", "VOLUME": "volume"}[kind]
+             "CATALOG": "catalog", "VOLUME": "volume", "FUNCTION": "function"}[kind]
     if exists and not ctx.engine.catalog.exists(ckind, name):
         return Result(pa.table({}))
     try:
@@ -150,6 +159,8 @@ def drop_named(ctx: Ctx, kind: str, raw: str, *, exists: bool, cascade: bool) ->
 
 def describe(ctx: Ctx, tree: Any) -> Result:
     node = tree.this
+    if str(tree.args.get("kind") or "").upper() == "FUNCTION":
+        return describe_function(ctx, node, extended=str(tree.args.get("style") or "").upper() == "EXTENDED")
     full = ctx.table_name(node)
     obj = ctx.engine.catalog.get(ctx.p, "table", full)
     cols = schema_to_columns(ctx.engine.tables.schema(obj))
@@ -179,8 +190,11 @@ def show(ctx: Ctx, what: str, where: str | None, like: str | None) -> Result:
         items, _ = cat.list(ctx.p, "schema", parent)
         names = [o.name for o in items]
         col = "databaseName"
+    elif what.endswith("FUNCTIONS"):
+        names = [] if what == "SYSTEM FUNCTIONS" else _functions_in(ctx, where)
+        col = "function"
     else:
-        kind = {"TABLES": "table", "VOLUMES": "volume", "FUNCTIONS": "function"}[what]
+        kind = {"TABLES": "table", "VOLUMES": "volume"}[what]
         parent = ctx.resolve_name(where, 2) if where else f"{ctx.catalog_name}.{ctx.schema_name}"
         items, _ = cat.list(ctx.p, kind, parent)
         names = [o.name for o in items]
@@ -215,3 +229,56 @@ def _comment(tree: Any) -> str | None:
         if isinstance(prop, exp.SchemaCommentProperty):
             return prop.this.name
     return None
+
+
+# -- functions ------------------------------------------------------------------------------------------------
+def create_function(ctx: Ctx, d: Definition) -> Result:
+    """CREATE [OR REPLACE] [TEMPORARY] FUNCTION: stored in the catalog (CREATE FUNCTION on the schema; MANAGE on
+    the function to replace it), or kept for the caller's session when temporary."""
+    cat = ctx.engine.catalog
+    if d.temporary:
+        key = (ctx.p.name, d.name.lower())
+        if key in ctx.engine.temporary and not d.replace:
+            if d.if_not_exists:
+                return Result(pa.table({}))
+            raise AlreadyExists(f"[ROUTINE_ALREADY_EXISTS] the temporary function {d.name} already exists")
+        name = str(parse_name(d.name, 1, what="function name"))
+        ctx.engine.temporary[key] = Temporary(name, function_spec(d.info("", "", name)), d.comment, ctx.p.name)
+        return Result(pa.table({}))
+    full = ctx.resolve_name(d.name, 3)
+    catalog, schema, name = full.split(".")
+    spec = function_spec(d.info(catalog, schema, name))
+    if cat.exists("function", full):
+        if d.if_not_exists:
+            return Result(pa.table({}))
+        if not d.replace:
+            raise AlreadyExists(f"[ROUTINE_ALREADY_EXISTS] the function {full} already exists; use CREATE OR REPLACE")
+        cat.update(ctx.p, "function", full, comment=d.comment,
+                   spec={"input_params": None, "return_params": None, "external_language": None, **spec})
+        return Result(pa.table({}))
+    cat.create(ctx.p, "function", full, comment=d.comment, spec=spec)
+    return Result(pa.table({}))
+
+
+def describe_function(ctx: Ctx, node: Any, *, extended: bool) -> Result:
+    parts = [x for x in (node.catalog, node.db, node.name) if x]
+    temp = ctx.engine.temporary.get((ctx.p.name, parts[0].lower())) if len(parts) == 1 else None
+    if temp is not None:
+        full, spec, comment, owner = temp.full_name, temp.spec, temp.comment, temp.owner
+    else:
+        obj = ctx.engine.catalog.get(ctx.p, "function", ctx.resolve_name(".".join(quote_part(x) for x in parts), 3))
+        full, spec, comment, owner = obj.full_name, obj.spec, obj.comment, obj.owner
+    rows = describe_rows(full, spec, comment, owner, extended=extended)
+    return Result(pa.table({"function_desc": pa.array(rows, pa.string())}))
+
+
+def _functions_in(ctx: Ctx, where: str | None) -> list[str]:
+    parent = ctx.resolve_name(where, 2) if where else f"{ctx.catalog_name}.{ctx.schema_name}"
+    names: list[str] = []
+    token = None
+    while True:
+        items, token = ctx.engine.catalog.list(ctx.p, "function", parent, page_token=token)
+        names += [o.full_name for o in items]
+        if not token:
+            break
+    return names + sorted(t.full_name for (who, _), t in ctx.engine.temporary.items() if who == ctx.p.name)

@@ -27,6 +27,7 @@ from ..tables import Tables, type_text
 from . import _ddl, _dml
 from ._ai import Models
 from ._context import Ctx, Result, bind_parameters, first_line, sqlglot_modules
+from ._functions import RunPython, Temporary, identifiers, is_create_function
 from ._limits import Limits, guard_sizes
 from ._search import Search
 from ._search import rename_calls as rename_search
@@ -48,6 +49,10 @@ class SqlEngine:
         self.ai_endpoints = ("databricks-meta-llama-3-3-70b-instruct", "databricks-gte-large-en")
         #: "system.access.audit" -> function returning the rows (read straight from the metastore)
         self.system_tables = system_tables or {}
+        #: runs Python UC functions in their sandbox, a batch of rows at a time: given by the workspace
+        self.run_python: RunPython | None = None
+        #: TEMPORARY functions: (principal, lower-case name) -> the function; they live as long as this process
+        self.temporary: dict[tuple[str, str], Temporary] = {}
 
     # -- entry point -------------------------------------------------------------------------------
     def execute(self, p: Principal, statement: str, *, parameters: list[dict[str, Any]] | None = None,
@@ -68,6 +73,8 @@ class SqlEngine:
         ctx.cancelled = cancelled
         ctx.progress = progress
         text = statement.strip().rstrip(";").strip()
+        if not is_create_function(text):  # a Python body is not SQL to rewrite
+            text = identifiers(text, ctx.params)
         handled = _ddl.command(ctx, text)
         if handled is not None:
             return handled
