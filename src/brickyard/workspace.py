@@ -447,6 +447,24 @@ class _SqlModels:
     def call(self, p: Principal, endpoint: str, body: dict[str, Any], route: str) -> dict[str, Any]:
         return dict(self.gateway.call(p, endpoint, body, route=route).result)
 
+    def extract(self, texts: list[str | None], labels: dict[str, list[str]]) -> list[dict[str, str | None] | None]:
+        """``ai_extract`` offline: for each label, the span of its entities Presidio is surest of (the first of
+        equals), or None."""
+        analyzer = self.gateway.detectors.analyzer()
+        entities = sorted({e for found in labels.values() for e in found})
+        out: list[dict[str, str | None] | None] = []
+        for text in texts:
+            if text is None:
+                out.append(None)
+                continue
+            spans = analyzer.analyze(text=text, language="en", entities=entities, score_threshold=0.35)
+            row: dict[str, str | None] = {}
+            for label, kinds in labels.items():
+                best = min((s for s in spans if s.entity_type in kinds), key=lambda s: (-s.score, s.start), default=None)
+                row[label] = text[best.start:best.end] if best is not None else None
+            out.append(row)
+        return out
+
     def mask(self, texts: list[str | None], entities: list[str]) -> list[str | None]:
         """``ai_mask``: each span Presidio finds of ``entities`` replaced with ``[MASKED]``."""
         analyzer = self.gateway.detectors.analyzer()

@@ -114,7 +114,11 @@ def test_a_rate_limit_paces_the_statement(ws: Workspace, monkeypatch: pytest.Mon
     ("SELECT ai_query('chat')", "2 to 6 arguments"),
     ("SELECT ai_query('chat', 'x', nope => 1)", "no parameter 'nope'"),
     ("SELECT ai_query(concat('ch', 'at'), 'x')", "string literal"),
-    ("SELECT ai_query('chat', 'x', returnType => 'ARRAY<FLOAT>')", "does not fit"),
+    ("SELECT ai_query('databricks-gte-large-en', 'x', returnType => 'STRING')", "does not fit"),
+    ("SELECT ai_query('chat', 'x', returnType => 'STRUCT<a INT')", "INVALID_RETURN_TYPE"),
+    ("SELECT ai_query('chat', 'x', responseFormat => '{\"type\": \"json_schema\", \"json_schema\": {\"schema\": "
+     "{\"type\": \"thing\"}}}')", "INVALID_RESPONSE_FORMAT"),
+    ("SELECT ai_query('chat', 'x', responseFormat => 'STRUCT<a: NOPE>')", "INVALID_RETURN_TYPE"),
     ("SELECT ai_query('chat', 'x', failOnError => 'yes')", "true or false"),
     ("SELECT ai_query('chat', 'x', responseFormat => 'not json')", "JSON schema"),
     ("SELECT ai_query('databricks-gte-large-en', 'x', responseFormat => '{\"type\": \"json_object\"}')",

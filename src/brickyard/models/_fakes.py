@@ -50,7 +50,8 @@ def chunks_of(response: dict[str, Any], pieces: int = 4) -> Iterator[dict[str, A
 
 
 class QueueChat:
-    """Answers with queued replies (strings, or dicts with ``tool_calls``), then echoes the last user message."""
+    """Answers with queued replies (strings, or dicts with ``tool_calls``), then echoes the last user message
+    (as it is when a ``response_format`` asks for JSON)."""
 
     def __init__(self, model_id: str = "fake-chat", replies: list[Any] | None = None, delay: float = 0.0) -> None:
         self.model_id = model_id
@@ -77,7 +78,10 @@ class QueueChat:
                               tool_calls=reply.get("tool_calls"))
         if reply is None:
             last = next((m for m in reversed(messages) if m.get("role") == "user"), {})
-            reply = f"echo: {last.get('content', '')}"
+            # asked for JSON (response_format), it answers the user's words as they are, so a test controls the
+            # JSON it gets back; otherwise it echoes them
+            wants_json = str((request.get("response_format") or {}).get("type", "")).startswith("json")
+            reply = str(last.get("content", "")) if wants_json else f"echo: {last.get('content', '')}"
         return completion(self.model_id, str(reply), prompt_tokens=prompt_tokens)
 
     def stream(self, request: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -26,12 +26,12 @@ import pyarrow as pa
 from ..catalog import Principal
 from ..core.errors import BrickyardError, InvalidParameterValue, RateLimited
 from ._text import shown
+from ._typed import arrow_of, conform, ddl, duck, mismatch, response_format
 
 OPTIONS = ("returntype", "failonerror", "modelparameters", "responseformat")
 CHAT, COMPLETIONS, EMBEDDINGS = "llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings"
 CUSTOM = "custom"  # a model taking rows (dataframe_records) and answering predictions
-CUSTOM_TYPES = {"STRING": "VARCHAR", "DOUBLE": "DOUBLE", "FLOAT": "FLOAT", "BIGINT": "BIGINT", "INT": "INTEGER",
-                "BOOLEAN": "BOOLEAN"}
+SCALARS = ("STRING", "DOUBLE", "FLOAT", "BIGINT", "INT", "BOOLEAN")  # answers coerced leniently ("3" -> 3)
 CUSTOM_BATCH = 256  # rows per request to a custom model
 CONCURRENCY = 8  # requests in flight per call site
 EMBED_BATCH = 64  # texts per embeddings request
@@ -46,6 +46,8 @@ class Models(Protocol):
     def call(self, p: Principal, endpoint: str, body: dict[str, Any], route: str) -> dict[str, Any]: ...
 
     def mask(self, texts: list[str | None], entities: list[str]) -> list[str | None]: ...
+
+    def extract(self, texts: list[str | None], labels: dict[str, list[str]]) -> list[dict[str, str | None] | None]: ...
 
 
 #: ai_mask's labels (Databricks') -> the Presidio entities that find them
@@ -68,6 +70,40 @@ def mask_entities(exp: Any, labels: Any) -> list[str]:
     return found
 
 
+def extract_entities(exp: Any, labels: Any) -> dict[str, list[str]] | None:
+    """ai_extract's labels -> the Presidio entities of each, when every label is one Presidio finds (then it runs
+    offline, in the server); None when any label needs a language model."""
+    names = _labels(exp, labels, "ai_extract")
+    if all(n.lower() in MASK_LABELS for n in names):
+        return {n: MASK_LABELS[n.lower()] for n in names}
+    return None
+
+
+def _labels(exp: Any, labels: Any, function: str) -> list[str]:
+    if not isinstance(labels, exp.Array) or not labels.expressions or not all(
+            isinstance(x, exp.Literal) and x.is_string for x in labels.expressions):
+        raise InvalidParameterValue(f"{function}: the labels must be ARRAY('label', ...) of string literals")
+    names = [str(x.this) for x in labels.expressions]
+    if len(names) > 500 or len(set(names)) != len(names) or not all(n.strip() for n in names):
+        raise InvalidParameterValue(f"{function} takes up to 500 distinct, non-empty labels")
+    return names
+
+
+def register_extract(con: Any, name: str, models: Models, labels: dict[str, list[str]]) -> None:
+    """Make ``name(text)`` answer STRUCT<label: STRING, ...>: for each label, the span Presidio is surest of."""
+    import duckdb
+    from duckdb import sqltypes as t
+
+    target = pa.struct([(label, pa.string()) for label in labels])
+
+    def udf(texts: pa.Array) -> pa.Array:
+        found = models.extract([None if v is None else str(v) for v in texts.to_pylist()], labels)
+        return pa.array(found, type=target)
+
+    con.create_function(name, udf, [t.VARCHAR], duckdb.struct_type({label: t.VARCHAR for label in labels}),
+                        type="arrow", null_handling="special")
+
+
 def register_mask(con: Any, name: str, models: Models, entities: list[str]) -> None:
     """Make ``name(text)`` mask ``entities`` in each text with ``[MASKED]`` (Presidio, offline)."""
     from duckdb import sqltypes as t
@@ -86,9 +122,11 @@ class Site:
     endpoint: str
     task: str
     fail_on_error: bool = True
-    returns: str = "STRING"  # a custom model's answer type
+    returns: str = "STRING"  # the Databricks type of each answer (a chat reply or prediction is parsed into it)
     parameters: dict[str, Any] = field(default_factory=dict)
-    response_format: Any = None
+    response_format: Any = None  # the OpenAI field sent to a chat endpoint
+    schema: dict[str, Any] | None = None  # the JSON schema every reply must match (from responseFormat)
+    function: str = "ai_query"  # the SQL function the site stands for, in usage rows and errors
 
 
 def _literal(exp: Any, node: Any, what: str) -> Any:
@@ -141,10 +179,10 @@ def plan(exp: Any, call: Any, p: Principal, models: Models) -> tuple[Site, Any]:
     request = positional[1]
     if isinstance(request, exp.Struct):  # a custom model: the struct is one row of its input
         wanted = _literal(exp, named["returntype"], "returnType") if "returntype" in named else None
-        if not isinstance(wanted, str) or wanted.strip().upper() not in CUSTOM_TYPES:
+        if not isinstance(wanted, str):
             raise InvalidParameterValue("ai_query: a struct request goes to a custom model, whose answer type must "
-                                        f"be given: returnType => one of {', '.join(CUSTOM_TYPES)}")
-        site = Site(endpoint, CUSTOM, returns=wanted.strip().upper())
+                                        "be given: returnType => 'DOUBLE', 'STRUCT<label: STRING, score: DOUBLE>', ...")
+        site = Site(endpoint, CUSTOM, returns=_type_name(wanted))
         named.pop("returntype")
         if "responseformat" in named:
             raise InvalidParameterValue("ai_query: responseFormat applies to chat endpoints")
@@ -166,30 +204,23 @@ def plan(exp: Any, call: Any, p: Principal, models: Models) -> tuple[Site, Any]:
         site.parameters = params
     if "returntype" in named:
         wanted = _literal(exp, named["returntype"], "returnType")
-        expected = "ARRAY<FLOAT>" if task == EMBEDDINGS else "STRING"
-        if not isinstance(wanted, str) or wanted.replace(" ", "").upper() != expected:
-            raise InvalidParameterValue(f"ai_query: endpoint {endpoint!r} answers {expected}; returnType "
-                                        f"{str(wanted)[:40]!r} does not fit it")
+        if not isinstance(wanted, str):
+            raise InvalidParameterValue("ai_query: returnType must be a type, as a string ('STRUCT<...>', 'DOUBLE')")
+        if task == EMBEDDINGS:
+            if wanted.replace(" ", "").upper() != "ARRAY<FLOAT>":
+                raise InvalidParameterValue(f"ai_query: endpoint {endpoint!r} answers ARRAY<FLOAT>; returnType "
+                                            f"{wanted[:40]!r} does not fit it")
+        else:  # a chat or completions reply is read as JSON into the type (STRING: the reply as it is)
+            site.returns = _type_name(wanted)
     if "responseformat" in named:
         if task != CHAT:
             raise InvalidParameterValue("ai_query: responseFormat applies to chat endpoints")
-        site.response_format = _response_format(_literal(exp, named["responseformat"], "responseFormat"))
+        site.response_format, site.schema = response_format(_literal(exp, named["responseformat"], "responseFormat"))
     return site, request
 
 
-def _response_format(raw: Any) -> dict[str, Any]:
-    """``responseFormat`` as the OpenAI field: a JSON schema (DDL-style ``STRUCT<...>`` is not taken yet)."""
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise InvalidParameterValue("ai_query: responseFormat must be a JSON schema, e.g. "
-                                        '\'{"type": "json_schema", "json_schema": {...}}\'') from None
-    if not isinstance(raw, dict) or raw.get("type") not in ("json_object", "json_schema", "text"):
-        raise InvalidParameterValue("ai_query: responseFormat needs a type: json_schema, json_object or text")
-    if raw["type"] == "json_schema" and not isinstance((raw.get("json_schema") or {}).get("schema"), dict):
-        raise InvalidParameterValue("ai_query: responseFormat json_schema needs json_schema.schema, an object")
-    return raw
+def _type_name(text: str) -> str:
+    return str(ddl(text, "ai_query: returnType").sql(dialect="databricks"))
 
 
 class Runner:
@@ -204,12 +235,13 @@ class Runner:
         self.cancelled = cancelled
         self.progress = progress  # told how many rows each batch answered
         self.paced = 0.0  # seconds spent waiting out rate limits
+        self.target = None if site.task == EMBEDDINGS else arrow_of(duck(site.returns))
 
     def _call(self, body: dict[str, Any], route: str) -> dict[str, Any]:
         if self.cancelled():  # a cancelled statement stops calling models at once (and commits nothing)
             raise BrickyardError("the statement was cancelled", error_code="CANCELLED")
         body = {**body, "client_request_id": self.statement_id,
-                "usage_context": {"statement_id": self.statement_id, "sql_function": "ai_query"}}
+                "usage_context": {"statement_id": self.statement_id, "sql_function": self.site.function}}
         while True:
             try:
                 return self.models.call(self.p, self.site.endpoint, body, route)
@@ -242,7 +274,31 @@ class Runner:
         if not isinstance(predictions, list) or len(predictions) != len(rows):
             raise InvalidParameterValue(f"ai_query: {self.site.endpoint} answered {str(predictions)[:80]}, not one "
                                         "prediction per row")
-        return [_as(value, self.site.returns) for value in predictions]
+        return predictions
+
+    def typed(self, value: Any) -> Any:
+        """One answer as the site's type: a reply checked against the responseFormat schema, parsed from JSON
+        when the type is not STRING; an answer that does not fit is an error of its row."""
+        site = self.site
+        if value is None or self.target is None:
+            return value
+        if site.task == CUSTOM and site.returns in SCALARS:
+            return _as(value, site.returns)
+        parsed = value
+        if site.task in (CHAT, COMPLETIONS) and (site.schema is not None or site.returns != "STRING"):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                raise InvalidParameterValue(f"[AI_FUNCTION_INVALID_RESPONSE] {site.function}: {site.endpoint} answered "
+                                            f"{str(value)[:80]!r}, which is not JSON") from None
+        if site.schema is not None:
+            problem = mismatch(parsed, site.schema)
+            if problem:
+                raise InvalidParameterValue(f"[AI_FUNCTION_INVALID_RESPONSE] {site.function}: the answer of "
+                                            f"{site.endpoint} does not match responseFormat: {problem}")
+        if site.returns == "STRING":
+            return value if isinstance(value, str) else json.dumps(parsed)
+        return conform(parsed, self.target, f"{site.function}: the answer of {site.endpoint}")
 
     def batch(self, values: list[str | None]) -> tuple[list[Any], list[str | None]]:
         """(results, error messages) for a batch of requests; NULL requests give NULL results. Requests go in
@@ -257,12 +313,19 @@ class Runner:
 
         def run(group: list[int]) -> None:
             try:
-                for i, value in zip(group, answer([str(values[i]) for i in group]), strict=True):
-                    results[i] = value
+                answered = answer([str(values[i]) for i in group])
             except BrickyardError as exc:
                 if self.site.fail_on_error:
                     raise
                 for i in group:
+                    errors[i] = f"{exc.error_code}: {exc.message}"
+                return
+            for i, value in zip(group, answered, strict=True):
+                try:
+                    results[i] = self.typed(value)
+                except BrickyardError as exc:
+                    if self.site.fail_on_error:
+                        raise
                     errors[i] = f"{exc.error_code}: {exc.message}"
 
         with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
@@ -294,14 +357,10 @@ def register(con: Any, name: str, runner: Runner) -> None:
     import duckdb
     from duckdb import sqltypes as t
 
-    embeddings = runner.site.task == EMBEDDINGS
-    value_type = duckdb.list_type(t.FLOAT) if embeddings else t.VARCHAR
-    arrow_value = pa.list_(pa.float32()) if embeddings else pa.string()
-    if runner.site.task == CUSTOM:
-        duck = CUSTOM_TYPES[runner.site.returns]
-        value_type = getattr(t, duck)
-        arrow_value = {"VARCHAR": pa.string(), "DOUBLE": pa.float64(), "FLOAT": pa.float32(), "BIGINT": pa.int64(),
-                       "INTEGER": pa.int32(), "BOOLEAN": pa.bool_()}[duck]
+    if runner.site.task == EMBEDDINGS:
+        value_type, arrow_value = duckdb.list_type(t.FLOAT), pa.list_(pa.float32())
+    else:
+        value_type, arrow_value = duckdb.sqltype(duck(runner.site.returns)), runner.target
     if runner.site.fail_on_error:
         out_type: Any = value_type
     else:
@@ -330,7 +389,10 @@ PROMPTS = {
                             "negative, neutral or mixed.\n\n{0}",
 }
 ARITY = {"ai_gen": (1, 1), "ai_summarize": (1, 2), "ai_translate": (2, 2), "ai_fix_grammar": (1, 1),
-         "ai_analyze_sentiment": (1, 1), "ai_similarity": (2, 2), "ai_classify": (2, 2), "ai_mask": (2, 2)}
+         "ai_analyze_sentiment": (1, 1), "ai_similarity": (2, 2), "ai_classify": (2, 2), "ai_mask": (2, 2),
+         "ai_extract": (2, 2)}
+EXTRACT_PROMPT = ("Extract these items from the text below: {labels}. Answer with a JSON object with one key per "
+                  "item, its value the words of the text that say it, or null where the text does not say.\n\n")
 TASK_FUNCTIONS = frozenset(ARITY)
 LABEL_TEMPLATE = "This text is about {}."  # how ai_classify embeds a label (a bare word embeds poorly)
 
@@ -346,7 +408,7 @@ def task_call(exp: Any, node: Any) -> tuple[str, list[Any]] | None:
     return None
 
 
-def rewrite_task(exp: Any, name: str, args: list[Any], site: Callable[[str, str], str],
+def rewrite_task(exp: Any, name: str, args: list[Any], site: Callable[..., str],
                  embed_now: Callable[[list[str]], list[list[float]]], chat_endpoint: str, embedding_endpoint: str) -> Any:
     """The SQL that computes an AI task function: a prompt for the chat endpoint (ai_gen, ai_summarize,
     ai_translate, ai_fix_grammar, ai_analyze_sentiment), or embedding arithmetic (ai_similarity: cosine of the
@@ -363,6 +425,16 @@ def rewrite_task(exp: Any, name: str, args: list[Any], site: Callable[[str, str]
     def call(function: str, *nodes: Any) -> Any:
         return exp.Anonymous(this=function, expressions=list(nodes))
 
+    if name == "ai_extract":  # labels Presidio does not find: the chat endpoint, held to a JSON schema
+        names = _labels(exp, args[1], name)
+        schema = {"type": "object", "properties": {n: {"type": ["string", "null"]} for n in names},
+                  "required": names, "additionalProperties": False}
+        fields = ", ".join("`" + n.replace("`", "``") + "`: STRING" for n in names)
+        prompt = exp.DPipe(this=exp.Literal.string(EXTRACT_PROMPT.format(labels=", ".join(names))), expression=text(args[0]))
+        answer_site = site(chat_endpoint, CHAT, returns=f"STRUCT<{fields}>", schema=schema, function=name,
+                           response_format={"type": "json_schema", "json_schema": {"name": "extracted", "schema": schema,
+                                                                                   "strict": True}})
+        return call(answer_site, prompt)
     if name in PROMPTS:
         template = PROMPTS[name]
         if name == "ai_summarize" and len(args) == 1:
@@ -387,13 +459,7 @@ def rewrite_task(exp: Any, name: str, args: list[Any], site: Callable[[str, str]
     embed = site(embedding_endpoint, EMBEDDINGS)
     if name == "ai_similarity":
         return call("list_cosine_similarity", call(embed, text(args[0])), call(embed, text(args[1])))
-    labels = args[1]
-    if not isinstance(labels, exp.Array) or not labels.expressions or not all(
-            isinstance(x, exp.Literal) and x.is_string for x in labels.expressions):
-        raise InvalidParameterValue("ai_classify: the labels must be ARRAY('label', ...) of string literals")
-    names = [x.this for x in labels.expressions]
-    if len(names) > 500 or len(set(names)) != len(names):
-        raise InvalidParameterValue("ai_classify takes up to 500 distinct labels")
+    names = _labels(exp, args[1], "ai_classify")
     vectors = embed_now([LABEL_TEMPLATE.format(n) for n in names])  # zero-shot: a label reads better in a sentence
     target = call(embed, text(args[0]))
     sims = [call("list_cosine_similarity", target,

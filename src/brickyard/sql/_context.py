@@ -3,6 +3,7 @@ the sandboxed DuckDB connection its tables are registered in (checked against th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -10,15 +11,27 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ..catalog import Principal, Securable
-from ..core.errors import BadRequest, BrickyardError, FunctionFailed, InvalidParameterValue, InvalidState
+from ..core.errors import BadRequest, BrickyardError, InvalidParameterValue, InvalidState
 from ..core.names import parse_name, quote_part, split_name, validate_part
 from . import _functions as fn
-from ._ai import EMBEDDINGS, Runner, Site, mask_entities, plan, register_mask, rewrite_task, task_call
+from ._ai import (
+    EMBEDDINGS,
+    Runner,
+    Site,
+    extract_entities,
+    mask_entities,
+    plan,
+    register_extract,
+    register_mask,
+    rewrite_task,
+    task_call,
+)
 from ._ai import register as register_ai
-from ._functions import PythonSite, duck_type, register_python
+from ._functions import PythonSite, register_python
 from ._search import arguments as search_arguments
 from ._search import is_call as is_search
 from ._search import run as run_search
+from ._typed import duck as duck_type
 
 if TYPE_CHECKING:
     from ._engine import SqlEngine
@@ -88,6 +101,8 @@ class Ctx:
         self.ai_sites: list[tuple[str, Runner]] = []  # planned ai_query calls: (DuckDB function name, runner)
         self.masks: list[tuple[str, list[str]]] = []  # planned ai_mask calls: (DuckDB function name, entities)
         self.python_sites: list[PythonSite] = []  # planned calls of Python UC functions
+        self.extracts: list[tuple[str, dict[str, list[str]]]] = []  # offline ai_extract: (name, label -> entities)
+        self.udf_errors: list[BrickyardError] = []  # what the statement's own functions raised, to re-raise as is
 
     # -- names ------------------------------------------------------------------------------------
     def resolve_name(self, text: str, levels: int = 3) -> str:
@@ -220,13 +235,13 @@ class Ctx:
                                                self.progress)))
             return name
 
-        def task_site(endpoint: str, task: str) -> str:  # the default endpoint of a task function, checked
+        def task_site(endpoint: str, task: str, **options: Any) -> str:  # a task function's default endpoint
             assert models is not None
             found = models.task(self.p, endpoint)
             if found != task:
                 raise InvalidParameterValue(f"the AI functions' default endpoint {endpoint!r} serves {found}, not {task}; "
                                             "set BRICKYARD_AI_FUNCTIONS_CHAT_ENDPOINT / _EMBEDDING_ENDPOINT")
-            return add(Site(endpoint, task))
+            return add(Site(endpoint, task, **options))
 
         def embed_now(texts: list[str]) -> list[list[float]]:
             endpoint = self.engine.ai_endpoints[1]
@@ -248,6 +263,15 @@ class Ctx:
                 self.masks.append((name, mask_entities(exp, task[1][1])))
                 return exp.Anonymous(this=name, expressions=[
                     exp.Cast(this=task[1][0], to=exp.DataType.build("VARCHAR", dialect="duckdb"))])
+            if task is not None and task[0] == "ai_extract":
+                if len(task[1]) != 2:
+                    raise InvalidParameterValue(f"ai_extract takes 2 arguments (content, labels), got {len(task[1])}")
+                found = extract_entities(exp, task[1][1])
+                if found is not None:  # every label is one Presidio finds: offline, no model endpoint
+                    name = f"__ai_extract_{len(self.extracts)}"
+                    self.extracts.append((name, found))
+                    return exp.Anonymous(this=name, expressions=[
+                        exp.Cast(this=task[1][0], to=exp.DataType.build("VARCHAR", dialect="duckdb"))])
             if task is not None:
                 chat, embedding = self.engine.ai_endpoints
                 return rewrite_task(exp, task[0], task[1], task_site, embed_now, chat, embedding)
@@ -255,7 +279,13 @@ class Ctx:
             return exp.Anonymous(this=add(site), expressions=[
                 exp.Cast(this=request, to=exp.DataType.build("VARCHAR", dialect="duckdb"))])
 
-        return tree.transform(sub)
+        # deepest calls first, so that an AI function in another's arguments is planned too
+        calls = [n for n in tree.walk(bfs=True) if n is not tree]
+        for node in reversed(calls):
+            new = sub(node)
+            if new is not node:
+                node.replace(new)
+        return tree
 
     # -- DuckDB -----------------------------------------------------------------------------------
     def connect(self, tree: Any, *, privilege: str = "SELECT") -> tuple[Any, dict[str, Securable]]:
@@ -266,14 +296,18 @@ class Ctx:
         con = duckdb.connect(":memory:")
         if self.on_connection is not None:
             self.on_connection(con)
+        udfs = _Functions(con, self.udf_errors)
         for name, runner in self.ai_sites:
-            register_ai(con, name, runner)
+            register_ai(udfs, name, runner)
         for site in self.python_sites:
             assert self.engine.run_python is not None
-            register_python(con, site, self.engine.run_python)
+            register_python(udfs, site, self.engine.run_python)
+        for name, labels in self.extracts:
+            assert self.engine.models is not None
+            register_extract(udfs, name, self.engine.models, labels)
         for name, entities in self.masks:
             assert self.engine.models is not None
-            register_mask(con, name, self.engine.models, entities)
+            register_mask(udfs, name, self.engine.models, entities)
         registered: dict[str, str] = {}
         objects: dict[str, Securable] = {}
         for table in list(tree.find_all(exp.Table)):
@@ -350,10 +384,9 @@ class Ctx:
             raise BadRequest(f"{first_line(exc)} (the limit is BRICKYARD_STATEMENT_MEMORY_BYTES, "
                              f"{self.engine.limits.memory_bytes >> 20} MiB)", error_code="RESOURCE_EXHAUSTED") from None
         except duckdb.Error as exc:
-            message = first_line(exc)
-            if "FunctionFailed: " in message:  # a Python UC function raised: its own error, not DuckDB's wrapping
-                raise FunctionFailed(message.split("FunctionFailed: ", 1)[1]) from None
-            raise BadRequest(message) from None
+            if self.udf_errors:  # one of the statement's functions failed: its own error, not DuckDB's wrapping
+                raise self.udf_errors[0] from None
+            raise BadRequest(first_line(exc)) from None
 
     def query(self, tree: Any) -> pa.Table:
         con, _ = self.connect(tree)
@@ -366,6 +399,27 @@ class Ctx:
         for name in sources:
             if name != target.full_name:
                 self.engine.catalog.add_lineage(self.p, ("table", name), ("table", target.full_name), kind=kind)
+
+
+class _Functions:
+    """A DuckDB connection as the registering code sees it: each function it creates keeps the Brickyard error
+    it raises, so the statement fails with that error (its class, code and message) rather than DuckDB's
+    wrapping of it."""
+
+    def __init__(self, con: Any, errors: list[BrickyardError]) -> None:
+        self.con = con
+        self.errors = errors
+
+    def create_function(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        @functools.wraps(fn)
+        def kept(*values: Any) -> Any:
+            try:
+                return fn(*values)
+            except BrickyardError as exc:
+                self.errors.append(exc)
+                raise
+
+        return self.con.create_function(name, kept, *args, **kwargs)
 
 
 def friendly(table: pa.Table) -> pa.Table:

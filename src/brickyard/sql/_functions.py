@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..catalog import uc_type_name
-from ..core.errors import BadRequest, FunctionFailed, InvalidParameterValue
+from ..core.errors import BadRequest, InvalidParameterValue
 from ..core.names import quote_part, split_name
+from ._typed import arrow_of, ddl, to_arrow
 
 MAX_DEPTH = 16  # functions calling functions: deeper than this is taken for recursion
 
@@ -151,17 +152,12 @@ class _Tokens:
 
 def _type(text: str, what: str) -> str:
     """``text`` checked as a Databricks type, in the lower-case form Unity Catalog returns."""
-    from sqlglot import exp
-
     if not text:
         raise BadRequest(f"[PARSE_SYNTAX_ERROR] CREATE FUNCTION: {what} needs a type", error_code="PARSE_SYNTAX_ERROR")
     try:
-        built = exp.DataType.build(text, dialect="databricks")
-    except Exception:  # noqa: BLE001 - sqlglot raises several kinds for a bad type
+        return str(ddl(text, what).sql(dialect="databricks")).lower()
+    except InvalidParameterValue:
         raise InvalidParameterValue(f"[UNSUPPORTED_DATATYPE] {what}: {text[:60]!r} is not a type") from None
-    if built.this == exp.DataType.Type.USERDEFINED:
-        raise InvalidParameterValue(f"[UNSUPPORTED_DATATYPE] {what}: {text[:60]!r} is not a type")
-    return str(built.sql(dialect="databricks")).lower()
 
 
 def _columns(tokens: _Tokens, what: str, *, defaults: bool) -> list[dict[str, Any]]:
@@ -446,13 +442,6 @@ class PythonSite:
     returns: str  # DuckDB type
 
 
-def duck_type(type_text: str) -> str:
-    """A Databricks type as DuckDB writes it."""
-    from sqlglot import exp
-
-    return str(exp.DataType.build(type_text, dialect="databricks").sql(dialect="duckdb"))
-
-
 #: (label, code, parameter names, rows of arguments) -> one result per row; given by the workspace
 RunPython = Callable[[str, str, list[str], list[dict[str, Any]]], list[Any]]
 
@@ -462,14 +451,14 @@ def register_python(con: Any, site: PythonSite, run: RunPython) -> None:
     sandbox, one process per chunk."""
     import duckdb
 
-    target = con.sql(f"SELECT CAST(NULL AS {site.returns}) AS v").to_arrow_table().schema.field(0).type  # noqa: S608 - a type we rendered
+    target = arrow_of(site.returns)
     names = site.params
 
     def udf(*arrays: Any) -> Any:
         columns = [a.to_pylist() for a in arrays]
         rows = [dict(zip(names, values, strict=False)) for values in zip(*columns, strict=True)] if names else \
             [{} for _ in columns[0]]
-        return _arrow(site.label, run(site.label, site.code, names, rows), target)
+        return to_arrow(site.label, run(site.label, site.code, names, rows), target)
 
     types = [duckdb.sqltype(t) for t in site.param_types] or [duckdb.sqltype("INTEGER")]
     # DuckDB counts the parameters of the Python callable: give it one per argument
@@ -477,30 +466,6 @@ def register_python(con: Any, site: PythonSite, run: RunPython) -> None:
         [inspect.Parameter(f"a{i}", inspect.Parameter.POSITIONAL_ONLY) for i in range(len(types))])
     con.create_function(site.name, udf, types, duckdb.sqltype(site.returns), type="arrow",
                         null_handling="special", side_effects=True)
-
-
-def _arrow(label: str, values: list[Any], target: Any) -> Any:
-    """A Python function's results as an Arrow array of its declared type (strings are lenient, as Python
-    functions often return a number where a string is declared; anything else must convert)."""
-    import json
-
-    import pyarrow as pa
-
-    if pa.types.is_string(target) or pa.types.is_large_string(target):
-        values = [v if v is None or isinstance(v, str) else json.dumps(v) if isinstance(v, list | dict) else str(v)
-                  for v in values]
-    if pa.types.is_map(target):
-        values = [list(v.items()) if isinstance(v, dict) else v for v in values]
-    try:
-        return pa.array(values, type=target)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        pass
-    try:
-        return pa.array(values).cast(target)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
-        bad = next((v for v in values if v is not None), None)
-        raise FunctionFailed(f"[UDF_RETURN_TYPE_MISMATCH] {label} returned {str(bad)[:60]!r}, which is not a "
-                             f"{target}") from None
 
 
 def identifiers(text: str, params: dict[str, tuple[Any, str]]) -> str:
