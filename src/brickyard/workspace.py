@@ -24,7 +24,7 @@ from .core.ids import now_ms
 from .core.settings import Settings
 from .functions import Functions
 from .gateway import PAYLOAD_SCHEMA, USAGE_SCHEMA, USAGE_TABLE, BufferedSink, Gateway, RateLimiter
-from .ingest import Options, Report, ingest
+from .ingest import Options, Report, ingest, parse_blobs
 from .serving import Serving
 from .serving._agents import AgentHost
 from .sql import SqlEngine, StatementStore
@@ -89,6 +89,8 @@ class Workspace:
                                          per_user_bytes=self.settings.statement_results_per_user_bytes)
         self.functions = Functions(self.catalog, self.sql, self.settings)
         self.sql.run_python = self.functions.run_confined_rows  # Python UC functions called from SQL
+        self.sql.volumes = self.volumes  # read_files()
+        self.sql.parse_documents = parse_blobs  # ai_parse_document(), in the parsing sandbox
         self.secrets = Secrets(self.db, self.secret_box)
         self.secrets.bootstrap()  # the system scope exists from the start, and is repaired if it was taken
         hosts = frozenset(h.strip().lower() for h in self.settings.allowed_model_hosts.split(",") if h.strip())

@@ -12,7 +12,7 @@ from ._pipeline import (
            ingest,
            select_files,
 )
-from ._sandbox import parse_bytes, parse_file
+from ._sandbox import parse_blobs, parse_bytes, parse_file
 
 __all__ = ["BUILD_FOLDERS", "CHUNK_SCHEMA", "STRATEGIES", "Chunk", "Options", "Report", "Selection", "chunk",
-           "files_under", "glob_regex", "ingest", "parse_bytes", "parse_file", "select_files"]
+           "files_under", "glob_regex", "ingest", "parse_blobs", "parse_bytes", "parse_file", "select_files"]

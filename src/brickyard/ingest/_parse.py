@@ -49,6 +49,25 @@ def detect(name: str, data: bytes) -> str:
         return "pdf"
     if data[:200].lstrip().lower().startswith((b"<!doctype html", b"<html")):
         return "html"
+    if data.startswith(b"PK\x03\x04"):  # an Office file is a zip: its members say which
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                names = set(z.namelist()[:MAX_MEMBERS])
+        except (zipfile.BadZipFile, ValueError):
+            names = set()
+        if "word/document.xml" in names:
+            return "docx"
+        if "ppt/presentation.xml" in names:
+            return "pptx"
+    elif b"\x00" not in data[:4096]:  # text with no name to go by: plain text (Markdown reads as text too)
+        sample = data[:4096]
+        try:
+            sample.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if len(data) <= len(sample) or exc.start < len(sample) - 3:  # not just a character cut by the sample's end
+                raise ParseError("UNSUPPORTED", f"cannot tell the format of {name!r}; supported: PDF, DOCX, PPTX, "
+                                                "HTML, Markdown and plain text") from None
+        return "markdown" if re.search(rb"(?m)^(#{1,6} |```)", sample) else "text"
     raise ParseError("UNSUPPORTED", f"cannot tell the format of {name!r}; supported: "
                                     "PDF, DOCX, PPTX, HTML, Markdown and plain text")
 

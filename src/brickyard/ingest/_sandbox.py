@@ -206,3 +206,27 @@ def parse_bytes(data: bytes, name: str) -> dict[str, Any]:
         fh.write(data)
         fh.flush()
         return parse_file(fh.name, name)
+
+
+def parse_blobs(blobs: list[bytes | None], *, workers: int | None = None) -> list[dict[str, Any] | None]:
+    """Parse documents given as bytes (SQL's ``ai_parse_document`` over ``read_files``), their format told from
+    their content, on the pool of sandboxed workers. A document that cannot be parsed answers the same shape
+    with its reason in ``error_status`` (as Databricks does), so one bad file does not fail the rest."""
+    out: list[dict[str, Any] | None] = [None] * len(blobs)
+    with tempfile.TemporaryDirectory(prefix="brickyard-blobs-") as scratch:
+        files = []
+        for i, blob in enumerate(blobs):
+            if blob is None:
+                continue
+            path = Path(scratch) / f"{i}"
+            path.write_bytes(blob)
+            files.append((path, "document"))
+        for path, _, parsed in parse_many(files, workers=workers):
+            i = int(path.name)
+            if isinstance(parsed, IngestionError):
+                parsed = {"document": {"pages": [], "elements": []},
+                          "error_status": [{"error_message": parsed.message, "page_id": None}],
+                          "metadata": {"version": "2.0"}}
+            out[i] = parsed
+    return out
+

@@ -27,6 +27,7 @@ from ._ai import (
     task_call,
 )
 from ._ai import register as register_ai
+from ._files import check_parse_options, is_read_files, read_files, register_parse
 from ._functions import PythonSite, register_python
 from ._search import arguments as search_arguments
 from ._search import is_call as is_search
@@ -102,6 +103,7 @@ class Ctx:
         self.masks: list[tuple[str, list[str]]] = []  # planned ai_mask calls: (DuckDB function name, entities)
         self.python_sites: list[PythonSite] = []  # planned calls of Python UC functions
         self.extracts: list[tuple[str, dict[str, list[str]]]] = []  # offline ai_extract: (name, label -> entities)
+        self.parses: list[str] = []  # planned ai_parse_document calls (DuckDB function names)
         self.udf_errors: list[BrickyardError] = []  # what the statement's own functions raised, to re-raise as is
 
     # -- names ------------------------------------------------------------------------------------
@@ -250,6 +252,18 @@ class Ctx:
             return vectors
 
         def sub(node: Any) -> Any:
+            if isinstance(node, exp.Anonymous) and str(node.this).lower() == "ai_parse_document":
+                if self.engine.parse_documents is None:
+                    raise InvalidState("ai_parse_document needs a workspace that parses documents")
+                check_parse_options(exp, list(node.expressions))
+                name = f"__ai_parse_{len(self.parses)}"
+                self.parses.append(name)
+                parsed = exp.Anonymous(this=name, expressions=[
+                    exp.Cast(this=node.expressions[0], to=exp.DataType.build("BLOB", dialect="duckdb"))])
+                return exp.Cast(this=parsed, to=exp.DataType.build("JSON", dialect="duckdb"))  # paths read into it
+            if isinstance(node, exp.Cast) and isinstance(node.this, exp.JSONExtract) and node.to.is_type(
+                    *exp.DataType.TEXT_TYPES):  # v:a:b::string is the text at the path, not its JSON
+                return exp.JSONExtractScalar(this=node.this.this, expression=node.this.expression)
             is_query = isinstance(node, exp.Anonymous) and str(node.this).lower() == "ai_query"
             task = None if is_query else task_call(exp, node)
             if not is_query and task is None:
@@ -302,6 +316,9 @@ class Ctx:
         for site in self.python_sites:
             assert self.engine.run_python is not None
             register_python(udfs, site, self.engine.run_python)
+        for name in self.parses:
+            assert self.engine.parse_documents is not None
+            register_parse(udfs, name, self.engine.parse_documents)
         for name, labels in self.extracts:
             assert self.engine.models is not None
             register_extract(udfs, name, self.engine.models, labels)
@@ -311,15 +328,24 @@ class Ctx:
         registered: dict[str, str] = {}
         objects: dict[str, Securable] = {}
         for table in list(tree.find_all(exp.Table)):
-            if is_search(exp, table.this):  # vector_search(...): searched now, as the caller; its rows are a table
-                if self.engine.search is None:
-                    raise InvalidState("vector_search() needs a workspace with Vector Search")
+            search, files = is_search(exp, table.this), is_read_files(exp, table.this)
+            if search or files:  # vector_search(...) / read_files(...): read now, as the caller, into a table
                 alias = f"__s{len(registered)}"
                 registered[alias] = alias
-                con.register(alias, run_search(self.engine.search, self.p, search_arguments(exp, table.this)))
+                if search:
+                    if self.engine.search is None:
+                        raise InvalidState("vector_search() needs a workspace with Vector Search")
+                    rows = run_search(self.engine.search, self.p, search_arguments(exp, table.this))
+                else:
+                    if self.engine.volumes is None:
+                        raise InvalidState("read_files() needs a workspace with volumes")
+                    rows = read_files(self.engine.volumes, self.p, exp, table.this,
+                                      max_bytes=self.engine.limits.memory_bytes)
+                con.register(alias, rows)
                 alias_node = table.args.get("alias")
                 new = exp.Table(this=exp.to_identifier(alias))
-                new.set("alias", alias_node.copy() if alias_node else exp.TableAlias(this=exp.to_identifier("vs")))
+                new.set("alias", alias_node.copy() if alias_node else exp.TableAlias(
+                    this=exp.to_identifier("vs" if search else "files")))
                 table.replace(new)
                 continue
             if not isinstance(table.this, exp.Identifier):

@@ -23,10 +23,11 @@ from ..catalog import Catalog, Principal
 from ..core.errors import BadRequest, InvalidParameterValue
 from ..core.ids import new_id
 from ..core.names import validate_part
-from ..tables import Tables, type_text
+from ..tables import Tables, Volumes, type_text
 from . import _ddl, _dml
 from ._ai import Models
 from ._context import Ctx, Result, bind_parameters, first_line, sqlglot_modules
+from ._files import ParseDocuments
 from ._functions import RunPython, Temporary, identifiers, is_create_function
 from ._limits import Limits, guard_sizes
 from ._search import Search
@@ -51,6 +52,9 @@ class SqlEngine:
         self.system_tables = system_tables or {}
         #: runs Python UC functions in their sandbox, a batch of rows at a time: given by the workspace
         self.run_python: RunPython | None = None
+        #: volumes, for read_files(); and the parsing sandbox, for ai_parse_document: given by the workspace
+        self.volumes: Volumes | None = None
+        self.parse_documents: ParseDocuments | None = None
         #: TEMPORARY functions: (principal, lower-case name) -> the function; they live as long as this process
         self.temporary: dict[tuple[str, str], Temporary] = {}
 

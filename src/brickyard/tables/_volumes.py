@@ -8,6 +8,7 @@ the old file or the new one, never half of it.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import stat
 import tempfile
@@ -208,6 +209,29 @@ class FileTree(ABC):
         base = path.rstrip("/")
         out = [self._info(f"{base}/{n}", target / n) for n in page]
         return out, (page[-1] if len(names) > size else None)
+
+    def walk(self, p: Principal, path: str, *, recursive: bool = True, pattern: str | None = None,
+             limit: int = 100_000) -> list[tuple[FileInfo, Path]]:
+        """The files at or below ``path`` (a file, or a directory and, with ``recursive``, its subdirectories), in
+        name order, whose names match the glob ``pattern``; symbolic links are not followed."""
+        target, _rest = self._resolve(p, path, write=False, action="listVolumeDirectory")
+        if target.is_file():
+            return [(self._info(path, target), target)]
+        if not target.is_dir():
+            raise NotFound(f"{path} does not exist", error_code="NOT_FOUND")
+        out: list[tuple[FileInfo, Path]] = []
+        base = path.rstrip("/")
+        for root, dirs, names in os.walk(target, followlinks=False):
+            dirs[:] = sorted(d for d in dirs if recursive and not d.startswith(".upload-"))
+            rel = os.path.relpath(root, target)
+            for name in sorted(names):
+                local = Path(root) / name
+                if name.startswith(".upload-") or local.is_symlink() or (pattern and not fnmatch.fnmatch(name, pattern)):
+                    continue
+                out.append((self._info(f"{base}/{name}" if rel == "." else f"{base}/{rel}/{name}", local), local))
+                if len(out) > limit:
+                    raise InvalidParameterValue(f"{path} holds more than {limit} files; read a narrower path")
+        return out
 
     @staticmethod
     def _info(path: str, target: Path) -> FileInfo:
