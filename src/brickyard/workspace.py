@@ -90,6 +90,7 @@ class Workspace:
         self.functions = Functions(self.catalog, self.sql, self.settings)
         self.sql.run_python = self.functions.run_confined_rows  # Python UC functions called from SQL
         self.sql.volumes = self.volumes  # read_files()
+        self.tables.governor = self.sql.govern  # views, row filters and masks on reads outside SQL too
         self.sql.parse_documents = parse_blobs  # ai_parse_document(), in the parsing sandbox
         self.secrets = Secrets(self.db, self.secret_box)
         self.secrets.bootstrap()  # the system scope exists from the start, and is repaired if it was taken

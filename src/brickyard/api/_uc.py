@@ -79,6 +79,15 @@ def register(api: Api, ws: Any) -> None:
                 info["columns"] = []
         else:
             info["columns"] = obj.spec.get("columns", [])
+        if str(info["table_type"]).upper() == "VIEW":
+            info["view_definition"] = obj.spec.get("view_definition")
+            info.pop("data_source_format", None)
+        if obj.spec.get("row_filter"):
+            info["row_filter"] = obj.spec["row_filter"]
+        for column in info["columns"]:
+            mask = (obj.spec.get("column_masks") or {}).get(column.get("name"))
+            if mask:
+                column["mask"] = mask
         return info
 
     def volume_info(obj: Securable) -> dict[str, Any]:

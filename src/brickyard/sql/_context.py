@@ -29,6 +29,7 @@ from ._ai import (
 from ._ai import register as register_ai
 from ._files import check_parse_options, is_read_files, read_files, register_parse
 from ._functions import PythonSite, register_python
+from ._governance import AS, GOVERNED, ROWS, dynamic, expand, is_view, owner_of
 from ._search import arguments as search_arguments
 from ._search import is_call as is_search
 from ._search import run as run_search
@@ -148,15 +149,35 @@ class Ctx:
                 return exp.Cast(this=lit, to=exp.DataType.build(_PARAM_TYPES[typ], dialect="duckdb"))
             return node
 
-        return self._plan_ai(self.plan_functions(tree.transform(sub)))
+        return tree.transform(sub)
+
+    def plan(self, tree: Any, *, views: tuple[str, ...] = ()) -> Any:
+        """A query planned: views expanded and tables' row filters and masks applied (:mod:`._governance`), UC
+        functions inlined or planned, ``current_user()`` and group tests answered for the caller, AI calls
+        planned. Each step checks what it needs before any row is read."""
+        return self._plan_ai(dynamic(self, self.plan_functions(expand(self, tree, views))))
+
+    def plan_statement(self, tree: Any) -> Any:
+        """The parts of a statement that read rows, planned; a view's stored query is left as written."""
+        exp = self.exp
+        if isinstance(tree, exp.Query):
+            return self.plan(tree)
+        part = {exp.Insert: "expression"}.get(type(tree))  # MERGE plans its source itself (see _dml.merge)
+        if isinstance(tree, exp.Create) and str(tree.args.get("kind") or "").upper() == "TABLE":
+            part = "expression"
+        if part and tree.args.get(part) is not None:
+            tree.set(part, self.plan(tree.args[part]))
+        return tree
 
     # -- UC functions -----------------------------------------------------------------------------------
-    def function(self, parts: list[str], home: tuple[str, str] | None, *, required: bool) -> Any:
-        """The function ``parts`` names, EXECUTE checked: a temporary one of the caller's by a one-part name,
-        else the one in ``home`` (the statement's default schema, or the schema of the body being inlined);
-        None for a one-part name that is neither (a builtin, left to DuckDB)."""
+    def function(self, parts: list[str], home: tuple[str, str] | None, *, required: bool,
+                 who: Principal | None = None, governed: bool = False) -> Any:
+        """The function ``parts`` names, EXECUTE checked for ``who`` (the caller, or the owner of the body it is
+        called from): a temporary one of the caller's by a one-part name, else the one in ``home`` (the
+        statement's default schema, or the schema of the body being inlined); None for a one-part name that is
+        neither (a builtin, left to DuckDB). A table's row filter or mask (``governed``) runs for any reader."""
         cat = self.engine.catalog
-        if len(parts) == 1:
+        if len(parts) == 1 and not governed:
             temp = self.engine.temporary.get((self.p.name, parts[0].lower()))
             if temp is not None and home is None:
                 return temp
@@ -167,9 +188,16 @@ class Ctx:
         full = str(parse_name(".".join(quote_part(x) for x in full_parts), 3, what="function name"))
         if not required and not cat.exists("function", full):
             return None
-        return cat.require(self.p, "EXECUTE", "function", full, action="executeFunction")
+        if governed:
+            found = cat.lookup("function", full)
+            if found is None:
+                raise InvalidState(f"the row filter or mask {full} no longer exists; the table cannot be read until "
+                                   "its owner sets another or drops it")
+            return found
+        return cat.require(who or self.p, "EXECUTE", "function", full, action="executeFunction")
 
-    def plan_functions(self, tree: Any, home: tuple[str, str] | None = None, stack: tuple[str, ...] = ()) -> Any:
+    def plan_functions(self, tree: Any, home: tuple[str, str] | None = None, stack: tuple[str, ...] = (),
+                       who: Principal | None = None) -> Any:
         """Every call of a UC function in ``tree`` inlined (SQL) or planned (Python); see :mod:`._functions`."""
         exp = self.exp
 
@@ -185,13 +213,14 @@ class Ctx:
             if call is None:
                 return node
             parts, args = call
-            obj = self.function(parts, home, required=len(parts) > 1)
+            governed = bool(node.meta.get(GOVERNED))
+            obj = self.function(parts, home, required=len(parts) > 1, who=who, governed=governed)
             if obj is None:
                 return node  # a builtin: left as it is (the walk goes on into its arguments)
             full, spec = obj.full_name, obj.spec
             if full in stack or len(stack) >= fn.MAX_DEPTH:
                 raise InvalidParameterValue(f"[ROUTINE_RECURSION] {full} calls itself (through {' -> '.join(stack)})")
-            bound = [(prm, self.plan_functions(value, home, stack)) for prm, value in fn.bind(exp, full, spec, args)]
+            bound = [(prm, self.plan_functions(value, home, stack, who)) for prm, value in fn.bind(exp, full, spec, args)]
             is_table = str(spec.get("data_type") or "").upper() == "TABLE_TYPE"
             if in_from != is_table:
                 raise InvalidParameterValue(
@@ -202,7 +231,12 @@ class Ctx:
             own = tuple(full.split(".")[:2]) if "." in full else (self.catalog_name, self.schema_name)
             body = fn.inline(exp, full, spec, bound, table=is_table, home=own)
             body = fn.qualify_calls(exp, body, own[0], own[1], lambda name: self.engine.catalog.exists("function", name))
-            body = self.plan_functions(body, own, (*stack, full))
+            owner = owner_of(self, obj) if governed else who  # a policy runs with its owner's rights
+            if owner is not None:
+                for table in body.find_all(exp.Table):
+                    table.meta.setdefault(AS, owner)
+            body = expand(self, body)  # the tables the body reads, under their own views, filters and masks
+            body = self.plan_functions(body, own, (*stack, full), owner)
             if is_table:
                 alias = node.args.get("alias")
                 return exp.Subquery(this=body, alias=alias.copy() if alias else exp.TableAlias(
@@ -352,7 +386,17 @@ class Ctx:
                 raise BadRequest("table functions (read_csv, read_parquet, ...) are not allowed; query catalog tables")
             if names_a_visible_cte(table):
                 continue
+            if table.meta.get(ROWS) is not None:  # rows given to SqlEngine.govern
+                alias = f"__g{len(registered)}"
+                registered[alias] = alias
+                con.register(alias, table.meta[ROWS])
+                alias_node = table.args.get("alias")
+                new = exp.Table(this=exp.to_identifier(alias))
+                new.set("alias", alias_node.copy() if alias_node else exp.TableAlias(this=exp.to_identifier("rows")))
+                table.replace(new)
+                continue
             full = self.table_name(table)
+            who = table.meta.get(AS) or self.p
             version = None
             ver = table.args.get("version")
             if ver is not None:
@@ -363,10 +407,11 @@ class Ctx:
                 except (TypeError, ValueError):
                     raise InvalidParameterValue("VERSION AS OF needs an integer version") from None
             key = f"{full}@{version}"
+            obj = self._check(who, full, privilege, objects)  # every reference, as whom it reads
             if key not in registered:
                 alias = f"__t{len(registered)}"
                 registered[key] = alias
-                con.register(alias, self._relation(full, version, privilege, objects))
+                con.register(alias, self._relation(full, obj, version))
             alias_node = table.args.get("alias")
             new = exp.Table(this=exp.to_identifier(registered[key]))
             new.set("alias", alias_node.copy() if alias_node else exp.TableAlias(this=exp.to_identifier(table.name)))
@@ -377,12 +422,19 @@ class Ctx:
         con.execute("SET lock_configuration = true")
         return con, objects
 
-    def _relation(self, full: str, version: int | None, privilege: str, objects: dict[str, Securable]) -> Any:
+    def _check(self, who: Principal, full: str, privilege: str, objects: dict[str, Securable]) -> Securable | None:
         if full in self.engine.system_tables:
-            self.engine.catalog.require(self.p, "SELECT", "schema", full.rsplit(".", 1)[0], action="readSystemTable")
-            return self.engine.system_tables[full]()
-        obj = self.engine.catalog.require(self.p, privilege, "table", full, action="readTable")
+            self.engine.catalog.require(who, "SELECT", "schema", full.rsplit(".", 1)[0], action="readSystemTable")
+            return None
+        obj = self.engine.catalog.require(who, privilege, "table", full, action="readTable")
+        if is_view(obj):  # a view reached here was not expanded: never read it as files
+            raise InvalidState(f"{full} is a view and cannot be read directly here")
         objects[full] = obj
+        return obj
+
+    def _relation(self, full: str, obj: Securable | None, version: int | None) -> Any:
+        if obj is None:
+            return self.engine.system_tables[full]()
         return self.engine.tables.dataset(obj, version)
 
     def run(self, con: Any, tree: Any, *, max_bytes: int | None = None) -> pa.Table:

@@ -11,11 +11,21 @@ import pyarrow as pa
 
 from ..catalog import normalize_privilege
 from ..catalog._objects import function_spec
-from ..core.errors import AlreadyExists, BadRequest, InvalidState, NotFound
+from ..core.errors import AlreadyExists, BadRequest, InvalidParameterValue, InvalidState, NotFound
 from ..core.names import parse_name, quote_part
 from ..tables import schema_to_columns
 from ._context import Ctx, Result, friendly
 from ._functions import Definition, Temporary, describe_rows, parse_create
+from ._governance import (
+    alter_view,
+    create_view,
+    drop_mask,
+    drop_row_filter,
+    is_view,
+    set_mask,
+    set_row_filter,
+)
+from ._text import shown
 
 SHOW = re.compile(r"(?is)^SHOW\s+(CATALOGS|SCHEMAS|DATABASES|TABLES|VOLUMES|(?:(?:USER|SYSTEM|ALL)\s+)?FUNCTIONS)"
                    r"(?:\s+(?:IN|FROM)\s+(\S+))?(?:\s+LIKE\s+'([^']*)')?$")
@@ -25,6 +35,10 @@ HISTORY = re.compile(r"(?is)^DESC(?:RIBE)?\s+HISTORY\s+(\S+)$")
 GRANT = re.compile(r"(?is)^(GRANT|REVOKE)\s+(.+?)\s+ON\s+(CATALOG|SCHEMA|DATABASE|TABLE|VIEW|VOLUME|FUNCTION|"
                     r"MODEL|CONNECTION)\s+(\S+)\s+(TO|FROM)\s+(`(?:[^`]|``)+`|[^\s`]+)$")
 DROP_CATALOG = re.compile(r"(?is)^DROP\s+CATALOG\s+(IF\s+EXISTS\s+)?(\S+?)(?:\s+(CASCADE|RESTRICT))?$")
+ROW_FILTER = re.compile(r"(?is)^ALTER\s+TABLE\s+(\S+)\s+(?:SET\s+ROW\s+FILTER\s+(\S+)\s+ON\s*\(([^)]*)\)|"
+                        r"(DROP)\s+ROW\s+FILTER)$")
+MASK = re.compile(r"(?is)^ALTER\s+TABLE\s+(\S+)\s+ALTER\s+COLUMN\s+(`[^`]+`|\S+)\s+(?:SET\s+MASK\s+(\S+)"
+                  r"(?:\s+USING\s+COLUMNS\s*\(([^)]*)\))?|(DROP)\s+MASK)$")
 CREATE_CATALOG = re.compile(r"(?is)^CREATE\s+CATALOG\s+(IF\s+NOT\s+EXISTS\s+)?(\S+)"
                              r"(?:\s+COMMENT\s+'((?:[^']|'')*)')?$")
 
@@ -32,6 +46,21 @@ def command(ctx: Ctx, text: str) -> Result | None:
     definition = parse_create(text)
     if definition is not None:
         return create_function(ctx, definition)
+    m = ROW_FILTER.match(text)
+    if m:
+        if m.group(4):
+            drop_row_filter(ctx, m.group(1))
+        else:
+            set_row_filter(ctx, m.group(1), m.group(2), _names(m.group(3)))
+        return Result(pa.table({}))
+    m = MASK.match(text)
+    if m:
+        column = _names(m.group(2))[0]
+        if m.group(5):
+            drop_mask(ctx, m.group(1), column)
+        else:
+            set_mask(ctx, m.group(1), column, m.group(3), _names(m.group(4) or ""))
+        return Result(pa.table({}))
     m = SHOW.match(text)
     if m:
         return show(ctx, " ".join(m.group(1).upper().split()), m.group(2), m.group(3))
@@ -85,10 +114,13 @@ def create(ctx: Ctx, tree: Any) -> Result:
         ckind = "catalog" if levels == 1 else "schema"
         if exists_ok and cat.exists(ckind, name):
             return Result(pa.table({}))
-        cat.create(ctx.p, ckind, name, comment=_comment(tree))
+        cat.create(ctx.p, ckind, name, comment=comment_of(tree))
+        return Result(pa.table({}))
+    if kind == "VIEW":
+        create_view(ctx, tree)
         return Result(pa.table({}))
     if kind != "TABLE":
-        raise BadRequest(f"CREATE {kind or '?'} is not supported; tables, schemas and catalogs are")
+        raise BadRequest(f"CREATE {kind or '?'} is not supported; tables, views, functions, schemas and catalogs are")
     if tree.args.get("replace"):
         raise BadRequest("CREATE OR REPLACE TABLE is not supported yet; DROP TABLE then CREATE TABLE")
     node = tree.this
@@ -109,7 +141,7 @@ def create(ctx: Ctx, tree: Any) -> Result:
                             if isinstance(c.kind, exp.CommentColumnConstraint)), None)
             columns.append({"name": col.name, "type_text": spark_type, "position": i, "nullable": nullable,
                             "comment": comment})
-        ctx.engine.tables.create(ctx.p, full, columns=columns, comment=_comment(tree))
+        ctx.engine.tables.create(ctx.p, full, columns=columns, comment=comment_of(tree))
         return Result(pa.table({}))
     if query is None:
         raise BadRequest("CREATE TABLE needs a column list or AS SELECT")
@@ -118,7 +150,7 @@ def create(ctx: Ctx, tree: Any) -> Result:
         rows = friendly(ctx.run(con, query))
     finally:
         con.close()
-    obj = ctx.engine.tables.create(ctx.p, full, schema=rows.schema, comment=_comment(tree))
+    obj = ctx.engine.tables.create(ctx.p, full, schema=rows.schema, comment=comment_of(tree))
     res = ctx.engine.tables.write_authorized(obj, rows, mode="append")
     ctx.lineage(sources, obj, "CREATE_TABLE_AS_SELECT")
     return Result(pa.table({"num_affected_rows": [res.rows], "num_inserted_rows": [res.rows]}))
@@ -136,6 +168,13 @@ def drop(ctx: Ctx, tree: Any) -> Result:
         return Result(pa.table({}))
     return drop_named(ctx, kind, raw, exists=bool(tree.args.get("exists")), cascade=bool(tree.args.get("cascade")))
 
+def _names(text: str) -> list[str]:
+    """Column names written in a list (``a, `b c`, d``)."""
+    from ..core.names import split_name
+
+    return [split_name(part.strip())[0] for part in text.split(",") if part.strip()]
+
+
 def drop_named(ctx: Ctx, kind: str, raw: str, *, exists: bool, cascade: bool) -> Result:
     """DROP <kind> [IF EXISTS] raw [CASCADE]: the caller needs MANAGE (owner, container owner, admin);
     a container with objects in it needs CASCADE, which drops them and retires their storage."""
@@ -147,6 +186,11 @@ def drop_named(ctx: Ctx, kind: str, raw: str, *, exists: bool, cascade: bool) ->
              "CATALOG": "catalog", "VOLUME": "volume", "FUNCTION": "function"}[kind]
     if exists and not ctx.engine.catalog.exists(ckind, name):
         return Result(pa.table({}))
+    if kind in ("TABLE", "VIEW"):
+        view = is_view(ctx.engine.catalog.get(ctx.p, "table", name))
+        if view != (kind == "VIEW"):
+            raise InvalidParameterValue(f"[WRONG_COMMAND_FOR_OBJECT_TYPE] {name} is a {'view' if view else 'table'}; "
+                                        f"use DROP {'VIEW' if view else 'TABLE'}")
     try:
         ctx.engine.catalog.delete(ctx.p, ckind, name, force=cascade,
                                    on_deleted=ctx.engine.tables.retire_storage)
@@ -163,7 +207,7 @@ def describe(ctx: Ctx, tree: Any) -> Result:
         return describe_function(ctx, node, extended=str(tree.args.get("style") or "").upper() == "EXTENDED")
     full = ctx.table_name(node)
     obj = ctx.engine.catalog.get(ctx.p, "table", full)
-    cols = schema_to_columns(ctx.engine.tables.schema(obj))
+    cols = (obj.spec.get("columns") or []) if is_view(obj) else schema_to_columns(ctx.engine.tables.schema(obj))
     return Result(pa.table({"col_name": [c["name"] for c in cols], "data_type": [c["type_text"] for c in cols],
                             "comment": pa.array([c.get("comment") for c in cols], pa.string())}))
 
@@ -219,7 +263,7 @@ def show_grants(ctx: Ctx, principal: str | None, kind: str, name: str | None) ->
                             "ObjectKey": pa.array([full] * len(flat), pa.string())}))
 
 
-def _comment(tree: Any) -> str | None:
+def comment_of(tree: Any) -> str | None:
     from sqlglot import exp
 
     props = tree.args.get("properties")
@@ -282,3 +326,67 @@ def _functions_in(ctx: Ctx, where: str | None) -> list[str]:
         if not token:
             break
     return names + sorted(t.full_name for (who, _), t in ctx.engine.temporary.items() if who == ctx.p.name)
+
+
+def alter(ctx: Ctx, tree: Any) -> Result:
+    """ALTER VIEW (AS query, RENAME TO); ALTER TABLE ADD / DROP / RENAME COLUMN (see _columns)."""
+    kind = str(tree.args.get("kind") or "").upper()
+    if kind == "VIEW":
+        alter_view(ctx, tree)
+        return Result(pa.table({}))
+    if kind == "TABLE":
+        return alter_table(ctx, tree)
+    raise BadRequest(f"ALTER {kind or '?'} is not supported; ALTER TABLE and ALTER VIEW are")
+
+
+def alter_table(ctx: Ctx, tree: Any) -> Result:
+    """ALTER TABLE t ADD COLUMN[S] (c type [COMMENT ...], ...) | DROP COLUMN c | RENAME COLUMN a TO b, by the
+    table's owner (MANAGE). Added columns are nullable and cost nothing; dropping or renaming rewrites the table in
+    one commit. A row filter or mask on a dropped or renamed column must be dropped first."""
+    exp = ctx.exp
+    full = ctx.table_name(tree.this)
+    obj = ctx.engine.catalog.require(ctx.p, "MANAGE", "table", full, action="alterTable")
+    if is_view(obj):
+        raise InvalidParameterValue(f"[EXPECT_TABLE_NOT_VIEW] {full} is a view; use ALTER VIEW")
+    actions = tree.args.get("actions") or []
+    added: list[dict[str, Any]] = []
+    for action in actions:
+        defs = action.expressions if isinstance(action, exp.Schema) else [action]
+        if all(isinstance(d, exp.ColumnDef) for d in defs) and defs:
+            for d in defs:
+                if d.args.get("kind") is None:
+                    raise BadRequest(f"ALTER TABLE ADD COLUMN {d.name}: give its type")
+                comment = next((c.kind.this.name for c in d.constraints
+                                if isinstance(c.kind, exp.CommentColumnConstraint)), None)
+                added.append({"name": d.name, "type_text": d.args["kind"].sql(dialect="databricks").lower(),
+                              "comment": comment})
+            continue
+        if len(actions) != 1:
+            raise BadRequest("ALTER TABLE takes one DROP COLUMN or RENAME COLUMN at a time")
+        if isinstance(action, exp.Drop) and str(action.args.get("kind") or "").upper() == "COLUMN":
+            columns = action.args.get("tables") or []
+            if len(columns) != 1:
+                raise BadRequest("ALTER TABLE DROP COLUMN drops one column at a time")
+            _unused_by_policies(obj, columns[0].name)
+            ctx.engine.tables.rewrite_columns(obj, drop=columns[0].name)
+            return Result(pa.table({}))
+        if isinstance(action, exp.RenameColumn):
+            old, new = action.this.name, action.args["to"].name
+            _unused_by_policies(obj, old)
+            ctx.engine.tables.rewrite_columns(obj, rename=(old, new))
+            return Result(pa.table({}))
+        raise BadRequest(f"ALTER TABLE {shown(action, 60)} is not supported; ADD COLUMN(S), DROP COLUMN, RENAME "
+                         "COLUMN, SET/DROP ROW FILTER and ALTER COLUMN ... SET/DROP MASK are")
+    if added:
+        ctx.engine.tables.add_columns(obj, added)
+    return Result(pa.table({}))
+
+
+def _unused_by_policies(obj: Any, column: str) -> None:
+    row_filter = obj.spec.get("row_filter") or {}
+    masks = obj.spec.get("column_masks") or {}
+    used = column in (row_filter.get("input_column_names") or []) or column in masks or any(
+        column in (m.get("using_column_names") or []) for m in masks.values())
+    if used:
+        raise InvalidParameterValue(f"column {column!r} of {obj.full_name} is used by its row filter or a column mask; "
+                                    "drop that policy first")

@@ -10,6 +10,7 @@ import pyarrow as pa
 from ..catalog import Securable
 from ..core.errors import BadRequest, InvalidParameterValue
 from ._context import Ctx, Result
+from ._governance import is_view
 
 
 def _q(column: str) -> str:
@@ -18,7 +19,14 @@ def _q(column: str) -> str:
 
 def _target(ctx: Ctx, table: Any, action: str) -> Securable:
     full = ctx.table_name(table)
-    return ctx.engine.catalog.require(ctx.p, "MODIFY", "table", full, action=action)
+    obj = ctx.engine.catalog.require(ctx.p, "MODIFY", "table", full, action=action)
+    if is_view(obj):
+        raise InvalidParameterValue(f"[EXPECT_TABLE_NOT_VIEW] {full} is a view; write to its tables")
+    if action != "insertIntoTable" and (obj.spec.get("row_filter") or obj.spec.get("column_masks")):
+        raise InvalidParameterValue(f"{full} has a row filter or column masks; Brickyard does not UPDATE, DELETE or "
+                                    "MERGE such a table (INSERT works): drop the policy first, or write through the "
+                                    "table's owner's pipeline")
+    return obj
 
 def insert(ctx: Ctx, tree: Any) -> Result:
     exp = ctx.exp
@@ -109,6 +117,7 @@ def merge(ctx: Ctx, tree: Any) -> Result:
                 else using.this.copy() if isinstance(using, exp.Subquery) else None)
     if source_q is None:
         raise BadRequest("MERGE ... USING needs a table or a subquery")
+    source_q = ctx.plan(source_q)  # its tables read under their filters and masks, views expanded
     con, _ = ctx.connect(source_q)
     try:
         source = ctx.run(con, source_q)

@@ -19,16 +19,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..catalog import Catalog, Principal
+from ..catalog import Catalog, Principal, Securable
 from ..core.errors import BadRequest, InvalidParameterValue
 from ..core.ids import new_id
 from ..core.names import validate_part
 from ..tables import Tables, Volumes, type_text
 from . import _ddl, _dml
 from ._ai import Models
-from ._context import Ctx, Result, bind_parameters, first_line, sqlglot_modules
+from ._context import Ctx, Result, bind_parameters, first_line, friendly, sqlglot_modules
 from ._files import ParseDocuments
 from ._functions import RunPython, Temporary, identifiers, is_create_function
+from ._governance import ROWS, governed_select, is_view
 from ._limits import Limits, guard_sizes
 from ._search import Search
 from ._search import rename_calls as rename_search
@@ -91,7 +92,7 @@ class SqlEngine:
             raise BadRequest("statement is nested too deeply") from None
         if len(trees) != 1:
             raise InvalidParameterValue("send one statement at a time")
-        tree = guard_sizes(ctx.bind(trees[0]), self.limits)
+        tree = guard_sizes(ctx.plan_statement(ctx.bind(trees[0])), self.limits)
         if isinstance(tree, exp.Query):
             return Result(ctx.query(tree))
         if isinstance(tree, exp.Insert):
@@ -108,9 +109,32 @@ class SqlEngine:
             return _ddl.drop(ctx, tree)
         if isinstance(tree, exp.Describe):
             return _ddl.describe(ctx, tree)
+        if isinstance(tree, exp.Alter):
+            return _ddl.alter(ctx, tree)
         if isinstance(tree, exp.Grant) or type(tree).__name__ in ("Revoke", "Command"):
             raise BadRequest(f"this statement is not supported: {text[:80]!r}; see docs/sql.md")
         raise BadRequest(f"statements of type {type(tree).__name__.upper()} are not supported; see docs/sql.md")
+
+    def govern(self, p: Principal, obj: Securable, rows: pa.Table | None) -> pa.Table:
+        """What ``p`` reads of ``obj`` outside a statement (``Tables.read``, the change feed, a Delta Sync source):
+        a view's rows, or ``rows`` of the table under its row filter and column masks."""
+        ctx = Ctx(self, p, "main", "default", {}, None)
+        ctx.statement_id = new_id()
+        exp = ctx.exp
+        if is_view(obj):
+            tree: Any = exp.select("*").from_(exp.Table(this=exp.to_identifier(obj.parts[2], quoted=True),
+                                                        db=exp.to_identifier(obj.parts[1], quoted=True),
+                                                        catalog=exp.to_identifier(obj.parts[0], quoted=True)))
+        else:
+            source = exp.Table(this=exp.to_identifier("rows"))
+            source.meta[ROWS] = rows
+            tree = governed_select(ctx, obj, source)
+        tree = ctx.plan(tree)
+        con, _ = ctx.connect(tree)
+        try:
+            return friendly(ctx.run(con, tree))
+        finally:
+            con.close()
 
 
 __all__ = ["Result", "SqlEngine", "type_text"]

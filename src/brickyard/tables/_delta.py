@@ -8,7 +8,7 @@ held from the idempotency check to the commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,9 @@ class Tables:
     def drop(self, p: Principal, full_name: str) -> None:
         self.catalog.delete(p, "table", full_name, on_deleted=self.retire_storage)
 
+    #: applies views, row filters and column masks for a reader (given by the workspace: the SQL engine's govern)
+    governor: Callable[[Principal, Securable, pa.Table | None], pa.Table] | None = None
+
     def retire_storage(self, dropped: list[Securable]) -> None:
         for obj in dropped:
             location = obj.spec.get("storage_location")
@@ -122,9 +125,30 @@ class Tables:
     def schema(self, obj: Securable) -> pa.Schema:
         return pa.schema(self._table(obj).schema().to_arrow())
 
+    def governed(self, p: Principal, obj: Securable, rows: pa.Table | None) -> pa.Table:
+        """What ``p`` may see of ``obj``'s ``rows``: a view's rows, or the rows under the table's row filter and
+        column masks (applied by the SQL engine, which the workspace sets as ``governor``)."""
+        if not governs(obj):
+            assert rows is not None
+            return rows
+        if self.governor is None:
+            raise InvalidState(f"{obj.full_name} has a row filter, column masks or is a view; reading it needs the "
+                               "SQL engine")
+        return self.governor(p, obj, rows)
+
     def read(self, p: Principal, full_name: str, *, version: int | None = None, columns: Sequence[str] | None = None,
              limit: int | None = None) -> pa.Table:
         obj = self.catalog.require(p, "SELECT", "table", full_name, action="readTable")
+        if governs(obj):  # every reader sees the table through its policies (views through their query)
+            if version is not None and str(obj.spec.get("table_type")).upper() == "VIEW":
+                raise InvalidParameterValue(f"{obj.full_name} is a view; it has no versions")
+            rows = self.governed(p, obj, None if obj.spec.get("table_type") == "VIEW" else
+                                 self.dataset(obj, version).to_table())
+            missing = [c for c in columns or [] if c not in rows.column_names]
+            if missing:
+                raise InvalidParameterValue(f"unknown columns {missing}; the table has {rows.column_names}")
+            rows = rows.select(list(columns)) if columns else rows
+            return rows.slice(0, int(limit)) if limit is not None else rows
         dataset = self.dataset(obj, version)
         if columns:
             missing = [c for c in columns if c not in dataset.schema.names]
@@ -141,12 +165,15 @@ class Tables:
     def changes(self, p: Principal, full_name: str, *, start: int = 0, end: int | None = None) -> pa.Table:
         """Rows of the change data feed between two versions (inclusive), with ``_change_type``."""
         obj = self.catalog.require(p, "SELECT", "table", full_name, action="readChangeFeed")
+        if str(obj.spec.get("table_type")).upper() == "VIEW":
+            raise InvalidParameterValue(f"{obj.full_name} is a view; it has no change feed")
         dt = self._table(obj)
         try:
             reader = dt.load_cdf(starting_version=start, ending_version=end)
         except Exception as exc:
             raise InvalidParameterValue(f"cannot read the change feed of {obj.full_name}: {exc}") from exc
-        return pa.RecordBatchReader.from_stream(reader).read_all()
+        rows = pa.RecordBatchReader.from_stream(reader).read_all()
+        return self.governed(p, obj, rows)  # the feed shows only what the reader may see of each row
 
     # -- writes ---------------------------------------------------------------------------------
     def write(self, p: Principal, full_name: str, data: pa.Table | list[dict[str, Any]], *, mode: str = "append",
@@ -227,6 +254,56 @@ class Tables:
             except Exception as exc:
                 raise InvalidParameterValue(f"UPDATE on {obj.full_name} failed: {exc}") from exc
             return dict(metrics)
+
+    # -- schema evolution ---------------------------------------------------------------------------
+    def add_columns(self, obj: Securable, columns: list[dict[str, Any]]) -> int:
+        """ALTER TABLE ADD COLUMNS: nullable columns appended to the schema, the data untouched (old rows read
+        NULL). The new version."""
+        dl = _delta()
+        schema = self.schema(obj)
+        for c in columns:
+            if c["name"] in schema.names:
+                raise InvalidParameterValue(f"[FIELDS_ALREADY_EXISTS] {obj.full_name} already has a column {c['name']!r}")
+        added = columns_to_schema([{**c, "nullable": True} for c in columns])
+        with locked(Path(obj.spec["storage_location"])):
+            dt = self._table(obj)
+            try:
+                dt.alter.add_columns(list(dl.Schema.from_arrow(added).fields))
+            except Exception as exc:
+                raise InvalidParameterValue(f"cannot add columns to {obj.full_name}: {exc}") from exc
+            return int(self._table(obj).version())
+
+    def rewrite_columns(self, obj: Securable, *, drop: str | None = None, rename: tuple[str, str] | None = None) -> int:
+        """ALTER TABLE DROP / RENAME COLUMN: the table rewritten in one commit with its new schema (Brickyard's
+        tables have no column mapping), so readers see the old or the new version, never a mix. The new
+        version."""
+        dl = _delta()
+        with locked(Path(obj.spec["storage_location"])):
+            dt = self._table(obj)
+            data = self.dataset(obj).to_table()
+            names = data.column_names
+            partitions = list(obj.spec.get("partition_by") or [])
+            if drop is not None:
+                if drop not in names:
+                    raise InvalidParameterValue(f"[UNRESOLVED_COLUMN] {obj.full_name} has no column {drop!r}")
+                if len(names) == 1 or drop in partitions:
+                    raise InvalidParameterValue(f"{drop!r} is the only or a partition column of {obj.full_name}")
+                data = data.drop_columns([drop])
+            if rename is not None:
+                old, new = rename
+                if old not in names:
+                    raise InvalidParameterValue(f"[UNRESOLVED_COLUMN] {obj.full_name} has no column {old!r}")
+                if new in names:
+                    raise InvalidParameterValue(f"[FIELDS_ALREADY_EXISTS] {obj.full_name} already has a column {new!r}")
+                if old in partitions:
+                    raise InvalidParameterValue(f"{old!r} is a partition column of {obj.full_name}")
+                data = data.rename_columns([new if n == old else n for n in names])
+            try:
+                dl.write_deltalake(dt, data, mode="overwrite", schema_mode="overwrite",
+                                   partition_by=partitions or None)
+            except Exception as exc:
+                raise InvalidParameterValue(f"cannot change the columns of {obj.full_name}: {exc}") from exc
+            return int(self._table(obj).version())
 
     def merge_rows(self, obj: Securable, source: pa.Table, *, predicate: str, clauses: list[dict[str, Any]]
                    ) -> dict[str, Any]:
@@ -309,3 +386,10 @@ def conform(data: pa.Table | list[dict[str, Any]], schema: pa.Schema) -> pa.Tabl
         return pa.Table.from_arrays(arrays, schema=schema)
     except (pa.ArrowInvalid, ValueError) as exc:
         raise InvalidParameterValue(f"rows do not match the table schema: {exc}") from exc
+
+
+def governs(obj: Securable) -> bool:
+    """Whether reading ``obj`` takes more than its files: it is a view, or has a row filter or column masks."""
+    return str(obj.spec.get("table_type") or "").upper() == "VIEW" or bool(obj.spec.get("row_filter")) or bool(
+        obj.spec.get("column_masks"))
+

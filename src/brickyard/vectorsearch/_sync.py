@@ -23,6 +23,7 @@ from ..core.errors import (
     PermissionDenied,
 )
 from ..core.names import parse_name
+from ..tables import governs
 from ._live import Live
 
 log = logging.getLogger("brickyard.vectorsearch")
@@ -93,8 +94,8 @@ class Sync:
                     return {"mode": "none", "version": version}
                 columns = self._source_columns(live, table, version)
                 result = None
-                if last is not None:
-                    try:
+                if last is not None and not governs(src):  # a filtered or masked source is read whole, as
+                    try:                                    # its owner may see it now (see _rebuild)
                         if not self._additive(live, src, int(last), columns):
                             raise _Gap("columns of the source were dropped, renamed or changed type")
                         result = self._incremental(live, src, int(last), version, track)
@@ -186,7 +187,10 @@ class Sync:
 
     def _rebuild(self, live: Live, src: Any, version: int, progress: Callable[[int, int], None] | None
                  ) -> dict[str, Any]:
-        data = self.tables.dataset(src, version).to_table()
+        # as the index's owner may see it: a row filter or a mask applies to the index too, so an index never
+        # serves what its owner could not read (a filtered source is rebuilt on every sync: membership changes
+        # and the filter's own logic are not in the change feed)
+        data = self.tables.governed(self._owner(live), src, self.tables.dataset(src, version).to_table())
         cols = self._columns(live, data.column_names)
         rows = data.select(cols).to_pylist()
         if progress:
