@@ -224,3 +224,22 @@ def test_policies_are_set_by_owners_and_guard_their_columns(ws: Workspace) -> No
         _rows(ws, "DELETE FROM main.shop.sales WHERE id = 1")
     with pytest.raises(BrickyardError, match="UNRESOLVED_COLUMN"):
         _rows(ws, "ALTER TABLE main.shop.sales ALTER COLUMN nope SET MASK main.shop.hide")
+
+
+def test_a_readers_predicate_never_sees_hidden_rows(ws: Workspace) -> None:
+    """A leaky predicate (an error only a hidden row would raise) reveals nothing: the filter runs first, alone."""
+    leak = ("SELECT count(*) AS n FROM main.shop.sales WHERE 1 / (CASE WHEN region = 'EU' THEN 0 ELSE 1 END) = 1 "
+            "AND email NOT LIKE 'bea%'")
+    assert _rows(ws, leak, BOB) == [{"n": 2}]
+    assert _rows(ws, "SELECT count(*) AS n FROM main.shop.sales WHERE email LIKE 'ann%'", BOB) == [{"n": 0}]  # masked
+
+
+def test_a_policy_cannot_read_the_table_it_guards(ws: Workspace) -> None:
+    _rows(ws, "CREATE TABLE main.shop.loop (id INT)")
+    _rows(ws, "INSERT INTO main.shop.loop VALUES (1)")
+    _rows(ws, "CREATE FUNCTION main.shop.seen(i INT) RETURNS BOOLEAN RETURN i IN (SELECT id FROM main.shop.loop)")
+    _rows(ws, "ALTER TABLE main.shop.loop SET ROW FILTER main.shop.seen ON (id)")
+    with pytest.raises(InvalidParameterValue, match="cannot read the table it guards"):
+        _rows(ws, "SELECT * FROM main.shop.loop")
+    _rows(ws, "ALTER TABLE main.shop.loop DROP ROW FILTER")
+    assert _rows(ws, "SELECT * FROM main.shop.loop") == [{"id": 1}]

@@ -29,7 +29,7 @@ from ._ai import (
 from ._ai import register as register_ai
 from ._files import check_parse_options, is_read_files, read_files, register_parse
 from ._functions import PythonSite, register_python
-from ._governance import AS, GOVERNED, ROWS, dynamic, expand, is_view, owner_of
+from ._governance import AS, GOVERNED, POLICY, ROWS, dynamic, expand, is_view, owner_of
 from ._search import arguments as search_arguments
 from ._search import is_call as is_search
 from ._search import run as run_search
@@ -104,6 +104,7 @@ class Ctx:
         self.masks: list[tuple[str, list[str]]] = []  # planned ai_mask calls: (DuckDB function name, entities)
         self.python_sites: list[PythonSite] = []  # planned calls of Python UC functions
         self.extracts: list[tuple[str, dict[str, list[str]]]] = []  # offline ai_extract: (name, label -> entities)
+        self.governing: tuple[str, ...] = ()  # the tables whose policies this statement applies (no cycles)
         self.parses: list[str] = []  # planned ai_parse_document calls (DuckDB function names)
         self.udf_errors: list[BrickyardError] = []  # what the statement's own functions raised, to re-raise as is
 
@@ -406,12 +407,16 @@ class Ctx:
                     version = int(ver.expression.name)
                 except (TypeError, ValueError):
                     raise InvalidParameterValue("VERSION AS OF needs an integer version") from None
-            key = f"{full}@{version}"
+            policy = table.meta.get(POLICY)
+            key = f"{full}@{version}@{'governed' if policy is not None else 'files'}"
             obj = self._check(who, full, privilege, objects)  # every reference, as whom it reads
             if key not in registered:
                 alias = f"__t{len(registered)}"
                 registered[key] = alias
-                con.register(alias, self._relation(full, obj, version))
+                rows = self._relation(full, obj, version)
+                if policy is not None and obj is not None:  # filtered and masked for the reader, on their own
+                    rows = self.engine.govern(self.p, obj, rows.to_table(), within=self.governing)
+                con.register(alias, rows)
             alias_node = table.args.get("alias")
             new = exp.Table(this=exp.to_identifier(registered[key]))
             new.set("alias", alias_node.copy() if alias_node else exp.TableAlias(this=exp.to_identifier(table.name)))

@@ -115,11 +115,17 @@ class SqlEngine:
             raise BadRequest(f"this statement is not supported: {text[:80]!r}; see docs/sql.md")
         raise BadRequest(f"statements of type {type(tree).__name__.upper()} are not supported; see docs/sql.md")
 
-    def govern(self, p: Principal, obj: Securable, rows: pa.Table | None) -> pa.Table:
-        """What ``p`` reads of ``obj`` outside a statement (``Tables.read``, the change feed, a Delta Sync source):
-        a view's rows, or ``rows`` of the table under its row filter and column masks."""
+    def govern(self, p: Principal, obj: Securable, rows: pa.Table | None, *, within: tuple[str, ...] = ()
+               ) -> pa.Table:
+        """What ``p`` reads of ``obj``: a view's rows, or ``rows`` of the table under its row filter and column
+        masks. Statements use it for every policy-bound table they read, and so do ``Tables.read``, the change
+        feed and Delta Sync sources. ``within``: the tables whose policies are being applied around this one."""
+        if obj.full_name in within:
+            raise InvalidParameterValue(f"the row filter or a mask of {obj.full_name} reads {obj.full_name} itself; "
+                                        "a policy cannot read the table it guards")
         ctx = Ctx(self, p, "main", "default", {}, None)
         ctx.statement_id = new_id()
+        ctx.governing = (*within, obj.full_name)
         exp = ctx.exp
         if is_view(obj):
             tree: Any = exp.select("*").from_(exp.Table(this=exp.to_identifier(obj.parts[2], quoted=True),

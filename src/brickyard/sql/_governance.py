@@ -6,8 +6,11 @@
   how a dynamic view shows each reader their own rows.
 * A **row filter** (``ALTER TABLE t SET ROW FILTER f ON (cols)``) and **column masks** (``ALTER TABLE t ALTER
   COLUMN c SET MASK f [USING COLUMNS (...)]``) are SQL functions applied to every read of the table, by anyone:
-  the table reference becomes ``(SELECT * REPLACE (mask(c, ...) AS c) FROM t WHERE filter(cols))``. The functions
-  run with their owner's rights (the reader needs no EXECUTE on them) and see the reader in ``current_user()``.
+  the table's rows are computed as ``SELECT * REPLACE (mask(c, ...) AS c) FROM rows WHERE filter(cols)`` on their
+  own, before the statement that reads them runs, so no predicate of the reader's is ever evaluated on a row the
+  filter hides (a leaky predicate -- ``1/(CASE WHEN secret = 'x' THEN 0 ELSE 1 END)`` -- reveals nothing). The
+  functions run with their owner's rights (the reader needs no EXECUTE on them) and see the reader in
+  ``current_user()``.
 
 Expansion happens while a statement is planned, before its tables are checked and registered. Reads outside SQL
 (``Tables.read``, the change feed, Delta Sync sources) go through :meth:`SqlEngine.govern`, which applies the same.
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
     from ._context import Ctx
 
 AS = "brickyard_as"  # table.meta: the principal a reference is checked as (a view's or a function's owner)
-RAW = "brickyard_raw"  # table.meta: a governed table's own rows, under its filter and masks already
+POLICY = "brickyard_policy"  # table.meta: a table with a row filter or masks, read through them
 ROWS = "brickyard_rows"  # table.meta: rows given by the caller (SqlEngine.govern) instead of a catalog table
 GOVERNED = "brickyard_governed"  # call.meta: a row filter or mask: no EXECUTE check, body tables as its owner
 MAX_VIEW_DEPTH = 32
@@ -53,7 +56,7 @@ def expand(ctx: Ctx, tree: Any, stack: tuple[str, ...] = ()) -> Any:
 
     exp = ctx.exp
     for table in list(tree.find_all(exp.Table)):
-        if table.meta.get(RAW) or table.meta.get(ROWS) or not isinstance(table.this, exp.Identifier):
+        if table.meta.get(ROWS) or not isinstance(table.this, exp.Identifier):
             continue
         if names_a_visible_cte(table):
             continue
@@ -81,7 +84,7 @@ def expand(ctx: Ctx, tree: Any, stack: tuple[str, ...] = ()) -> Any:
             table.replace(exp.Subquery(this=body, alias=new_alias))
             continue
         if obj.spec.get("row_filter") or obj.spec.get("column_masks"):
-            table.replace(_wrapped(ctx, obj, table, who))
+            table.meta[POLICY] = obj  # read through its filter and masks when registered (Ctx.connect)
     return tree
 
 
@@ -110,17 +113,6 @@ def governed_select(ctx: Ctx, obj: Securable, source: Any) -> Any:
         args = [exp.column(c, quoted=True) for c in row_filter.get("input_column_names") or []]
         select = select.where(exp.EQ(this=_call(exp, row_filter["function_name"], args), expression=exp.true()))
     return select
-
-
-def _wrapped(ctx: Ctx, obj: Securable, table: Any, who: Principal) -> Any:
-    exp = ctx.exp
-    raw = table.copy()
-    raw.set("alias", None)
-    raw.meta[RAW] = True
-    raw.meta[AS] = who
-    alias = table.args.get("alias")
-    return exp.Subquery(this=governed_select(ctx, obj, raw),
-                        alias=alias.copy() if alias else exp.TableAlias(this=exp.to_identifier(table.name)))
 
 
 def _call(exp: Any, function: str, args: list[Any]) -> Any:
