@@ -25,7 +25,7 @@ from .core.settings import Settings
 from .functions import Functions
 from .gateway import PAYLOAD_SCHEMA, USAGE_SCHEMA, USAGE_TABLE, BufferedSink, Gateway, RateLimiter
 from .ingest import Options, Report, ingest, parse_blobs
-from .serving import Serving
+from .serving import RayModels, Serving, batch_work
 from .serving._agents import AgentHost
 from .sql import SqlEngine, StatementStore
 from .sql._limits import Limits
@@ -91,7 +91,7 @@ class Workspace:
         self.sql.run_python = self.functions.run_confined_rows  # Python UC functions called from SQL
         self.sql.volumes = self.volumes  # read_files()
         self.tables.governor = self.sql.govern  # views, row filters and masks on reads outside SQL too
-        self.sql.parse_documents = parse_blobs  # ai_parse_document(), in the parsing sandbox
+        self.sql.parse_documents = self._parse_documents  # ai_parse_document(), in the parsing sandbox
         self.secrets = Secrets(self.db, self.secret_box)
         self.secrets.bootstrap()  # the system scope exists from the start, and is repaired if it was taken
         hosts = frozenset(h.strip().lower() for h in self.settings.allowed_model_hosts.split(",") if h.strip())
@@ -106,6 +106,8 @@ class Workspace:
                                enable_fakes=bool(self.settings.enable_fake_models), agents=agents,
                                model_precision=self.settings.model_precision, volumes=self.volumes)
         self.serving.bootstrap(resume=background)
+        if self.settings.ray_address:  # batch work's local models on a Ray cluster (joined on first use)
+            self.serving.ray = RayModels(self.settings.ray_address, precision=self.settings.model_precision)
         self.catalog.endpoint_visible = self.serving.can_view
         counters = self.db if self.db.dialect == "postgres" else Database(str(self.home / "gateway.db"),
                                                                           synchronous="NORMAL")
@@ -124,6 +126,8 @@ class Workspace:
                                          reranker_precision=self.settings.model_precision,
                                          resume_syncs=background, release_memory=self.serving.release_memory,
                                          replica=replica)
+        if self.serving.ray is not None:  # full index builds keep one embedding request per Ray worker in flight
+            self.vectorsearch.batch_lanes = self.serving.ray.workers
         self.mcp = ManagedMCP(self.functions, self.vectorsearch)
         self.sql.search = (self.vectorsearch.query, self.vectorsearch.columns)  # vector_search() in SQL
         from .evaluation import Datasets, Evaluations, PriceTable
@@ -155,6 +159,16 @@ class Workspace:
             self._monitor_thread = threading.Thread(target=self._monitor_loop, name="scheduled-scorers", daemon=True)
             self._monitor_thread.start()
         self.mcp_external = ExternalMCP(self.catalog, self.connection_secrets, hosts)
+
+    def _parse_documents(self, blobs: list[bytes | None]) -> list[dict[str, Any] | None]:
+        """``ai_parse_document`` over a batch of rows: in this process's sandbox pool, or split across the Ray
+        cluster's workers (each parses its share in its own sandbox) when there is one."""
+        ray = self.serving.ray
+        if ray is None or len(blobs) < 2:
+            return parse_blobs(blobs)
+        size = max(1, -(-len(blobs) // ray.workers()))
+        parts = ray.map(parse_blobs, [blobs[i:i + size] for i in range(0, len(blobs), size)])
+        return [doc for part in parts for doc in part]
 
     def _embed(self, p: Principal, endpoint: str, texts: list[str]) -> np.ndarray:
         """Embeddings for vector search, through the AI Gateway as ``p`` (limits, usage and ACLs apply)."""
@@ -448,7 +462,8 @@ class _SqlModels:
         return str(self.serving.task_of(p, endpoint))
 
     def call(self, p: Principal, endpoint: str, body: dict[str, Any], route: str) -> dict[str, Any]:
-        return dict(self.gateway.call(p, endpoint, body, route=route).result)
+        with batch_work():  # a statement's model calls are batch work: on the Ray cluster, if there is one
+            return dict(self.gateway.call(p, endpoint, body, route=route).result)
 
     def extract(self, texts: list[str | None], labels: dict[str, list[str]]) -> list[dict[str, str | None] | None]:
         """``ai_extract`` offline: for each label, the span of its entities Presidio is surest of (the first of

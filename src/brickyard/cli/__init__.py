@@ -478,10 +478,16 @@ def bench_model_workers(seconds: Annotated[float, typer.Option(help="Seconds of 
 def bench_sql_ai(rows: Annotated[int, typer.Option(help="Rows ai_query answers")] = 10_000,
                  latency_ms: Annotated[float, typer.Option(help="What the local upstream takes per call")] = 20.0,
                  loop_rows: Annotated[int, typer.Option(help="Rows of the Python loop it is compared with")] = 300,
+                 ray: Annotated[bool, typer.Option("--ray", help="Instead: the embedding model over the rows in "
+                                                   "this process, then on a loopback Ray cluster with 1 and 2 workers "
+                                                   "(needs the 'ray' extra)")] = False,
                  as_json: AsJson = False) -> None:
     """ai_query over a table against a Python loop calling the same endpoint, in one run."""
-    from ..bench._sql_ai import run_sql_ai_bench
+    from ..bench._sql_ai import run_sql_ai_bench, run_sql_ai_ray_bench
 
+    if ray:
+        _bench_out(_run(lambda: run_sql_ai_ray_bench(rows=rows if rows != 10_000 else 4000)), as_json)
+        return
     _bench_out(_run(lambda: run_sql_ai_bench(rows=rows, latency_ms=latency_ms, loop_rows=loop_rows)), as_json)
 
 

@@ -83,6 +83,13 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "ai_functions_embedding_endpoint",
         "Embedding serving endpoint of ai_similarity and ai_classify. Default databricks-gte-large-en",
     ),
+    "BRICKYARD_RAY_ADDRESS": (
+        "ray_address",
+        "A Ray cluster batch work runs on: ai_query and the AI functions over a table, ai_parse_document, and the "
+        "full build of a managed-embedding Delta Sync index run local models in its workers (one per CPU), while "
+        "every call still passes the AI Gateway here. ray://host:10001, host:6379 or auto. Default none: "
+        "in this process",
+    ),
     "BRICKYARD_RERANKER_PATH": (
         "reranker_path",
         "Directory of a BERT cross-encoder (config.json, model.safetensors, tokenizer.json) that vector search "
@@ -126,7 +133,10 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
 
 #: What turns off the usage reports of the packages Brickyard loads (see Settings.quiet_third_party).
 NO_TELEMETRY = {"NEEDLE_TELEMETRY": "0", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+#: Ray on one machine's loopback: without it Ray resolves 127.0.0.1 to the machine's outward address and listens
+#: on every interface (read by Ray when it is imported, in the driver and in every node it starts)
+RAY_LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,7 @@ class Settings:
     ai_functions_chat_endpoint: str = "databricks-meta-llama-3-3-70b-instruct"
     ai_functions_embedding_endpoint: str = "databricks-gte-large-en"
     reranker_path: str | None = None
+    ray_address: str | None = None
     judge_endpoint: str | None = None
     monitor_interval_seconds: float = 30.0
     model_precision: str = "auto"
@@ -244,6 +255,18 @@ class Settings:
         because Brickyard runs offline and nothing it loads may call home."""
         os.environ.update(NO_TELEMETRY)
         os.environ.pop("NEEDLE_TELEMETRY_URL", None)
+
+    @staticmethod
+    def ray_loopback_environ() -> dict[str, str]:
+        """The environment for the processes of a Ray cluster on this machine's loopback (tests, benchmarks):
+        loopback only, no usage reports, one BLAS thread per worker."""
+        return {**os.environ, **NO_TELEMETRY, **RAY_LOOPBACK, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+    @staticmethod
+    def join_ray_on_loopback() -> None:
+        """Before this process imports Ray to join a cluster at a loopback address: stay on loopback."""
+        for name, value in RAY_LOOPBACK.items():
+            os.environ.setdefault(name, value)
 
     @staticmethod
     def blas_single_thread_environ() -> dict[str, str]:

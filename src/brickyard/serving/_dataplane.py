@@ -30,6 +30,7 @@ from ..models._tokens import count_messages, count_tokens
 from ._catalog import CHAT, COMPLETIONS, EMBEDDINGS, LOCAL_MODELS, RERANK, TASKS
 from ._common import LEVELS, Invocation, Plan, Slot, _name
 from ._gguf import is_gguf, is_gguf_entity
+from ._ray import RAY_KINDS, in_batch
 
 
 class DataPlane:
@@ -116,9 +117,15 @@ class DataPlane:
             return provider, None
         return self._local_model(entity)
 
-    def _local_model(self, entity: dict[str, Any]) -> tuple[Any, Slot]:
+    def _local_model(self, entity: dict[str, Any]) -> tuple[Any, Slot | None]:
         """A model loaded in this process (a local stand-in, or a GGUF from a volume), shared by every endpoint
-        that serves it with the same settings."""
+        that serves it with the same settings; for batch work with a Ray cluster, the model on the cluster's
+        workers (see :mod:`._ray`)."""
+        ray = getattr(self, "ray", None)
+        if ray is not None and in_batch() and not is_gguf(entity) and entity["entity_name"] not in self._factories:
+            local = LOCAL_MODELS.get(entity["entity_name"])
+            if local is not None and local.kind in RAY_KINDS:
+                return ray.model(local.kind), None
         key = _local_key(entity)
         with self._lock:
             model = self._models.get(key)

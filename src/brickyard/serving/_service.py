@@ -39,6 +39,7 @@ from ._dataplane import DataPlane
 from ._gguf import check_config as check_gguf_config
 from ._gguf import check_entity as check_gguf_entity
 from ._gguf import is_gguf, is_gguf_entity
+from ._ray import RayModels
 from ._workers import check_scale
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class Serving(DataPlane):
         self._hot: dict[str, tuple[float, Row, list[Row]]] = {}
         self._configs: dict[tuple[str, int], dict[str, Any]] = {}
         self._described: dict[tuple[str, str], Any] = {}  # served model version -> its files, task, experiment
+        #: a Ray cluster batch work runs local models on (BRICKYARD_RAY_ADDRESS), set by the workspace
+        self.ray: RayModels | None = None
 
     CACHE_SECONDS = 0.5
 
@@ -119,6 +122,8 @@ class Serving(DataPlane):
     def close(self) -> None:
         for t in self._threads:
             t.join(timeout=5)
+        if self.ray is not None:
+            self.ray.close()
         if self.agents is not None:
             self.agents.close()
         for provider in self._providers.values():

@@ -195,7 +195,8 @@ class Sync:
         rows = data.select(cols).to_pylist()
         if progress:
             progress(0, len(rows))
-        prepared = self._prepare_rows(live, rows, progress=(lambda n: progress(n, len(rows))) if progress else None)
+        prepared = self._prepare_rows(live, rows, progress=(lambda n: progress(n, len(rows))) if progress else None,
+                                      batch=True)  # a full build is batch work (on Ray when there is a cluster)
         self._commit(live, prepared, [], meta={"source_version": version}, replace=True)
         self._writeback(live, prepared, [], replace=True)
         return {"mode": "full", "version": version, "upserted": len(prepared), "deleted": 0}

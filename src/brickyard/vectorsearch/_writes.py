@@ -3,11 +3,13 @@ in the row store and applied to the engine."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,7 @@ from ..core.errors import (
     InvalidState,
 )
 from ..core.names import parse_name
+from ..serving import batch_work
 from ._live import EMBED_BATCH, Live
 from ._rows import MAX_REASONS, RowSchema
 
@@ -82,11 +85,16 @@ class Writes:
             self._commit(live, [], pks)
         return {"status": "SUCCESS", "result": {"success_row_count": len(pks), "failed_primary_keys": []}}
 
+    #: how many embedding requests a full build keeps in flight: 1, or the Ray cluster's workers (the workspace
+    #: sets it when BRICKYARD_RAY_ADDRESS is given)
+    batch_lanes: Callable[[], int] = staticmethod(lambda: 1)  # type: ignore[assignment]
+
     def _prepare_rows(self, live: Live, rows: list[dict[str, Any]], failed: list[Any] | None = None,
-                      progress: Callable[[int], None] | None = None
+                      progress: Callable[[int], None] | None = None, *, batch: bool = False
                       ) -> list[tuple[str, dict[str, Any], np.ndarray, str | None]]:
         """(pk, row, vector, text hash) for rows: vectors checked, or embedded (unchanged texts reuse
-        their stored vector)."""
+        their stored vector). ``batch`` (a full build): the embedding calls are batch work, several in flight
+        on the Ray cluster's workers when there is one; each still passes the AI Gateway as the owner."""
         spec = live.spec
         inner = spec.get("delta_sync_index_spec") or spec.get("direct_access_index_spec") or {}
         pk_col, dim = spec["primary_key"], int(spec["dimension"])
@@ -122,18 +130,32 @@ class Writes:
                 vectors.append(None)
                 todo.append(i)
         owner = self._owner(live)
-        for start in range(0, len(todo), EMBED_BATCH):
-            chunk = todo[start:start + EMBED_BATCH]
-            embedded = self.embed(owner, endpoint, [texts[i] for i in chunk])
-            for i, vec in zip(chunk, embedded, strict=True):
-                vectors[i] = np.asarray(vec, dtype=np.float32)
-            if progress is not None:
-                progress(len(chunk))
+        chunks = [todo[start:start + EMBED_BATCH] for start in range(0, len(todo), EMBED_BATCH)]
+
+        def one(chunk: list[int]) -> tuple[list[int], Any]:
+            if not batch:
+                return chunk, self.embed(owner, endpoint, [texts[i] for i in chunk])
+            with batch_work():
+                return chunk, self.embed(owner, endpoint, [texts[i] for i in chunk])
+
+        lanes = self.batch_lanes() if batch else 1
+        with ThreadPoolExecutor(max_workers=lanes) if lanes > 1 else contextlib.nullcontext() as pool:
+            answers = pool.map(one, chunks) if pool is not None else map(one, chunks)
+            for chunk, embedded in answers:
+                self._place(chunk, embedded, vectors, progress)
         for i, row in enumerate(rows):
             vec = vectors[i]
             assert vec is not None
             out.append((str(row[pk_col]), dict(row), vec, hashes[i]))
         return out
+
+    @staticmethod
+    def _place(chunk: list[int], embedded: Any, vectors: list[np.ndarray | None],
+               progress: Callable[[int], None] | None) -> None:
+        for i, vec in zip(chunk, embedded, strict=True):
+            vectors[i] = np.asarray(vec, dtype=np.float32)
+        if progress is not None:
+            progress(len(chunk))
 
     def _owner(self, live: Live) -> Principal:
         """The index owner, on whose rights syncs read the source and embeddings are computed."""
