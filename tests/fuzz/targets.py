@@ -25,7 +25,9 @@ with atheris.instrument_imports(include=["brickyard"]):
     from brickyard.ingest._parse import ParseError, parse
     from brickyard.models._openai import UpstreamError, sse_events
     from brickyard.sql._context import names_a_visible_cte as _names_a_visible_cte
+    from brickyard.sql._functions import identifiers, parse_create
     from brickyard.sql._limits import Limits, guard_sizes
+    from brickyard.sql._typed import mismatch, response_format
     from brickyard.vectorsearch._filters import compile_filters
     from brickyard.vectorsearch._rows import RowSchema
 
@@ -157,9 +159,34 @@ def mcp(data: bytes) -> None:
             json.dumps(answer)
 
 
+def sql_functions(data: bytes) -> None:
+    """CREATE FUNCTION statements, IDENTIFIER() rewriting and responseFormat schemas: the SQL surfaces issue 21
+    parses by hand. Only Brickyard's declared errors may come out."""
+    text = _text(data)
+    for statement in (text, "CREATE FUNCTION " + text, "CREATE OR REPLACE FUNCTION main.default.f(" + text):
+        try:
+            parse_create(statement)
+        except BrickyardError:
+            pass
+    try:
+        identifiers(text, {"p": ("main.default.t", "STRING"), "q": (text, "STRING")})
+    except BrickyardError:
+        pass
+    try:
+        _, schema = response_format(text)
+    except BrickyardError:
+        return
+    if schema is not None:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        mismatch(value, schema)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {"filters": filters, "names": names, "sql_scopes": sql_scopes,
                                                "documents": documents, "streams": streams, "rows": rows,
-                                               "mcp": mcp}
+                                               "mcp": mcp, "sql_functions": sql_functions}
 
 
 def main() -> None:

@@ -32,10 +32,24 @@ def ddl(type_text: str, what: str) -> Any:
         built = exp.DataType.build(text, dialect="databricks")
     except Exception:  # noqa: BLE001 - sqlglot raises several kinds for a bad type
         raise bad from None
+    if not isinstance(built, exp.DataType):
+        raise bad  # several statements (a ';' in the text), or not a type at all
     for node in built.walk():
-        if isinstance(node, exp.DataType) and (node.this == exp.DataType.Type.USERDEFINED or (
-                node.this == exp.DataType.Type.STRUCT and not node.expressions)):
-            raise bad  # an unknown name, or a struct whose fields sqlglot could not read
+        if not isinstance(node, exp.DataType):
+            continue
+        if node.this is None or node.this == exp.DataType.Type.USERDEFINED:
+            raise bad  # an unknown name
+        if node.this == exp.DataType.Type.STRUCT and (not node.expressions or not all(
+                isinstance(f, exp.ColumnDef) and isinstance(f.args.get("kind"), exp.DataType) for f in node.expressions)):
+            raise bad  # a struct whose fields sqlglot could not read as name: type
+        if node.this in (exp.DataType.Type.ARRAY, exp.DataType.Type.MAP) and not all(
+                isinstance(e, exp.DataType) for e in node.expressions):
+            raise bad
+    try:  # sqlglot reads some trees it cannot write back; a type is one both engines can be given
+        built.sql(dialect="databricks")
+        built.sql(dialect="duckdb")
+    except Exception:  # noqa: BLE001 - any rendering failure means the text was not a usable type
+        raise bad from None
     return built
 
 
