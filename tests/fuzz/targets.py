@@ -99,7 +99,7 @@ def sql_scopes(data: bytes) -> None:
 
 def documents(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    name = fdp.PickValueInList(["a.html", "a.md", "a.txt", "a.docx", "a.pdf", "a.pptx"])
+    name = fdp.PickValueInList(["a.html", "a.md", "a.txt", "a.docx", "a.pdf", "a.pptx", "document"])  # no name: sniffed
     raw = fdp.ConsumeBytes(fdp.remaining_bytes())
     try:
         parsed = parse(raw, name)
