@@ -195,7 +195,7 @@ def conform(value: Any, target: pa.DataType, what: str) -> Any:
     value = _mapped(value, target)
     try:
         pa.array([value], type=target)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError, OverflowError):
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):  # any Arrow conversion failure
         raise InvalidParameterValue(f"[DATATYPE_MISMATCH] {what}: {json.dumps(value, default=str)[:80]} is not a "
                                     f"{target}") from None
     return value
@@ -225,11 +225,11 @@ def to_arrow(label: str, values: list[Any], target: pa.DataType) -> pa.Array:
         values = [_mapped(v, target) for v in values]
     try:
         return pa.array(values, type=target)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
         pass
     try:
         return pa.array(values).cast(target)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+    except (pa.ArrowException, TypeError, ValueError):
         bad = next((v for v in values if v is not None), None)
         raise FunctionFailed(f"[UDF_RETURN_TYPE_MISMATCH] {label} returned {str(bad)[:60]!r}, which is not a "
                              f"{target}") from None
