@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,6 +16,7 @@ from brickyard.core.settings import Settings
 from brickyard.sql import _ai
 from brickyard.workspace import Workspace
 from tests.conftest import serve, wait_deployed
+from tests.sql._shared import rows as _rows
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +34,6 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     w.sql.execute(admin, "INSERT INTO main.default.words VALUES (1, 'apple'), (2, 'forbidden fruit'), (3, NULL)")
     yield w
     w.close()
-
-
-def _rows(ws: Workspace, sql: str, user: str = "admin@example.com") -> list[dict[str, Any]]:
-    return ws.sql.execute(ws.principal(user), sql).table.to_pylist()
 
 
 def test_chat_completions_and_embeddings_per_row(ws: Workspace) -> None:

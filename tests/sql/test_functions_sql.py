@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,19 +17,18 @@ from brickyard.core.errors import (
     PermissionDenied,
 )
 from brickyard.core.sandbox import landlock_abi
-from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
 from tests.conftest import serve
+from tests.sql._shared import ADMIN, workspace
+from tests.sql._shared import rows as _rows
 
 needs_landlock = pytest.mark.skipif(landlock_abi() == 0, reason="the kernel offers no Landlock to confine Python")
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    w = Workspace(Settings(home=tmp_path_factory.mktemp("fn-sql") / "home", access_log="off",
-                           monitor_interval_seconds=0))
-    admin = w.ensure_user("admin@example.com", admin=True)
-    w.ensure_user("bob@example.com")
+    w = workspace(tmp_path_factory.mktemp("fn-sql") / "home")
+    admin = w.principal(ADMIN)
     w.sql.execute(admin, "CREATE TABLE main.default.people (id INT, name STRING)")
     w.sql.execute(admin, "INSERT INTO main.default.people VALUES (1, 'ann'), (2, 'bob'), (3, NULL)")
     w.sql.execute(admin, "CREATE FUNCTION main.default.greet(name STRING COMMENT 'who to greet', punct STRING "
@@ -39,11 +37,6 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
                          "RETURN SELECT id, name FROM people WHERE id <= n")
     yield w
     w.close()
-
-
-def _rows(ws: Workspace, sql: str, user: str = "admin@example.com", params: list[dict[str, Any]] | None = None
-          ) -> list[dict[str, Any]]:
-    return ws.sql.execute(ws.principal(user), sql, parameters=params).table.to_pylist()
 
 
 def test_sql_functions_are_called_positionally_by_name_and_with_defaults(ws: Workspace) -> None:

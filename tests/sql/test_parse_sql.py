@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from brickyard.core.errors import InvalidParameterValue, NotFound, PermissionDenied
-from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
+from tests.sql._shared import ADMIN, workspace
+from tests.sql._shared import rows as _rows
 
 
 def _pdf(text: str) -> bytes:
@@ -28,10 +28,8 @@ def _pdf(text: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    w = Workspace(Settings(home=tmp_path_factory.mktemp("parse-sql") / "home", access_log="off",
-                           monitor_interval_seconds=0))
-    admin = w.ensure_user("admin@example.com", admin=True)
-    w.ensure_user("bob@example.com")
+    w = workspace(tmp_path_factory.mktemp("parse-sql") / "home")
+    admin = w.principal(ADMIN)
     w.volumes.create(admin, "main.default.docs")
     w.volumes.upload(admin, "/Volumes/main/default/docs/guide.md", b"# Rate limits\n\nEach endpoint has its own.\n")
     w.volumes.upload(admin, "/Volumes/main/default/docs/notes/plain.txt", b"plain words here")
@@ -39,10 +37,6 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     w.volumes.upload(admin, "/Volumes/main/default/docs/report.pdf", _pdf("Quarterly report"))
     yield w
     w.close()
-
-
-def _rows(ws: Workspace, sql: str, user: str = "admin@example.com") -> list[dict[str, Any]]:
-    return ws.sql.execute(ws.principal(user), sql).table.to_pylist()
 
 
 def test_read_files_lists_a_volume_as_rows(ws: Workspace) -> None:

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from brickyard.core.errors import InvalidParameterValue, NotFound, PermissionDenied
-from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
+from tests.sql._shared import ADMIN, workspace
+from tests.sql._shared import rows as _rows
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    w = Workspace(Settings(home=tmp_path_factory.mktemp("vs-sql") / "home", access_log="off",
-                           monitor_interval_seconds=0))
-    admin = w.ensure_user("admin@example.com", admin=True)
-    w.ensure_user("bob@example.com")
+    w = workspace(tmp_path_factory.mktemp("vs-sql") / "home")
+    admin = w.principal(ADMIN)
     w.vectorsearch.create_endpoint(admin, {"name": "ep"})
     w.vectorsearch.create_index(admin, {
         "name": "main.default.idx", "primary_key": "id", "index_type": "DIRECT_ACCESS",
@@ -33,10 +31,6 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     w.sql.execute(admin, "INSERT INTO main.default.prices VALUES (1, 0.5), (2, 0.7), (3, 3.0)")
     yield w
     w.close()
-
-
-def _rows(ws: Workspace, sql: str, user: str = "admin@example.com") -> list[dict[str, Any]]:
-    return ws.sql.execute(ws.principal(user), sql).table.to_pylist()
 
 
 def test_vectors_text_filters_and_joins(ws: Workspace) -> None:
