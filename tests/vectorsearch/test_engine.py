@@ -16,7 +16,7 @@ from brickyard.core.errors import InvalidParameterValue
 from brickyard.vectorsearch import Engine, RowStore, compile_filters, rrf
 from brickyard.vectorsearch._engine import REORDER_MIN
 from brickyard.vectorsearch._filters import compile_keyed
-from brickyard.vectorsearch._pages import back_with_huge_pages
+from brickyard.vectorsearch._pages import SHORT_OF_MEMORY, _advise, back_with_huge_pages
 
 ROWS = [{"id": i, "cat": ["a", "b", "c", None][i % 4], "n": i % 10, "price": i * 0.5,
          "text": f"item {i} " + ["red fish", "blue bird", "red dog", "green cat"][i % 4]} for i in range(200)]
@@ -235,13 +235,19 @@ def _huge_pages_possible() -> bool:
 @pytest.mark.skipif(not _huge_pages_possible(), reason="needs Linux 6.1+ with transparent huge pages not 'never'")
 def test_large_buffers_go_on_huge_pages(tmp_path: Path) -> None:
     buffer = np.ones(12 << 20, dtype=np.uint8)
-    assert back_with_huge_pages(buffer.ctypes.data, buffer.nbytes)
+    advised, code = _advise(buffer.ctypes.data, buffer.nbytes)
+    assert advised
+    assert code == 0 or code in SHORT_OF_MEMORY, os.strerror(code)
+    assert back_with_huge_pages(buffer.ctypes.data, buffer.nbytes) or code in SHORT_OF_MEMORY
     assert buffer.sum() == buffer.nbytes  # contents survive the collapse
     assert not back_with_huge_pages(buffer.ctypes.data, 1 << 20)  # under one huge page: nothing to do
     rng = np.random.default_rng(2)
     vecs = rng.standard_normal((12_000, 384)).astype(np.float32)  # 18 MB: reserved before the build
     engine = make(tmp_path, 384, [{"id": i, "text": "x"} for i in range(len(vecs))], vecs)
-    assert engine.pages.collapsed >= 16 << 20
+    assert engine.pages.advised >= 16 << 20
+    # The immediate collapse needs free 2 MiB blocks; on a busy machine (CI running the suite) the kernel
+    # may have none right then and says so (EAGAIN/ENOMEM): the range stays advised for its collapser.
+    assert engine.pages.collapsed >= 16 << 20 or engine.pages.short_of_memory
     label = engine.by_pk["7"]
     np.testing.assert_array_equal(engine.ann.reconstruct(label), vecs[7])
     engine.store.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import sys
 import threading
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 MADV_HUGEPAGE = 14
 MADV_COLLAPSE = 25
 HUGE = 2 << 20
+COLLAPSE_TRIES = 3  # EAGAIN is the kernel's word for a transient failure (a page it could not lock or charge)
+SHORT_OF_MEMORY = frozenset({errno.EAGAIN, errno.ENOMEM})
 
 _libc: Any = None
 _libc_lock = threading.Lock()
@@ -46,15 +49,29 @@ def _madvise() -> Any:
 
 def back_with_huge_pages(address: int, nbytes: int) -> bool:
     """Ask for 2 MiB pages on the whole huge pages inside ``[address, address + nbytes)``; True when the
-    kernel collapsed them (False: unsupported, switched off, or the buffer is under 2 MiB)."""
+    kernel collapsed them (False: unsupported, switched off, the buffer is under 2 MiB, or the kernel
+    found no free 2 MiB blocks right now)."""
+    return _advise(address, nbytes)[1] == 0
+
+
+def _advise(address: int, nbytes: int) -> tuple[bool, int]:
+    """(advised, errno of the collapse or 0): ``advised`` says the range was marked for huge pages, so
+    the kernel's background collapser takes it even when the immediate collapse could not."""
     madvise = _madvise()
     start = (address + HUGE - 1) & ~(HUGE - 1)
     end = (address + nbytes) & ~(HUGE - 1)
     if madvise is None or end <= start:
-        return False
+        return False, errno.EINVAL
     if madvise(start, end - start, MADV_HUGEPAGE) != 0:
-        return False
-    return bool(madvise(start, end - start, MADV_COLLAPSE) == 0)
+        return False, ctypes.get_errno()
+    code = errno.EAGAIN
+    for _ in range(COLLAPSE_TRIES):
+        if madvise(start, end - start, MADV_COLLAPSE) == 0:
+            return True, 0
+        code = ctypes.get_errno()
+        if code != errno.EAGAIN:
+            break
+    return True, code
 
 
 class HugePages:
@@ -67,11 +84,18 @@ class HugePages:
     def __init__(self) -> None:
         self._seen: dict[str, tuple[int, int]] = {}
         self._collapsed: dict[str, int] = {}
+        self._advised: dict[str, int] = {}
+        self.short_of_memory = False  # the last collapse the kernel refused for want of free 2 MiB blocks
 
     @property
     def collapsed(self) -> int:
         """Bytes the kernel confirmed as huge-page backed at the last advice of each buffer."""
         return sum(self._collapsed.values())
+
+    @property
+    def advised(self) -> int:
+        """Bytes marked for huge pages (collapsed now, or later by the kernel's background collapser)."""
+        return sum(self._advised.values())
 
     def refresh(self, buffers: dict[str, tuple[int, int]]) -> None:
         for name, (address, nbytes) in buffers.items():
@@ -79,8 +103,12 @@ class HugePages:
             if last is not None and last[0] == address and nbytes - last[1] < max(HUGE, last[1] // self.GROWTH):
                 continue
             self._seen[name] = (address, nbytes)
-            self._collapsed[name] = nbytes if back_with_huge_pages(address, nbytes) else 0
+            advised, code = _advise(address, nbytes)
+            self._advised[name] = nbytes if advised else 0
+            self._collapsed[name] = nbytes if advised and code == 0 else 0
+            self.short_of_memory = code in SHORT_OF_MEMORY
 
     def forget(self) -> None:
         self._seen.clear()
         self._collapsed.clear()
+        self._advised.clear()
