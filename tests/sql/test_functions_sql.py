@@ -63,6 +63,21 @@ def test_table_functions_in_from(ws: Workspace) -> None:
         _rows(ws, "SELECT * FROM greet('x')")
 
 
+def test_table_function_bodies_call_builtin_and_sibling_table_functions(ws: Workspace) -> None:
+    """A one-part table function in a body is the body's schema's when one of that name exists there, else
+    a builtin (range): it is not taken for a function of the body's schema that does not exist."""
+    admin = ws.principal(ADMIN)
+    ws.sql.execute(admin, "CREATE OR REPLACE FUNCTION main.default.counting(n INT) RETURNS TABLE (i BIGINT) "
+                          "RETURN SELECT * FROM range(n) AS t(i)")
+    ws.sql.execute(admin, "CREATE OR REPLACE FUNCTION main.default.first_people(n INT) RETURNS TABLE (id INT) "
+                          "RETURN SELECT id FROM upto(n)")
+    assert _rows(ws, "SELECT * FROM main.default.counting(3) ORDER BY i") == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert _rows(ws, "SELECT * FROM main.default.first_people(2) ORDER BY id") == [{"id": 1}, {"id": 2}]
+    assert _rows(ws, "SELECT id FROM range(2, 10, 3)") == [{"id": 2}, {"id": 5}, {"id": 8}]
+    with pytest.raises(InvalidParameterValue, match="WRONG_NUM_ARGS"):
+        _rows(ws, "SELECT * FROM range()")
+
+
 def test_describe_show_replace_and_drop(ws: Workspace) -> None:
     desc = [r["function_desc"] for r in _rows(ws, "DESCRIBE FUNCTION EXTENDED main.default.greet")]
     assert desc[0].endswith("main.default.greet") and any("punct STRING DEFAULT '!' 'the end'" in d for d in desc)

@@ -383,6 +383,9 @@ class Ctx:
                     this=exp.to_identifier("vs" if search else "files")))
                 table.replace(new)
                 continue
+            if is_range(exp, table):
+                table.replace(range_rows(exp, table))
+                continue
             if not isinstance(table.this, exp.Identifier):
                 raise BadRequest("table functions (read_csv, read_parquet, ...) are not allowed; query catalog tables")
             if names_a_visible_cte(table):
@@ -527,6 +530,22 @@ def friendly(table: pa.Table) -> pa.Table:
         fields.append(pa.field(f.name, new))
         arrays.append(col)
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields)) if changed else table
+
+
+def is_range(exp: Any, table: Any) -> bool:
+    return isinstance(table.this, exp.Anonymous) and table.this.name.lower() == "range" and not table.db
+
+
+def range_rows(exp: Any, table: Any) -> Any:
+    """Databricks' ``range([start,] end [, step [, numPartitions]])``: a BIGINT column ``id``, end excluded."""
+    args = list(table.this.expressions)
+    if not 1 <= len(args) <= 4 or any(isinstance(a, exp.Kwarg | exp.PropertyEQ) for a in args):
+        raise InvalidParameterValue("[WRONG_NUM_ARGS] range() takes 1 to 4 positional arguments: "
+                                    "[start,] end [, step [, numPartitions]]", error_code="WRONG_NUM_ARGS")
+    bounds = [exp.Cast(this=a.copy(), to=exp.DataType.build("BIGINT")) for a in args[:3]]
+    inner = exp.select(exp.alias_(exp.column("range"), "id")).from_(
+        exp.Table(this=exp.Anonymous(this="range", expressions=bounds)))
+    return exp.Subquery(this=inner, alias=table.args.get("alias") or exp.TableAlias(this=exp.to_identifier("range")))
 
 
 def names_a_visible_cte(table: Any) -> bool:

@@ -397,6 +397,8 @@ def inline(exp: Any, full: str, spec: dict[str, Any], bound: list[tuple[dict[str
         if isinstance(node, exp.Table) and isinstance(node.this, exp.Identifier | exp.Anonymous) and not node.catalog:
             if isinstance(node.this, exp.Identifier) and not node.db and names_a_visible_cte(node):
                 return node
+            if isinstance(node.this, exp.Anonymous) and not node.db:
+                return node  # range(n), or a table function of this schema: planning resolves it from the home
             node.set("catalog", exp.to_identifier(catalog))
             if not node.db:
                 node.set("db", exp.to_identifier(schema))
