@@ -18,6 +18,8 @@ import atheris
 
 with atheris.instrument_imports(include=["brickyard"]):
     from brickyard.agents._mcp_server import ManagedMCP
+    from brickyard.api._spark._plan import evaluate, parameters, spark_compatible, spark_schema
+    from brickyard.api._spark._proto import M
     from brickyard.catalog import Principal
     from brickyard.core.errors import BrickyardError
     from brickyard.core.names import parse_name
@@ -184,9 +186,33 @@ def sql_functions(data: bytes) -> None:
         mismatch(value, schema)
 
 
+def spark_plans(data: bytes) -> None:
+    """Spark Connect requests as a client could send them: decoded, their arguments bound and their relations
+    run over a small table (the SQL itself is the SQL engine's, fuzzed by sql_scopes)."""
+    import pyarrow as pa
+    from google.protobuf.message import DecodeError
+
+    try:
+        request = M["ExecutePlanRequest"].FromString(data)
+    except (DecodeError, RecursionError):
+        return
+
+    def run(sql: str, params: list[dict[str, Any]]) -> pa.Table:
+        return pa.table({"id": [1, 2, None], "name": ["a", None, "c" * 40]})
+
+    try:
+        if request.plan.HasField("command"):
+            cmd = request.plan.command.sql_command
+            parameters(cmd.input.sql if cmd.HasField("input") else cmd)
+        table = spark_compatible(evaluate(request.plan.root, run))
+        spark_schema(table.schema, M["DataType"]())
+    except BrickyardError:
+        pass
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {"filters": filters, "names": names, "sql_scopes": sql_scopes,
                                                "documents": documents, "streams": streams, "rows": rows,
-                                               "mcp": mcp, "sql_functions": sql_functions}
+                                               "mcp": mcp, "sql_functions": sql_functions, "spark_plans": spark_plans}
 
 
 def main() -> None:

@@ -52,6 +52,15 @@ def _workspace(home: Path | None, *, background: bool = False, replica: int = 0,
     return Workspace(Settings.from_env(home=home, **kw), background=background, replica=replica)
 
 
+def _listen(host: str, port: int) -> Any:
+    import socket
+
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        raise InvalidParameterValue(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def _principal(ws: Any, user: str | None) -> Any:
     name = user or ws.settings.user
     if not name:
@@ -70,6 +79,8 @@ def serve(home: Home = None,
           join: Annotated[bool, typer.Option("--join", help="Add this server to the one already serving this home "
                                                             "(on another port, e.g. behind a TCP balancer)")] = False,
           socket_fd: Annotated[int | None, typer.Option(hidden=True, help="(--workers) the listening socket")] = None,
+          tls: Annotated[bool | None, typer.Option("--tls/--no-tls", help="Serve HTTPS, with Spark Connect (gRPC, for "
+                                                   "DatabricksSession) on the same port [BRICKYARD_TLS]")] = None,
           ) -> None:
     """Start the REST server (Databricks-compatible routes) for a workspace."""
     import uvicorn
@@ -79,22 +90,32 @@ def serve(home: Home = None,
     from ..core.settings import Settings
 
     settings = _run(lambda: Settings.from_env(home=home, host=host, port=port, metastore_url=metastore_url,
-                                              log_level=log_level))
+                                              log_level=log_level, tls=None if tls is None else int(tls)))
     if workers < 1 or workers > 64:
         _run(lambda: _fail("--workers must be from 1 to 64"))
+    if settings.tls and (workers > 1 or join):
+        _run(lambda: _fail("--tls serves one process: it cannot be combined with --workers or --join"))
     if workers > 1:
         from ._workers import serve_workers
 
         raise typer.Exit(_run(lambda: serve_workers(settings, workers, join=join, metastore_url=metastore_url)))
     lock = _run(lambda: HomeLock(Path(settings.home).resolve()).acquire(join=join, port=settings.port))
     ws = _run(lambda: _workspace(home, background=lock.slot == 0, replica=lock.slot, host=host, port=port,
-                                 metastore_url=metastore_url, log_level=log_level))
+                                 metastore_url=metastore_url, log_level=log_level, tls=settings.tls))
     s = ws.settings
     if s.host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"Warning: binding {s.host} exposes this workspace to other machines.", err=True)
     host_for_urls = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host  # noqa: S104 - naming, not binding
     sockets = None
-    if socket_fd is not None:  # one of several processes on one port: deployed models call back on a port of its own
+    scheme = "https" if s.tls else "http"
+    if s.tls:  # the front owns the port; uvicorn listens privately behind it
+        import socket
+
+        public = _run(lambda: _listen(s.host, s.port))
+        private = socket.create_server(("127.0.0.1", 0))
+        sockets = [private]
+        ws.server_url = f"http://127.0.0.1:{private.getsockname()[1]}"
+    elif socket_fd is not None:  # one of several processes on one port: deployed models call back on a port of its own
         import socket
 
         private = socket.create_server(("127.0.0.1", 0))
@@ -102,15 +123,28 @@ def serve(home: Home = None,
         ws.server_url = f"http://127.0.0.1:{private.getsockname()[1]}"
     else:
         ws.server_url = f"http://{host_for_urls}:{s.port}"  # where deployed models call back
-    lock.update(url=f"http://{host_for_urls}:{s.port}")
+    lock.update(url=f"{scheme}://{host_for_urls}:{s.port}")
     import threading
 
     threading.Thread(target=_warm_when_up, args=(ws, ws.server_url), daemon=True, name="warm-endpoints").start()
     role = "primary" if lock.slot == 0 else f"joined as process {lock.slot}"
-    typer.echo(f"Brickyard workspace {ws.home} on http://{s.host}:{s.port} (workspace id {ws.workspace_id}, {role})",
-               err=True)
+    typer.echo(f"Brickyard workspace {ws.home} on {scheme}://{s.host}:{s.port} (workspace id {ws.workspace_id}, "
+               f"{role})", err=True)
     try:
-        if sockets is None:
+        if s.tls:
+            import contextlib
+
+            from ..api._tls import https_scheme, tls_front
+
+            with contextlib.ExitStack() as stack:
+                files = _run(lambda: stack.enter_context(tls_front(ws, public, private.getsockname()[1])))
+                if files.ca is not None:
+                    typer.echo(f"HTTPS and Spark Connect: trust {files.ca} (export REQUESTS_CA_BUNDLE={files.ca} "
+                               f"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH={files.ca})", err=True)
+                config = uvicorn.Config(https_scheme(create_app(ws)), log_level=s.log_level, access_log=False,
+                                        timeout_graceful_shutdown=5)
+                uvicorn.Server(config).run(sockets=sockets)
+        elif sockets is None:
             uvicorn.run(create_app(ws), host=s.host, port=s.port, log_level=s.log_level, access_log=False,
                         timeout_graceful_shutdown=5)
         else:

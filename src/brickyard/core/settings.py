@@ -21,6 +21,14 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
     "BRICKYARD_HOME": ("home", "Workspace directory (metastore, Delta tables, volumes). Default ./.brickyard"),
     "BRICKYARD_HOST": ("host", "Address the server binds to. Default 127.0.0.1 (loopback only)"),
     "BRICKYARD_PORT": ("port", "Port the server listens on. Default 8080"),
+    "BRICKYARD_TLS": (
+        "tls",
+        "1 = serve HTTPS, with Spark Connect (gRPC, for databricks-connect's DatabricksSession) on the same port. "
+        "Without BRICKYARD_TLS_CERT a certificate authority and a certificate for 127.0.0.1 and localhost are made in "
+        "<home>/tls (trust <home>/tls/ca.pem). Default 0: plain HTTP, no Spark Connect",
+    ),
+    "BRICKYARD_TLS_CERT": ("tls_cert", "PEM certificate (chain) to serve HTTPS with; needs BRICKYARD_TLS_KEY"),
+    "BRICKYARD_TLS_KEY": ("tls_key", "PEM private key of BRICKYARD_TLS_CERT"),
     "BRICKYARD_METASTORE_URL": (
         "metastore_url",
         "postgresql://user@host:port/db to keep the metastore in PostgreSQL; unset = SQLite file in the home",
@@ -144,6 +152,9 @@ class Settings:
     home: Path = field(default_factory=lambda: Path(".brickyard"))
     host: str = "127.0.0.1"
     port: int = 8080
+    tls: int = 0
+    tls_cert: str | None = None
+    tls_key: str | None = None
     metastore_url: str | None = None
     max_request_bytes: int = 16 * 1024 * 1024
     max_upload_bytes: int = 5 * 1024**3
@@ -201,6 +212,8 @@ class Settings:
     def validate(self) -> None:
         if not (0 <= self.port <= 65535):
             raise InvalidParameterValue(f"port must be between 0 and 65535, got {self.port}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise InvalidParameterValue("BRICKYARD_TLS_CERT and BRICKYARD_TLS_KEY go together: give both or neither")
         if self.max_request_bytes < 1024:
             raise InvalidParameterValue("BRICKYARD_MAX_REQUEST_BYTES must be at least 1024")
         if self.model_precision not in ("auto", "fp32", "int8"):

@@ -115,6 +115,19 @@ class SqlEngine:
             raise BadRequest(f"this statement is not supported: {text[:80]!r}; see docs/sql.md")
         raise BadRequest(f"statements of type {type(tree).__name__.upper()} are not supported; see docs/sql.md")
 
+    def is_query(self, statement: str) -> bool:
+        """Whether ``statement`` only reads (SELECT, WITH, VALUES, set operations): a client may run it later,
+        or a part of it. False for anything else, and for text that does not parse (running it says why)."""
+        sqlglot, exp = sqlglot_modules()
+        text = statement.strip().rstrip(";") if isinstance(statement, str) else ""
+        if not text or len(text) > MAX_STATEMENT or is_create_function(text):
+            return False
+        try:
+            trees = [t for t in sqlglot.parse(rename_search(text), read="databricks") if t is not None]
+        except (sqlglot.errors.ParseError, RecursionError):
+            return False
+        return len(trees) == 1 and isinstance(trees[0], exp.Query)
+
     def govern(self, p: Principal, obj: Securable, rows: pa.Table | None, *, within: tuple[str, ...] = ()
                ) -> pa.Table:
         """What ``p`` reads of ``obj``: a view's rows, or ``rows`` of the table under its row filter and column
