@@ -443,6 +443,45 @@ class Workspace:
                 failed += len(batch)
         return failed
 
+    def endpoint_metrics(self, p: Principal, name: str, *, hours: int = 24) -> dict[str, Any]:
+        """An endpoint's traffic over the last ``hours`` from its usage rows, for anyone who may view the endpoint:
+        per time bucket the requests, errors, rate-limit refusals (429), tokens in and out, and latency p50/p99;
+        and the same over the whole window."""
+        import duckdb
+
+        endpoint = self.serving.get(p, name)  # 404 / 403 unless the caller may see the endpoint
+        tracked = bool(((endpoint.get("ai_gateway") or {}).get("usage_tracking_config") or {}).get("enabled"))
+        hours = max(1, min(int(hours), 24 * 30))
+        self.gateway.usage.flush()  # the rows of the last moments, which the sink has not written yet
+        since = int(time.time() * 1000) - hours * 3_600_000
+        if self.catalog.exists("table", USAGE_TABLE):
+            rows = self.tables.read(self.system_principal(), USAGE_TABLE, columns=[
+                "endpoint_name", "request_time", "status_code", "latency_ms", "input_token_count", "output_token_count"])
+        else:
+            rows = pa.table({"endpoint_name": pa.array([], pa.string())})
+        bucket_ms = max(60_000, hours * 3_600_000 // 48)
+        con = duckdb.connect(":memory:")
+        try:
+            con.register("usage", rows)
+            if rows.num_rows == 0:
+                return {"bucket_ms": bucket_ms, "buckets": [], "totals": {"requests": 0}, "tracked": tracked}
+            select = ("count(*) AS requests, count(*) FILTER (WHERE status_code >= 400 AND status_code <> 429) AS errors, "
+                      "count(*) FILTER (WHERE status_code = 429) AS rate_limited, "
+                      "coalesce(sum(input_token_count), 0) AS tokens_in, coalesce(sum(output_token_count), 0) AS tokens_out, "
+                      "quantile_cont(latency_ms, 0.5) AS p50_ms, quantile_cont(latency_ms, 0.99) AS p99_ms")
+            where = "endpoint_name = ? AND epoch_ms(request_time) >= ?"
+            def dicts(sql: str, args: list[Any]) -> list[dict[str, Any]]:
+                cursor = con.execute(sql, args)
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+            buckets = dicts(f"SELECT (epoch_ms(request_time) // ?) * ? AS bucket, {select} FROM usage "  # noqa: S608
+                            f"WHERE {where} GROUP BY bucket ORDER BY bucket", [bucket_ms, bucket_ms, name, since])
+            totals = dicts(f"SELECT {select} FROM usage WHERE {where}", [name, since])[0]  # noqa: S608
+        finally:
+            con.close()
+        return {"bucket_ms": bucket_ms, "buckets": buckets, "totals": totals, "tracked": tracked}
+
     def _write_usage(self, rows: list[dict[str, Any]], txn: tuple[str, int] | None = None) -> None:
         obj = self.system_table(USAGE_TABLE, USAGE_SCHEMA)
         for row in rows:  # rows replayed from the journal carry [key, value] lists

@@ -6,8 +6,6 @@ ends the session."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import pytest
 
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
+from tests._browser import browser, sign_in
 from tests.conftest import serve
 
 pytest.importorskip("databricks.agents", reason="needs databricks-agents (the dev group)")
@@ -75,32 +74,6 @@ def review(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
     ws.close()
 
 
-def _browser() -> Any:
-    chromium = shutil.which("chromium")
-    driver_path = shutil.which("chromedriver")
-    if not chromium or not driver_path:
-        pytest.skip("needs Debian's chromium and chromium-driver (make test installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ["SE_OFFLINE"] = "true"  # selenium never looks for a driver or browser online
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--no-first-run", "--disable-extensions", "--disable-background-networking"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(driver_path), options=options)
-
-
-def _sign_in(driver: Any, token: str) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.find_element(By.NAME, "token").send_keys(token)
-    driver.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
-    WebDriverWait(driver, 20).until(lambda d: "/login" not in d.current_url)
-
-
 def _submit(driver: Any, css: str) -> None:
     """Click a form's button and wait until the next page has replaced this one."""
     from selenium.webdriver.common.by import By
@@ -118,11 +91,11 @@ def test_a_reviewer_labels_a_session_in_chromium(review: dict[str, Any]) -> None
 
     ws, url, session = review["ws"], review["url"], review["session"]
     path = urlparse(session.url).path
-    driver = _browser()
+    driver = browser()
     try:
         driver.get(url + path)
         assert "/login" in driver.current_url  # not signed in: sent to sign in, then back
-        _sign_in(driver, review["tokens"]["reviewer"])
+        sign_in(driver, review["tokens"]["reviewer"])
         assert urlparse(driver.current_url).path == path, (driver.current_url, driver.page_source[:1500])
         assert "0 of 2 items labelled" in driver.page_source
         cookie = driver.get_cookie("brickyard_session")

@@ -10,7 +10,6 @@ from ..catalog import Securable, securable_kind
 from ..catalog._objects import connection_spec, function_spec
 from ..core.errors import InvalidParameterValue, NotFound, PermissionDenied
 from ..core.names import parse_name, quote_part, validate_part
-from ..tables import schema_to_columns
 from ._http import Api, Req
 
 UC = "/api/2.1/unity-catalog"
@@ -67,27 +66,15 @@ def register(api: Api, ws: Any) -> None:
         location = obj.spec.get("storage_location")
         if location:
             info["storage_location"] = "file://" + location
+        info["columns"], properties = ws.tables.describe(obj)
         if info["data_source_format"] == "DELTA" and location:
-            try:
-                dt = ws.tables.open(obj)
-                import pyarrow as pa
-
-                info["columns"] = schema_to_columns(pa.schema(dt.schema().to_arrow()))
-                info["properties"] = {**dt.metadata().configuration, **obj.properties}
-                info["delta_runtime_properties_kvpairs"] = {"delta_runtime_properties": {}}
-            except Exception:  # noqa: BLE001 - metadata must still be readable if the data is damaged
-                info["columns"] = []
-        else:
-            info["columns"] = obj.spec.get("columns", [])
+            info["properties"] = properties
+            info["delta_runtime_properties_kvpairs"] = {"delta_runtime_properties": {}}
         if str(info["table_type"]).upper() == "VIEW":
             info["view_definition"] = obj.spec.get("view_definition")
             info.pop("data_source_format", None)
         if obj.spec.get("row_filter"):
             info["row_filter"] = obj.spec["row_filter"]
-        for column in info["columns"]:
-            mask = (obj.spec.get("column_masks") or {}).get(column.get("name"))
-            if mask:
-                column["mask"] = mask
         return info
 
     def volume_info(obj: Securable) -> dict[str, Any]:

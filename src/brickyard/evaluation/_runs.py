@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,30 @@ def _text_of(result: dict[str, Any]) -> str:
     if "predictions" in result:
         return result["predictions"] if isinstance(result["predictions"], str) else json.dumps(result["predictions"])
     return json.dumps(result)
+
+
+def _delta_text(chunk: Any) -> str:
+    """The text a streamed chunk adds: a chat completion chunk's delta, or a Responses API text delta."""
+    if isinstance(chunk, bytes | str):
+        raw = chunk.decode() if isinstance(chunk, bytes) else chunk
+        texts = []
+        for line in raw.splitlines():
+            line = line.strip()
+            if line.startswith("data:") and line[5:].strip() not in ("", "[DONE]"):
+                try:
+                    texts.append(_delta_text(json.loads(line[5:])))
+                except ValueError:
+                    continue
+        return "".join(texts)
+    if not isinstance(chunk, dict):
+        return ""
+    choices = chunk.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        delta = choices[0].get("delta") or choices[0].get("message") or {}
+        return str(delta.get("content") or "")
+    if chunk.get("type") == "response.output_text.delta":
+        return str(chunk.get("delta") or "")
+    return ""
 
 
 def _request(task: str, messages: list[dict[str, Any]], *, with_trace: bool = False) -> dict[str, Any]:
@@ -126,6 +150,74 @@ class Evaluations:
         inv = self.gateway.call(p, endpoint, _request(task, messages), route="invocations" if agent else "chat")
         result = dict(inv.result)
         return _text_of(result), (result.get("databricks_output") or {}).get("trace_id")
+
+    def converse(self, p: Principal, endpoint: str, messages: list[dict[str, str]], *,
+                 params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One Playground turn: ``messages`` (a system prompt first, if any) sent to ``endpoint`` as ``p`` through
+        the AI Gateway with ``params`` (temperature, max_tokens), and recorded as a trace in ``p``'s Playground
+        experiment. Returns the answer, the trace id, the experiment id and the seconds it took."""
+        started_ns, started = time.time_ns(), time.perf_counter()
+        body = self._turn_body(p, endpoint, messages, params)
+        try:
+            inv = self.gateway.call(p, endpoint, body, route=self._route(p, endpoint))
+            result = dict(inv.result)
+            answer, error = _text_of(result), None
+        except BrickyardError as exc:
+            result, answer, error = {}, None, f"{exc.error_code}: {exc.message}"
+        usage = result.get("usage") or {}
+        pred = Prediction(answer, time.perf_counter() - started, int(usage.get("prompt_tokens") or 0),
+                          int(usage.get("completion_tokens") or 0), model=endpoint, error=error)
+        return self._record_turn(p, endpoint, messages, pred, started_ns)
+
+    def converse_stream(self, p: Principal, endpoint: str, messages: list[dict[str, str]], *,
+                        params: dict[str, Any] | None = None) -> Iterator[str | dict[str, Any]]:
+        """:meth:`converse` streamed: the answer's text pieces as they come, then the turn's record (a dict)."""
+        started_ns, started = time.time_ns(), time.perf_counter()
+        body = {**self._turn_body(p, endpoint, messages, params), "stream": True}
+        pieces: list[str] = []
+        error = None
+        try:
+            inv = self.gateway.call(p, endpoint, body, route=self._route(p, endpoint))
+            chunks = inv.result if inv.stream else [inv.result]
+            for chunk in chunks:
+                text = _delta_text(chunk)
+                if text:
+                    pieces.append(text)
+                    yield text
+        except BrickyardError as exc:
+            error = f"{exc.error_code}: {exc.message}"
+        pred = Prediction("".join(pieces) if error is None else None, time.perf_counter() - started, model=endpoint,
+                          error=error)
+        yield self._record_turn(p, endpoint, messages, pred, started_ns)
+
+    def _route(self, p: Principal, endpoint: str) -> str:
+        task = str(self.serving.get(p, endpoint).get("task") or "")
+        return "invocations" if task.startswith("agent/") else "chat"
+
+    def _turn_body(self, p: Principal, endpoint: str, messages: list[dict[str, str]],
+                   params: dict[str, Any] | None) -> dict[str, Any]:
+        if not messages or not all(isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
+                                   and isinstance(m.get("content"), str) for m in messages):
+            raise InvalidParameterValue("messages must be a list of {role: system|user|assistant, content}")
+        task = str(self.serving.get(p, endpoint).get("task") or "")
+        body = _request(task, messages)
+        for key, value in (params or {}).items():
+            if key not in ("temperature", "max_tokens", "top_p"):
+                raise InvalidParameterValue(f"unknown parameter {key!r}: temperature, max_tokens or top_p")
+            if value is not None and not task.startswith("agent/"):
+                body[key] = value
+        return body
+
+    def _record_turn(self, p: Principal, endpoint: str, messages: list[dict[str, str]], pred: Prediction,
+                     started_ns: int) -> dict[str, Any]:
+        from ._harness import trace_of
+
+        experiment = self._experiment(p, f"/Users/{p.name}/playground")
+        info, spans = trace_of(Row({"messages": messages}), pred, started_ns, name=f"playground: {endpoint}",
+                               tags={"brickyard.playground.endpoint": endpoint})
+        trace_id = self.traces.record(p, experiment, info, spans)
+        return {"answer": pred.text, "error": pred.error, "trace_id": trace_id, "experiment_id": experiment,
+                "seconds": round(pred.seconds, 3), "endpoint": endpoint}
 
     def predictor(self, p: Principal, endpoint: str) -> tuple[Callable[[Row], Prediction], str]:
         """The function that asks ``endpoint`` one row's question as ``p``, and the span type of its answers."""

@@ -45,6 +45,7 @@ class _Record:
     connection: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     rows_done: int = 0  # rows the statement's AI functions have answered so far
+    statement: str = ""  # the text, for its submitter's history
 
     def answered(self, n: int) -> None:
         with self.lock:
@@ -105,7 +106,7 @@ class StatementStore:
         if not isinstance(statement, str) or not statement.strip():
             raise InvalidParameterValue("statement is required")
         self._expire()
-        rec = _Record(id=new_id(), principal_id=p.id, created=now_ms())
+        rec = _Record(id=new_id(), principal_id=p.id, created=now_ms(), statement=statement[:20_000])
         with self._lock:
             self._records[rec.id] = rec
 
@@ -227,6 +228,21 @@ class StatementStore:
             out["next_chunk_index"] = index + 1
             out["next_chunk_internal_link"] = f"/api/2.0/sql/statements/{rec.id}/result/chunks/{index + 1}"
         return out
+
+    def history(self, p: Principal, limit: int = 50) -> list[dict[str, Any]]:
+        """The caller's statements still kept, newest first: id, text, state and when."""
+        with self._lock:
+            mine = [r for r in self._records.values() if r.principal_id == p.id]
+        mine.sort(key=lambda r: r.created, reverse=True)
+        return [{"statement_id": r.id, "statement": r.statement, "state": r.state, "created": r.created,
+                 "rows": r.table.num_rows if r.table is not None else None} for r in mine[:limit]]
+
+    def rows(self, p: Principal, statement_id: str, offset: int, limit: int) -> pa.Table:
+        """``limit`` rows of a finished statement's result from ``offset`` (Arrow, for pages and charts)."""
+        rec = self._own(p, statement_id)
+        if rec.state != "SUCCEEDED" or rec.table is None:
+            raise InvalidParameterValue(f"statement {statement_id} has no result (state {rec.state})")
+        return rec.table.slice(max(0, offset), max(0, limit))
 
     def _response(self, rec: _Record) -> dict[str, Any]:
         status: dict[str, Any] = {"state": rec.state}

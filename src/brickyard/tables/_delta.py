@@ -19,7 +19,7 @@ from ..catalog import Catalog, Principal, Securable
 from ..core.errors import InvalidParameterValue, InvalidState, NotFound
 from ..core.names import parse_name
 from ._storage import locked, managed_path, retire
-from ._types import columns_to_schema
+from ._types import columns_to_schema, schema_to_columns
 
 CDF = {"delta.enableChangeDataFeed": "true"}
 MODES = ("append", "overwrite", "merge")
@@ -157,6 +157,26 @@ class Tables:
         if limit is not None:
             return dataset.head(int(limit), columns=list(columns) if columns else None)
         return dataset.to_table(columns=list(columns) if columns else None)
+
+    def describe(self, obj: Securable) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        """A table's columns (with the masks set on them) and its Delta properties, for the catalog's views of it:
+        a Delta table's from its log, any other's (a view) as declared. A damaged log gives no columns, not an
+        error, so the table's metadata stays readable."""
+        properties: dict[str, str] = dict(obj.properties)
+        if obj.spec.get("data_source_format", "DELTA") == "DELTA" and obj.spec.get("storage_location"):
+            try:
+                dt = self.open(obj)
+                columns = schema_to_columns(pa.schema(dt.schema().to_arrow()))
+                properties = {**dt.metadata().configuration, **obj.properties}
+            except Exception:  # noqa: BLE001 - metadata must still be readable if the data is damaged
+                columns = []
+        else:
+            columns = list(obj.spec.get("columns", []))
+        masks = obj.spec.get("column_masks") or {}
+        for column in columns:
+            if masks.get(column.get("name")):
+                column["mask"] = masks[column.get("name")]
+        return columns, properties
 
     def history(self, p: Principal, full_name: str, limit: int | None = None) -> list[dict[str, Any]]:
         obj = self.catalog.require(p, "SELECT", "table", full_name, action="describeHistory")

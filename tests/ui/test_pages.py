@@ -1,0 +1,205 @@
+"""The workspace pages over HTTP (issue 22): every section answers for a signed-in user, with the user's grants
+(a table without SELECT is a 403 page, not an empty one), hostile text shown as text, CSRF and Origin checked on
+every form, the session ended by sign-out or revocation, strict headers, and the URLs the clients print."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import serve
+from tests.ui._setup import ADMIN, BOB, HOSTILE, IMG, build, csrf, log_run, sign_in, wait_ready
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    ws = build(tmp_path_factory.mktemp("ui") / "home")
+    with serve(ws) as url:
+        wait_ready(ws)
+        tokens = {"admin": ws.create_token(ADMIN, admin=True), "bob": ws.create_token(BOB)}
+        experiment, run = log_run(url, tokens["admin"])
+        yield {"ws": ws, "url": url, "tokens": tokens, "experiment": experiment, "run": run}
+    ws.close()
+
+
+@pytest.fixture
+def admin(site: dict[str, Any]) -> Iterator[Any]:
+    client = sign_in(site["url"], site["tokens"]["admin"])
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def bob(site: dict[str, Any]) -> Iterator[Any]:
+    client = sign_in(site["url"], site["tokens"]["bob"])
+    yield client
+    client.close()
+
+
+def test_pages_need_a_session_and_send_strict_headers(site: dict[str, Any], admin: Any) -> None:
+    import httpx
+
+    anonymous = httpx.get(site["url"] + "/explore/data/main/default/fruit", follow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login?next=")
+    page = admin.get("/")
+    assert page.status_code == 200 and "Catalog" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe-inline" not in csp
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+    for asset in re.findall(r'(?:href|src)="(/static/[^"]+)"', page.text):
+        assert admin.get(asset).status_code == 200
+    assert admin.get("/static/..%2Fapi%2F_ui%2F__init__.py").status_code == 404
+    # a bearer token is not a browser session, and a browser session is not a bearer token
+    assert httpx.get(site["url"] + "/", headers={"Authorization": f"Bearer {site['tokens']['admin']}"}).status_code == 303
+    assert admin.get("/api/2.1/unity-catalog/catalogs").status_code == 401
+
+
+def test_catalog_explorer_shows_a_table_as_its_reader_may_see_it(site: dict[str, Any], admin: Any, bob: Any) -> None:
+    assert "main" in admin.get("/explore/data").text
+    schema = admin.get("/explore/data/main/default").text
+    for name in ("fruit", "files", "greet"):
+        assert f">{name}<" in schema
+    columns = admin.get("/explore/data/main/default/fruit")
+    assert columns.status_code == 200 and "the name" in columns.text
+    assert HOSTILE not in columns.text and "&lt;script&gt;" in columns.text  # the comment, as text
+    sample = admin.get("/explore/data/main/default/fruit?tab=sample").text
+    assert "banana" in sample and IMG not in sample and "&lt;img src=x" in sample
+    first = admin.get("/explore/data/main/default/fruit?tab=sample&version=1").text
+    assert "banana" in first and "cherry" not in first  # time travel: before the second insert
+    history = admin.get("/explore/data/main/default/fruit?tab=history").text
+    assert "WRITE" in history or "CREATE TABLE" in history
+    lineage = admin.get("/explore/data/main/default/fruit?tab=lineage").text
+    assert "main.default.fruit_index" in lineage and "<svg" in lineage
+    denied = bob.get("/explore/data/main/default/fruit?tab=sample")
+    assert denied.status_code == 403 and "PERMISSION_DENIED" in denied.text and "banana" not in denied.text
+    assert bob.get("/explore/data/main/default/nope").status_code in (403, 404)
+    assert admin.get("/explore/data/main/default/fruit?tab=bogus").status_code == 400
+
+
+def test_grants_are_changed_by_owners_with_a_csrf_token(site: dict[str, Any], admin: Any, bob: Any) -> None:
+    page = admin.get("/explore/data/main/default/fruit?tab=grants").text
+    token = csrf(page)
+    form = {"principal": BOB, "privilege": "SELECT", "action": "add"}
+    assert admin.post("/explore/data/main/default/fruit/grants", data=form).status_code == 403  # no token
+    assert admin.post("/explore/data/main/default/fruit/grants", data={**form, "csrf": "0" * 40}).status_code == 403
+    cross = admin.post("/explore/data/main/default/fruit/grants", data={**form, "csrf": token},
+                       headers={"Origin": "http://evil.example"})
+    assert cross.status_code == 403
+    done = admin.post("/explore/data/main/default/fruit/grants", data={**form, "csrf": token})
+    assert done.status_code == 303
+    assert "granted" in admin.get(done.headers["location"]).text
+    # bob reads now, but may not change grants: the form is not offered, and a forged post is refused
+    assert "banana" in bob.get("/explore/data/main/default/fruit?tab=sample").text
+    bob_page = bob.get("/explore/data/main/default/fruit?tab=grants").text
+    assert "Only the owner" in bob_page
+    refused = bob.post("/explore/data/main/default/fruit/grants",
+                       data={"principal": BOB, "privilege": "MODIFY", "action": "add", "csrf": csrf(bob_page)})
+    assert refused.status_code == 403
+    site["ws"].catalog.update_grants(site["ws"].principal(ADMIN), "table", "main.default.fruit",
+                                     [{"principal": BOB, "remove": ["SELECT"]}])
+
+
+def test_volume_files_browse_upload_and_download(admin: Any) -> None:
+    page = admin.get("/explore/data/volumes/main/default/files")
+    assert page.status_code == 200 and "notes.txt" in page.text
+    got = admin.get("/explore/data/volumes/main/default/files/download?path=notes.txt")
+    assert got.status_code == 200 and got.content == b"hello from a volume"
+    assert "attachment" in got.headers["content-disposition"]
+    token = csrf(page.text)
+    up = admin.post("/explore/data/volumes/main/default/files/upload",
+                    data={"csrf": token, "path": "", "name": "typed.txt", "content": "typed in the page"})
+    assert up.status_code == 303
+    raw = admin.post("/explore/data/volumes/main/default/files/upload-file?path=&name=raw.bin",
+                     content=b"\x00\x01binary", headers={"X-CSRF-Token": token})
+    assert raw.status_code == 200, raw.text
+    assert admin.post("/explore/data/volumes/main/default/files/upload-file?path=&name=x.bin",
+                      content=b"x").status_code == 403  # no token
+    listing = admin.get("/explore/data/volumes/main/default/files").text
+    assert "typed.txt" in listing and "raw.bin" in listing
+    assert admin.get("/explore/data/volumes/main/default/files/download?path=../../../secrets.key").status_code in (
+        400, 403, 404)
+
+
+def test_sql_editor_runs_pages_charts_and_remembers(admin: Any) -> None:
+    page = admin.get("/sql/editor")
+    token = csrf(page.text)
+    statement = "SELECT f.id, f.id * 10 AS score, f.name FROM main.default.fruit f CROSS JOIN range(60) ORDER BY f.id"
+    ran = admin.post("/sql/editor", data={"csrf": token, "statement": statement})
+    assert ran.status_code == 303
+    result = admin.get(ran.headers["location"])
+    assert "SUCCEEDED" in result.text and "240 rows" in result.text and "page 1 of 3" in result.text
+    assert IMG not in result.text
+    last = admin.get(ran.headers["location"] + "?page=2").text
+    assert "page 3 of 3" in last
+    chart = admin.get(ran.headers["location"] + "?chart=bar&x=id&y=score").text
+    assert "<svg" in chart and "<rect" in chart
+    assert admin.get(ran.headers["location"] + "?chart=line&x=id&y=name").status_code == 400  # text is no number
+    history = admin.get("/sql/editor").text
+    assert "CROSS JOIN range(60)" in history
+    failed = admin.post("/sql/editor", data={"csrf": token, "statement": "SELEC 1"})
+    assert "PARSE_SYNTAX_ERROR" in admin.get(failed.headers["location"]).text
+
+
+def test_serving_metrics_and_the_playground_with_its_trace(site: dict[str, Any], admin: Any, bob: Any) -> None:
+    playground = admin.get("/ml/playground?endpoint=echo")
+    assert playground.status_code == 200 and "echo" in playground.text
+    token = csrf(playground.text)
+    said = admin.post("/ml/playground", data={"csrf": token, "endpoint": "echo", "message": HOSTILE,
+                                             "system": "be brief", "temperature": "0.2", "max_tokens": "32"})
+    assert said.status_code == 200, said.text[:2000]
+    assert HOSTILE not in said.text and "&lt;script&gt;" in said.text
+    trace = re.search(r'href="(/ml/experiments/\d+/traces/[^"]+)"', said.text)
+    assert trace, said.text[:3000]
+    trace_page = admin.get(trace.group(1))
+    assert trace_page.status_code == 200 and "playground: echo" in trace_page.text and HOSTILE not in trace_page.text
+    both = admin.post("/ml/playground", data={"csrf": token, "endpoint": "echo", "compare": "echo", "message": "hi"})
+    assert both.status_code == 200
+    streamed = admin.post("/ml/playground/stream", data={"csrf": token, "endpoint": "echo", "message": "stream me"})
+    assert streamed.status_code == 200 and "\x1etrace:/ml/experiments/" in streamed.text
+    assert bob.post("/ml/playground", data={"csrf": csrf(bob.get("/ml/playground").text), "endpoint": "echo",
+                                            "message": "hi"}).status_code == 400  # bob cannot query echo
+    listing = admin.get("/ml/endpoints").text
+    assert "echo" in listing and "READY" in listing
+    detail = admin.get("/ml/endpoints/echo")
+    assert detail.status_code == 200 and "AI Gateway" in detail.text and "usage_tracking_config" in detail.text
+    requests = int(re.search(r"<b>(\d+)</b>requests", detail.text).group(1))
+    assert requests == 3  # the three turns above (one, side by side with itself, streamed), from the usage table
+    assert detail.text.count("<svg") == 3 and "p99" in detail.text
+    assert bob.get("/ml/endpoints/echo").status_code in (403, 404)
+
+
+def test_vector_search_query_box(admin: Any, bob: Any) -> None:
+    listing = admin.get("/compute/vector-search").text
+    assert "main.default.fruit_index" in listing
+    hits = admin.get("/compute/vector-search/indexes/main.default.fruit_index?q=banana&query_type=HYBRID&k=2")
+    assert hits.status_code == 200 and "banana" in hits.text
+    text = admin.get("/compute/vector-search/indexes/main.default.fruit_index?q=cherry&query_type=FULL_TEXT").text
+    assert "cherry" in text
+    assert bob.get("/compute/vector-search/indexes/main.default.fruit_index?q=x").status_code == 403
+
+
+def test_experiments_runs_compare_and_the_url_mlflow_prints(site: dict[str, Any], admin: Any, bob: Any) -> None:
+    eid, rid = site["experiment"], site["run"]
+    runs = admin.get(f"/ml/experiments/{eid}")
+    assert runs.status_code == 200 and "first" in runs.text and "second" in runs.text
+    run = admin.get(f"/ml/experiments/{eid}/runs/{rid}")
+    assert run.status_code == 200 and "lr" in run.text and "<polyline" in run.text  # loss by step, drawn
+    other = re.findall(r'name="runs" value="([0-9a-f]+)"', runs.text)
+    compared = admin.get(f"/ml/experiments/{eid}/compare", params=[("runs", r) for r in other])
+    assert compared.status_code == 200 and "loss" in compared.text and "<rect" in compared.text
+    assert bob.get(f"/ml/experiments/{eid}/runs/{rid}").status_code in (403, 404)
+
+
+def test_sign_out_and_revocation_end_the_session(site: dict[str, Any]) -> None:
+    client = sign_in(site["url"], site["tokens"]["admin"])
+    page = client.get("/")
+    assert page.status_code == 200
+    assert client.post("/logout", data={"csrf": csrf(page.text)}).status_code == 303
+    assert client.get("/").status_code == 303  # the cookie no longer works
+    again = sign_in(site["url"], site["tokens"]["bob"])
+    cookie = again.cookies.get("brickyard_session")
+    site["ws"].identity.revoke_secret_token(cookie)
+    assert again.get("/").status_code == 303
