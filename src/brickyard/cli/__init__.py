@@ -525,6 +525,16 @@ def bench_sql_ai(rows: Annotated[int, typer.Option(help="Rows ai_query answers")
     _bench_out(_run(lambda: run_sql_ai_bench(rows=rows, latency_ms=latency_ms, loop_rows=loop_rows)), as_json)
 
 
+@bench_app.command("ui")
+def bench_ui(rows: Annotated[int, typer.Option(help="Rows of the demo table")] = 5000,
+             repeat: Annotated[int, typer.Option(help="Requests per page")] = 30,
+             as_json: AsJson = False) -> None:
+    """The server time of every workspace page on a demo-like workspace, and what the pages cost the API."""
+    from ..bench._ui import run_ui_bench
+
+    _bench_out(_run(lambda: run_ui_bench(rows=rows, repeat=repeat)), as_json)
+
+
 @bench_app.command("tracing")
 def bench_tracing(calls: Annotated[int, typer.Option(help="Traced calls per measurement")] = 5000,
                   as_json: AsJson = False) -> None:
