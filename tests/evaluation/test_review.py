@@ -210,3 +210,20 @@ def test_dataset_records_are_reviewed_into_their_expectations(review: dict[str, 
     assert done.status_code == 303
     after = ws.datasets.rows(owner, "main.default.qs")[0]
     assert after["expectations"] == {"expected_response": "In France", "facts": ["Paris is in France"]}
+
+
+def test_the_workspace_pages_lead_to_the_review_app(review: dict[str, Any]) -> None:
+    """The experiment's page links its review app's chat and labeling sessions; the reviewer's session page is
+    one click away, and an outsider's experiment list does not show it."""
+    from tests.ui._setup import sign_in as page_session
+
+    owner = page_session(review["url"], review["tokens"]["owner"])
+    listing = owner.get("/ml/experiments").text
+    link = re.findall(r'href="(/ml/experiments/\d+)"', listing)[0]
+    page = owner.get(link).text
+    assert "Review app" in page and "round 1" in page
+    assert urlparse(review["session"].url).path in page
+    outsider = page_session(review["url"], review["tokens"]["outsider"])
+    assert "reviewed" not in outsider.get("/ml/experiments").text
+    owner.close()
+    outsider.close()

@@ -85,7 +85,11 @@ def register(pages: Pages, ws: Any) -> None:
         tab = req.query.get("tab") or "runs"
         if tab not in ("runs", "traces"):
             raise InvalidParameterValue("tab must be runs or traces")
-        view: dict[str, Any] = {"exp": exp, "tab": tab}
+        apps = ws.review_apps.list(req.user, f"experiment_id={exp['experiment_id']}")["review_apps"]
+        reviews = [{"app": a, "sessions": ws.review_apps.list_sessions(req.user, a["review_app_id"],
+                                                                        page_size=100)["labeling_sessions"]}
+                   for a in apps]
+        view: dict[str, Any] = {"exp": exp, "tab": tab, "reviews": reviews}
         if tab == "runs":
             runs, _ = tracking.search_runs(req.user, [exp["experiment_id"]], max_results=MAX_RUNS)
             params = sorted({p["key"] for r in runs for p in r["data"].get("params", [])})[:20]
