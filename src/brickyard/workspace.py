@@ -140,6 +140,7 @@ class Workspace:
                                        traces=self.traces, datasets=self.datasets, prices=self.prices,
                                        assess=self.assess, judge_endpoint=lambda: self.settings.judge_endpoint,
                                        judge=self._judge_for)
+        self.evaluations.mcp = self.mcp  # the Playground's tools
         self.scheduled_scorers = ScheduledScorers(
             db=self.db, tracking=self.tracking, traces=self.traces, identity=self.identity, tables=self.tables,
             catalog=self.catalog, assess=self.assess, prices=self.prices, system=self.system_principal,

@@ -31,6 +31,8 @@ def build(home: Path) -> Workspace:
     ws.volumes.upload(admin, "/Volumes/main/default/files/notes.txt", b"hello from a volume")
     ws.serving.create(admin, {"name": "echo", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]},
                               "ai_gateway": {"usage_tracking_config": {"enabled": True}}})
+    ws.serving.create(admin, {"name": "obedient", "config": {"served_entities": [
+        {"entity_name": "system.ai.fake-obedient"}]}})
     ws.vectorsearch.create_endpoint(admin, {"name": "vs"})
     ws.vectorsearch.create_index(admin, {
         "name": "main.default.fruit_index", "endpoint_name": "vs", "primary_key": "id", "index_type": "DELTA_SYNC",
@@ -41,12 +43,13 @@ def build(home: Path) -> Workspace:
     return ws
 
 
-def wait_ready(ws: Workspace, endpoint: str = "echo", seconds: float = 60) -> None:
+def wait_ready(ws: Workspace, seconds: float = 60) -> None:
     admin = ws.principal(ADMIN)
     deadline = time.monotonic() + seconds
-    while ws.serving.get(admin, endpoint)["state"]["ready"] != "READY":
-        assert time.monotonic() < deadline, "the endpoint did not become ready"
-        time.sleep(0.1)
+    for endpoint in ("echo", "obedient"):
+        while ws.serving.get(admin, endpoint)["state"]["ready"] != "READY":
+            assert time.monotonic() < deadline, f"the endpoint {endpoint} did not become ready"
+            time.sleep(0.1)
 
 
 def sign_in(url: str, token: str) -> httpx.Client:

@@ -171,6 +171,31 @@ def test_serving_metrics_and_the_playground_with_its_trace(site: dict[str, Any],
     assert bob.get("/ml/endpoints/echo").status_code in (403, 404)
 
 
+def test_playground_tools_come_from_managed_mcp_servers_and_run_as_the_user(site: dict[str, Any], admin: Any,
+                                                                            bob: Any) -> None:
+    page = admin.get("/ml/playground?endpoint=obedient")
+    assert "functions/main/default" in page.text and "vector-search/main/default" in page.text
+    call = 'CALL main__default__greet {"name": "ann"}'
+    said = admin.post("/ml/playground", data={"csrf": csrf(page.text), "endpoint": "obedient", "message": call,
+                                             "tools": ["functions/main/default"]})
+    assert said.status_code == 200 and "ANSWER: hi ann" in said.text, said.text[-3000:]
+    trace = re.search(r'href="(/ml/experiments/\d+/traces/[^"]+)"', said.text).group(1)
+    spans = admin.get(trace).text
+    assert "main__default__greet" in spans and "TOOL" in spans
+    # bob may query the endpoint but not execute the function: the model reads the refusal
+    ws = site["ws"]
+    ws.serving.set_acl(ws.principal(ADMIN), ws.serving.get(ws.principal(ADMIN), "obedient")["id"],
+                       [{"user_name": BOB, "permission_level": "CAN_QUERY"}], replace=False)
+    bob_page = bob.get("/ml/playground?endpoint=obedient").text
+    refused = bob.post("/ml/playground", data={"csrf": csrf(bob_page), "endpoint": "obedient", "message": call,
+                                              "tools": ["functions/main/default"]})
+    assert refused.status_code in (200, 403), refused.text[-2000:]
+    assert "hi ann" not in refused.text
+    bogus = admin.post("/ml/playground", data={"csrf": csrf(page.text), "endpoint": "obedient", "message": "x",
+                                              "tools": ["../../etc"]})
+    assert bogus.status_code == 400 and "functions/&lt;catalog&gt;" in bogus.text
+
+
 def test_vector_search_query_box(admin: Any, bob: Any) -> None:
     listing = admin.get("/compute/vector-search").text
     assert "main.default.fruit_index" in listing

@@ -128,8 +128,8 @@ def run_ui_bench(*, rows: int = 5000, repeat: int = 30) -> dict[str, Any]:
     import httpx
 
     from ..api import create_app
-    from ..api.app import ROUTERS
     from ..api._http import Api
+    from ..api.app import ROUTERS
 
     with tempfile.TemporaryDirectory(prefix="brickyard-bench-ui-") as tmp:
         started = time.perf_counter()

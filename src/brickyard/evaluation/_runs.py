@@ -66,6 +66,11 @@ def _text_of(result: dict[str, Any]) -> str:
     return json.dumps(result)
 
 
+MAX_TOOL_ROUNDS = 5
+MAX_TOOL_CALLS = 8
+MAX_TOOL_SERVERS = 8
+
+
 def _delta_text(chunk: Any) -> str:
     """The text a streamed chunk adds: a chat completion chunk's delta, or a Responses API text delta."""
     if isinstance(chunk, bytes | str):
@@ -103,6 +108,8 @@ class Evaluations:
                  assess: Callable[[Principal, Any], dict[str, Any]], judge_endpoint: Callable[[], str | None],
                  judge: Callable[[Principal], Callable[[list[dict[str, str]]], str] | None]) -> None:
         self.gateway = gateway
+        #: managed MCP servers, for the Playground's tools: given by the workspace
+        self.mcp: Any = None
         self.serving = serving
         self.tracking = tracking
         self.traces = traces
@@ -152,22 +159,92 @@ class Evaluations:
         return _text_of(result), (result.get("databricks_output") or {}).get("trace_id")
 
     def converse(self, p: Principal, endpoint: str, messages: list[dict[str, str]], *,
-                 params: dict[str, Any] | None = None) -> dict[str, Any]:
+                 params: dict[str, Any] | None = None, tools: list[str] | None = None) -> dict[str, Any]:
         """One Playground turn: ``messages`` (a system prompt first, if any) sent to ``endpoint`` as ``p`` through
         the AI Gateway with ``params`` (temperature, max_tokens), and recorded as a trace in ``p``'s Playground
-        experiment. Returns the answer, the trace id, the experiment id and the seconds it took."""
+        experiment. ``tools`` names managed MCP servers (``functions/catalog/schema``,
+        ``vector-search/catalog/schema``) whose tools the model may call; each call runs as ``p`` and is a span
+        of the trace. Returns the answer, the trace id, the experiment id and the seconds it took."""
         started_ns, started = time.time_ns(), time.perf_counter()
         body = self._turn_body(p, endpoint, messages, params)
+        offered = self._tools(p, tools or [])
+        spans: list[dict[str, Any]] = []
+        answer, error, tokens_in, tokens_out = None, None, 0, 0
         try:
-            inv = self.gateway.call(p, endpoint, body, route=self._route(p, endpoint))
-            result = dict(inv.result)
-            answer, error = _text_of(result), None
+            route = self._route(p, endpoint)
+            conversation = list(body.get("messages") or [])
+            for _ in range(MAX_TOOL_ROUNDS + 1):
+                request = {**body, "messages": conversation} if offered else body
+                if offered:
+                    request["tools"] = [t["spec"] for t in offered.values()]
+                result = dict(self.gateway.call(p, endpoint, request, route=route).result)
+                usage = result.get("usage") or {}
+                tokens_in += int(usage.get("prompt_tokens") or 0)
+                tokens_out += int(usage.get("completion_tokens") or 0)
+                message = ((result.get("choices") or [{}])[0] or {}).get("message") or {}
+                calls = message.get("tool_calls") or [] if offered else []
+                if not calls:
+                    answer = _text_of(result)
+                    break
+                conversation.append({"role": "assistant", "content": message.get("content"), "tool_calls": calls})
+                for call in calls[:MAX_TOOL_CALLS]:
+                    output = self._call_tool(p, offered, call, spans)
+                    conversation.append({"role": "tool", "tool_call_id": call.get("id"), "content": output})
+            else:
+                error = f"the model still asked for tools after {MAX_TOOL_ROUNDS} rounds"
         except BrickyardError as exc:
-            result, answer, error = {}, None, f"{exc.error_code}: {exc.message}"
-        usage = result.get("usage") or {}
-        pred = Prediction(answer, time.perf_counter() - started, int(usage.get("prompt_tokens") or 0),
-                          int(usage.get("completion_tokens") or 0), model=endpoint, error=error)
+            error = f"{exc.error_code}: {exc.message}"
+        pred = Prediction(answer, time.perf_counter() - started, tokens_in, tokens_out, model=endpoint, error=error,
+                          spans=spans)
         return self._record_turn(p, endpoint, messages, pred, started_ns)
+
+    def _tools(self, p: Principal, servers: list[str]) -> dict[str, dict[str, Any]]:
+        """The tools of the named managed MCP servers, by tool name: their OpenAI spec and where they live."""
+        if self.mcp is None and servers:
+            raise InvalidParameterValue("this workspace serves no MCP tools")
+        out: dict[str, dict[str, Any]] = {}
+        for server in servers[:MAX_TOOL_SERVERS]:
+            kind, _, rest = str(server).partition("/")
+            catalog, _, schema = rest.partition("/")
+            if kind not in ("functions", "vector-search") or not catalog or not schema or "/" in schema:
+                raise InvalidParameterValue(f"tools come from functions/<catalog>/<schema> or "
+                                            f"vector-search/<catalog>/<schema>, not {str(server)[:100]!r}")
+            for tool in self.mcp.tools(p, kind, catalog, schema, None):
+                out[tool["name"]] = {"where": (kind, catalog, schema), "spec": {"type": "function", "function": {
+                    "name": tool["name"], "description": tool.get("description") or "",
+                    "parameters": tool.get("inputSchema") or {"type": "object"}}}}
+        return out
+
+    def _call_tool(self, p: Principal, offered: dict[str, dict[str, Any]], call: dict[str, Any],
+                   spans: list[dict[str, Any]]) -> str:
+        """Run one tool call as ``p``; the output (or the error) is what the model reads next."""
+        import secrets
+
+        from ._harness import _b64
+
+        function = call.get("function") or {}
+        name = str(function.get("name") or "")
+        started = time.time_ns()
+        try:
+            arguments = json.loads(function.get("arguments") or "{}")
+            if not isinstance(arguments, dict):
+                raise InvalidParameterValue("tool arguments must be a JSON object")
+            if name not in offered:
+                raise InvalidParameterValue(f"there is no tool {name!r} in this conversation")
+            kind, catalog, schema = offered[name]["where"]
+            done = self.mcp.call(p, kind, catalog, schema, None, name, arguments)
+            output, failed = "".join(c.get("text", "") for c in done.get("content") or []), None
+        except (ValueError, BrickyardError) as exc:
+            message = exc.message if isinstance(exc, BrickyardError) else "the arguments are not JSON"
+            output, failed, arguments = f"error: {message}", message, function.get("arguments")
+        spans.append({"span_id": _b64(secrets.token_hex(8)), "parent_span_id": None, "name": name or "tool",
+                      "start_time_unix_nano": started, "end_time_unix_nano": time.time_ns(), "events": [],
+                      "links": [], "status": {"code": "STATUS_CODE_ERROR" if failed else "STATUS_CODE_OK",
+                                              "message": failed or ""},
+                      "attributes": {"mlflow.spanType": json.dumps("TOOL"),
+                                     "mlflow.spanInputs": json.dumps(arguments, default=str),
+                                     "mlflow.spanOutputs": json.dumps(output)}})
+        return output
 
     def converse_stream(self, p: Principal, endpoint: str, messages: list[dict[str, str]], *,
                         params: dict[str, Any] | None = None) -> Iterator[str | dict[str, Any]]:

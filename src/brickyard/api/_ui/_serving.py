@@ -88,11 +88,21 @@ def register(pages: Pages, ws: Any) -> None:
         system = form(req, "system").strip()
         return ([{"role": "system", "content": system}] if system else []) + turns
 
+    def tool_servers(req: Req) -> list[str]:
+        """The managed MCP servers the user may offer the model: each visible schema's functions and indexes."""
+        out = []
+        catalogs, _ = ws.catalog.list(req.user, "catalog", None, max_results=20)
+        for c in catalogs:
+            schemas, _ = ws.catalog.list(req.user, "schema", c.full_name, max_results=20)
+            for s in schemas:
+                out += [f"functions/{c.name}/{s.name}", f"vector-search/{c.name}/{s.name}"]
+        return out[:200]
+
     def playground_page(req: Req, ctx: dict[str, Any], status: int = 200, **view: Any) -> Response:
         defaults = {"endpoint": "", "compare": "", "system": "", "temperature": "", "max_tokens": "", "turns": [],
-                    "answers": [], "history": "[]"}
+                    "answers": [], "history": "[]", "tools": []}
         return render("playground.html", status, **ctx, title="Playground", endpoints=queryable(req),
-                      **{**defaults, **view})
+                      servers=tool_servers(req), **{**defaults, **view})
 
     @pages.get("/ml/playground", "playground")
     def playground(req: Req, ctx: dict[str, Any]) -> Response:
@@ -101,13 +111,14 @@ def register(pages: Pages, ws: Any) -> None:
     @pages.post("/ml/playground", "playground")
     def playground_send(req: Req, ctx: dict[str, Any]) -> Response:
         chosen, other = form(req, "endpoint"), form(req, "compare")
-        kept = {"endpoint": chosen, "compare": other, "system": form(req, "system"),
+        tools = [t for t in (req.body or {}).get("tools") or [] if t]
+        kept = {"endpoint": chosen, "compare": other, "system": form(req, "system"), "tools": tools,
                 "temperature": form(req, "temperature"), "max_tokens": form(req, "max_tokens")}
         try:
             turns, params = conversation(req)
             if chosen not in queryable(req):
                 raise InvalidParameterValue("choose an endpoint you can query")
-            answers = [evaluations.converse(req.user, name, with_system(req, turns), params=params)
+            answers = [evaluations.converse(req.user, name, with_system(req, turns), params=params, tools=tools)
                        for name in ([chosen, other] if other and other != chosen else [chosen])]
         except BrickyardError as exc:
             return playground_page(req, {**ctx, "error": f"{exc.error_code}: {exc.message}"}, exc.http_status, **kept)

@@ -34,7 +34,9 @@ document.addEventListener("DOMContentLoaded", function () {
     form.addEventListener("submit", function (event) {
       var target = document.getElementById(form.dataset.stream);
       var link = document.getElementById(form.dataset.traceLink);
-      if (!target || !window.ReadableStream || form.querySelector("[name=compare]").value) { return; }
+      var tools = form.querySelector("[name=tools]");
+      if (!target || !window.ReadableStream || form.querySelector("[name=compare]").value ||
+          (tools && tools.selectedOptions.length)) { return; }  // side by side, or with tools: the whole page
       event.preventDefault();
       var button = form.querySelector("button[type=submit]");
       button.disabled = true;
