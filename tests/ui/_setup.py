@@ -40,6 +40,11 @@ def build(home: Path) -> Workspace:
                                   "embedding_source_columns": [{"name": "name",
                                                                 "embedding_model_endpoint_name": "databricks-gte-large-en"}]}})
     ws.vectorsearch.sync_now("main.default.fruit_index")
+    ws.prompts.create(admin, "main.default.greeting", description="How we greet")
+    ws.prompts.create_version(admin, "main.default.greeting", {"template": "Hello {{name}}.\nHave a nice day."})
+    ws.prompts.create_version(admin, "main.default.greeting", {"template": f"Hi {{{{name}}}}!\nHave a nice day.\n{HOSTILE}"})
+    models = ws.tracking.create_experiment(admin, f"/Users/{ADMIN}/models")
+    ws.logged_models.create(admin, models, name="fruit-classifier")
     return ws
 
 

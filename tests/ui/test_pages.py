@@ -228,3 +228,33 @@ def test_sign_out_and_revocation_end_the_session(site: dict[str, Any]) -> None:
     cookie = again.cookies.get("brickyard_session")
     site["ws"].identity.revoke_secret_token(cookie)
     assert again.get("/").status_code == 303
+
+
+def test_prompts_versions_and_their_diff(admin: Any) -> None:
+    schema = admin.get("/explore/data/main/default").text
+    assert "/explore/data/prompts/main/default/greeting" in schema
+    page = admin.get("/explore/data/prompts/main/default/greeting")
+    assert page.status_code == 200 and "How we greet" in page.text
+    assert '<span class="removed">- Hello {{name}}.</span>' in page.text
+    assert '<span class="added">+ Hi {{name}}!</span>' in page.text and HOSTILE not in page.text
+    assert '<span class="same">  Have a nice day.</span>' in page.text
+    assert admin.get("/explore/data/prompts/main/default/greeting?a=1&b=9").status_code == 400
+
+
+def test_logged_models_and_evaluation_runs_row_by_row(site: dict[str, Any], admin: Any, tmp_path: Any) -> None:
+    import json as _json
+
+    ws = site["ws"]
+    listing = admin.get("/ml/experiments").text
+    models = re.search(r'href="(/ml/experiments/\d+)">/Users/admin@example.com/models<', listing).group(1)
+    assert "fruit-classifier" in admin.get(models + "?tab=models").text
+    dataset = tmp_path / "rows.jsonl"
+    dataset.write_text("\n".join(_json.dumps({"inputs": {"question": q}, "expectations": {"expected_response": a}})
+                                 for q, a in (("apple", "echo: apple"), ("pear", "a pear"))))
+    owner = ws.principal(ADMIN)
+    runs = [ws.evaluations.run(owner, endpoint="echo", dataset=str(dataset), scorers=["exact_match"],
+                               experiment=f"/Users/{ADMIN}/evals", run_name=f"eval {i}")["run_id"] for i in range(2)]
+    experiment = ws.tracking.get_run(owner, runs[0])["info"]["experiment_id"]
+    compared = admin.get(f"/ml/experiments/{experiment}/compare", params=[("runs", r) for r in runs]).text
+    assert "Row by row" in compared and "exact_match" in compared
+    assert compared.count("apple") >= 1 and "pear" in compared

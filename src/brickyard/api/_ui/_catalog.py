@@ -75,8 +75,10 @@ def register(pages: Pages, ws: Any) -> None:
         groups = [(label, kind, listed(req, kind, obj.full_name)) for label, kind in (
             ("Tables and views", "table"), ("Volumes", "volume"), ("Functions", "function"),
             ("Registered models", "registered_model"))]
+        prompts, _ = ws.prompts.search(req.user, {"catalog_name": obj.parts[0], "schema_name": obj.parts[1]},
+                                       max_results=100)
         return render("schema.html", **{**ctx, "crumbs": crumbs(*obj.parts)}, title=obj.full_name, obj=obj,
-                      groups=groups, href=href)
+                      groups=groups, href=href, prompts=prompts)
 
     # -- tables ------------------------------------------------------------------------------------------------
     TABS = ("columns", "sample", "history", "grants", "lineage")
@@ -187,6 +189,24 @@ def register(pages: Pages, ws: Any) -> None:
         return render("function.html", **{**ctx, "crumbs": crumbs(*obj.parts[:2])}, title=obj.full_name, obj=obj,
                       spec=obj.spec, **grants_view(req, "function", full))
 
+    @pages.get("/explore/data/prompts/{catalog}/{schema}/{prompt}", "catalog")
+    def prompt(req: Req, ctx: dict[str, Any]) -> Response:
+        full = f"{req.path['catalog']}.{req.path['schema']}.{req.path['prompt']}"
+        info = ws.prompts.get(req.user, full)
+        versions, _ = ws.prompts.versions(req.user, full, max_results=100)
+        by_number = {v["version"]: v for v in versions}
+        numbers = sorted(by_number, key=int)
+        a = req.query.get("a") or (numbers[-2] if len(numbers) > 1 else None)
+        b = req.query.get("b") or (numbers[-1] if numbers else None)
+        diff = None
+        if a and b:
+            if a not in by_number or b not in by_number:
+                raise InvalidParameterValue("compare two versions of this prompt")
+            diff = diff_lines(by_number[a]["template"], by_number[b]["template"])
+        return render("prompt.html", **{**ctx, "crumbs": crumbs(req.path["catalog"], req.path["schema"])},
+                      title=info["name"], info=info, versions=sorted(versions, key=lambda v: -int(v["version"])),
+                      numbers=numbers, a=a, b=b, diff=diff)
+
     @pages.get("/explore/data/models/{catalog}/{schema}/{model}", "catalog")
     def model(req: Req, ctx: dict[str, Any]) -> Response:
         full = f"{req.path['catalog']}.{req.path['schema']}.{req.path['model']}"
@@ -195,6 +215,19 @@ def register(pages: Pages, ws: Any) -> None:
         return render("model.html", **{**ctx, "crumbs": crumbs(*obj.parts[:2])}, title=obj.full_name, obj=obj,
                       aliases=cat.aliases(obj), versions=versions, **lineage_view(req, "registered_model", full),
                       href=href)
+
+
+def diff_lines(old: str, new: str) -> list[tuple[str, str]]:
+    """A line diff of two texts as (kind, line): kind is "same", "added" or "removed"."""
+    import difflib
+
+    out: list[tuple[str, str]] = []
+    for line in difflib.ndiff(old.splitlines(), new.splitlines()):
+        tag, text = line[:2], line[2:]
+        if tag == "? ":
+            continue
+        out.append(({"+ ": "added", "- ": "removed"}.get(tag, "same"), text))
+    return out
 
 
 def _int(value: str, name: str) -> int:

@@ -83,8 +83,8 @@ def register(pages: Pages, ws: Any) -> None:
     def experiment(req: Req, ctx: dict[str, Any]) -> Response:
         exp = tracking.get_experiment(req.user, req.path["experiment_id"])
         tab = req.query.get("tab") or "runs"
-        if tab not in ("runs", "traces"):
-            raise InvalidParameterValue("tab must be runs or traces")
+        if tab not in ("runs", "traces", "models"):
+            raise InvalidParameterValue("tab must be runs, traces or models")
         apps = ws.review_apps.list(req.user, f"experiment_id={exp['experiment_id']}")["review_apps"]
         reviews = [{"app": a, "sessions": ws.review_apps.list_sessions(req.user, a["review_app_id"],
                                                                         page_size=100)["labeling_sessions"]}
@@ -98,6 +98,11 @@ def register(pages: Pages, ws: Any) -> None:
                                "metrics": _kv(r["data"].get("metrics", [])),
                                "name": _kv(r["data"].get("tags", [])).get("mlflow.runName") or r["info"]["run_id"]}
                               for r in runs], params=params, metrics=metrics)
+        elif tab == "models":
+            models, _ = ws.logged_models.search(req.user, [exp["experiment_id"]], max_results=MAX_RUNS)
+            view["models"] = [{"info": m["info"], "params": _kv(m["data"].get("params", [])),
+                               "metrics": {x["key"]: x["value"] for x in m["data"].get("metrics", [])}}
+                              for m in models]
         else:
             found, _ = traces.search(req.user, [exp["experiment_id"]], max_results=MAX_TRACES)
             names = sorted({a.get("assessment_name") for t in found for a in t.get("assessments") or []
@@ -151,7 +156,34 @@ def register(pages: Pages, ws: Any) -> None:
         charts = [(k, Markup(svg_chart("bar", names, {k: [_num(v) for v in row["values"]]}, title=k)))
                   for k, row in ((r["key"], r) for r in table if r["kind"] == "metric")][:12]
         return render("compare.html", **{**ctx, "crumbs": crumbs(exp)}, title="Compare runs", exp=exp, runs=runs,
-                      names=names, table=table, charts=charts)
+                      names=names, table=table, charts=charts, rows=per_row(req, exp, runs))
+
+    def per_row(req: Req, exp: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """Evaluation runs side by side, row by row: each row's question and every run's scores on it (rows are
+        matched by the digest of their inputs, which evaluation traces carry)."""
+        by_run: list[dict[str, dict[str, Any]]] = []
+        questions: dict[str, str] = {}
+        names: set[str] = set()
+        for r in runs:
+            found, _ = traces.search(req.user, [exp["experiment_id"]], filter=f"run_id = '{r['info']['run_id']}'",
+                                     max_results=MAX_TRACES)
+            rows: dict[str, Any] = {}
+            for t in found:
+                key = (t.get("trace_metadata") or {}).get("brickyard.eval.row")
+                if not key:
+                    continue
+                questions.setdefault(key, t.get("request_preview") or "")
+                scores = {}
+                for a in t.get("assessments") or []:
+                    if "feedback" in a:
+                        scores[a.get("assessment_name")] = {"value": (a["feedback"] or {}).get("value"),
+                                                            "rationale": a.get("rationale") or ""}
+                        names.add(a.get("assessment_name"))
+                rows[key] = scores
+            by_run.append(rows)
+        keys = [k for k in questions if sum(1 for rows in by_run if k in rows) > 1]
+        return {"names": sorted(n for n in names if n)[:8], "keys": keys[:MAX_TRACES], "questions": questions,
+                "by_run": by_run}
 
     @pages.get("/ml/experiments/{experiment_id}/traces/{trace_id}", "experiments")
     def trace(req: Req, ctx: dict[str, Any]) -> Response:
