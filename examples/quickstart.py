@@ -252,6 +252,10 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
     print("\nDone. The workspace is in", HOME.resolve())
+    print("See it in a browser (catalog, SQL editor, serving, Playground, Vector Search, experiments and traces):\n"
+          f"   {BIN} serve --home {HOME} --port 8080\n"
+          f"   {BIN} token create --home {HOME} --user admin@example.com   # the token to sign in with\n"
+          "   then open http://127.0.0.1:8080/")
     return 0
 
 

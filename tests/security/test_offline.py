@@ -104,6 +104,7 @@ def test_the_quickstart_never_reaches_beyond_loopback(tmp_path: Path) -> None:
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     assert "== " in done.stdout  # the quickstart ran its steps
+    assert "then open http://127.0.0.1:8080/" in done.stdout  # and ends with how to see it in a browser
     # Tool calling on the server's own chat model (Needle picks the call, in the server process).
     (tmp_path / "tools.py").write_text(TOOL_CALL)
     prefix = command[:command.index(sys.executable)]

@@ -258,3 +258,50 @@ def test_logged_models_and_evaluation_runs_row_by_row(site: dict[str, Any], admi
     compared = admin.get(f"/ml/experiments/{experiment}/compare", params=[("runs", r) for r in runs]).text
     assert "Row by row" in compared and "exact_match" in compared
     assert compared.count("apple") >= 1 and "pear" in compared
+
+
+def test_hostile_links_and_entities_stay_text(site: dict[str, Any], admin: Any) -> None:
+    """Comments and values that look like markup, entities or javascript: URLs: escaped where shown, and every
+    link the pages draw is a path on this server (names cannot hold such text: the catalog refuses them)."""
+    ws = site["ws"]
+    owner = ws.principal(ADMIN)
+    ws.sql.execute(owner, "CREATE TABLE main.default.links (link STRING) COMMENT 'javascript:alert(1) &lt;b&gt;'")
+    ws.sql.execute(owner, "INSERT INTO main.default.links VALUES ('javascript:alert(1)'), ('&lt;i&gt;x&lt;/i&gt;')")
+    schema = admin.get("/explore/data/main/default").text
+    assert "javascript:alert(1) &amp;lt;b&amp;gt;" in schema  # the comment: text, entities escaped once more
+    page = admin.get("/explore/data/main/default/links?tab=sample")
+    assert page.status_code == 200, page.text[:500]
+    assert "&amp;lt;i&amp;gt;" in page.text and 'href="javascript' not in page.text
+    for html in (schema, page.text, admin.get("/").text):
+        for target in re.findall(r'(?:href|action|src)="([^"]*)"', html):
+            assert target.startswith(("/", "?", "#")), target
+
+
+def test_every_control_has_a_label(site: dict[str, Any], admin: Any) -> None:
+    """Inputs, selects and text areas on every page are labelled (a <label for>, or aria-label)."""
+    eid, rid = site["experiment"], site["run"]
+    for path in ("/", "/explore/data/main/default/fruit?tab=sample", "/explore/data/main/default/fruit?tab=grants",
+                 "/explore/data/volumes/main/default/files", "/sql/editor", "/ml/playground", "/ml/endpoints/echo",
+                 "/compute/vector-search/indexes/main.default.fruit_index", f"/ml/experiments/{eid}",
+                 f"/ml/experiments/{eid}/runs/{rid}", "/explore/data/prompts/main/default/greeting"):
+        html = admin.get(path).text
+        labelled = set(re.findall(r'<label for="([^"]+)"', html))
+        for tag in re.findall(r"<(?:input|select|textarea)\b[^>]*>", html):
+            if 'type="hidden"' in tag or "aria-label=" in tag:
+                continue
+            found = re.search(r'id="([^"]+)"', tag)
+            assert found and found.group(1) in labelled, (path, tag)
+
+
+def test_rerank_models_and_cancel(site: dict[str, Any], admin: Any) -> None:
+    reranked = admin.get("/compute/vector-search/indexes/main.default.fruit_index?q=banana&k=2&rerank=on")
+    assert reranked.status_code == 200 and "banana" in reranked.text, reranked.text[-1500:]
+    ws = site["ws"]
+    ws.catalog.create(ws.principal(ADMIN), "registered_model", "main.default.classifier", comment="Sorts fruit")
+    model = admin.get("/explore/data/models/main/default/classifier")
+    assert model.status_code == 200 and "Sorts fruit" in model.text and "No versions." in model.text
+    page = admin.get("/sql/editor")
+    ran = admin.post("/sql/editor", data={"csrf": csrf(page.text), "statement": "SELECT 1 AS one"})
+    done = admin.post(ran.headers["location"] + "/cancel", data={"csrf": csrf(page.text)})
+    assert done.status_code == 303 and "notice=" in done.headers["location"]
+    assert "SUCCEEDED" in admin.get(done.headers["location"]).text  # a finished statement stays as it was
