@@ -6,7 +6,7 @@ VENV := .venv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: bench-site bench-load demo test install system-deps lint clean bench peers
+.PHONY: bench-site bench-load demo test install system-deps lint clean bench peers screenshots
 
 install: $(STAMP)
 
@@ -78,6 +78,15 @@ bench-load:
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
 	else echo "wrk: missing; the REST scale-out comparison falls back to a Python client"; fi
+
+# The screenshots docs/ui.md and the README show, taken by the Chromium test of the pages.
+screenshots: install system-deps
+	$(VENV)/bin/python -m pytest -q tests/ui/test_browser.py
+	mkdir -p docs/img
+	cp reports/ui/table-sample.png docs/img/ui-table.png
+	cp reports/ui/playground.png docs/img/ui-playground.png
+	cp reports/ui/trace.png docs/img/ui-trace.png
+	cp reports/ui/sql-editor.png docs/img/ui-sql.png
 
 lint: install
 	$(VENV)/bin/ruff check src tests examples

@@ -73,6 +73,8 @@ def test_catalog_explorer_shows_a_table_as_its_reader_may_see_it(site: dict[str,
     assert "WRITE" in history or "CREATE TABLE" in history
     lineage = admin.get("/explore/data/main/default/fruit?tab=lineage").text
     assert "main.default.fruit_index" in lineage and "<svg" in lineage
+    index = admin.get("/explore/data/main/default/fruit_index")  # an index's catalog page is its query page
+    assert index.status_code == 303 and index.headers["location"] == "/compute/vector-search/indexes/main.default.fruit_index"
     denied = bob.get("/explore/data/main/default/fruit?tab=sample")
     assert denied.status_code == 403 and "PERMISSION_DENIED" in denied.text and "banana" not in denied.text
     assert bob.get("/explore/data/main/default/nope").status_code in (403, 404)

@@ -87,6 +87,8 @@ def register(pages: Pages, ws: Any) -> None:
     def table(req: Req, ctx: dict[str, Any]) -> Response:
         full = str(parse_name(".".join(quote_part(req.path[k]) for k in ("catalog", "schema", "table")), 3))
         obj = cat.get(req.user, "table", full)
+        if obj.spec.get("data_source_format") == "VECTOR_INDEX_FORMAT":  # an index: its own page has the query box
+            return redirect("/compute/vector-search/indexes/" + quote(full, safe=""))
         tab = req.query.get("tab") or "columns"
         if tab not in TABS:
             raise InvalidParameterValue(f"unknown tab {tab!r}; one of {', '.join(TABS)}")
@@ -252,7 +254,7 @@ def lineage_svg(center: str, ups: list[dict[str, Any]], downs: list[dict[str, An
         return [(x, gap * (i + 1), e) for i, e in enumerate(items)]
 
     mid = (width / 2, height / 2)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" class="chart" '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" class="lineage" '
              f'aria-label="lineage of {escape(center)}">',
              '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
              'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#57606a"/></marker></defs>']
