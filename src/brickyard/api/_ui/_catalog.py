@@ -61,13 +61,13 @@ def register(pages: Pages, ws: Any) -> None:
 
     @pages.get("/explore/data", "catalog")
     def catalogs(req: Req, ctx: dict[str, Any]) -> Response:
-        return render("catalogs.html", **ctx, title="Catalog", items=listed(req, "catalog", None))
+        return render("catalogs.html", **ctx, title="Catalog", items=listed(req, "catalog", None), href=href)
 
     @pages.get("/explore/data/{catalog}", "catalog")
     def catalog(req: Req, ctx: dict[str, Any]) -> Response:
         obj = cat.get(req.user, "catalog", req.path["catalog"])
         return render("catalog.html", **{**ctx, "crumbs": crumbs(obj.name)}, title=obj.name, obj=obj,
-                      items=listed(req, "schema", obj.full_name))
+                      items=listed(req, "schema", obj.full_name), href=href)
 
     @pages.get("/explore/data/{catalog}/{schema}", "catalog")
     def schema(req: Req, ctx: dict[str, Any]) -> Response:
