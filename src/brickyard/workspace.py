@@ -160,6 +160,7 @@ class Workspace:
             self._monitor_thread = threading.Thread(target=self._monitor_loop, name="scheduled-scorers", daemon=True)
             self._monitor_thread.start()
         self.mcp_external = ExternalMCP(self.catalog, self.connection_secrets, hosts)
+        self.evaluations.mcp_external = self.mcp_external  # the Playground's tools from external MCP servers
 
     def _parse_documents(self, blobs: list[bytes | None]) -> list[dict[str, Any] | None]:
         """``ai_parse_document`` over a batch of rows: in this process's sandbox pool, or split across the Ray

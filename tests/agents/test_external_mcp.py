@@ -91,3 +91,54 @@ def test_the_agent_runtime_uses_an_external_mcp_server_through_its_connection(en
     r = httpx.post(url + "/api/2.0/mcp/external/weather_mcp", headers={"authorization": f"Bearer {bob}"},
                    json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
     assert r.status_code == 403
+
+
+def test_the_playground_offers_an_external_mcp_servers_tools(tmp_path: Any) -> None:
+    """The Playground's model calls a tool of an external MCP server (a UC connection) through the connection's
+    checks and token; a user without USE_CONNECTION is not offered it and cannot name it."""
+    import httpx
+
+    from tests.ui._setup import csrf, sign_in
+
+    upstream, port, seen = _external_server()
+    ws = Workspace(Settings(home=tmp_path / "home", allowed_model_hosts=f"127.0.0.1:{port}", enable_fake_models=1,
+                            access_log="off"))
+    admin = ws.create_token("admin@example.com", admin=True)
+    ws.ensure_user("bob@example.com")
+    owner = ws.principal("admin@example.com")
+    ws.serving.create(owner, {"name": "obedient", "config": {"served_entities": [
+        {"entity_name": "system.ai.fake-obedient"}]}})
+    try:
+        with serve(ws) as url:
+            made = httpx.post(url + "/api/2.1/unity-catalog/connections", headers={"authorization": f"Bearer {admin}"},
+                              json={"name": "weather_mcp", "connection_type": "HTTP", "options": {
+                                  "host": "http://127.0.0.1", "port": str(port), "base_path": "/mcp",
+                                  "bearer_token": SECRET, "is_mcp_connection": "true"}})
+            assert made.status_code == 200, made.text
+            deadline = time.monotonic() + 60
+            while ws.serving.get(owner, "obedient")["state"]["ready"] != "READY":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            page = sign_in(url, admin)
+            form = page.get("/ml/playground?endpoint=obedient").text
+            assert "external/weather_mcp" in form
+            said = page.post("/ml/playground", data={"csrf": csrf(form), "endpoint": "obedient",
+                                                     "message": 'CALL forecast {"city": "Oslo"}',
+                                                     "tools": ["external/weather_mcp"]})
+            assert said.status_code == 200 and "ANSWER: sunny in Oslo" in said.text, said.text[-2000:]
+            assert f"Bearer {SECRET}" in seen  # the connection's token went to the upstream, never to the page
+            assert SECRET not in said.text
+            ws.serving.set_acl(owner, ws.serving.get(owner, "obedient")["id"],
+                               [{"user_name": "bob@example.com", "permission_level": "CAN_QUERY"}], replace=False)
+            bob = sign_in(url, ws.create_token("bob@example.com"))
+            bob_form = bob.get("/ml/playground?endpoint=obedient").text
+            assert "external/weather_mcp" not in bob_form
+            refused = bob.post("/ml/playground", data={"csrf": csrf(bob_form), "endpoint": "obedient",
+                                                       "message": 'CALL forecast {"city": "Oslo"}',
+                                                       "tools": ["external/weather_mcp"]})
+            assert refused.status_code == 403 and "sunny" not in refused.text
+            page.close()
+            bob.close()
+    finally:
+        ws.close()
+        upstream.should_exit = True

@@ -195,6 +195,105 @@ class ExternalMCP:
         return response
 
 
+    def session(self, p: Principal, name: str) -> ExternalSession:
+        """A client session with connection ``name``'s MCP server, as ``p`` (initialized; close it after use)."""
+        return ExternalSession(self, p, name)
+
+
+class ExternalSession:
+    """The client side of MCP's streamable HTTP transport, for the server's own use of an external MCP server
+    (the Playground's tools): JSON-RPC requests sent through :meth:`ExternalMCP.forward` (the connection's
+    checks, its token and the pinned address), answers read as JSON or from a server-sent event stream, and
+    the ``Mcp-Session-Id`` the server gives kept for the requests that follow."""
+
+    ACCEPT = "application/json, text/event-stream"
+    MAX_ANSWER = 4 << 20
+
+    def __init__(self, external: ExternalMCP, p: Principal, name: str) -> None:
+        self.external, self.p, self.name = external, p, name
+        self.session_id: str | None = None
+        self._next = 0
+        self.request("initialize", {"protocolVersion": PROTOCOL_VERSIONS[0], "capabilities": {},
+                                    "clientInfo": {"name": "brickyard-playground", "version": SERVER_VERSION}})
+        self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def tools(self) -> list[dict[str, Any]]:
+        return list(self.request("tools/list", {}).get("tools") or [])
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return self.request("tools/call", {"name": tool, "arguments": arguments})
+
+    def close(self) -> None:
+        if self.session_id:
+            try:
+                self.external.forward(self.p, self.name, "DELETE", self._headers(), b"").close()
+            except BrickyardError:
+                pass
+
+    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._next += 1
+        answer = self._send({"jsonrpc": "2.0", "id": self._next, "method": method, "params": params})
+        if answer is None:
+            raise UpstreamUnavailable(f"the MCP server of connection {self.name} did not answer {method}")
+        if "error" in answer:
+            message = str((answer["error"] or {}).get("message") or answer["error"])[:500]
+            raise InvalidParameterValue(f"the MCP server of connection {self.name} refused {method}: {message}")
+        return dict(answer.get("result") or {})
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json", "accept": self.ACCEPT,
+                   "mcp-protocol-version": PROTOCOL_VERSIONS[0]}
+        if self.session_id:
+            headers["mcp-session-id"] = self.session_id
+        return headers
+
+    def _send(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        response = self.external.forward(self.p, self.name, "POST", self._headers(), json.dumps(message).encode())
+        try:
+            if response.status_code >= 400:
+                raise UpstreamUnavailable(f"the MCP server of connection {self.name} answered HTTP "
+                                          f"{response.status_code}")
+            self.session_id = response.headers.get("mcp-session-id") or self.session_id
+            if "id" not in message:
+                return None
+            body = b""
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > self.MAX_ANSWER:
+                    raise UpstreamUnavailable(f"the MCP server of connection {self.name} answered too much")
+                if "text/event-stream" in response.headers.get("content-type", "") and b"\n\n" in body:
+                    found = _event_answer(body, message["id"])
+                    if found is not None:
+                        return found
+            if "text/event-stream" in response.headers.get("content-type", ""):
+                return _event_answer(body, message["id"])
+            try:
+                answer = json.loads(body or b"null")
+            except ValueError:
+                raise UpstreamUnavailable(f"the MCP server of connection {self.name} sent no JSON") from None
+            return answer if isinstance(answer, dict) else None
+        finally:
+            response.close()
+            client = response.extensions.get("brickyard_client")
+            if client is not None:
+                client.close()
+
+
+def _event_answer(body: bytes, ident: Any) -> dict[str, Any] | None:
+    """The JSON-RPC answer to ``ident`` among the server-sent events received so far."""
+    for event in body.decode("utf-8", "replace").split("\n\n"):
+        data = "\n".join(line[5:].lstrip() for line in event.splitlines() if line.startswith("data:"))
+        if not data:
+            continue
+        try:
+            message = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(message, dict) and message.get("id") == ident and ("result" in message or "error" in message):
+            return message
+    return None
+
+
 class UpstreamUnavailable(BrickyardError):
     error_code = "TEMPORARILY_UNAVAILABLE"
     http_status = 502

@@ -108,8 +108,9 @@ class Evaluations:
                  assess: Callable[[Principal, Any], dict[str, Any]], judge_endpoint: Callable[[], str | None],
                  judge: Callable[[Principal], Callable[[list[dict[str, str]]], str] | None]) -> None:
         self.gateway = gateway
-        #: managed MCP servers, for the Playground's tools: given by the workspace
+        #: managed MCP servers and the proxy to external ones, for the Playground's tools: given by the workspace
         self.mcp: Any = None
+        self.mcp_external: Any = None
         self.serving = serving
         self.tracking = tracking
         self.traces = traces
@@ -162,12 +163,22 @@ class Evaluations:
                  params: dict[str, Any] | None = None, tools: list[str] | None = None) -> dict[str, Any]:
         """One Playground turn: ``messages`` (a system prompt first, if any) sent to ``endpoint`` as ``p`` through
         the AI Gateway with ``params`` (temperature, max_tokens), and recorded as a trace in ``p``'s Playground
-        experiment. ``tools`` names managed MCP servers (``functions/catalog/schema``,
-        ``vector-search/catalog/schema``) whose tools the model may call; each call runs as ``p`` and is a span
-        of the trace. Returns the answer, the trace id, the experiment id and the seconds it took."""
+        experiment. ``tools`` names MCP servers whose tools the model may call: managed ones
+        (``functions/catalog/schema``, ``vector-search/catalog/schema``) and external ones registered as UC
+        connections (``external/connection``); each call runs as ``p`` and is a span of the trace. Returns the
+        answer, the trace id, the experiment id and the seconds it took."""
         started_ns, started = time.time_ns(), time.perf_counter()
         body = self._turn_body(p, endpoint, messages, params)
-        offered = self._tools(p, tools or [])
+        sessions: dict[str, Any] = {}
+        try:
+            offered = self._tools(p, tools or [], sessions)
+            return self._converse(p, endpoint, messages, body, offered, started_ns, started)
+        finally:
+            for session in sessions.values():
+                session.close()
+
+    def _converse(self, p: Principal, endpoint: str, messages: list[dict[str, str]], body: dict[str, Any],
+                  offered: dict[str, dict[str, Any]], started_ns: int, started: float) -> dict[str, Any]:
         spans: list[dict[str, Any]] = []
         answer, error, tokens_in, tokens_out = None, None, 0, 0
         try:
@@ -198,21 +209,30 @@ class Evaluations:
                           spans=spans)
         return self._record_turn(p, endpoint, messages, pred, started_ns)
 
-    def _tools(self, p: Principal, servers: list[str]) -> dict[str, dict[str, Any]]:
-        """The tools of the named managed MCP servers, by tool name: their OpenAI spec and where they live."""
+    def _tools(self, p: Principal, servers: list[str], sessions: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The tools of the named MCP servers, by tool name: their OpenAI spec and where they live. External
+        servers' sessions are opened into ``sessions`` (the caller closes them)."""
         if self.mcp is None and servers:
             raise InvalidParameterValue("this workspace serves no MCP tools")
         out: dict[str, dict[str, Any]] = {}
         for server in servers[:MAX_TOOL_SERVERS]:
             kind, _, rest = str(server).partition("/")
-            catalog, _, schema = rest.partition("/")
-            if kind not in ("functions", "vector-search") or not catalog or not schema or "/" in schema:
-                raise InvalidParameterValue(f"tools come from functions/<catalog>/<schema> or "
-                                            f"vector-search/<catalog>/<schema>, not {str(server)[:100]!r}")
-            for tool in self.mcp.tools(p, kind, catalog, schema, None):
-                out[tool["name"]] = {"where": (kind, catalog, schema), "spec": {"type": "function", "function": {
-                    "name": tool["name"], "description": tool.get("description") or "",
-                    "parameters": tool.get("inputSchema") or {"type": "object"}}}}
+            if kind == "external" and rest and "/" not in rest:
+                sessions[rest] = session = self.mcp_external.session(p, rest)
+                found, where = session.tools(), ("external", rest, "")
+            else:
+                catalog, _, schema = rest.partition("/")
+                if kind not in ("functions", "vector-search") or not catalog or not schema or "/" in schema:
+                    raise InvalidParameterValue("tools come from functions/<catalog>/<schema>, vector-search/"
+                                                f"<catalog>/<schema> or external/<connection>, not {str(server)[:100]!r}")
+                found, where = self.mcp.tools(p, kind, catalog, schema, None), (kind, catalog, schema)
+            for tool in found:
+                if tool["name"] in out:
+                    raise InvalidParameterValue(f"two of the chosen servers have a tool {tool['name']!r}: choose one")
+                out[tool["name"]] = {"where": where, "session": sessions.get(where[1]) if kind == "external" else None,
+                                     "spec": {"type": "function", "function": {
+                                         "name": tool["name"], "description": tool.get("description") or "",
+                                         "parameters": tool.get("inputSchema") or {"type": "object"}}}}
         return out
 
     def _call_tool(self, p: Principal, offered: dict[str, dict[str, Any]], call: dict[str, Any],
@@ -232,7 +252,10 @@ class Evaluations:
             if name not in offered:
                 raise InvalidParameterValue(f"there is no tool {name!r} in this conversation")
             kind, catalog, schema = offered[name]["where"]
-            done = self.mcp.call(p, kind, catalog, schema, None, name, arguments)
+            if kind == "external":
+                done = offered[name]["session"].call(name, arguments)
+            else:
+                done = self.mcp.call(p, kind, catalog, schema, None, name, arguments)
             output, failed = "".join(c.get("text", "") for c in done.get("content") or []), None
         except (ValueError, BrickyardError) as exc:
             message = exc.message if isinstance(exc, BrickyardError) else "the arguments are not JSON"

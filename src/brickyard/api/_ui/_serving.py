@@ -96,6 +96,10 @@ def register(pages: Pages, ws: Any) -> None:
             schemas, _ = ws.catalog.list(req.user, "schema", c.full_name, max_results=20)
             for s in schemas:
                 out += [f"functions/{c.name}/{s.name}", f"vector-search/{c.name}/{s.name}"]
+        connections, _ = ws.catalog.list(req.user, "connection", None, max_results=50)
+        out += [f"external/{c.name}" for c in connections if c.spec.get("connection_type") == "HTTP"
+                and str((c.spec.get("options") or {}).get("is_mcp_connection", "")).lower() == "true"
+                and ws.catalog.check(req.user, "USE_CONNECTION", c).allowed]
         return out[:200]
 
     def playground_page(req: Req, ctx: dict[str, Any], status: int = 200, **view: Any) -> Response:
