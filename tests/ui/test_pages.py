@@ -102,6 +102,16 @@ def test_grants_are_changed_by_owners_with_a_csrf_token(site: dict[str, Any], ad
     assert refused.status_code == 403
     site["ws"].catalog.update_grants(site["ws"].principal(ADMIN), "table", "main.default.fruit",
                                      [{"principal": BOB, "remove": ["SELECT"]}])
+    function = admin.get("/explore/data/functions/main/default/greet")
+    assert function.status_code == 200 and "concat(" in function.text and "Says hi." in function.text
+    granted = admin.post("/explore/data/functions/main/default/greet/grants",
+                         data={"csrf": csrf(function.text), "principal": BOB, "privilege": "EXECUTE", "action": "add"})
+    assert granted.status_code == 303
+    after = admin.get(granted.headers["location"]).text
+    assert "EXECUTE granted to" in after and BOB in after
+    revoked = admin.post("/explore/data/functions/main/default/greet/grants",
+                         data={"csrf": csrf(after), "principal": BOB, "privilege": "EXECUTE", "action": "remove"})
+    assert "EXECUTE revoked from" in admin.get(revoked.headers["location"]).text
 
 
 def test_volume_files_browse_upload_and_download(admin: Any) -> None:

@@ -130,7 +130,7 @@ def register(pages: Pages, ws: Any) -> None:
             raise InvalidParameterValue("choose a principal, a privilege and add or remove")
         cat.update_grants(req.user, kind, full, [{"principal": principal, action: [privilege]}])
         verb = "granted to" if action == "add" else "revoked from"
-        return redirect(back + "?tab=grants", f"{privilege} {verb} {principal}")
+        return redirect(back + ("?tab=grants" if kind == "table" else ""), f"{privilege} {verb} {principal}")
 
     @pages.post("/explore/data/{catalog}/{schema}/{table}/grants", "catalog")
     def table_grants(req: Req, ctx: dict[str, Any]) -> Response:
@@ -208,6 +208,11 @@ def register(pages: Pages, ws: Any) -> None:
         return render("prompt.html", **{**ctx, "crumbs": crumbs(req.path["catalog"], req.path["schema"])},
                       title=info["name"], info=info, versions=sorted(versions, key=lambda v: -int(v["version"])),
                       numbers=numbers, a=a, b=b, diff=diff)
+
+    @pages.post("/explore/data/functions/{catalog}/{schema}/{function}/grants", "catalog")
+    def function_grants(req: Req, ctx: dict[str, Any]) -> Response:
+        full = f"{req.path['catalog']}.{req.path['schema']}.{req.path['function']}"
+        return grant_post("function", full, href("function", full), req)
 
     @pages.get("/explore/data/models/{catalog}/{schema}/{model}", "catalog")
     def model(req: Req, ctx: dict[str, Any]) -> Response:
