@@ -32,6 +32,7 @@ from .sql._limits import Limits
 from .tables import Files, Tables, Volumes
 from .tracking import ArtifactTree, LoggedModels, ModelFiles, Prompts, Registry, Traces, Tracking
 from .vectorsearch import VectorSearch
+from .wsfs import WorkspaceFiles
 
 __all__ = ["Workspace"]
 
@@ -75,6 +76,7 @@ class Workspace:
         self.connection_secrets = ConnectionSecrets(self.db, self.secret_box)
         self.tables = Tables(self.catalog, self.home)
         self.volumes = Volumes(self.catalog, self.home)
+        self.workspace_files = WorkspaceFiles(self.db, self.home)
         self.tracking = Tracking(self.db)
         self.logged_models = LoggedModels(self.tracking)
         self.traces = Traces(self.tracking, self.home / "tracking" / "artifacts", self.secret_box, self.principal)

@@ -25,12 +25,13 @@ from . import (
     _uc,
     _ui,
     _vectorsearch,
+    _workspace_files,
 )
 from ._access import AccessLog
 from ._http import Api, error_body, make_endpoint
 
 ROUTERS = (_core_routes, _scim, _uc, _files, _sql, _serving, _vectorsearch, _ingest, _tracking, _evaluation, _review,
-           _mcp, _ui)  # the pages last: the API's routes are matched first
+           _mcp, _workspace_files, _ui)  # the pages last: the API's routes are matched first
 DATA_PLANE = "/serving-endpoints/"
 VS_QUERY = "/api/2.0/vector-search/indexes/{index}/query"
 _VS_PREFIX, _VS_SUFFIX = VS_QUERY.split("{index}")

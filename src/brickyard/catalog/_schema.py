@@ -437,3 +437,29 @@ MIGRATIONS.append(
         ],
     )
 )
+
+MIGRATIONS.append(
+    (
+        "0010_workspace_files",
+        [
+            # the workspace file system (/api/2.0/workspace): folders, notebooks and files, their bytes kept in
+            # <home>/wsfs/<object_id>; grants on an object apply to everything below it
+            """CREATE TABLE workspace_objects (
+                object_id BIGINT PRIMARY KEY,
+                path TEXT NOT NULL UNIQUE,
+                parent TEXT,
+                object_type TEXT NOT NULL,
+                language TEXT,
+                owner TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                modified_at BIGINT NOT NULL,
+                size BIGINT NOT NULL)""",
+            "CREATE INDEX workspace_objects_parent ON workspace_objects(parent)",
+            """CREATE TABLE workspace_acl (
+                object_id BIGINT NOT NULL REFERENCES workspace_objects(object_id) ON DELETE CASCADE,
+                principal TEXT NOT NULL,
+                level TEXT NOT NULL,
+                PRIMARY KEY (object_id, principal))""",
+        ],
+    )
+)
