@@ -98,8 +98,15 @@ def test_a_day_in_the_workspace_in_chromium(site: dict[str, Any]) -> None:
         message.send_keys("Tell me about bricks")
         driver.find_element(By.CSS_SELECTOR, "form[data-stream] button.primary").click()
         trace_link = _wait(driver, "#streamed-trace:not([hidden])")
-        assert driver.find_element(By.ID, "streamed").text.strip()
+        _wait(driver, ".chat .msg.assistant", "Tell me about bricks")  # the turn joined the conversation
+        message = driver.find_element(By.ID, "message")
+        assert message.get_attribute("value") == ""
+        message.send_keys("And walls?")
+        driver.find_element(By.CSS_SELECTOR, "form[data-stream] button.primary").click()
+        _wait(driver, ".chat .msg.assistant", "And walls?")
+        assert len(driver.find_elements(By.CSS_SELECTOR, ".chat .msg.user")) == 2
         _shot(driver, "playground")
+        trace_link = driver.find_element(By.ID, "streamed-trace")
         trace_link.click()
         _wait(driver, "h2", "Spans")
         assert "playground: echo" in driver.find_element(By.TAG_NAME, "body").text

@@ -9,6 +9,31 @@
   }
 })();
 
+// After a streamed answer: the turn joins the conversation the form carries, and shows above the form.
+function keepTurn(form, target) {
+  var history = form.querySelector("[name=history]");
+  var message = form.querySelector("[name=message]");
+  var turns = [];
+  try { turns = JSON.parse(history.value || "[]"); } catch (e) { turns = []; }
+  var answer = target.textContent;
+  turns.push({role: "user", content: message.value}, {role: "assistant", content: answer});
+  history.value = JSON.stringify(turns);
+  var chat = target.parentElement;
+  [["user", message.value], ["assistant", answer]].forEach(function (turn) {
+    var box = document.createElement("div");
+    box.className = "msg " + turn[0];
+    var who = document.createElement("b");
+    who.textContent = turn[0] === "user" ? "You" : "Answer";
+    box.appendChild(who);
+    box.appendChild(document.createTextNode("\n" + turn[1]));
+    chat.insertBefore(box, target);
+  });
+  target.textContent = "";
+  target.hidden = true;
+  message.value = "";
+  message.focus();
+}
+
 document.addEventListener("DOMContentLoaded", function () {
   // Volume uploads of a file from disk: the bytes go as the request body, the CSRF token as a header.
   document.querySelectorAll("form.file-upload").forEach(function (form) {
@@ -62,7 +87,7 @@ document.addEventListener("DOMContentLoaded", function () {
               return pump();
             });
           }
-          return pump();
+          return pump().then(function () { keepTurn(form, target); });
         })
         .catch(function (error) { target.textContent += "\n[" + error + "]"; })
         .then(function () { button.disabled = false; });
