@@ -24,7 +24,8 @@ from brickyard.workspace import Workspace
 PUBLIC = {"/health", "/.well-known/databricks-config", "/oidc/.well-known/oauth-authorization-server",
           "/oidc/v1/token", "/openapi.json",
           "/api/2.0/brickyard/signed/{token}",  # its sealed, expiring token is the authorization
-          "/login"}  # the sign-in form and its post (a token in, a session cookie out)
+          "/login",  # the sign-in form and its post (a token in, a session cookie out)
+          "/static/{name}"}  # the pages' own stylesheet and script: nothing secret, one folder, by name
 
 
 @dataclasses.dataclass
