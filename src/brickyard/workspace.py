@@ -25,6 +25,7 @@ from .core.settings import Settings
 from .functions import Functions
 from .gateway import PAYLOAD_SCHEMA, USAGE_SCHEMA, USAGE_TABLE, BufferedSink, Gateway, RateLimiter
 from .ingest import Options, Report, ingest, parse_blobs
+from .jobs import Jobs
 from .serving import RayModels, Serving, batch_work
 from .serving._agents import AgentHost
 from .sql import SqlEngine, StatementStore
@@ -98,6 +99,11 @@ class Workspace:
         self.secrets.bootstrap()  # the system scope exists from the start, and is repaired if it was taken
         hosts = frozenset(h.strip().lower() for h in self.settings.allowed_model_hosts.split(",") if h.strip())
         self.server_url: str | None = None  # set by whoever serves this workspace over HTTP
+        self.jobs = Jobs(db=self.db, home=self.home, files=self.workspace_files, identity=self.identity,
+                         principal=self.principal, server_url=lambda: self.server_url or "",
+                         environ=Settings.sandbox_environ)
+        if background:
+            self.jobs.start()  # runs a stopped server left behind are marked failed
         agents = AgentHost(registry=self.registry, identity=self.identity, record_trace=self._record_trace,
                            server_url=lambda: self.server_url, environ=Settings.sandbox_environ,
                            run_experiment=self.tracking.run_experiment,
@@ -305,6 +311,7 @@ class Workspace:
                 log.exception("a round of scheduled scorers failed")
 
     def close(self) -> None:
+        self.jobs.close()
         self._monitor_stop.set()
         if self._monitor_thread is not None:
             self._monitor_thread.join(timeout=30)

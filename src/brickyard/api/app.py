@@ -16,6 +16,7 @@ from . import (
     _evaluation,
     _files,
     _ingest,
+    _jobs,
     _mcp,
     _review,
     _scim,
@@ -31,7 +32,7 @@ from ._access import AccessLog
 from ._http import Api, error_body, make_endpoint
 
 ROUTERS = (_core_routes, _scim, _uc, _files, _sql, _serving, _vectorsearch, _ingest, _tracking, _evaluation, _review,
-           _mcp, _workspace_files, _ui)  # the pages last: the API's routes are matched first
+           _mcp, _workspace_files, _jobs, _ui)  # the pages last: the API's routes are matched first
 DATA_PLANE = "/serving-endpoints/"
 VS_QUERY = "/api/2.0/vector-search/indexes/{index}/query"
 _VS_PREFIX, _VS_SUFFIX = VS_QUERY.split("{index}")

@@ -463,3 +463,47 @@ MIGRATIONS.append(
         ],
     )
 )
+
+MIGRATIONS.append(
+    (
+        "0011_jobs",
+        [
+            # jobs (settings as JSON), their runs and each run's task runs; logs live in <home>/jobs/runs/<run_id>
+            """CREATE TABLE jobs (
+                job_id BIGINT PRIMARY KEY,
+                creator TEXT NOT NULL,
+                run_as TEXT NOT NULL,
+                settings TEXT NOT NULL,
+                created_at BIGINT NOT NULL)""",
+            """CREATE TABLE job_runs (
+                run_id BIGINT PRIMARY KEY,
+                job_id BIGINT,
+                number_in_job BIGINT NOT NULL,
+                run_name TEXT NOT NULL,
+                creator TEXT NOT NULL,
+                run_as TEXT NOT NULL,
+                trigger_type TEXT NOT NULL,
+                run_type TEXT NOT NULL,
+                state TEXT NOT NULL,
+                result TEXT,
+                message TEXT NOT NULL,
+                params TEXT NOT NULL,
+                settings TEXT NOT NULL,
+                start_time BIGINT NOT NULL,
+                end_time BIGINT)""",
+            "CREATE INDEX job_runs_job ON job_runs(job_id)",
+            """CREATE TABLE job_task_runs (
+                run_id BIGINT PRIMARY KEY,
+                parent_run_id BIGINT NOT NULL REFERENCES job_runs(run_id) ON DELETE CASCADE,
+                task_key TEXT NOT NULL,
+                state TEXT NOT NULL,
+                result TEXT,
+                message TEXT NOT NULL,
+                attempt BIGINT NOT NULL,
+                start_time BIGINT,
+                end_time BIGINT,
+                output TEXT)""",
+            "CREATE INDEX job_task_runs_parent ON job_task_runs(parent_run_id)",
+        ],
+    )
+)

@@ -1,0 +1,74 @@
+"""Jobs API 2.2 (``/api/2.2/jobs/...``, and the same under 2.1), as ``w.jobs`` calls it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._http import Api, Req
+
+
+def _page(req: Req) -> tuple[int, int]:
+    token = req.query.get("page_token")
+    offset = int(token) if token and token.isdigit() else req.int_arg("offset") or 0
+    return offset, req.int_arg("limit") or 25
+
+
+def register(api: Api, ws: Any) -> None:
+    jobs = ws.jobs
+
+    for version in ("2.1", "2.2"):
+        base = f"/api/{version}/jobs"
+
+        def create(req: Req) -> dict[str, Any]:
+            return jobs.create(req.user, req.body or {})  # type: ignore[no-any-return]
+
+        def get(req: Req) -> dict[str, Any]:
+            return jobs.get(req.user, req.query.get("job_id"))  # type: ignore[no-any-return]
+
+        def list_(req: Req) -> dict[str, Any]:
+            offset, limit = _page(req)
+            return jobs.list(req.user, name=req.query.get("name"), offset=offset, limit=limit)  # type: ignore[no-any-return]
+
+        def reset(req: Req) -> dict[str, Any]:
+            jobs.reset(req.user, req.require("job_id"), req.require("new_settings"))
+            return {}
+
+        def update(req: Req) -> dict[str, Any]:
+            jobs.update(req.user, req.require("job_id"), req.arg("new_settings") or {}, req.arg("fields_to_remove"))
+            return {}
+
+        def delete(req: Req) -> dict[str, Any]:
+            jobs.delete(req.user, req.require("job_id"))
+            return {}
+
+        def run_now(req: Req) -> dict[str, Any]:
+            return jobs.run_now(req.user, req.require("job_id"),  # type: ignore[no-any-return]
+                                job_parameters=req.arg("job_parameters"), notebook_params=req.arg("notebook_params"),
+                                python_params=req.arg("python_params"))
+
+        def submit(req: Req) -> dict[str, Any]:
+            return jobs.submit(req.user, req.body or {})  # type: ignore[no-any-return]
+
+        def get_run(req: Req) -> dict[str, Any]:
+            return jobs.get_run(req.user, req.query.get("run_id"))  # type: ignore[no-any-return]
+
+        def list_runs(req: Req) -> dict[str, Any]:
+            offset, limit = _page(req)
+            return jobs.list_runs(req.user, job_id=req.query.get("job_id"),  # type: ignore[no-any-return]
+                                  active_only=req.query.get("active_only") == "true",
+                                  completed_only=req.query.get("completed_only") == "true", offset=offset, limit=limit)
+
+        def cancel(req: Req) -> dict[str, Any]:
+            jobs.cancel(req.user, req.require("run_id"))
+            return {}
+
+        def get_output(req: Req) -> dict[str, Any]:
+            return jobs.get_output(req.user, req.query.get("run_id"))  # type: ignore[no-any-return]
+
+        for method, path, fn in (("POST", "/create", create), ("GET", "/get", get), ("GET", "/list", list_),
+                                 ("POST", "/reset", reset), ("POST", "/update", update), ("POST", "/delete", delete),
+                                 ("POST", "/run-now", run_now), ("POST", "/runs/submit", submit),
+                                 ("GET", "/runs/get", get_run), ("GET", "/runs/list", list_runs),
+                                 ("POST", "/runs/cancel", cancel), ("GET", "/runs/get-output", get_output)):
+            fn.__name__ = f"jobs_{version.replace('.', '_')}_{path.strip('/').replace('/', '_').replace('-', '_')}"
+            api.route(method, base + path, policy="authenticated")(fn)

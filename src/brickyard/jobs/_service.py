@@ -1,0 +1,444 @@
+"""Jobs and their runs: settings kept in the metastore, runs executed by the server, tasks as subprocesses.
+
+A run executes its tasks one at a time in dependency order (a task starts once everything it depends on has
+succeeded; the tasks downstream of a failure end ``UPSTREAM_FAILED``). Each task runs as the job's run-as
+principal in a process of its own (:mod:`._task_main`) with a token of that principal made for the task and
+revoked when it ends, its timeout enforced on the whole process group, its retries after
+``min_retry_interval_millis``. A task's printed output is its log (``<home>/jobs/runs/<run>/<task>.log``),
+read back by ``runs/get-output``. A run still marked running when the server starts again was cut short by
+the server stopping: it is marked failed with that reason, never left running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..catalog import Principal
+from ..core.errors import InvalidParameterValue, NotFound, PermissionDenied
+from ..core.ids import now_ms
+from ._spec import check_settings, order, task_kind
+
+log = logging.getLogger("brickyard.jobs")
+
+TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
+LOG_LIMIT = 5 << 20
+MAX_LIST = 100
+CODES = {"SUCCESS": ("SUCCESS", "SUCCESS"), "FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
+         "TIMEDOUT": ("TIMED_OUT", "CLIENT_ERROR"), "CANCELED": ("CANCELED", "SUCCESS"),
+         "UPSTREAM_FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"), "INTERNAL_ERROR": ("INTERNAL_ERROR", "INTERNAL_ERROR")}
+
+
+def _new_id() -> int:
+    return secrets.randbelow(2**52) + 1
+
+
+class Jobs:
+    def __init__(self, *, db: Any, home: Path, files: Any, identity: Any, principal: Callable[[str], Principal],
+                 server_url: Callable[[], str], environ: Callable[..., dict[str, str]], workers: int = 4,
+                 clock: Callable[[], int] = now_ms) -> None:
+        self.db = db
+        self.dir = home / "jobs" / "runs"
+        self.files = files
+        self.identity = identity
+        self.principal = principal
+        self.server_url = server_url
+        self.environ = environ
+        self.clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job-run")
+        self._cancelled: set[int] = set()
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """The server's own start: runs a stopped server left running are marked failed (nothing resumes them)."""
+        now = self.clock()
+        with self.db.tx() as tx:
+            for row in tx.all("SELECT run_id FROM job_runs WHERE state NOT IN ('TERMINATED', 'SKIPPED', 'INTERNAL_ERROR')"):
+                message = "the server stopped while this run was in progress"
+                tx.execute("UPDATE job_task_runs SET state = 'TERMINATED', result = 'FAILED', message = ?, end_time = ? "
+                           "WHERE parent_run_id = ? AND state NOT IN ('TERMINATED', 'SKIPPED')",
+                           (message, now, row["run_id"]))
+                tx.execute("UPDATE job_runs SET state = 'INTERNAL_ERROR', result = 'FAILED', message = ?, end_time = ? "
+                           "WHERE run_id = ?", (message, now, row["run_id"]))
+
+    def close(self) -> None:
+        with self._lock:
+            self._cancelled.update(self._procs)
+            for proc in self._procs.values():
+                _kill(proc)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- jobs ----------------------------------------------------------------------------------------------------
+    def _job(self, tx: Any, p: Principal, job_id: Any, manage: bool = False) -> Any:
+        try:
+            ident = int(job_id)
+        except (TypeError, ValueError):
+            raise InvalidParameterValue("job_id must be a number") from None
+        row = tx.one("SELECT * FROM jobs WHERE job_id = ?", (ident,))
+        if row is None or not (p.is_admin or row["creator"] == p.name or row["run_as"] == p.name):
+            raise NotFound(f"Job {ident} does not exist.", error_code="RESOURCE_DOES_NOT_EXIST")
+        if manage and not (p.is_admin or row["creator"] == p.name):
+            raise PermissionDenied(f"{p.name} cannot manage job {ident}")
+        return row
+
+    def _run_as(self, p: Principal, settings: dict[str, Any]) -> str:
+        run_as = settings.get("run_as") or {}
+        who = run_as.get("user_name") or run_as.get("service_principal_name") or p.name
+        if who != p.name and not p.is_admin:
+            raise PermissionDenied(f"{p.name} may not run a job as {who}: only admins may set another run_as")
+        self.principal(who)  # exists
+        return str(who)
+
+    def create(self, p: Principal, body: Any) -> dict[str, Any]:
+        settings = check_settings(body)
+        job_id = _new_id()
+        with self.db.tx() as tx:
+            tx.execute("INSERT INTO jobs (job_id, creator, run_as, settings, created_at) VALUES (?, ?, ?, ?, ?)",
+                       (job_id, p.name, self._run_as(p, settings), json.dumps(settings), self.clock()))
+        return {"job_id": job_id}
+
+    def _shape(self, row: Any) -> dict[str, Any]:
+        return {"job_id": int(row["job_id"]), "creator_user_name": row["creator"], "run_as_user_name": row["run_as"],
+                "created_time": row["created_at"], "settings": json.loads(row["settings"])}
+
+    def get(self, p: Principal, job_id: Any) -> dict[str, Any]:
+        with self.db.tx(write=False) as tx:
+            return self._shape(self._job(tx, p, job_id))
+
+    def list(self, p: Principal, *, name: str | None = None, offset: int = 0, limit: int = 25) -> dict[str, Any]:
+        limit = max(1, min(MAX_LIST, limit))
+        with self.db.tx(write=False) as tx:
+            rows = [r for r in tx.all("SELECT * FROM jobs ORDER BY created_at, job_id")
+                    if p.is_admin or p.name in (r["creator"], r["run_as"])]
+        jobs = [self._shape(r) for r in rows]
+        if name:
+            jobs = [j for j in jobs if j["settings"]["name"] == name]
+        page = jobs[offset:offset + limit]
+        out: dict[str, Any] = {"jobs": page, "has_more": offset + limit < len(jobs)}
+        if out["has_more"]:
+            out["next_page_token"] = str(offset + limit)
+        return out
+
+    def reset(self, p: Principal, job_id: Any, new_settings: Any) -> None:
+        settings = check_settings(new_settings)
+        with self.db.tx() as tx:
+            row = self._job(tx, p, job_id, manage=True)
+            tx.execute("UPDATE jobs SET settings = ?, run_as = ? WHERE job_id = ?",
+                       (json.dumps(settings), self._run_as(p, settings), row["job_id"]))
+
+    def update(self, p: Principal, job_id: Any, new_settings: Any, fields_to_remove: Any = None) -> None:
+        with self.db.tx(write=False) as tx:
+            current = json.loads(self._job(tx, p, job_id, manage=True)["settings"])
+        merged = {**current, **(new_settings or {})}
+        if isinstance((new_settings or {}).get("tasks"), list):  # tasks merge by key, as on Databricks
+            by_key = {t["task_key"]: t for t in current.get("tasks", [])}
+            for task in new_settings["tasks"]:
+                by_key[task.get("task_key")] = task
+            merged["tasks"] = list(by_key.values())
+        for field in fields_to_remove or []:
+            if isinstance(field, str) and field.startswith("tasks/"):
+                merged["tasks"] = [t for t in merged.get("tasks", []) if t["task_key"] != field[6:]]
+            else:
+                merged.pop(str(field), None)
+        self.reset(p, job_id, merged)
+
+    def delete(self, p: Principal, job_id: Any) -> None:
+        with self.db.tx() as tx:
+            row = self._job(tx, p, job_id, manage=True)
+            tx.execute("DELETE FROM jobs WHERE job_id = ?", (row["job_id"],))
+
+    # -- runs ----------------------------------------------------------------------------------------------------
+    def run_now(self, p: Principal, job_id: Any, *, job_parameters: Any = None, notebook_params: Any = None,
+                python_params: Any = None) -> dict[str, Any]:
+        with self.db.tx(write=False) as tx:
+            row = self._job(tx, p, job_id)
+        settings = json.loads(row["settings"])
+        params = {d["name"]: str(d.get("default", "")) for d in settings.get("parameters") or []
+                  if isinstance(d, dict) and d.get("name")}
+        for given in (job_parameters, notebook_params):
+            if given is not None and not (isinstance(given, dict) and all(isinstance(v, str) for v in given.values())):
+                raise InvalidParameterValue("job_parameters and notebook_params must be objects of strings")
+            params.update(given or {})
+        if python_params is not None and not (isinstance(python_params, list)
+                                              and all(isinstance(x, str) for x in python_params)):
+            raise InvalidParameterValue("python_params must be a list of strings")
+        with self.db.tx(write=False) as tx:
+            active = tx.scalar("SELECT count(*) FROM job_runs WHERE job_id = ? AND state NOT IN "
+                               "('TERMINATED', 'SKIPPED', 'INTERNAL_ERROR')", (row["job_id"],))
+        if active >= settings["max_concurrent_runs"]:
+            raise InvalidParameterValue(f"job {row['job_id']} already has {active} active runs (max_concurrent_runs "
+                                        f"{settings['max_concurrent_runs']})", error_code="RESOURCE_EXHAUSTED")
+        return self._launch(p, int(row["job_id"]), settings, row["run_as"], params, python_params, "ONE_TIME",
+                            "JOB_RUN")
+
+    def submit(self, p: Principal, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise InvalidParameterValue("the run must be an object with tasks")
+        settings = check_settings({**body, "name": body.get("run_name") or "Untitled"})
+        return self._launch(p, None, settings, self._run_as(p, settings), {}, None, "ONE_TIME", "SUBMIT_RUN")
+
+    def _launch(self, p: Principal, job_id: int | None, settings: dict[str, Any], run_as: str, params: dict[str, str],
+                python_params: list[str] | None, trigger: str, run_type: str) -> dict[str, Any]:
+        run_id = _new_id()
+        now = self.clock()
+        with self.db.tx() as tx:
+            number = (tx.scalar("SELECT count(*) FROM job_runs WHERE job_id = ?", (job_id,)) or 0) + 1 if job_id else 1
+            tx.execute("INSERT INTO job_runs (run_id, job_id, number_in_job, run_name, creator, run_as, trigger_type, "
+                       "run_type, state, result, message, params, settings, start_time, end_time) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', NULL, '', ?, ?, ?, NULL)",
+                       (run_id, job_id, number, settings["name"], p.name, run_as, trigger, run_type,
+                        json.dumps({"job": params, "python": python_params}), json.dumps(settings), now))
+            for task in settings["tasks"]:
+                tx.execute("INSERT INTO job_task_runs (run_id, parent_run_id, task_key, state, result, message, "
+                           "attempt, start_time, end_time, output) VALUES (?, ?, ?, 'PENDING', NULL, '', 0, NULL, NULL, "
+                           "NULL)", (_new_id(), run_id, task["task_key"]))
+        self._pool.submit(self._execute, run_id)
+        return {"run_id": run_id, "number_in_job": number}
+
+    def _execute(self, run_id: int) -> None:
+        try:
+            self._execute_run(run_id)
+        except Exception:  # noqa: BLE001 - a bug must not leave the run running forever
+            log.exception("job run %s failed inside the server", run_id)
+            self._finish(run_id, "INTERNAL_ERROR", "FAILED", "the server could not run this job; see its log")
+
+    def _execute_run(self, run_id: int) -> None:
+        with self.db.tx() as tx:
+            run = tx.one("SELECT * FROM job_runs WHERE run_id = ?", (run_id,))
+            tx.execute("UPDATE job_runs SET state = 'RUNNING' WHERE run_id = ?", (run_id,))
+        settings = json.loads(run["settings"])
+        params = json.loads(run["params"])
+        tasks = {t["task_key"]: t for t in settings["tasks"]}
+        results: dict[str, str] = {}
+        folder = self.dir / str(run_id)
+        (folder / "values").mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + settings["timeout_seconds"] if settings["timeout_seconds"] else None
+        for key in order(settings["tasks"]):
+            task = tasks[key]
+            upstream = [d["task_key"] for d in task.get("depends_on") or []]
+            if run_id in self._cancelled:
+                result, message = "CANCELED", "the run was cancelled"
+            elif any(results.get(u) != "SUCCESS" for u in upstream):
+                result, message = "UPSTREAM_FAILED", f"a task it depends on did not succeed: {', '.join(upstream)}"
+            else:
+                result, message = self._run_task(run, task, params, folder, deadline)
+            results[key] = result
+            with self.db.tx() as tx:
+                tx.execute("UPDATE job_task_runs SET state = 'TERMINATED', result = ?, message = ?, end_time = ? "
+                           "WHERE parent_run_id = ? AND task_key = ?", (result, message, self.clock(), run_id, key))
+        failed = [k for k, r in results.items() if r != "SUCCESS"]
+        if run_id in self._cancelled:
+            self._finish(run_id, "TERMINATED", "CANCELED", "the run was cancelled")
+        elif any(r == "TIMEDOUT" for r in results.values()):
+            self._finish(run_id, "TERMINATED", "TIMEDOUT", f"timed out in {', '.join(failed)}")
+        elif failed:
+            self._finish(run_id, "TERMINATED", "FAILED", f"{len(failed)} of {len(results)} tasks did not succeed: "
+                                                         f"{', '.join(failed)}")
+        else:
+            self._finish(run_id, "TERMINATED", "SUCCESS", "")
+
+    def _finish(self, run_id: int, state: str, result: str, message: str) -> None:
+        with self.db.tx() as tx:
+            tx.execute("UPDATE job_runs SET state = ?, result = ?, message = ?, end_time = ? WHERE run_id = ?",
+                       (state, result, message, self.clock(), run_id))
+        self._cancelled.discard(run_id)
+
+    def _run_task(self, run: Any, task: dict[str, Any], params: dict[str, Any], folder: Path,
+                  deadline: float | None) -> tuple[str, str]:
+        key, kind = task["task_key"], task_kind(task)
+        body = task[kind]
+        retries = task["max_retries"] if task["max_retries"] >= 0 else 100
+        attempt = 0
+        while True:
+            with self.db.tx() as tx:
+                tx.execute("UPDATE job_task_runs SET state = 'RUNNING', attempt = ?, start_time = ? "
+                           "WHERE parent_run_id = ? AND task_key = ?", (attempt, self.clock(), run["run_id"], key))
+            result, message, outcome = self._attempt(run, task, kind, body, params, folder, deadline)
+            with self.db.tx() as tx:
+                tx.execute("UPDATE job_task_runs SET output = ? WHERE parent_run_id = ? AND task_key = ?",
+                           (json.dumps(outcome), run["run_id"], key))
+            if result == "SUCCESS" or result in ("CANCELED", "TIMEDOUT") or attempt >= retries:
+                return result, message
+            attempt += 1
+            time.sleep(task["min_retry_interval_millis"] / 1000)
+
+    def _attempt(self, run: Any, task: dict[str, Any], kind: str, body: dict[str, Any], params: dict[str, Any],
+                 folder: Path, deadline: float | None) -> tuple[str, str, dict[str, Any]]:
+        key = task["task_key"]
+        who = self.principal(run["run_as"])
+        path = body["python_file"] if kind == "spark_python_task" else body["notebook_path"]
+        path = path.removeprefix("/Workspace") if path.startswith("/Workspace/") else path
+        try:
+            info, source = self.files.read(who, path)
+        except (NotFound, PermissionDenied, InvalidParameterValue) as exc:
+            return "FAILED", f"{path}: {exc.message}", {"error": f"{path}: {exc.message}"}
+        work = folder / key
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        script = work / ("main.py" if kind == "spark_python_task" else "notebook.py")
+        script.write_bytes(source)
+        widgets = {**(body.get("base_parameters") or {}), **params.get("job", {})}
+        spec = {"kind": kind, "file": str(script), "task_key": key, "values_dir": str(folder / "values"),
+                "parameters": params.get("python") if params.get("python") is not None else body.get("parameters") or [],
+                "widgets": widgets, "language": info.get("language"), "output": str(work / "outcome.json")}
+        (work / "spec.json").write_text(json.dumps(spec))
+        limit = task["timeout_seconds"] or None
+        if deadline is not None:
+            left = max(1.0, deadline - time.monotonic())
+            limit = min(limit, left) if limit else left
+        token, _ = self.identity.create_token(who.id, lifetime_seconds=int(limit or 24 * 3600) + 300,
+                                              comment=f"job run {run['run_id']} task {key}", kind="job")
+        env = self.environ(DATABRICKS_HOST=self.server_url(), DATABRICKS_TOKEN=token)
+        log_path = folder / f"{key}.log"
+        try:
+            with open(log_path, "ab") as out:
+                proc = subprocess.Popen([sys.executable, "-m", "brickyard.jobs._task_main", str(work / "spec.json")],
+                                        cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                with self._lock:
+                    self._procs[run["run_id"]] = proc
+                try:
+                    code = proc.wait(timeout=limit)
+                except subprocess.TimeoutExpired:
+                    _kill(proc)
+                    return "TIMEDOUT", f"the task ran longer than {int(limit or 0)} s", {"error": "timed out"}
+                finally:
+                    with self._lock:
+                        self._procs.pop(run["run_id"], None)
+        finally:
+            self.identity.revoke_secret_token(token)
+        if run["run_id"] in self._cancelled:
+            return "CANCELED", "the run was cancelled", {"error": "cancelled"}
+        try:
+            outcome = json.loads((work / "outcome.json").read_text())
+        except (OSError, ValueError):
+            outcome = {"error": f"the task process ended with code {code} before reporting"}
+        if code == 0 and not outcome.get("error"):
+            return "SUCCESS", "", outcome
+        return "FAILED", str(outcome.get("error") or f"exit code {code}")[:1000], outcome
+
+    def cancel(self, p: Principal, run_id: Any) -> None:
+        row = self._run_row(p, run_id)
+        if row["state"] in TERMINAL:
+            return
+        with self._lock:
+            self._cancelled.add(int(row["run_id"]))
+            proc = self._procs.get(int(row["run_id"]))
+        if proc is not None:
+            _kill(proc)
+
+    def _run_row(self, p: Principal, run_id: Any) -> Any:
+        try:
+            ident = int(run_id)
+        except (TypeError, ValueError):
+            raise InvalidParameterValue("run_id must be a number") from None
+        with self.db.tx(write=False) as tx:
+            row = tx.one("SELECT * FROM job_runs WHERE run_id = ?", (ident,))
+            if row is None:
+                task = tx.one("SELECT parent_run_id FROM job_task_runs WHERE run_id = ?", (ident,))
+                row = tx.one("SELECT * FROM job_runs WHERE run_id = ?", (task["parent_run_id"],)) if task else None
+        if row is None or not (p.is_admin or p.name in (row["creator"], row["run_as"])):
+            raise NotFound(f"Run {ident} does not exist.", error_code="RESOURCE_DOES_NOT_EXIST")
+        return row
+
+    @staticmethod
+    def _state(state: str, result: str | None, message: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"life_cycle_state": state, "state_message": message or "",
+                               "user_cancelled_or_timedout": result in ("CANCELED", "TIMEDOUT")}
+        if result:
+            out["result_state"] = result
+        return out
+
+    @staticmethod
+    def _status(state: str, result: str | None, message: str) -> dict[str, Any]:
+        if state not in TERMINAL:
+            return {"state": {"PENDING": "PENDING"}.get(state, "RUNNING")}
+        code, kind = CODES.get(result or "INTERNAL_ERROR", CODES["INTERNAL_ERROR"])
+        return {"state": "TERMINATED", "termination_details": {"code": code, "type": kind, "message": message or ""}}
+
+    def get_run(self, p: Principal, run_id: Any) -> dict[str, Any]:
+        row = self._run_row(p, run_id)
+        with self.db.tx(write=False) as tx:
+            tasks = tx.all("SELECT * FROM job_task_runs WHERE parent_run_id = ? ORDER BY start_time, task_key",
+                           (row["run_id"],))
+        settings = json.loads(row["settings"])
+        specs = {t["task_key"]: t for t in settings["tasks"]}
+        out: dict[str, Any] = {
+            "run_id": int(row["run_id"]), "number_in_job": row["number_in_job"], "run_name": row["run_name"],
+            "creator_user_name": row["creator"], "run_as_user_name": row["run_as"], "start_time": row["start_time"],
+            "end_time": row["end_time"] or 0, "trigger": row["trigger_type"], "run_type": row["run_type"],
+            "state": self._state(row["state"], row["result"], row["message"]),
+            "status": self._status(row["state"], row["result"], row["message"]),
+            "run_page_url": f"/jobs/runs/{row['run_id']}",
+            "tasks": [{"run_id": int(t["run_id"]), "task_key": t["task_key"], "attempt_number": t["attempt"],
+                       "start_time": t["start_time"] or 0, "end_time": t["end_time"] or 0,
+                       "state": self._state(t["state"], t["result"], t["message"]),
+                       "status": self._status(t["state"], t["result"], t["message"]),
+                       **{k: v for k, v in specs.get(t["task_key"], {}).items()
+                          if k in ("depends_on", "notebook_task", "spark_python_task", "description")}}
+                      for t in tasks],
+            "job_parameters": [{"name": k, "value": v} for k, v in (json.loads(row["params"]).get("job") or {}).items()],
+        }
+        if row["job_id"]:
+            out["job_id"] = int(row["job_id"])
+        return out
+
+    def list_runs(self, p: Principal, *, job_id: Any = None, active_only: bool = False, completed_only: bool = False,
+                  offset: int = 0, limit: int = 25) -> dict[str, Any]:
+        limit = max(1, min(MAX_LIST, limit))
+        with self.db.tx(write=False) as tx:
+            rows = tx.all("SELECT run_id, job_id, creator, run_as, state FROM job_runs ORDER BY start_time DESC")
+        picked = [r for r in rows if (p.is_admin or p.name in (r["creator"], r["run_as"]))
+                  and (job_id is None or str(r["job_id"]) == str(job_id))
+                  and not (active_only and r["state"] in TERMINAL) and not (completed_only and r["state"] not in TERMINAL)]
+        page = picked[offset:offset + limit]
+        out: dict[str, Any] = {"runs": [self.get_run(p, r["run_id"]) for r in page],
+                               "has_more": offset + limit < len(picked)}
+        if out["has_more"]:
+            out["next_page_token"] = str(offset + limit)
+        return out
+
+    def get_output(self, p: Principal, run_id: Any) -> dict[str, Any]:
+        """The output of one task's run (a task run id), as on Databricks; a multi-task run's id is refused."""
+        with self.db.tx(write=False) as tx:
+            task = tx.one("SELECT * FROM job_task_runs WHERE run_id = ?", (int(run_id),)) if str(run_id).isdigit() \
+                else None
+        if task is None:
+            raise InvalidParameterValue("runs/get-output takes the run id of a task (see tasks[].run_id in runs/get)")
+        run = self._run_row(p, task["parent_run_id"])
+        outcome = json.loads(task["output"] or "{}")
+        log_path = self.dir / str(run["run_id"]) / f"{task['task_key']}.log"
+        data = log_path.read_bytes() if log_path.exists() else b""
+        out: dict[str, Any] = {"metadata": self.get_run(p, run["run_id"]),
+                               "logs": data[-LOG_LIMIT:].decode("utf-8", "replace"),
+                               "logs_truncated": len(data) > LOG_LIMIT}
+        if "result" in outcome:
+            out["notebook_output"] = {"result": outcome["result"], "truncated": False}
+        if outcome.get("error") and task["result"] != "SUCCESS":
+            out["error"] = outcome["error"]
+            if outcome.get("error_trace"):
+                out["error_trace"] = outcome["error_trace"]
+        return out
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass

@@ -1,0 +1,113 @@
+"""A job's settings, checked: the tasks Brickyard runs, their dependencies (no cycles), retries and limits.
+
+Task kinds: ``spark_python_task`` (a Python file in the workspace, run with its ``parameters`` as ``sys.argv``)
+and ``notebook_task`` (a workspace notebook run headless, cell by cell, with ``base_parameters`` as its widgets).
+Any other kind is refused with its name, so a job never half-runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.errors import InvalidParameterValue
+
+MAX_TASKS = 100
+KINDS = ("spark_python_task", "notebook_task")
+UNSUPPORTED = ("python_wheel_task", "sql_task", "run_job_task", "spark_jar_task", "spark_submit_task",
+               "pipeline_task", "dbt_task", "condition_task", "for_each_task", "dashboard_task")
+MAX_TIMEOUT = 7 * 24 * 3600
+
+
+def _int(value: Any, name: str, low: int, high: int, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidParameterValue(f"{name} must be a whole number from {low} to {high}")
+    return value
+
+
+def task_kind(task: dict[str, Any]) -> str:
+    found = [k for k in (*KINDS, *UNSUPPORTED) if task.get(k) is not None]
+    if len(found) != 1:
+        raise InvalidParameterValue(f"task {task.get('task_key')!r} needs exactly one task type: "
+                                    f"{', '.join(KINDS)}")
+    if found[0] in UNSUPPORTED:
+        raise InvalidParameterValue(f"task {task.get('task_key')!r}: {found[0]} is not supported yet; "
+                                    f"Brickyard runs {', '.join(KINDS)}")
+    return found[0]
+
+
+def check_settings(settings: Any) -> dict[str, Any]:
+    """The settings, validated and with defaults filled; raises a clear 400 for anything wrong."""
+    if not isinstance(settings, dict):
+        raise InvalidParameterValue("job settings must be an object")
+    out = dict(settings)
+    name = out.get("name") or "Untitled"
+    if not isinstance(name, str) or len(name) > 4096:
+        raise InvalidParameterValue("name must be a string of at most 4096 characters")
+    out["name"] = name
+    out["max_concurrent_runs"] = _int(out.get("max_concurrent_runs"), "max_concurrent_runs", 1, 1000, 1)
+    out["timeout_seconds"] = _int(out.get("timeout_seconds"), "timeout_seconds", 0, MAX_TIMEOUT, 0)
+    tasks = out.get("tasks")
+    if not isinstance(tasks, list) or not tasks or len(tasks) > MAX_TASKS:
+        raise InvalidParameterValue(f"a job needs 1 to {MAX_TASKS} tasks")
+    keys: set[str] = set()
+    for task in tasks:
+        if not isinstance(task, dict):
+            raise InvalidParameterValue("each task must be an object")
+        key = task.get("task_key")
+        if not isinstance(key, str) or not key or len(key) > 100 or not key.replace("_", "").replace("-", "").isalnum():
+            raise InvalidParameterValue(f"task_key {str(key)[:100]!r} must be 1 to 100 letters, digits, '_' or '-'")
+        if key in keys:
+            raise InvalidParameterValue(f"task_key {key!r} is used twice")
+        keys.add(key)
+        kind = task_kind(task)
+        body = task[kind]
+        if not isinstance(body, dict):
+            raise InvalidParameterValue(f"task {key!r}: {kind} must be an object")
+        path = body.get("python_file") if kind == "spark_python_task" else body.get("notebook_path")
+        if not isinstance(path, str) or not path:
+            raise InvalidParameterValue(f"task {key!r}: {'python_file' if kind == 'spark_python_task' else 'notebook_path'}"
+                                        " is required (a workspace path)")
+        if body.get("source") not in (None, "WORKSPACE"):
+            raise InvalidParameterValue(f"task {key!r}: only source WORKSPACE is supported (no Git sources)")
+        params = body.get("parameters") if kind == "spark_python_task" else body.get("base_parameters")
+        if params is not None and not (isinstance(params, list) and all(isinstance(x, str) for x in params)
+                                       if kind == "spark_python_task" else
+                                       isinstance(params, dict) and all(isinstance(v, str) for v in params.values())):
+            raise InvalidParameterValue(f"task {key!r}: parameters must be a list of strings (Python) or "
+                                        "base_parameters an object of strings (notebook)")
+        task["max_retries"] = _int(task.get("max_retries"), f"task {key!r} max_retries", -1, 100, 0)
+        task["min_retry_interval_millis"] = _int(task.get("min_retry_interval_millis"),
+                                                 f"task {key!r} min_retry_interval_millis", 0, 3_600_000, 0)
+        task["timeout_seconds"] = _int(task.get("timeout_seconds"), f"task {key!r} timeout_seconds", 0, MAX_TIMEOUT, 0)
+        deps = task.get("depends_on") or []
+        if not isinstance(deps, list) or not all(isinstance(d, dict) and isinstance(d.get("task_key"), str)
+                                                 for d in deps):
+            raise InvalidParameterValue(f"task {key!r}: depends_on must be a list of {{task_key}}")
+    for task in tasks:
+        for dep in task.get("depends_on") or []:
+            if dep["task_key"] not in keys:
+                raise InvalidParameterValue(f"task {task['task_key']!r} depends on {dep['task_key']!r}, which is not "
+                                            "a task of this job")
+    order(tasks)  # raises on a cycle
+    return out
+
+
+def order(tasks: list[dict[str, Any]]) -> list[str]:
+    """The task keys in an order that runs every task after what it depends on; a cycle is an error naming it."""
+    deps = {t["task_key"]: {d["task_key"] for d in t.get("depends_on") or []} for t in tasks}
+    done: list[str] = []
+    ready = sorted(k for k, d in deps.items() if not d)
+    while ready:
+        key = ready.pop(0)
+        done.append(key)
+        for other, needs in deps.items():
+            if key in needs:
+                needs.discard(key)
+                if not needs and other not in done and other not in ready:
+                    ready.append(other)
+    if len(done) != len(deps):
+        stuck = sorted(k for k in deps if k not in done)
+        raise InvalidParameterValue(f"the tasks' dependencies form a cycle through {', '.join(stuck)}")
+    return done

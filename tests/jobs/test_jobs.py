@@ -1,0 +1,172 @@
+"""Jobs API 2.2 (issue 23): ``w.jobs`` unchanged — a multi-task job of notebooks and a Python file from the
+workspace, run as its owner with a token of its own, task values and widgets, notebook output, logs; retries,
+timeouts, cancel, bad settings; and a run cut short by a server stop marked failed when it starts again."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import BadRequest
+from databricks.sdk.service import jobs as j
+from databricks.sdk.service.workspace import ImportFormat
+
+from brickyard.core.settings import Settings
+from brickyard.workspace import Workspace
+from tests.conftest import serve
+
+ANN = "ann@example.com"
+HOME = f"/Users/{ANN}/jobs"
+PREPARE = """# Databricks notebook source
+dbutils.widgets.text("rows", "3")
+rows = int(dbutils.widgets.get("rows"))
+dbutils.jobs.taskValues.set("count", rows * 2)
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC Counting done.
+
+# COMMAND ----------
+
+print("prepared", rows)
+"""
+REPORT = """# Databricks notebook source
+count = dbutils.jobs.taskValues.get("prepare", "count")
+dbutils.notebook.exit(f"count={count} for {dbutils.widgets.get('who')}")
+"""
+SCRIPT = """import sys
+from databricks.sdk import WorkspaceClient
+print("args", sys.argv[1:])
+print("acting as", WorkspaceClient().current_user.me().user_name)
+"""
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    ws = Workspace(Settings(home=tmp_path_factory.mktemp("jobs") / "home", access_log="off",
+                            monitor_interval_seconds=0))
+    token = ws.create_token(ANN)
+    with serve(ws) as url:
+        w = WorkspaceClient(host=url, token=token)
+        w.workspace.mkdirs(HOME)
+        for name, text in (("prepare.py", PREPARE), ("report.py", REPORT), ("script.py", SCRIPT),
+                           ("fail.py", "raise SystemExit('no data today')\n"), ("sleep.py", "import time\ntime.sleep(60)\n")):
+            w.workspace.upload(f"{HOME}/{name}", io.BytesIO(text.encode()), format=ImportFormat.AUTO)
+        yield {"ws": ws, "w": w, "url": url}
+    ws.close()
+
+
+def _task(key: str, *, notebook: str | None = None, script: str | None = None, deps: tuple[str, ...] = (),
+          **extra: Any) -> j.Task:
+    return j.Task(task_key=key, depends_on=[j.TaskDependency(task_key=d) for d in deps],
+                  notebook_task=j.NotebookTask(notebook_path=notebook, base_parameters=extra.pop("params", None))
+                  if notebook else None,
+                  spark_python_task=j.SparkPythonTask(python_file=script, parameters=extra.pop("args", None))
+                  if script else None, **extra)
+
+
+def test_a_multi_task_job_runs_as_its_owner(env: dict[str, Any]) -> None:
+    w: WorkspaceClient = env["w"]
+    job = w.jobs.create(name="nightly", tasks=[
+        _task("prepare", notebook=f"{HOME}/prepare", params={"rows": "21"}),
+        _task("report", notebook=f"{HOME}/report", deps=("prepare",)),
+        _task("script", script=f"/Workspace{HOME}/script.py", args=["--day", "today"]),
+    ], parameters=[j.JobParameterDefinition(name="who", default="nobody")])
+    assert w.jobs.get(job.job_id).settings.name == "nightly"
+    assert [x.job_id for x in w.jobs.list(name="nightly")] == [job.job_id]
+    run = w.jobs.run_now_and_wait(job.job_id, job_parameters={"who": "the team"}, timeout=timedelta(minutes=3))
+    assert run.state.result_state == j.RunResultState.SUCCESS, run.state
+    by_key = {t.task_key: t for t in run.tasks}
+    report = w.jobs.get_run_output(by_key["report"].run_id)
+    assert report.notebook_output.result == "count=42 for the team"
+    prepared = w.jobs.get_run_output(by_key["prepare"].run_id)
+    assert "prepared 21" in prepared.logs
+    script = w.jobs.get_run_output(by_key["script"].run_id).logs
+    assert "args ['--day', 'today']" in script and f"acting as {ANN}" in script
+    assert [r.run_id for r in w.jobs.list_runs(job_id=job.job_id)] == [run.run_id]
+    # each task had a token of its own, revoked when it ended
+    with env["ws"].db.tx(write=False) as tx:
+        job_tokens = tx.all("SELECT revoked_at FROM tokens WHERE kind = 'job'")
+    assert len(job_tokens) >= 3 and all(t["revoked_at"] for t in job_tokens)
+
+
+def test_failures_retries_and_what_depends_on_them(env: dict[str, Any]) -> None:
+    w: WorkspaceClient = env["w"]
+    run = w.jobs.submit_and_wait(run_name="flaky", tasks=[
+        j.SubmitTask(task_key="fail", spark_python_task=j.SparkPythonTask(python_file=f"{HOME}/fail.py"),
+                     max_retries=1, min_retry_interval_millis=10),
+        j.SubmitTask(task_key="after", depends_on=[j.TaskDependency(task_key="fail")],
+                     notebook_task=j.NotebookTask(notebook_path=f"{HOME}/report"))])
+    assert run.state.result_state == j.RunResultState.FAILED
+    tasks = {t.task_key: t for t in run.tasks}
+    assert tasks["fail"].attempt_number == 1 and tasks["fail"].state.result_state == j.RunResultState.FAILED
+    assert tasks["after"].state.result_state == j.RunResultState.UPSTREAM_FAILED
+    output = w.jobs.get_run_output(tasks["fail"].run_id)
+    assert "no data today" in output.error
+    missing = w.jobs.submit_and_wait(run_name="missing", tasks=[
+        j.SubmitTask(task_key="ghost", spark_python_task=j.SparkPythonTask(python_file=f"{HOME}/nope.py"))])
+    assert missing.state.result_state == j.RunResultState.FAILED and "nope.py" in missing.tasks[0].state.state_message
+
+
+def test_timeouts_and_cancel(env: dict[str, Any]) -> None:
+    w: WorkspaceClient = env["w"]
+    timed = w.jobs.submit_and_wait(run_name="slow", tasks=[
+        j.SubmitTask(task_key="sleep", spark_python_task=j.SparkPythonTask(python_file=f"{HOME}/sleep.py"),
+                     timeout_seconds=2)])
+    assert timed.state.result_state == j.RunResultState.TIMEDOUT
+    started = w.jobs.submit(run_name="cancel me", tasks=[
+        j.SubmitTask(task_key="sleep", spark_python_task=j.SparkPythonTask(python_file=f"{HOME}/sleep.py"))])
+    deadline = time.monotonic() + 30
+    while w.jobs.get_run(started.run_id).tasks[0].state.life_cycle_state != j.RunLifeCycleState.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    w.jobs.cancel_run(started.run_id)
+    done = started.result(timeout=timedelta(seconds=60))
+    assert done.state.result_state == j.RunResultState.CANCELED
+
+
+@pytest.mark.parametrize(("tasks", "message"), [
+    ([_task("a", script=f"{HOME}/script.py", deps=("b",)), _task("b", script=f"{HOME}/script.py", deps=("a",))],
+     "cycle"),
+    ([_task("a", script=f"{HOME}/script.py", deps=("zzz",))], "not a task of this job"),
+    ([j.Task(task_key="w", python_wheel_task=j.PythonWheelTask(package_name="p", entry_point="e"))], "not supported"),
+    ([_task("a", script=f"{HOME}/script.py"), _task("a", script=f"{HOME}/script.py")], "used twice"),
+])
+def test_bad_settings_are_clear_errors(env: dict[str, Any], tasks: list[j.Task], message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        env["w"].jobs.create(name="bad", tasks=tasks)
+
+
+def test_a_run_cut_short_by_a_stop_is_marked_failed_on_restart(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ws = Workspace(Settings(home=home, access_log="off", monitor_interval_seconds=0), background=True)
+    ws.create_token(ANN)
+    ann = ws.principal(ANN)
+    ws.workspace_files.mkdirs(ann, HOME)
+    ws.workspace_files.import_(ann, f"{HOME}/sleep.py", b"import time\ntime.sleep(60)\n", fmt="AUTO")
+    started = ws.jobs.submit(ann, {"run_name": "long", "tasks": [
+        {"task_key": "sleep", "spark_python_task": {"python_file": f"{HOME}/sleep.py"}}]})
+    deadline = time.monotonic() + 30
+    while ws.jobs.get_run(ann, started["run_id"])["tasks"][0]["state"]["life_cycle_state"] != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with ws.db.tx() as tx:  # what a killed server leaves: the row still says RUNNING
+        tx.execute("UPDATE job_runs SET state = 'RUNNING' WHERE run_id = ?", (started["run_id"],))
+    ws.jobs._pool.shutdown(wait=False)
+    ws.db.close()
+    again = Workspace(Settings(home=home, access_log="off", monitor_interval_seconds=0), background=True)
+    try:
+        run = again.jobs.get_run(again.principal(ANN), started["run_id"])
+        assert run["state"]["life_cycle_state"] == "INTERNAL_ERROR"
+        assert "server stopped" in run["state"]["state_message"]
+        assert run["tasks"][0]["state"]["result_state"] == "FAILED"
+    finally:
+        again.close()
+        ws.jobs.close()
