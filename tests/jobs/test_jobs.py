@@ -57,7 +57,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         w = WorkspaceClient(host=url, token=token)
         w.workspace.mkdirs(HOME)
         for name, text in (("prepare.py", PREPARE), ("report.py", REPORT), ("script.py", SCRIPT),
-                           ("fail.py", "raise SystemExit('no data today')\n"), ("sleep.py", "import time\ntime.sleep(60)\n")):
+                           ("fail.py", "raise SystemExit('no data today')\n"), ("sleep.py", "import time\ntime.sleep(60)\n"),
+                           ("nap.py", "import time\ntime.sleep(2)\n")):
             w.workspace.upload(f"{HOME}/{name}", io.BytesIO(text.encode()), format=ImportFormat.AUTO)
         yield {"ws": ws, "w": w, "url": url}
     ws.close()
@@ -113,6 +114,18 @@ def test_failures_retries_and_what_depends_on_them(env: dict[str, Any]) -> None:
     missing = w.jobs.submit_and_wait(run_name="missing", tasks=[
         j.SubmitTask(task_key="ghost", spark_python_task=j.SparkPythonTask(python_file=f"{HOME}/nope.py"))])
     assert missing.state.result_state == j.RunResultState.FAILED and "nope.py" in missing.tasks[0].state.state_message
+
+
+def test_independent_tasks_run_side_by_side(env: dict[str, Any]) -> None:
+    w: WorkspaceClient = env["w"]
+    run = w.jobs.submit_and_wait(run_name="fan out", tasks=[
+        j.SubmitTask(task_key=k, spark_python_task=j.SparkPythonTask(python_file=f"{HOME}/nap.py")) for k in ("a", "b")
+    ] + [j.SubmitTask(task_key="c", depends_on=[j.TaskDependency(task_key="a"), j.TaskDependency(task_key="b")],
+                      spark_python_task=j.SparkPythonTask(python_file=f"{HOME}/nap.py"))])
+    assert run.state.result_state == j.RunResultState.SUCCESS
+    t = {x.task_key: x for x in run.tasks}
+    assert t["b"].start_time < t["a"].end_time and t["a"].start_time < t["b"].end_time  # they overlapped
+    assert t["c"].start_time >= max(t["a"].end_time, t["b"].end_time)  # and c waited for both
 
 
 def test_timeouts_and_cancel(env: dict[str, Any]) -> None:

@@ -502,7 +502,8 @@ MIGRATIONS.append(
                 attempt BIGINT NOT NULL,
                 start_time BIGINT,
                 end_time BIGINT,
-                output TEXT)""",
+                output TEXT,
+                pid BIGINT)""",
             "CREATE INDEX job_task_runs_parent ON job_task_runs(parent_run_id)",
         ],
     )

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ log = logging.getLogger("brickyard.jobs")
 
 TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
 LOG_LIMIT = 5 << 20
+PARALLEL_TASKS = 4  # tasks of one run at once, where their dependencies allow
 MAX_LIST = 100
 CODES = {"SUCCESS": ("SUCCESS", "SUCCESS"), "FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
          "TIMEDOUT": ("TIMED_OUT", "CLIENT_ERROR"), "CANCELED": ("CANCELED", "SUCCESS"),
@@ -59,13 +60,15 @@ class Jobs:
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job-run")
         self._cancelled: set[int] = set()
-        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._procs: dict[int, dict[str, subprocess.Popen[bytes]]] = {}  # run id -> task key -> its process
         self._lock = threading.Lock()
 
     def start(self) -> None:
         """The server's own start: runs a stopped server left running are marked failed (nothing resumes them)."""
         now = self.clock()
         with self.db.tx() as tx:
+            for task in tx.all("SELECT pid FROM job_task_runs WHERE state = 'RUNNING' AND pid IS NOT NULL"):
+                _kill_orphan(int(task["pid"]))  # a task process that outlived its server (kill -9)
             for row in tx.all("SELECT run_id FROM job_runs WHERE state NOT IN ('TERMINATED', 'SKIPPED', 'INTERNAL_ERROR')"):
                 message = "the server stopped while this run was in progress"
                 tx.execute("UPDATE job_task_runs SET state = 'TERMINATED', result = 'FAILED', message = ?, end_time = ? "
@@ -77,8 +80,9 @@ class Jobs:
     def close(self) -> None:
         with self._lock:
             self._cancelled.update(self._procs)
-            for proc in self._procs.values():
-                _kill(proc)
+            procs = [proc for by_task in self._procs.values() for proc in by_task.values()]
+        for proc in procs:
+            _kill(proc)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- jobs ----------------------------------------------------------------------------------------------------
@@ -226,19 +230,34 @@ class Jobs:
         folder = self.dir / str(run_id)
         (folder / "values").mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + settings["timeout_seconds"] if settings["timeout_seconds"] else None
-        for key in order(settings["tasks"]):
-            task = tasks[key]
-            upstream = [d["task_key"] for d in task.get("depends_on") or []]
-            if run_id in self._cancelled:
-                result, message = "CANCELED", "the run was cancelled"
-            elif any(results.get(u) != "SUCCESS" for u in upstream):
-                result, message = "UPSTREAM_FAILED", f"a task it depends on did not succeed: {', '.join(upstream)}"
-            else:
-                result, message = self._run_task(run, task, params, folder, deadline)
-            results[key] = result
-            with self.db.tx() as tx:
-                tx.execute("UPDATE job_task_runs SET state = 'TERMINATED', result = ?, message = ?, end_time = ? "
-                           "WHERE parent_run_id = ? AND task_key = ?", (result, message, self.clock(), run_id, key))
+        order(settings["tasks"])  # checked at create; a stored job is never cyclic
+        pending = dict(tasks)
+        running: dict[Any, str] = {}
+        with ThreadPoolExecutor(max_workers=PARALLEL_TASKS, thread_name_prefix=f"run-{run_id}") as pool:
+            while pending or running:
+                for key, task in list(pending.items()):
+                    upstream = [d["task_key"] for d in task.get("depends_on") or []]
+                    if any(u not in results for u in upstream):
+                        continue  # waits for what it depends on
+                    del pending[key]
+                    if run_id in self._cancelled:
+                        self._task_done(run_id, key, results, "CANCELED", "the run was cancelled")
+                    elif any(results[u] != "SUCCESS" for u in upstream):
+                        self._task_done(run_id, key, results, "UPSTREAM_FAILED",
+                                        f"a task it depends on did not succeed: {', '.join(upstream)}")
+                    else:
+                        running[pool.submit(self._run_task, run, task, params, folder, deadline)] = key
+                if not running:
+                    continue
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    key = running.pop(future)
+                    try:
+                        result, message = future.result()
+                    except Exception:  # noqa: BLE001 - one task's bug fails that task, not the server
+                        log.exception("task %s of run %s failed inside the server", key, run_id)
+                        result, message = "FAILED", "the server could not run this task; see its log"
+                    self._task_done(run_id, key, results, result, message)
         failed = [k for k, r in results.items() if r != "SUCCESS"]
         if run_id in self._cancelled:
             self._finish(run_id, "TERMINATED", "CANCELED", "the run was cancelled")
@@ -249,6 +268,12 @@ class Jobs:
                                                          f"{', '.join(failed)}")
         else:
             self._finish(run_id, "TERMINATED", "SUCCESS", "")
+
+    def _task_done(self, run_id: int, key: str, results: dict[str, str], result: str, message: str) -> None:
+        results[key] = result
+        with self.db.tx() as tx:
+            tx.execute("UPDATE job_task_runs SET state = 'TERMINATED', result = ?, message = ?, end_time = ?, pid = NULL "
+                       "WHERE parent_run_id = ? AND task_key = ?", (result, message, self.clock(), run_id, key))
 
     def _finish(self, run_id: int, state: str, result: str, message: str) -> None:
         with self.db.tx() as tx:
@@ -308,7 +333,10 @@ class Jobs:
                 proc = subprocess.Popen([sys.executable, "-m", "brickyard.jobs._task_main", str(work / "spec.json")],
                                         cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
                 with self._lock:
-                    self._procs[run["run_id"]] = proc
+                    self._procs.setdefault(run["run_id"], {})[key] = proc
+                with self.db.tx() as tx:
+                    tx.execute("UPDATE job_task_runs SET pid = ? WHERE parent_run_id = ? AND task_key = ?",
+                               (proc.pid, run["run_id"], key))
                 try:
                     code = proc.wait(timeout=limit)
                 except subprocess.TimeoutExpired:
@@ -316,7 +344,7 @@ class Jobs:
                     return "TIMEDOUT", f"the task ran longer than {int(limit or 0)} s", {"error": "timed out"}
                 finally:
                     with self._lock:
-                        self._procs.pop(run["run_id"], None)
+                        self._procs.get(run["run_id"], {}).pop(key, None)
         finally:
             self.identity.revoke_secret_token(token)
         if run["run_id"] in self._cancelled:
@@ -335,8 +363,8 @@ class Jobs:
             return
         with self._lock:
             self._cancelled.add(int(row["run_id"]))
-            proc = self._procs.get(int(row["run_id"]))
-        if proc is not None:
+            procs = list(self._procs.get(int(row["run_id"]), {}).values())
+        for proc in procs:
             _kill(proc)
 
     def _run_row(self, p: Principal, run_id: Any) -> Any:
@@ -431,6 +459,19 @@ class Jobs:
             if outcome.get("error_trace"):
                 out["error_trace"] = outcome["error_trace"]
         return out
+
+
+def _kill_orphan(pid: int) -> None:
+    """Kill the process group of a task process left by a server that was killed, if it is still one of ours."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"brickyard.jobs._task_main" in cmdline:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
