@@ -11,6 +11,7 @@ the server stopping: it is marked failed with that reason, never left running.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ log = logging.getLogger("brickyard.jobs")
 
 TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
 LOG_LIMIT = 5 << 20
+SCHEDULER_TICK = 0.5  # seconds between looks at the schedules
 PARALLEL_TASKS = 4  # tasks of one run at once, where their dependencies allow
 MAX_LIST = 100
 CODES = {"SUCCESS": ("SUCCESS", "SUCCESS"), "FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
@@ -62,9 +64,61 @@ class Jobs:
         self._cancelled: set[int] = set()
         self._procs: dict[int, dict[str, subprocess.Popen[bytes]]] = {}  # run id -> task key -> its process
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._scheduler: threading.Thread | None = None
 
     def start(self) -> None:
-        """The server's own start: runs a stopped server left running are marked failed (nothing resumes them)."""
+        """The server's own start: runs a stopped server left running are marked failed (nothing resumes them),
+        and the schedules start firing."""
+        self._mark_interrupted()
+        self._scheduler = threading.Thread(target=self._schedule_loop, name="job-scheduler", daemon=True)
+        self._scheduler.start()
+
+    def _schedule_loop(self) -> None:
+        """Fire each unpaused schedule at its times (from now on: times missed while the server was down are not
+        made up, as on Databricks); a fire while the job is at its max_concurrent_runs is skipped."""
+        from ._quartz import Cron
+
+        upcoming: dict[int, tuple[tuple[str, str], Any, Any]] = {}  # job -> (expression, zone), cron, next time
+        while not self._stop.wait(SCHEDULER_TICK):
+            try:
+                now = dt.datetime.now(dt.UTC)
+                with self.db.tx(write=False) as tx:
+                    rows = tx.all("SELECT job_id, creator, run_as, settings FROM jobs")
+                seen = set()
+                for row in rows:
+                    settings = json.loads(row["settings"])
+                    schedule = settings.get("schedule")
+                    if not schedule or schedule.get("pause_status") == "PAUSED":
+                        continue
+                    job_id = int(row["job_id"])
+                    seen.add(job_id)
+                    key = (schedule["quartz_cron_expression"], schedule.get("timezone_id") or "UTC")
+                    if job_id not in upcoming or upcoming[job_id][0] != key:
+                        cron = Cron(*key)
+                        upcoming[job_id] = (key, cron, cron.next_after(now))
+                    _key, cron, when = upcoming[job_id]
+                    if when is not None and now >= when:
+                        upcoming[job_id] = (key, cron, cron.next_after(now))
+                        self._fire(row, settings)
+                for job_id in [j for j in upcoming if j not in seen]:
+                    del upcoming[job_id]
+            except Exception:  # noqa: BLE001 - the scheduler must outlive one bad tick
+                log.exception("the job scheduler failed a tick")
+
+    def _fire(self, row: Any, settings: dict[str, Any]) -> None:
+        with self.db.tx(write=False) as tx:
+            active = tx.scalar("SELECT count(*) FROM job_runs WHERE job_id = ? AND state NOT IN "
+                               "('TERMINATED', 'SKIPPED', 'INTERNAL_ERROR')", (row["job_id"],))
+        if active >= settings["max_concurrent_runs"]:
+            log.info("job %s: scheduled run skipped, %s runs active", row["job_id"], active)
+            return
+        params = {d["name"]: str(d.get("default", "")) for d in settings.get("parameters") or []
+                  if isinstance(d, dict) and d.get("name")}
+        self._launch(self.principal(row["creator"]), int(row["job_id"]), settings, row["run_as"], params, None,
+                     "PERIODIC", "JOB_RUN")
+
+    def _mark_interrupted(self) -> None:
         now = self.clock()
         with self.db.tx() as tx:
             for task in tx.all("SELECT pid FROM job_task_runs WHERE state = 'RUNNING' AND pid IS NOT NULL"):
@@ -78,6 +132,7 @@ class Jobs:
                            "WHERE run_id = ?", (message, now, row["run_id"]))
 
     def close(self) -> None:
+        self._stop.set()
         with self._lock:
             self._cancelled.update(self._procs)
             procs = [proc for by_task in self._procs.values() for proc in by_task.values()]

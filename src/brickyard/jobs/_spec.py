@@ -48,6 +48,11 @@ def check_settings(settings: Any) -> dict[str, Any]:
     out["name"] = name
     out["max_concurrent_runs"] = _int(out.get("max_concurrent_runs"), "max_concurrent_runs", 1, 1000, 1)
     out["timeout_seconds"] = _int(out.get("timeout_seconds"), "timeout_seconds", 0, MAX_TIMEOUT, 0)
+    if out.get("schedule") is not None:
+        out["schedule"] = check_schedule(out["schedule"])
+    if out.get("trigger") is not None or out.get("continuous") is not None:
+        raise InvalidParameterValue("file-arrival, table-update and continuous triggers are not supported yet; "
+                                    "use a schedule (Quartz cron)")
     tasks = out.get("tasks")
     if not isinstance(tasks, list) or not tasks or len(tasks) > MAX_TASKS:
         raise InvalidParameterValue(f"a job needs 1 to {MAX_TASKS} tasks")
@@ -92,6 +97,19 @@ def check_settings(settings: Any) -> dict[str, Any]:
                                             "a task of this job")
     order(tasks)  # raises on a cycle
     return out
+
+
+def check_schedule(schedule: Any) -> dict[str, Any]:
+    from ._quartz import Cron
+
+    if not isinstance(schedule, dict) or not isinstance(schedule.get("quartz_cron_expression"), str):
+        raise InvalidParameterValue("schedule needs quartz_cron_expression (and timezone_id, pause_status)")
+    pause = schedule.get("pause_status") or "UNPAUSED"
+    if pause not in ("PAUSED", "UNPAUSED"):
+        raise InvalidParameterValue("pause_status must be PAUSED or UNPAUSED")
+    zone = schedule.get("timezone_id") or "UTC"
+    Cron(schedule["quartz_cron_expression"], str(zone))  # refuses a bad expression or zone, naming it
+    return {"quartz_cron_expression": schedule["quartz_cron_expression"], "timezone_id": zone, "pause_status": pause}
 
 
 def order(tasks: list[dict[str, Any]]) -> list[str]:
