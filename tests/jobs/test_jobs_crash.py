@@ -43,8 +43,13 @@ def test_a_killed_server_leaves_no_run_running(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         with Workspace(Settings(home=home, access_log="off"), background=False) as peek:
-            with peek.db.tx(write=False) as tx:
-                pid = int(tx.scalar("SELECT pid FROM job_task_runs WHERE parent_run_id = ?", (started.run_id,)))
+            pid = None
+            while pid is None:  # the task's process is recorded just after it starts
+                assert time.monotonic() < deadline
+                with peek.db.tx(write=False) as tx:
+                    pid = tx.scalar("SELECT pid FROM job_task_runs WHERE parent_run_id = ?", (started.run_id,))
+                time.sleep(0.05)
+        pid = int(pid)
         assert _alive(pid)
         os.kill(proc.pid, 9)
         proc.wait(timeout=30)

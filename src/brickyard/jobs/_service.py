@@ -36,6 +36,7 @@ log = logging.getLogger("brickyard.jobs")
 
 TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
 LOG_LIMIT = 5 << 20
+WAIT_TICK = 0.25  # seconds between looks at a running task for a cancel or its timeout
 SCHEDULER_TICK = 0.5  # seconds between looks at the schedules
 PARALLEL_TASKS = 4  # tasks of one run at once, where their dependencies allow
 MAX_LIST = 100
@@ -393,10 +394,18 @@ class Jobs:
                     tx.execute("UPDATE job_task_runs SET pid = ? WHERE parent_run_id = ? AND task_key = ?",
                                (proc.pid, run["run_id"], key))
                 try:
-                    code = proc.wait(timeout=limit)
-                except subprocess.TimeoutExpired:
-                    _kill(proc)
-                    return "TIMEDOUT", f"the task ran longer than {int(limit or 0)} s", {"error": "timed out"}
+                    ends = time.monotonic() + limit if limit else None
+                    while True:  # polled, so a cancel that came before the process was registered still stops it
+                        if run["run_id"] in self._cancelled:
+                            _kill(proc)
+                        try:
+                            code = proc.wait(timeout=WAIT_TICK)
+                            break
+                        except subprocess.TimeoutExpired:
+                            if ends is not None and time.monotonic() >= ends:
+                                _kill(proc)
+                                return "TIMEDOUT", f"the task ran longer than {int(limit or 0)} s", \
+                                    {"error": "timed out"}
                 finally:
                     with self._lock:
                         self._procs.get(run["run_id"], {}).pop(key, None)
