@@ -154,3 +154,36 @@ def test_timeouts_and_cancel(env: dict[str, Any]) -> None:
 def test_bad_settings_are_clear_errors(env: dict[str, Any], tasks: list[j.Task], message: str) -> None:
     with pytest.raises(BadRequest, match=message):
         env["w"].jobs.create(name="bad", tasks=tasks)
+
+
+def test_jobs_and_workspace_files_in_the_browser_pages(env: dict[str, Any]) -> None:
+    from tests.ui._setup import csrf, sign_in
+
+    w: WorkspaceClient = env["w"]
+    job = w.jobs.create(name="paged", tasks=[_task("prepare", notebook=f"{HOME}/prepare")],
+                        schedule=j.CronSchedule(quartz_cron_expression="0 0 6 * * ?", timezone_id="Europe/Paris",
+                                                pause_status=j.PauseStatus.PAUSED))
+    page = sign_in(env["url"], env["ws"].create_token(ANN))
+    listing = page.get("/jobs").text
+    assert "paged" in listing and "0 0 6 * * ?" in listing and "paused" in listing
+    detail = page.get(f"/jobs/{job.job_id}")
+    assert detail.status_code == 200 and "Run now" in detail.text
+    started = page.post(f"/jobs/{job.job_id}/run-now", data={"csrf": csrf(detail.text)})
+    assert started.status_code == 303 and started.headers["location"].startswith("/jobs/runs/")
+    deadline = time.monotonic() + 60
+    while "refresh" in (run_page := page.get(started.headers["location"]).text):
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert "SUCCESS" in run_page and "prepared 3" in run_page  # the task's log, on its run's page
+    assert run_page.count('id="task-prepare"') == 1
+    folder = page.get("/workspace", params={"path": HOME}).text
+    assert "prepare" in folder and "notebook (python)" in folder
+    source = page.get("/workspace", params={"path": f"{HOME}/script.py"}).text
+    assert "acting as" in source
+    bob = env["ws"]
+    bob.ensure_user("bob@example.com")
+    other = sign_in(env["url"], bob.create_token("bob@example.com"))
+    assert other.get(f"/jobs/{job.job_id}").status_code == 404
+    assert other.get("/workspace", params={"path": HOME}).status_code == 404
+    page.close()
+    other.close()

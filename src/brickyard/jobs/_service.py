@@ -473,7 +473,7 @@ class Jobs:
             "end_time": row["end_time"] or 0, "trigger": row["trigger_type"], "run_type": row["run_type"],
             "state": self._state(row["state"], row["result"], row["message"]),
             "status": self._status(row["state"], row["result"], row["message"]),
-            "run_page_url": f"/jobs/runs/{row['run_id']}",
+            "run_page_url": f"/jobs/runs/{row['run_id']}",  # the run's page in the workspace UI
             "tasks": [{"run_id": int(t["run_id"]), "task_key": t["task_key"], "attempt_number": t["attempt"],
                        "start_time": t["start_time"] or 0, "end_time": t["end_time"] or 0,
                        "state": self._state(t["state"], t["result"], t["message"]),
