@@ -101,7 +101,8 @@ class Workspace:
         self.server_url: str | None = None  # set by whoever serves this workspace over HTTP
         self.jobs = Jobs(db=self.db, home=self.home, files=self.workspace_files, identity=self.identity,
                          principal=self.principal, server_url=lambda: self.server_url or "",
-                         environ=Settings.sandbox_environ)
+                         environ=Settings.sandbox_environ,
+                         sql=lambda p, text, params: self.sql.execute(p, text, parameters=params))
         if background:
             self.jobs.start()  # runs a stopped server left behind are marked failed
         agents = AgentHost(registry=self.registry, identity=self.identity, record_trace=self._record_trace,

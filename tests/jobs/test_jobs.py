@@ -127,6 +127,34 @@ def test_independent_tasks_run_side_by_side(env: dict[str, Any]) -> None:
     assert t["c"].start_time >= max(t["a"].end_time, t["b"].end_time)  # and c waited for both
 
 
+def test_sql_files_and_jobs_that_run_jobs(env: dict[str, Any]) -> None:
+    w: WorkspaceClient = env["w"]
+    w.workspace.upload(f"{HOME}/load.sql", io.BytesIO(
+        b"CREATE TABLE IF NOT EXISTS main.default.ann_numbers (n INT);\n"
+        b"-- a comment; with a semicolon\n"
+        b"INSERT INTO main.default.ann_numbers VALUES (1), (2), (:extra);\n"
+        b"SELECT count(*) AS rows FROM main.default.ann_numbers"), format=ImportFormat.RAW)
+    env["ws"].catalog.update_grants(env["ws"].system_principal(), "schema", "main.default",
+                                    [{"principal": ANN, "add": ["USE_SCHEMA", "CREATE_TABLE"]}])
+    env["ws"].catalog.update_grants(env["ws"].system_principal(), "catalog", "main",
+                                    [{"principal": ANN, "add": ["USE_CATALOG"]}])
+    loader = w.jobs.create(name="load", tasks=[j.Task(task_key="sql", sql_task=j.SqlTask(
+        warehouse_id="local", file=j.SqlTaskFile(path=f"/Workspace{HOME}/load.sql"), parameters={"extra": "7"}))])
+    parent = w.jobs.run_now_and_wait(w.jobs.create(name="parent", tasks=[j.Task(
+        task_key="child", run_job_task=j.RunJobTask(job_id=loader.job_id))]).job_id, timeout=timedelta(minutes=3))
+    assert parent.state.result_state == j.RunResultState.SUCCESS, parent.state
+    child_run = w.jobs.get_run_output(parent.tasks[0].run_id).run_job_output.run_id
+    loaded = w.jobs.get_run(child_run)
+    assert loaded.job_id == loader.job_id and loaded.state.result_state == j.RunResultState.SUCCESS
+    log = w.jobs.get_run_output(loaded.tasks[0].run_id).logs
+    assert '{"rows": 3}' in log
+    rows = env["ws"].sql.execute(env["ws"].principal(ANN), "SELECT n FROM main.default.ann_numbers ORDER BY n")
+    assert [r["n"] for r in rows.table.to_pylist()] == [1, 2, 7]
+    broken = w.jobs.submit_and_wait(run_name="broken sql", tasks=[j.SubmitTask(task_key="bad", sql_task=j.SqlTask(
+        warehouse_id="local", file=j.SqlTaskFile(path=f"{HOME}/script.py")))])
+    assert broken.state.result_state == j.RunResultState.FAILED and "PARSE_SYNTAX_ERROR" in broken.tasks[0].state.state_message
+
+
 def test_timeouts_and_cancel(env: dict[str, Any]) -> None:
     w: WorkspaceClient = env["w"]
     timed = w.jobs.submit_and_wait(run_name="slow", tasks=[
@@ -149,6 +177,8 @@ def test_timeouts_and_cancel(env: dict[str, Any]) -> None:
      "cycle"),
     ([_task("a", script=f"{HOME}/script.py", deps=("zzz",))], "not a task of this job"),
     ([j.Task(task_key="w", python_wheel_task=j.PythonWheelTask(package_name="p", entry_point="e"))], "not supported"),
+    ([j.Task(task_key="q", sql_task=j.SqlTask(warehouse_id="local", query=j.SqlTaskQuery(query_id="1")))],
+     "needs a file"),
     ([_task("a", script=f"{HOME}/script.py"), _task("a", script=f"{HOME}/script.py")], "used twice"),
 ])
 def test_bad_settings_are_clear_errors(env: dict[str, Any], tasks: list[j.Task], message: str) -> None:

@@ -36,6 +36,7 @@ log = logging.getLogger("brickyard.jobs")
 
 TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
 LOG_LIMIT = 5 << 20
+MAX_NESTING = 3  # a job's run_job_task may start a job that starts one, no deeper
 WAIT_TICK = 0.25  # seconds between looks at a running task for a cancel or its timeout
 SCHEDULER_TICK = 0.5  # seconds between looks at the schedules
 PARALLEL_TASKS = 4  # tasks of one run at once, where their dependencies allow
@@ -51,7 +52,8 @@ def _new_id() -> int:
 
 class Jobs:
     def __init__(self, *, db: Any, home: Path, files: Any, identity: Any, principal: Callable[[str], Principal],
-                 server_url: Callable[[], str], environ: Callable[..., dict[str, str]], workers: int = 4,
+                 server_url: Callable[[], str], environ: Callable[..., dict[str, str]],
+                 sql: Callable[[Principal, str, list[dict[str, Any]]], Any] | None = None, workers: int = 4,
                  clock: Callable[[], int] = now_ms) -> None:
         self.db = db
         self.dir = home / "jobs" / "runs"
@@ -60,6 +62,7 @@ class Jobs:
         self.principal = principal
         self.server_url = server_url
         self.environ = environ
+        self.sql = sql
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job-run")
         self._cancelled: set[int] = set()
@@ -251,7 +254,7 @@ class Jobs:
         return self._launch(p, None, settings, self._run_as(p, settings), {}, None, "ONE_TIME", "SUBMIT_RUN")
 
     def _launch(self, p: Principal, job_id: int | None, settings: dict[str, Any], run_as: str, params: dict[str, str],
-                python_params: list[str] | None, trigger: str, run_type: str) -> dict[str, Any]:
+                python_params: list[str] | None, trigger: str, run_type: str, depth: int = 0) -> dict[str, Any]:
         run_id = _new_id()
         now = self.clock()
         with self.db.tx() as tx:
@@ -260,7 +263,7 @@ class Jobs:
                        "run_type, state, result, message, params, settings, start_time, end_time) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', NULL, '', ?, ?, ?, NULL)",
                        (run_id, job_id, number, settings["name"], p.name, run_as, trigger, run_type,
-                        json.dumps({"job": params, "python": python_params}), json.dumps(settings), now))
+                        json.dumps({"job": params, "python": python_params, "depth": depth}), json.dumps(settings), now))
             for task in settings["tasks"]:
                 tx.execute("INSERT INTO job_task_runs (run_id, parent_run_id, task_key, state, result, message, "
                            "attempt, start_time, end_time, output) VALUES (?, ?, ?, 'PENDING', NULL, '', 0, NULL, NULL, "
@@ -358,6 +361,10 @@ class Jobs:
 
     def _attempt(self, run: Any, task: dict[str, Any], kind: str, body: dict[str, Any], params: dict[str, Any],
                  folder: Path, deadline: float | None) -> tuple[str, str, dict[str, Any]]:
+        if kind == "sql_task":
+            return self._sql_task(run, task, body, params, folder)
+        if kind == "run_job_task":
+            return self._run_job_task(run, task, body, params, deadline)
         key = task["task_key"]
         who = self.principal(run["run_as"])
         path = body["python_file"] if kind == "spark_python_task" else body["notebook_path"]
@@ -420,6 +427,79 @@ class Jobs:
         if code == 0 and not outcome.get("error"):
             return "SUCCESS", "", outcome
         return "FAILED", str(outcome.get("error") or f"exit code {code}")[:1000], outcome
+
+    def _sql_task(self, run: Any, task: dict[str, Any], body: dict[str, Any], params: dict[str, Any],
+                  folder: Path) -> tuple[str, str, dict[str, Any]]:
+        """The statements of a workspace SQL file, in order, as the run-as principal; each one's row count and
+        first rows go to the task's log. The first failing statement fails the task (those before it stay done)."""
+        from ._spec import split_statements
+
+        who = self.principal(run["run_as"])
+        path = body["file"]["path"]
+        path = path.removeprefix("/Workspace") if path.startswith("/Workspace/") else path
+        if self.sql is None:
+            return "FAILED", "this workspace runs no SQL", {"error": "no SQL engine"}
+        values = {**(body.get("parameters") or {}), **params.get("job", {})}
+        with open(folder / f"{task['task_key']}.log", "a") as out:
+            try:
+                _info, data = self.files.read(who, path)
+                statements = split_statements(data.decode("utf-8"))
+                if not statements:
+                    raise InvalidParameterValue(f"{path} holds no SQL statement")
+                for number, statement in enumerate(statements, 1):
+                    if run["run_id"] in self._cancelled:
+                        return "CANCELED", "the run was cancelled", {"error": "cancelled"}
+                    used = [{"name": k, "value": v, "type": "STRING"} for k, v in values.items()
+                            if f":{k}" in statement]
+                    table = self.sql(who, statement, used).table
+                    out.write(f"-- statement {number}: {statement[:200]}\n{table.num_rows} rows\n")
+                    for row in table.slice(0, 20).to_pylist():
+                        out.write(json.dumps(row, default=str)[:1000] + "\n")
+            except UnicodeDecodeError:
+                return "FAILED", f"{path} is not UTF-8 text", {"error": f"{path} is not UTF-8 text"}
+            except (NotFound, PermissionDenied, InvalidParameterValue) as exc:
+                out.write(f"error: {exc.message}\n")
+                return "FAILED", f"{path}: {exc.message}"[:1000], {"error": f"{path}: {exc.message}"}
+            except Exception as exc:  # noqa: BLE001 - any statement error is the task's error, by message
+                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                out.write(f"error: {message}\n")
+                return "FAILED", str(message)[:1000], {"error": str(message)}
+        return "SUCCESS", "", {"sql_output": {"statements": len(statements)}}
+
+    def _run_job_task(self, run: Any, task: dict[str, Any], body: dict[str, Any], params: dict[str, Any],
+                      deadline: float | None) -> tuple[str, str, dict[str, Any]]:
+        """A run of another job (which the run-as principal must be able to run), waited for to its end."""
+        who = self.principal(run["run_as"])
+        depth = int(params.get("depth") or 0)
+        if depth >= MAX_NESTING:
+            return "FAILED", f"jobs run jobs more than {MAX_NESTING} deep (a loop?)", {"error": "nested too deep"}
+        try:
+            with self.db.tx(write=False) as tx:
+                row = self._job(tx, who, body["job_id"])
+        except (NotFound, InvalidParameterValue) as exc:
+            return "FAILED", exc.message, {"error": exc.message}
+        settings = json.loads(row["settings"])
+        child_params = {d["name"]: str(d.get("default", "")) for d in settings.get("parameters") or []
+                        if isinstance(d, dict) and d.get("name")}
+        child_params.update(body.get("job_parameters") or {})
+        child = self._launch(who, int(row["job_id"]), settings, row["run_as"], child_params, None, "ONE_TIME",
+                             "JOB_RUN", depth=depth + 1)
+        while True:
+            state = self.get_run(who, child["run_id"])["state"]
+            if state["life_cycle_state"] in TERMINAL:
+                break
+            if run["run_id"] in self._cancelled:
+                self.cancel(who, child["run_id"])
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel(who, child["run_id"])
+                return "TIMEDOUT", "the job it ran did not finish in time", {"run_job_output": {"run_id": child["run_id"]}}
+            time.sleep(WAIT_TICK)
+        result = state.get("result_state") or "FAILED"
+        outcome = {"run_job_output": {"run_id": child["run_id"]}}
+        if result == "SUCCESS":
+            return "SUCCESS", "", outcome
+        return ("CANCELED" if result == "CANCELED" else "FAILED"), \
+            f"job run {child['run_id']} ended {result}: {state.get('state_message', '')}"[:1000], outcome
 
     def cancel(self, p: Principal, run_id: Any) -> None:
         row = self._run_row(p, run_id)
@@ -518,6 +598,8 @@ class Jobs:
                                "logs_truncated": len(data) > LOG_LIMIT}
         if "result" in outcome:
             out["notebook_output"] = {"result": outcome["result"], "truncated": False}
+        if "run_job_output" in outcome:
+            out["run_job_output"] = outcome["run_job_output"]
         if outcome.get("error") and task["result"] != "SUCCESS":
             out["error"] = outcome["error"]
             if outcome.get("error_trace"):

@@ -1,8 +1,10 @@
 """A job's settings, checked: the tasks Brickyard runs, their dependencies (no cycles), retries and limits.
 
-Task kinds: ``spark_python_task`` (a Python file in the workspace, run with its ``parameters`` as ``sys.argv``)
-and ``notebook_task`` (a workspace notebook run headless, cell by cell, with ``base_parameters`` as its widgets).
-Any other kind is refused with its name, so a job never half-runs.
+Task kinds: ``spark_python_task`` (a Python file in the workspace, run with its ``parameters`` as ``sys.argv``),
+``notebook_task`` (a workspace notebook run headless, cell by cell, with ``base_parameters`` as its widgets),
+``sql_task`` with a ``file`` (a workspace ``.sql`` file, its statements run in order with ``parameters`` as
+``:name`` markers) and ``run_job_task`` (a run of another job, waited for). Any other kind is refused with its
+name, so a job never half-runs.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from typing import Any
 from ..core.errors import InvalidParameterValue
 
 MAX_TASKS = 100
-KINDS = ("spark_python_task", "notebook_task")
-UNSUPPORTED = ("python_wheel_task", "sql_task", "run_job_task", "spark_jar_task", "spark_submit_task",
+KINDS = ("spark_python_task", "notebook_task", "sql_task", "run_job_task")
+UNSUPPORTED = ("python_wheel_task", "spark_jar_task", "spark_submit_task",
                "pipeline_task", "dbt_task", "condition_task", "for_each_task", "dashboard_task")
 MAX_TIMEOUT = 7 * 24 * 3600
 
@@ -70,18 +72,7 @@ def check_settings(settings: Any) -> dict[str, Any]:
         body = task[kind]
         if not isinstance(body, dict):
             raise InvalidParameterValue(f"task {key!r}: {kind} must be an object")
-        path = body.get("python_file") if kind == "spark_python_task" else body.get("notebook_path")
-        if not isinstance(path, str) or not path:
-            raise InvalidParameterValue(f"task {key!r}: {'python_file' if kind == 'spark_python_task' else 'notebook_path'}"
-                                        " is required (a workspace path)")
-        if body.get("source") not in (None, "WORKSPACE"):
-            raise InvalidParameterValue(f"task {key!r}: only source WORKSPACE is supported (no Git sources)")
-        params = body.get("parameters") if kind == "spark_python_task" else body.get("base_parameters")
-        if params is not None and not (isinstance(params, list) and all(isinstance(x, str) for x in params)
-                                       if kind == "spark_python_task" else
-                                       isinstance(params, dict) and all(isinstance(v, str) for v in params.values())):
-            raise InvalidParameterValue(f"task {key!r}: parameters must be a list of strings (Python) or "
-                                        "base_parameters an object of strings (notebook)")
+        _check_body(key, kind, body)
         task["max_retries"] = _int(task.get("max_retries"), f"task {key!r} max_retries", -1, 100, 0)
         task["min_retry_interval_millis"] = _int(task.get("min_retry_interval_millis"),
                                                  f"task {key!r} min_retry_interval_millis", 0, 3_600_000, 0)
@@ -97,6 +88,76 @@ def check_settings(settings: Any) -> dict[str, Any]:
                                             "a task of this job")
     order(tasks)  # raises on a cycle
     return out
+
+
+def _check_body(key: str, kind: str, body: dict[str, Any]) -> None:
+    if kind == "run_job_task":
+        if isinstance(body.get("job_id"), bool) or not isinstance(body.get("job_id"), int):
+            raise InvalidParameterValue(f"task {key!r}: run_job_task needs the job_id of the job to run")
+        params = body.get("job_parameters")
+        if params is not None and not (isinstance(params, dict) and all(isinstance(v, str) for v in params.values())):
+            raise InvalidParameterValue(f"task {key!r}: job_parameters must be an object of strings")
+        return
+    if kind == "sql_task":
+        file = body.get("file")
+        if not isinstance(file, dict) or not isinstance(file.get("path"), str) or not file["path"]:
+            raise InvalidParameterValue(f"task {key!r}: sql_task needs a file {{path}} in the workspace (queries, "
+                                        "alerts and dashboards are not supported)")
+        if file.get("source") not in (None, "WORKSPACE"):
+            raise InvalidParameterValue(f"task {key!r}: only source WORKSPACE is supported (no Git sources)")
+        params = body.get("parameters")
+        if params is not None and not (isinstance(params, dict) and all(isinstance(v, str) for v in params.values())):
+            raise InvalidParameterValue(f"task {key!r}: sql_task parameters must be an object of strings")
+        return
+    path = body.get("python_file") if kind == "spark_python_task" else body.get("notebook_path")
+    if not isinstance(path, str) or not path:
+        raise InvalidParameterValue(f"task {key!r}: {'python_file' if kind == 'spark_python_task' else 'notebook_path'}"
+                                    " is required (a workspace path)")
+    if body.get("source") not in (None, "WORKSPACE"):
+        raise InvalidParameterValue(f"task {key!r}: only source WORKSPACE is supported (no Git sources)")
+    params = body.get("parameters") if kind == "spark_python_task" else body.get("base_parameters")
+    if params is not None and not (isinstance(params, list) and all(isinstance(x, str) for x in params)
+                                   if kind == "spark_python_task" else
+                                   isinstance(params, dict) and all(isinstance(v, str) for v in params.values())):
+        raise InvalidParameterValue(f"task {key!r}: parameters must be a list of strings (Python) or "
+                                    "base_parameters an object of strings (notebook)")
+
+
+def split_statements(text: str) -> list[str]:
+    """The statements of a SQL file: split at ``;`` outside quotes, backticks, ``$$`` bodies and comments."""
+    out, current, i, quote = [], [], 0, ""
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            current.append(ch)
+            if text.startswith(quote, i):
+                if quote == "$$":
+                    current.append("$")
+                    i += 1
+                quote = ""
+            elif ch == "\\" and quote in ("'", '"') and i + 1 < len(text):
+                current.append(text[i + 1])
+                i += 1
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        elif text.startswith("$$", i):
+            quote = "$$"
+            current.append("$$")
+            i += 2
+            continue
+        elif ch in ("'", '"', "`"):
+            quote = ch
+            current.append(ch)
+        elif ch == ";":
+            out.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    out.append("".join(current).strip())
+    return [x for x in out if x]
 
 
 def check_schedule(schedule: Any) -> dict[str, Any]:
