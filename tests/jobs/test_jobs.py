@@ -155,6 +155,31 @@ def test_sql_files_and_jobs_that_run_jobs(env: dict[str, Any]) -> None:
     assert broken.state.result_state == j.RunResultState.FAILED and "PARSE_SYNTAX_ERROR" in broken.tasks[0].state.state_message
 
 
+def test_repair_runs_the_failed_tasks_again(env: dict[str, Any]) -> None:
+    w: WorkspaceClient = env["w"]
+    w.workspace.upload(f"{HOME}/needs_flag.py", io.BytesIO(
+        f"from databricks.sdk import WorkspaceClient\nWorkspaceClient().workspace.get_status('{HOME}/flag.txt')\n"
+        .encode()), format=ImportFormat.AUTO)
+    job = w.jobs.create(name="repairable", tasks=[
+        _task("first", script=f"{HOME}/nap.py"), _task("flaky", script=f"{HOME}/needs_flag.py", deps=("first",)),
+        _task("last", notebook=f"{HOME}/prepare", deps=("flaky",))])
+    run = w.jobs.run_now_and_wait(job.job_id, timeout=timedelta(minutes=3))
+    before = {t.task_key: t for t in run.tasks}
+    assert run.state.result_state == j.RunResultState.FAILED
+    assert before["last"].state.result_state == j.RunResultState.UPSTREAM_FAILED
+    with pytest.raises(BadRequest, match="no task nope"):
+        w.jobs.repair_run(run.run_id, rerun_tasks=["nope"])
+    w.workspace.upload(f"{HOME}/flag.txt", io.BytesIO(b"go"), format=ImportFormat.AUTO)
+    w.jobs.repair_run(run.run_id, rerun_all_failed_tasks=True, rerun_dependent_tasks=True).result(
+        timeout=timedelta(minutes=3))
+    after = w.jobs.get_run(run.run_id)
+    assert after.state.result_state == j.RunResultState.SUCCESS
+    tasks = {t.task_key: t for t in after.tasks}
+    assert tasks["first"].start_time == before["first"].start_time  # kept, not run again
+    assert tasks["last"].state.result_state == j.RunResultState.SUCCESS
+    assert [r.type for r in after.repair_history] == [j.RepairHistoryItemType.ORIGINAL, j.RepairHistoryItemType.REPAIR]
+
+
 def test_timeouts_and_cancel(env: dict[str, Any]) -> None:
     w: WorkspaceClient = env["w"]
     timed = w.jobs.submit_and_wait(run_name="slow", tasks=[

@@ -62,6 +62,11 @@ def register(api: Api, ws: Any) -> None:
             jobs.cancel(req.user, req.require("run_id"))
             return {}
 
+        def repair(req: Req) -> dict[str, Any]:
+            return jobs.repair(req.user, req.require("run_id"), rerun_tasks=req.arg("rerun_tasks"),  # type: ignore[no-any-return]
+                               rerun_all_failed_tasks=req.arg("rerun_all_failed_tasks") is True,
+                               rerun_dependent_tasks=req.arg("rerun_dependent_tasks") is True)
+
         def get_output(req: Req) -> dict[str, Any]:
             return jobs.get_output(req.user, req.query.get("run_id"))  # type: ignore[no-any-return]
 
@@ -69,6 +74,7 @@ def register(api: Api, ws: Any) -> None:
                                  ("POST", "/reset", reset), ("POST", "/update", update), ("POST", "/delete", delete),
                                  ("POST", "/run-now", run_now), ("POST", "/runs/submit", submit),
                                  ("GET", "/runs/get", get_run), ("GET", "/runs/list", list_runs),
-                                 ("POST", "/runs/cancel", cancel), ("GET", "/runs/get-output", get_output)):
+                                 ("POST", "/runs/cancel", cancel), ("GET", "/runs/get-output", get_output),
+                                 ("POST", "/runs/repair", repair)):
             fn.__name__ = f"jobs_{version.replace('.', '_')}_{path.strip('/').replace('/', '_').replace('-', '_')}"
             api.route(method, base + path, policy="authenticated")(fn)

@@ -271,14 +271,15 @@ class Jobs:
         self._pool.submit(self._execute, run_id)
         return {"run_id": run_id, "number_in_job": number}
 
-    def _execute(self, run_id: int) -> None:
+    def _execute(self, run_id: int, only: set[str] | None = None) -> None:
         try:
-            self._execute_run(run_id)
+            self._execute_run(run_id, only)
         except Exception:  # noqa: BLE001 - a bug must not leave the run running forever
             log.exception("job run %s failed inside the server", run_id)
             self._finish(run_id, "INTERNAL_ERROR", "FAILED", "the server could not run this job; see its log")
 
-    def _execute_run(self, run_id: int) -> None:
+    def _execute_run(self, run_id: int, only: set[str] | None = None) -> None:
+        """Run the run's tasks; with ``only`` (a repair), just those, the others keeping their results."""
         with self.db.tx() as tx:
             run = tx.one("SELECT * FROM job_runs WHERE run_id = ?", (run_id,))
             tx.execute("UPDATE job_runs SET state = 'RUNNING' WHERE run_id = ?", (run_id,))
@@ -286,11 +287,16 @@ class Jobs:
         params = json.loads(run["params"])
         tasks = {t["task_key"]: t for t in settings["tasks"]}
         results: dict[str, str] = {}
+        if only is not None:
+            with self.db.tx(write=False) as tx:
+                for t in tx.all("SELECT task_key, result FROM job_task_runs WHERE parent_run_id = ?", (run_id,)):
+                    if t["task_key"] not in only:
+                        results[t["task_key"]] = t["result"] or "FAILED"
         folder = self.dir / str(run_id)
         (folder / "values").mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + settings["timeout_seconds"] if settings["timeout_seconds"] else None
         order(settings["tasks"])  # checked at create; a stored job is never cyclic
-        pending = dict(tasks)
+        pending = {k: t for k, t in tasks.items() if only is None or k in only}
         running: dict[Any, str] = {}
         with ThreadPoolExecutor(max_workers=PARALLEL_TASKS, thread_name_prefix=f"run-{run_id}") as pool:
             while pending or running:
@@ -428,6 +434,51 @@ class Jobs:
             return "SUCCESS", "", outcome
         return "FAILED", str(outcome.get("error") or f"exit code {code}")[:1000], outcome
 
+    def repair(self, p: Principal, run_id: Any, *, rerun_tasks: Any = None, rerun_all_failed_tasks: bool = False,
+               rerun_dependent_tasks: bool = False) -> dict[str, Any]:
+        """Run again some tasks of a finished run (the failed ones, or those named, with what depends on them if
+        asked), keeping the results of the others; returns the repair's id."""
+        row = self._run_row(p, run_id)
+        if row["state"] not in TERMINAL:
+            raise InvalidParameterValue(f"run {row['run_id']} is still {row['state']}; repair it once it has ended",
+                                        error_code="INVALID_STATE")
+        settings = json.loads(row["settings"])
+        keys = {t["task_key"] for t in settings["tasks"]}
+        with self.db.tx(write=False) as tx:
+            current = {t["task_key"]: t["result"] for t in tx.all(
+                "SELECT task_key, result FROM job_task_runs WHERE parent_run_id = ?", (row["run_id"],))}
+        if rerun_all_failed_tasks:
+            chosen = {k for k, r in current.items() if r != "SUCCESS"}
+        else:
+            if not isinstance(rerun_tasks, list) or not rerun_tasks or not all(isinstance(k, str) for k in rerun_tasks):
+                raise InvalidParameterValue("name the tasks to run again (rerun_tasks) or set rerun_all_failed_tasks")
+            unknown = sorted(set(rerun_tasks) - keys)
+            if unknown:
+                raise InvalidParameterValue(f"run {row['run_id']} has no task {', '.join(unknown)}")
+            chosen = set(rerun_tasks)
+        if rerun_dependent_tasks:
+            grew = True
+            while grew:
+                grew = False
+                for task in settings["tasks"]:
+                    if task["task_key"] not in chosen and any(d["task_key"] in chosen for d in task.get("depends_on") or []):
+                        chosen.add(task["task_key"])
+                        grew = True
+        if not chosen:
+            raise InvalidParameterValue(f"run {row['run_id']} has no failed task to run again")
+        repair_id = _new_id()
+        params = json.loads(row["params"])
+        params.setdefault("repairs", []).append({"repair_id": repair_id, "start_time": self.clock(),
+                                                 "task_keys": sorted(chosen)})
+        with self.db.tx() as tx:
+            tx.execute("UPDATE job_runs SET state = 'PENDING', result = NULL, message = '', end_time = NULL, params = ? "
+                       "WHERE run_id = ?", (json.dumps(params), row["run_id"]))
+            for key in chosen:
+                tx.execute("UPDATE job_task_runs SET state = 'PENDING', result = NULL, message = '', end_time = NULL "
+                           "WHERE parent_run_id = ? AND task_key = ?", (row["run_id"], key))
+        self._pool.submit(self._execute, int(row["run_id"]), chosen)
+        return {"repair_id": repair_id}
+
     def _sql_task(self, run: Any, task: dict[str, Any], body: dict[str, Any], params: dict[str, Any],
                   folder: Path) -> tuple[str, str, dict[str, Any]]:
         """The statements of a workspace SQL file, in order, as the run-as principal; each one's row count and
@@ -563,6 +614,12 @@ class Jobs:
                       for t in tasks],
             "job_parameters": [{"name": k, "value": v} for k, v in (json.loads(row["params"]).get("job") or {}).items()],
         }
+        repairs = json.loads(row["params"]).get("repairs") or []
+        if repairs:
+            out["repair_history"] = [{"type": "ORIGINAL", "start_time": row["start_time"]}] + [
+                {"type": "REPAIR", "id": r["repair_id"], "start_time": r["start_time"],
+                 "task_run_ids": [t["run_id"] for t in out["tasks"] if t["task_key"] in r["task_keys"]]}
+                for r in repairs]
         if row["job_id"]:
             out["job_id"] = int(row["job_id"])
         return out
