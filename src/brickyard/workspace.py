@@ -25,7 +25,7 @@ from .core.settings import Settings
 from .functions import Functions
 from .gateway import PAYLOAD_SCHEMA, USAGE_SCHEMA, USAGE_TABLE, BufferedSink, Gateway, RateLimiter
 from .ingest import Options, Report, ingest, parse_blobs
-from .jobs import Jobs
+from .jobs import Destinations, Jobs
 from .serving import RayModels, Serving, batch_work
 from .serving._agents import AgentHost
 from .sql import SqlEngine, StatementStore
@@ -99,10 +99,12 @@ class Workspace:
         self.secrets.bootstrap()  # the system scope exists from the start, and is repaired if it was taken
         hosts = frozenset(h.strip().lower() for h in self.settings.allowed_model_hosts.split(",") if h.strip())
         self.server_url: str | None = None  # set by whoever serves this workspace over HTTP
+        self.notification_destinations = Destinations(self.db, self.secret_box, hosts)
         self.jobs = Jobs(db=self.db, home=self.home, files=self.workspace_files, identity=self.identity,
                          principal=self.principal, server_url=lambda: self.server_url or "",
                          environ=Settings.sandbox_environ,
-                         sql=lambda p, text, params: self.sql.execute(p, text, parameters=params))
+                         sql=lambda p, text, params: self.sql.execute(p, text, parameters=params),
+                         destinations=self.notification_destinations)
         if background:
             self.jobs.start()  # runs a stopped server left behind are marked failed
         agents = AgentHost(registry=self.registry, identity=self.identity, record_trace=self._record_trace,

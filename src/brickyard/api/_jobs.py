@@ -15,6 +15,29 @@ def _page(req: Req) -> tuple[int, int]:
 
 def register(api: Api, ws: Any) -> None:
     jobs = ws.jobs
+    destinations = ws.notification_destinations
+    nd = "/api/2.0/notification-destinations"
+
+    @api.route("POST", nd, policy="authenticated")
+    def create_destination(req: Req) -> dict[str, Any]:
+        return destinations.create(req.user, req.body or {})  # type: ignore[no-any-return]
+
+    @api.route("GET", nd, policy="authenticated")
+    def list_destinations(req: Req) -> dict[str, Any]:
+        return {"results": destinations.list(req.user)}
+
+    @api.route("GET", nd + "/{id}", policy="authenticated")
+    def get_destination(req: Req) -> dict[str, Any]:
+        return destinations.get(req.user, req.path["id"])  # type: ignore[no-any-return]
+
+    @api.route("PATCH", nd + "/{id}", policy="authenticated")
+    def update_destination(req: Req) -> dict[str, Any]:
+        return destinations.update(req.user, req.path["id"], req.body or {})  # type: ignore[no-any-return]
+
+    @api.route("DELETE", nd + "/{id}", policy="authenticated")
+    def delete_destination(req: Req) -> dict[str, Any]:
+        destinations.delete(req.user, req.path["id"])
+        return {}
 
     for version in ("2.1", "2.2"):
         base = f"/api/{version}/jobs"

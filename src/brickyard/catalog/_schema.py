@@ -505,6 +505,13 @@ MIGRATIONS.append(
                 output TEXT,
                 pid BIGINT)""",
             "CREATE INDEX job_task_runs_parent ON job_task_runs(parent_run_id)",
+            # generic webhooks jobs notify (the config, URL and password included, sealed with the secret key)
+            """CREATE TABLE notification_destinations (
+                id TEXT PRIMARY KEY,
+                display_name TEXT NOT NULL,
+                config TEXT NOT NULL,
+                created_by TEXT NOT NULL,
+                created_at BIGINT NOT NULL)""",
         ],
     )
 )

@@ -53,7 +53,8 @@ def _new_id() -> int:
 class Jobs:
     def __init__(self, *, db: Any, home: Path, files: Any, identity: Any, principal: Callable[[str], Principal],
                  server_url: Callable[[], str], environ: Callable[..., dict[str, str]],
-                 sql: Callable[[Principal, str, list[dict[str, Any]]], Any] | None = None, workers: int = 4,
+                 sql: Callable[[Principal, str, list[dict[str, Any]]], Any] | None = None,
+                 destinations: Any = None, workers: int = 4,
                  clock: Callable[[], int] = now_ms) -> None:
         self.db = db
         self.dir = home / "jobs" / "runs"
@@ -63,6 +64,7 @@ class Jobs:
         self.server_url = server_url
         self.environ = environ
         self.sql = sql
+        self.destinations = destinations
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job-run")
         self._cancelled: set[int] = set()
@@ -165,8 +167,16 @@ class Jobs:
         self.principal(who)  # exists
         return str(who)
 
-    def create(self, p: Principal, body: Any) -> dict[str, Any]:
+    def _checked(self, body: Any) -> dict[str, Any]:
         settings = check_settings(body)
+        if settings.get("webhook_notifications") is not None:
+            if self.destinations is None:
+                raise InvalidParameterValue("this workspace sends no webhooks")
+            self.destinations.check(settings["webhook_notifications"])
+        return settings
+
+    def create(self, p: Principal, body: Any) -> dict[str, Any]:
+        settings = self._checked(body)
         job_id = _new_id()
         with self.db.tx() as tx:
             tx.execute("INSERT INTO jobs (job_id, creator, run_as, settings, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -196,7 +206,7 @@ class Jobs:
         return out
 
     def reset(self, p: Principal, job_id: Any, new_settings: Any) -> None:
-        settings = check_settings(new_settings)
+        settings = self._checked(new_settings)
         with self.db.tx() as tx:
             row = self._job(tx, p, job_id, manage=True)
             tx.execute("UPDATE jobs SET settings = ?, run_as = ? WHERE job_id = ?",
@@ -250,7 +260,7 @@ class Jobs:
     def submit(self, p: Principal, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise InvalidParameterValue("the run must be an object with tasks")
-        settings = check_settings({**body, "name": body.get("run_name") or "Untitled"})
+        settings = self._checked({**body, "name": body.get("run_name") or "Untitled"})
         return self._launch(p, None, settings, self._run_as(p, settings), {}, None, "ONE_TIME", "SUBMIT_RUN")
 
     def _launch(self, p: Principal, job_id: int | None, settings: dict[str, Any], run_as: str, params: dict[str, str],
@@ -284,6 +294,7 @@ class Jobs:
             run = tx.one("SELECT * FROM job_runs WHERE run_id = ?", (run_id,))
             tx.execute("UPDATE job_runs SET state = 'RUNNING' WHERE run_id = ?", (run_id,))
         settings = json.loads(run["settings"])
+        self._notify(run, settings, "on_start", "RUNNING", None)
         params = json.loads(run["params"])
         tasks = {t["task_key"]: t for t in settings["tasks"]}
         results: dict[str, str] = {}
@@ -344,7 +355,19 @@ class Jobs:
         with self.db.tx() as tx:
             tx.execute("UPDATE job_runs SET state = ?, result = ?, message = ?, end_time = ? WHERE run_id = ?",
                        (state, result, message, self.clock(), run_id))
+            run = tx.one("SELECT * FROM job_runs WHERE run_id = ?", (run_id,))
         self._cancelled.discard(run_id)
+        if run is not None:
+            self._notify(run, json.loads(run["settings"]), "on_success" if result == "SUCCESS" else "on_failure",
+                         state, result)
+
+    def _notify(self, run: Any, settings: dict[str, Any], event: str, state: str, result: str | None) -> None:
+        if self.destinations is None or not settings.get("webhook_notifications"):
+            return
+        self.destinations.notify(settings["webhook_notifications"], event, {
+            "run": {"run_id": int(run["run_id"]), "run_name": run["run_name"], "run_page_url":
+                    f"/jobs/runs/{run['run_id']}", "state": {"life_cycle_state": state, "result_state": result}},
+            "job": {"job_id": int(run["job_id"]) if run["job_id"] else None, "name": settings.get("name")}})
 
     def _run_task(self, run: Any, task: dict[str, Any], params: dict[str, Any], folder: Path,
                   deadline: float | None) -> tuple[str, str]:
