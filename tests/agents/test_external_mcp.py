@@ -49,6 +49,18 @@ def _external_server() -> tuple[Any, int, list[str]]:
     return server, server.servers[0].sockets[0].getsockname()[1], seen
 
 
+def _register(url: str, admin: str, port: int) -> None:
+    """The upstream as the UC connection weather_mcp, made by ``admin`` through the REST API."""
+    import httpx
+
+    made = httpx.post(url + "/api/2.1/unity-catalog/connections", headers={"authorization": f"Bearer {admin}"},
+                      json={"name": "weather_mcp", "connection_type": "HTTP", "options": {
+                          "host": "http://127.0.0.1", "port": str(port), "base_path": "/mcp",
+                          "bearer_token": SECRET, "is_mcp_connection": "true"}})
+    assert made.status_code == 200, made.text
+    assert SECRET not in made.text
+
+
 @pytest.fixture(scope="module")
 def env() -> Iterator[tuple[str, str, str, list[str]]]:
     import tempfile
@@ -60,14 +72,8 @@ def env() -> Iterator[tuple[str, str, str, list[str]]]:
         ws.ensure_user("bob@example.com")
         bob = ws.create_token("bob@example.com")
         with serve(ws) as url:
-            import httpx
 
-            made = httpx.post(url + "/api/2.1/unity-catalog/connections", headers={"authorization": f"Bearer {admin}"},
-                              json={"name": "weather_mcp", "connection_type": "HTTP", "options": {
-                                  "host": "http://127.0.0.1", "port": str(port), "base_path": "/mcp",
-                                  "bearer_token": SECRET, "is_mcp_connection": "true"}})
-            assert made.status_code == 200, made.text
-            assert SECRET not in made.text
+            _register(url, admin, port)
             yield url, admin, bob, seen
         ws.close()
     upstream.should_exit = True
@@ -96,7 +102,6 @@ def test_the_agent_runtime_uses_an_external_mcp_server_through_its_connection(en
 def test_the_playground_offers_an_external_mcp_servers_tools(tmp_path: Any) -> None:
     """The Playground's model calls a tool of an external MCP server (a UC connection) through the connection's
     checks and token; a user without USE_CONNECTION is not offered it and cannot name it."""
-    import httpx
 
     from tests.ui._setup import csrf, sign_in
 
@@ -110,11 +115,7 @@ def test_the_playground_offers_an_external_mcp_servers_tools(tmp_path: Any) -> N
         {"entity_name": "system.ai.fake-obedient"}]}})
     try:
         with serve(ws) as url:
-            made = httpx.post(url + "/api/2.1/unity-catalog/connections", headers={"authorization": f"Bearer {admin}"},
-                              json={"name": "weather_mcp", "connection_type": "HTTP", "options": {
-                                  "host": "http://127.0.0.1", "port": str(port), "base_path": "/mcp",
-                                  "bearer_token": SECRET, "is_mcp_connection": "true"}})
-            assert made.status_code == 200, made.text
+            _register(url, admin, port)
             deadline = time.monotonic() + 60
             while ws.serving.get(owner, "obedient")["state"]["ready"] != "READY":
                 assert time.monotonic() < deadline
