@@ -104,7 +104,10 @@ class Workspace:
                          principal=self.principal, server_url=lambda: self.server_url or "",
                          environ=Settings.sandbox_environ,
                          sql=lambda p, text, params: self.sql.execute(p, text, parameters=params),
-                         destinations=self.notification_destinations)
+                         destinations=self.notification_destinations,
+                         volume_files=lambda p, url: {i.path: (i.last_modified, i.file_size)
+                                                      for i, _local in self.volumes.walk(p, url)},
+                         table_version=lambda p, name: int(self.tables.history(p, name, limit=1)[0]["version"]))
         if background:
             self.jobs.start()  # runs a stopped server left behind are marked failed
         agents = AgentHost(registry=self.registry, identity=self.identity, record_trace=self._record_trace,

@@ -76,3 +76,42 @@ def test_the_scheduler_fires_unpaused_jobs_only(tmp_path: Path) -> None:
         assert len(ws.jobs.list_runs(ann, job_id=live, limit=100)["runs"]) == count  # paused: no new runs
     finally:
         ws.close()
+
+
+def test_file_arrival_and_table_update_triggers(tmp_path: Path) -> None:
+    ws = Workspace(Settings(home=tmp_path / "home", access_log="off", monitor_interval_seconds=0), background=True)
+    try:
+        ws.ensure_user("ann@example.com", admin=True)
+        ann = ws.principal("ann@example.com")
+        ws.volumes.create(ann, "main.default.landing")
+        ws.volumes.upload(ann, "/Volumes/main/default/landing/old.csv", b"a\n1\n")  # there before: no run for it
+        ws.sql.execute(ann, "CREATE TABLE main.default.events (n INT)")
+        ws.workspace_files.mkdirs(ann, "/Users/ann@example.com")
+        ws.workspace_files.import_(ann, "/Users/ann@example.com/tick.py", b"print('tick')\n", fmt="AUTO")
+        task = [{"task_key": "tick", "spark_python_task": {"python_file": "/Users/ann@example.com/tick.py"}}]
+        files = ws.jobs.create(ann, {"name": "on files", "tasks": task, "trigger": {
+            "file_arrival": {"url": "/Volumes/main/default/landing/"}}})["job_id"]
+        tables = ws.jobs.create(ann, {"name": "on tables", "tasks": task, "trigger": {
+            "table_update": {"table_names": ["main.default.events"]}}})["job_id"]
+
+        def runs(job: int) -> list[dict[str, object]]:
+            return ws.jobs.list_runs(ann, job_id=job, limit=100)["runs"]
+
+        time.sleep(2.5)  # the triggers have looked at least once: what is there is their baseline
+        assert runs(files) == [] and runs(tables) == []
+        ws.volumes.upload(ann, "/Volumes/main/default/landing/new.csv", b"a\n2\n")
+        ws.sql.execute(ann, "INSERT INTO main.default.events VALUES (1)")
+        deadline = time.monotonic() + 20
+        while not (runs(files) and runs(tables)):
+            assert time.monotonic() < deadline, "a trigger never fired"
+            time.sleep(0.2)
+        assert runs(files)[0]["trigger"] == "FILE_ARRIVAL" and runs(tables)[0]["trigger"] == "TABLE"
+        time.sleep(2.5)
+        assert len(runs(files)) == 1 and len(runs(tables)) == 1  # once per change
+        with pytest.raises(InvalidParameterValue, match="volume path"):
+            ws.jobs.create(ann, {"name": "bad", "tasks": task, "trigger": {"file_arrival": {"url": "/tmp/x"}}})
+        with pytest.raises(InvalidParameterValue, match="not both"):
+            ws.jobs.create(ann, {"name": "bad", "tasks": task, "trigger": {"file_arrival": {
+                "url": "/Volumes/main/default/landing"}}, "schedule": {"quartz_cron_expression": "0 0 0 * * ?"}})
+    finally:
+        ws.close()

@@ -39,6 +39,7 @@ LOG_LIMIT = 5 << 20
 MAX_NESTING = 3  # a job's run_job_task may start a job that starts one, no deeper
 WAIT_TICK = 0.25  # seconds between looks at a running task for a cancel or its timeout
 SCHEDULER_TICK = 0.5  # seconds between looks at the schedules
+TRIGGER_POLL = 1.0  # seconds between looks at what a trigger watches
 PARALLEL_TASKS = 4  # tasks of one run at once, where their dependencies allow
 MAX_LIST = 100
 CODES = {"SUCCESS": ("SUCCESS", "SUCCESS"), "FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
@@ -54,7 +55,8 @@ class Jobs:
     def __init__(self, *, db: Any, home: Path, files: Any, identity: Any, principal: Callable[[str], Principal],
                  server_url: Callable[[], str], environ: Callable[..., dict[str, str]],
                  sql: Callable[[Principal, str, list[dict[str, Any]]], Any] | None = None,
-                 destinations: Any = None, workers: int = 4,
+                 destinations: Any = None, volume_files: Callable[[Principal, str], dict[str, Any]] | None = None,
+                 table_version: Callable[[Principal, str], int] | None = None, workers: int = 4,
                  clock: Callable[[], int] = now_ms) -> None:
         self.db = db
         self.dir = home / "jobs" / "runs"
@@ -65,6 +67,8 @@ class Jobs:
         self.environ = environ
         self.sql = sql
         self.destinations = destinations
+        self.volume_files = volume_files
+        self.table_version = table_version
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job-run")
         self._cancelled: set[int] = set()
@@ -86,6 +90,7 @@ class Jobs:
         from ._quartz import Cron
 
         upcoming: dict[int, tuple[tuple[str, str], Any, Any]] = {}  # job -> (expression, zone), cron, next time
+        watching: dict[int, dict[str, Any]] = {}  # job -> what its trigger saw last
         while not self._stop.wait(SCHEDULER_TICK):
             try:
                 now = dt.datetime.now(dt.UTC)
@@ -107,12 +112,64 @@ class Jobs:
                     if when is not None and now >= when:
                         upcoming[job_id] = (key, cron, cron.next_after(now))
                         self._fire(row, settings)
+                for row in rows:
+                    settings = json.loads(row["settings"])
+                    trigger = settings.get("trigger")
+                    if trigger and trigger.get("pause_status") != "PAUSED":
+                        seen.add(int(row["job_id"]))
+                        self._watch(row, settings, trigger, watching)
                 for job_id in [j for j in upcoming if j not in seen]:
                     del upcoming[job_id]
+                for job_id in [j for j in watching if j not in seen]:
+                    del watching[job_id]
             except Exception:  # noqa: BLE001 - the scheduler must outlive one bad tick
                 log.exception("the job scheduler failed a tick")
 
-    def _fire(self, row: Any, settings: dict[str, Any]) -> None:
+    def _watch(self, row: Any, settings: dict[str, Any], trigger: dict[str, Any], watching: dict[int, Any]) -> None:
+        """One look at what a job's trigger watches: a volume path's files (new or changed) or tables' versions.
+        What is there when the trigger is first seen is the baseline; a change fires once it has been quiet for
+        ``wait_after_last_change_seconds`` and the last fire is ``min_time_between_triggers_seconds`` ago."""
+        job_id = int(row["job_id"])
+        now = time.monotonic()
+        key = json.dumps(trigger, sort_keys=True)
+        state = watching.get(job_id)
+        if state is not None and (state["key"] != key or now - state["looked"] < TRIGGER_POLL):
+            if state["key"] == key:
+                return
+            state = None
+        who = self.principal(row["run_as"])
+        kind = "file_arrival" if "file_arrival" in trigger else "table_update"
+        body = trigger[kind]
+        try:
+            if kind == "file_arrival":
+                seen = self.volume_files(who, body["url"]) if self.volume_files else {}
+            else:
+                seen = {t: self.table_version(who, t) for t in body["table_names"]} if self.table_version else {}
+        except NotFound:
+            seen = {}  # not there (yet): nothing has arrived
+        except (PermissionDenied, InvalidParameterValue) as exc:
+            log.warning("job %s: its trigger cannot look at what it watches: %s", job_id, exc.message)
+            seen = None
+        if state is None:
+            watching[job_id] = {"key": key, "baseline": seen or {}, "last": seen or {}, "changed": now,
+                                "fired": 0.0, "looked": now}
+            return
+        state["looked"] = now
+        if seen is None:
+            return
+        if seen != state["last"]:
+            state["last"], state["changed"] = seen, now
+        changed = {k for k, v in seen.items() if state["baseline"].get(k) != v}
+        if kind == "table_update" and body["condition"] == "ALL_UPDATED":
+            ready = changed == set(seen)
+        else:
+            ready = bool(changed)
+        if ready and now - state["changed"] >= body["wait_after_last_change_seconds"] \
+                and now - state["fired"] >= body["min_time_between_triggers_seconds"]:
+            state["baseline"], state["fired"] = seen, now
+            self._fire(row, settings, "FILE_ARRIVAL" if kind == "file_arrival" else "TABLE")
+
+    def _fire(self, row: Any, settings: dict[str, Any], trigger: str = "PERIODIC") -> None:
         with self.db.tx(write=False) as tx:
             active = tx.scalar("SELECT count(*) FROM job_runs WHERE job_id = ? AND state NOT IN "
                                "('TERMINATED', 'SKIPPED', 'INTERNAL_ERROR')", (row["job_id"],))
@@ -122,7 +179,7 @@ class Jobs:
         params = {d["name"]: str(d.get("default", "")) for d in settings.get("parameters") or []
                   if isinstance(d, dict) and d.get("name")}
         self._launch(self.principal(row["creator"]), int(row["job_id"]), settings, row["run_as"], params, None,
-                     "PERIODIC", "JOB_RUN")
+                     trigger, "JOB_RUN")
 
     def _mark_interrupted(self) -> None:
         now = self.clock()

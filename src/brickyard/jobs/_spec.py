@@ -52,9 +52,13 @@ def check_settings(settings: Any) -> dict[str, Any]:
     out["timeout_seconds"] = _int(out.get("timeout_seconds"), "timeout_seconds", 0, MAX_TIMEOUT, 0)
     if out.get("schedule") is not None:
         out["schedule"] = check_schedule(out["schedule"])
-    if out.get("trigger") is not None or out.get("continuous") is not None:
-        raise InvalidParameterValue("file-arrival, table-update and continuous triggers are not supported yet; "
-                                    "use a schedule (Quartz cron)")
+    if out.get("trigger") is not None:
+        out["trigger"] = check_trigger(out["trigger"])
+    if out.get("continuous") is not None:
+        raise InvalidParameterValue("continuous jobs are not supported: use a schedule or a file-arrival or "
+                                    "table-update trigger")
+    if out.get("schedule") is not None and out.get("trigger") is not None:
+        raise InvalidParameterValue("a job has a schedule or a trigger, not both")
     tasks = out.get("tasks")
     if not isinstance(tasks, list) or not tasks or len(tasks) > MAX_TASKS:
         raise InvalidParameterValue(f"a job needs 1 to {MAX_TASKS} tasks")
@@ -158,6 +162,43 @@ def split_statements(text: str) -> list[str]:
         i += 1
     out.append("".join(current).strip())
     return [x for x in out if x]
+
+
+def check_trigger(trigger: Any) -> dict[str, Any]:
+    """``{file_arrival: {url}}`` (a volume path) or ``{table_update: {table_names, condition}}``, with their wait
+    settings and a pause status."""
+    if not isinstance(trigger, dict):
+        raise InvalidParameterValue("trigger must be an object")
+    pause = trigger.get("pause_status") or "UNPAUSED"
+    if pause not in ("PAUSED", "UNPAUSED"):
+        raise InvalidParameterValue("pause_status must be PAUSED or UNPAUSED")
+    kinds = [k for k in ("file_arrival", "table_update", "periodic", "model") if trigger.get(k) is not None]
+    if len(kinds) != 1 or kinds[0] not in ("file_arrival", "table_update"):
+        raise InvalidParameterValue("a trigger is file_arrival {url} or table_update {table_names}"
+                                    + (f"; {kinds[0]} is not supported" if len(kinds) == 1 else ""))
+    kind, body = kinds[0], trigger[kinds[0]]
+    if not isinstance(body, dict):
+        raise InvalidParameterValue(f"trigger.{kind} must be an object")
+    out: dict[str, Any] = {"pause_status": pause}
+    waits = {name: _int(body.get(name), f"trigger.{kind}.{name}", 0, 24 * 3600, 0)
+             for name in ("min_time_between_triggers_seconds", "wait_after_last_change_seconds")}
+    if kind == "file_arrival":
+        url = body.get("url")
+        if not isinstance(url, str) or not url.startswith("/Volumes/"):
+            raise InvalidParameterValue("trigger.file_arrival.url must be a volume path (/Volumes/catalog/schema/"
+                                        "volume/...)")
+        out["file_arrival"] = {"url": url, **waits}
+    else:
+        names = body.get("table_names")
+        if not isinstance(names, list) or not names or len(names) > 10 or not all(
+                isinstance(n, str) and n.count(".") == 2 for n in names):
+            raise InvalidParameterValue("trigger.table_update.table_names must list 1 to 10 tables as "
+                                        "catalog.schema.table")
+        condition = body.get("condition") or "ANY_UPDATED"
+        if condition not in ("ANY_UPDATED", "ALL_UPDATED"):
+            raise InvalidParameterValue("trigger.table_update.condition must be ANY_UPDATED or ALL_UPDATED")
+        out["table_update"] = {"table_names": names, "condition": condition, **waits}
+    return out
 
 
 def check_schedule(schedule: Any) -> dict[str, Any]:
