@@ -242,3 +242,32 @@ def test_jobs_and_workspace_files_in_the_browser_pages(env: dict[str, Any]) -> N
     assert other.get("/workspace", params={"path": HOME}).status_code == 404
     page.close()
     other.close()
+
+
+def test_job_permissions_decide_who_sees_runs_and_manages(env: dict[str, Any]) -> None:
+    from databricks.sdk.errors import NotFound, PermissionDenied
+
+    ws = env["ws"]
+    ws.ensure_user("carl@example.com")
+    carl = WorkspaceClient(host=env["url"], token=ws.create_token("carl@example.com"))
+    w: WorkspaceClient = env["w"]
+    job = w.jobs.create(name="guarded", tasks=[_task("prepare", notebook=f"{HOME}/prepare")])
+    with pytest.raises(NotFound):
+        carl.jobs.get(job.job_id)
+    assert job.job_id not in [x.job_id for x in carl.jobs.list()]
+    w.jobs.set_permissions(str(job.job_id), access_control_list=[
+        j.JobAccessControlRequest(user_name="carl@example.com", permission_level=j.JobPermissionLevel.CAN_VIEW)])
+    assert carl.jobs.get(job.job_id).settings.name == "guarded"
+    with pytest.raises(PermissionDenied):
+        carl.jobs.run_now(job.job_id)
+    w.jobs.update_permissions(str(job.job_id), access_control_list=[
+        j.JobAccessControlRequest(user_name="carl@example.com", permission_level=j.JobPermissionLevel.CAN_MANAGE_RUN)])
+    run = carl.jobs.run_now(job.job_id).result(timeout=timedelta(minutes=2))
+    assert run.state.result_state == j.RunResultState.SUCCESS
+    assert carl.jobs.get(job.job_id).run_as_user_name == ANN  # carl started it; it runs as its owner
+    with pytest.raises(PermissionDenied):
+        carl.jobs.delete(job.job_id)
+    acl = w.jobs.get_permissions(str(job.job_id)).access_control_list
+    levels = {(a.user_name, a.all_permissions[0].permission_level) for a in acl}
+    assert (ANN, j.JobPermissionLevel.IS_OWNER) in levels
+    assert ("carl@example.com", j.JobPermissionLevel.CAN_MANAGE_RUN) in levels

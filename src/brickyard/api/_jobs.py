@@ -39,6 +39,28 @@ def register(api: Api, ws: Any) -> None:
         destinations.delete(req.user, req.path["id"])
         return {}
 
+    perms = "/api/2.0/permissions/jobs/{job_id}"
+
+    @api.route("GET", perms, policy="authenticated")
+    def get_job_permissions(req: Req) -> dict[str, Any]:
+        return jobs.permissions(req.user, req.path["job_id"])  # type: ignore[no-any-return]
+
+    @api.route("PUT", perms, policy="authenticated")
+    def set_job_permissions(req: Req) -> dict[str, Any]:
+        return jobs.set_permissions(req.user, req.path["job_id"],  # type: ignore[no-any-return]
+                                    req.arg("access_control_list", []), replace=True)
+
+    @api.route("PATCH", perms, policy="authenticated")
+    def update_job_permissions(req: Req) -> dict[str, Any]:
+        return jobs.set_permissions(req.user, req.path["job_id"],  # type: ignore[no-any-return]
+                                    req.arg("access_control_list", []), replace=False)
+
+    @api.route("GET", perms + "/permissionLevels", policy="authenticated")
+    def job_permission_levels(req: Req) -> dict[str, Any]:
+        jobs.permissions(req.user, req.path["job_id"])  # 404 unless the caller may see the job
+        return {"permission_levels": [{"permission_level": name, "description": ""}
+                                      for name in ("CAN_VIEW", "CAN_MANAGE_RUN", "IS_OWNER", "CAN_MANAGE")]}
+
     for version in ("2.1", "2.2"):
         base = f"/api/{version}/jobs"
 

@@ -505,6 +505,11 @@ MIGRATIONS.append(
                 output TEXT,
                 pid BIGINT)""",
             "CREATE INDEX job_task_runs_parent ON job_task_runs(parent_run_id)",
+            """CREATE TABLE job_acl (
+                job_id BIGINT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE,
+                principal TEXT NOT NULL,
+                level TEXT NOT NULL,
+                PRIMARY KEY (job_id, principal))""",
             # generic webhooks jobs notify (the config, URL and password included, sealed with the secret key)
             """CREATE TABLE notification_destinations (
                 id TEXT PRIMARY KEY,

@@ -47,6 +47,9 @@ CODES = {"SUCCESS": ("SUCCESS", "SUCCESS"), "FAILED": ("RUN_EXECUTION_ERROR", "C
          "UPSTREAM_FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"), "INTERNAL_ERROR": ("INTERNAL_ERROR", "INTERNAL_ERROR")}
 
 
+JOB_LEVELS = {"CAN_VIEW": 1, "CAN_MANAGE_RUN": 2, "IS_OWNER": 3, "CAN_MANAGE": 3}
+
+
 def _new_id() -> int:
     return secrets.randbelow(2**52) + 1
 
@@ -204,17 +207,64 @@ class Jobs:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- jobs ----------------------------------------------------------------------------------------------------
-    def _job(self, tx: Any, p: Principal, job_id: Any, manage: bool = False) -> Any:
+    def _level(self, tx: Any, p: Principal, job_id: Any, creator: str, run_as: str) -> int:
+        """What ``p`` may do with a job: admins and its owner (creator) manage it, its run-as principal sees it,
+        and grants (``/api/2.0/permissions/jobs``) to the user, their groups or ``users`` add the rest."""
+        if p.is_admin or creator == p.name:
+            return JOB_LEVELS["CAN_MANAGE"]
+        best = JOB_LEVELS["CAN_VIEW"] if run_as == p.name else 0
+        names = [p.name, *getattr(p, "groups", ()), "users"]
+        marks = ",".join("?" * len(names))
+        for row in tx.all(f"SELECT level FROM job_acl WHERE job_id = ? AND principal IN ({marks})",  # noqa: S608
+                          [int(job_id), *names]):
+            best = max(best, JOB_LEVELS.get(row["level"], 0))
+        return best
+
+    def _job(self, tx: Any, p: Principal, job_id: Any, manage: bool = False, need: str = "CAN_VIEW") -> Any:
         try:
             ident = int(job_id)
         except (TypeError, ValueError):
             raise InvalidParameterValue("job_id must be a number") from None
         row = tx.one("SELECT * FROM jobs WHERE job_id = ?", (ident,))
-        if row is None or not (p.is_admin or row["creator"] == p.name or row["run_as"] == p.name):
+        level = 0 if row is None else self._level(tx, p, ident, row["creator"], row["run_as"])
+        if level == 0:
             raise NotFound(f"Job {ident} does not exist.", error_code="RESOURCE_DOES_NOT_EXIST")
-        if manage and not (p.is_admin or row["creator"] == p.name):
-            raise PermissionDenied(f"{p.name} cannot manage job {ident}")
+        need = "CAN_MANAGE" if manage else need
+        if level < JOB_LEVELS[need]:
+            raise PermissionDenied(f"{p.name} lacks {need} on job {ident}")
         return row
+
+    def permissions(self, p: Principal, job_id: Any) -> dict[str, Any]:
+        with self.db.tx(write=False) as tx:
+            row = self._job(tx, p, job_id)
+            acl = tx.all("SELECT principal, level FROM job_acl WHERE job_id = ? ORDER BY principal", (row["job_id"],))
+        out = [{"user_name": row["creator"], "all_permissions": [{"permission_level": "IS_OWNER", "inherited": False}]}]
+        for entry in acl:
+            key = "user_name" if "@" in entry["principal"] else "group_name"
+            out.append({key: entry["principal"], "all_permissions": [{"permission_level": entry["level"],
+                                                                     "inherited": False}]})
+        return {"object_id": f"/jobs/{row['job_id']}", "object_type": "job", "access_control_list": out}
+
+    def set_permissions(self, p: Principal, job_id: Any, acl: Any, *, replace: bool) -> dict[str, Any]:
+        entries = []
+        for item in acl if isinstance(acl, list) else [None]:
+            if not isinstance(item, dict):
+                raise InvalidParameterValue("access_control_list must be a list of {user_name|group_name|"
+                                            "service_principal_name, permission_level}")
+            who = item.get("user_name") or item.get("group_name") or item.get("service_principal_name")
+            level = item.get("permission_level")
+            if not isinstance(who, str) or not who or level not in ("CAN_VIEW", "CAN_MANAGE_RUN", "CAN_MANAGE"):
+                raise InvalidParameterValue("each entry needs a principal and permission_level CAN_VIEW, "
+                                            "CAN_MANAGE_RUN or CAN_MANAGE (IS_OWNER is the creator's)")
+            entries.append((who, level))
+        with self.db.tx() as tx:
+            row = self._job(tx, p, job_id, manage=True)
+            if replace:
+                tx.execute("DELETE FROM job_acl WHERE job_id = ?", (row["job_id"],))
+            for who, level in entries:
+                tx.execute("DELETE FROM job_acl WHERE job_id = ? AND principal = ?", (row["job_id"], who))
+                tx.execute("INSERT INTO job_acl (job_id, principal, level) VALUES (?, ?, ?)", (row["job_id"], who, level))
+        return self.permissions(p, job_id)
 
     def _run_as(self, p: Principal, settings: dict[str, Any]) -> str:
         run_as = settings.get("run_as") or {}
@@ -252,7 +302,7 @@ class Jobs:
         limit = max(1, min(MAX_LIST, limit))
         with self.db.tx(write=False) as tx:
             rows = [r for r in tx.all("SELECT * FROM jobs ORDER BY created_at, job_id")
-                    if p.is_admin or p.name in (r["creator"], r["run_as"])]
+                    if self._level(tx, p, r["job_id"], r["creator"], r["run_as"])]
         jobs = [self._shape(r) for r in rows]
         if name:
             jobs = [j for j in jobs if j["settings"]["name"] == name]
@@ -294,7 +344,7 @@ class Jobs:
     def run_now(self, p: Principal, job_id: Any, *, job_parameters: Any = None, notebook_params: Any = None,
                 python_params: Any = None) -> dict[str, Any]:
         with self.db.tx(write=False) as tx:
-            row = self._job(tx, p, job_id)
+            row = self._job(tx, p, job_id, need="CAN_MANAGE_RUN")
         settings = json.loads(row["settings"])
         params = {d["name"]: str(d.get("default", "")) for d in settings.get("parameters") or []
                   if isinstance(d, dict) and d.get("name")}
@@ -518,7 +568,7 @@ class Jobs:
                rerun_dependent_tasks: bool = False) -> dict[str, Any]:
         """Run again some tasks of a finished run (the failed ones, or those named, with what depends on them if
         asked), keeping the results of the others; returns the repair's id."""
-        row = self._run_row(p, run_id)
+        row = self._run_row(p, run_id, need="CAN_MANAGE_RUN")
         if row["state"] not in TERMINAL:
             raise InvalidParameterValue(f"run {row['run_id']} is still {row['state']}; repair it once it has ended",
                                         error_code="INVALID_STATE")
@@ -633,7 +683,7 @@ class Jobs:
             f"job run {child['run_id']} ended {result}: {state.get('state_message', '')}"[:1000], outcome
 
     def cancel(self, p: Principal, run_id: Any) -> None:
-        row = self._run_row(p, run_id)
+        row = self._run_row(p, run_id, need="CAN_MANAGE_RUN")
         if row["state"] in TERMINAL:
             return
         with self._lock:
@@ -642,7 +692,7 @@ class Jobs:
         for proc in procs:
             _kill(proc)
 
-    def _run_row(self, p: Principal, run_id: Any) -> Any:
+    def _run_row(self, p: Principal, run_id: Any, need: str = "CAN_VIEW") -> Any:
         try:
             ident = int(run_id)
         except (TypeError, ValueError):
@@ -652,9 +702,22 @@ class Jobs:
             if row is None:
                 task = tx.one("SELECT parent_run_id FROM job_task_runs WHERE run_id = ?", (ident,))
                 row = tx.one("SELECT * FROM job_runs WHERE run_id = ?", (task["parent_run_id"],)) if task else None
-        if row is None or not (p.is_admin or p.name in (row["creator"], row["run_as"])):
+        if row is None or self._run_level(p, row) < JOB_LEVELS[need]:
+            if row is not None and self._run_level(p, row) > 0:
+                raise PermissionDenied(f"{p.name} lacks {need} on run {ident}")
             raise NotFound(f"Run {ident} does not exist.", error_code="RESOURCE_DOES_NOT_EXIST")
         return row
+
+    def _run_level(self, p: Principal, row: Any) -> int:
+        """A run is seen like its job (a one-time run: by who submitted it, its run-as principal and admins)."""
+        if p.is_admin or row["creator"] == p.name:
+            return JOB_LEVELS["CAN_MANAGE"]
+        if row["job_id"]:
+            with self.db.tx(write=False) as tx:
+                job = tx.one("SELECT creator, run_as FROM jobs WHERE job_id = ?", (row["job_id"],))
+                if job is not None:
+                    return self._level(tx, p, row["job_id"], job["creator"], job["run_as"])
+        return JOB_LEVELS["CAN_VIEW"] if row["run_as"] == p.name else 0
 
     @staticmethod
     def _state(state: str, result: str | None, message: str) -> dict[str, Any]:
@@ -709,7 +772,7 @@ class Jobs:
         limit = max(1, min(MAX_LIST, limit))
         with self.db.tx(write=False) as tx:
             rows = tx.all("SELECT run_id, job_id, creator, run_as, state FROM job_runs ORDER BY start_time DESC")
-        picked = [r for r in rows if (p.is_admin or p.name in (r["creator"], r["run_as"]))
+        picked = [r for r in rows if self._run_level(p, r) > 0
                   and (job_id is None or str(r["job_id"]) == str(job_id))
                   and not (active_only and r["state"] in TERMINAL) and not (completed_only and r["state"] not in TERMINAL)]
         page = picked[offset:offset + limit]
