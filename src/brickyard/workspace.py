@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -18,7 +19,7 @@ from .catalog import ADMINS, Catalog, Database, Identity, Principal
 from .catalog._crypto import SecretBox
 from .catalog._objects import ConnectionSecrets
 from .catalog._secrets import Secrets
-from .core.errors import AlreadyExists, BrickyardError, InvalidParameterValue, NotFound
+from .core.errors import AlreadyExists, BrickyardError, InvalidParameterValue, InvalidState, NotFound
 from .core.homelock import holder
 from .core.ids import now_ms
 from .core.settings import Settings
@@ -107,7 +108,10 @@ class Workspace:
                          destinations=self.notification_destinations,
                          volume_files=lambda p, url: {i.path: (i.last_modified, i.file_size)
                                                       for i, _local in self.volumes.walk(p, url)},
-                         table_version=lambda p, name: int(self.tables.history(p, name, limit=1)[0]["version"]))
+                         table_version=lambda p, name: int(self.tables.history(p, name, limit=1)[0]["version"]),
+                         builtins={"brickyard_index_sync_task": self._index_sync_task,
+                                   "brickyard_evaluation_task": self._evaluation_task,
+                                   "brickyard_monitoring_task": self._monitoring_task})
         if background:
             self.jobs.start()  # runs a stopped server left behind are marked failed
         agents = AgentHost(registry=self.registry, identity=self.identity, record_trace=self._record_trace,
@@ -459,6 +463,27 @@ class Workspace:
             except Exception:  # noqa: BLE001 - one broken table must not drop the others' rows
                 failed += len(batch)
         return failed
+
+    # -- Brickyard's own job tasks (brickyard.jobs calls them as the job's run-as principal) --------------------
+    def _index_sync_task(self, p: Principal, body: dict[str, Any]) -> str:
+        name = body["index_name"]
+        self.vectorsearch.sync(p, name)  # MODIFY on the index, a TRIGGERED Delta Sync index
+        thread = self.vectorsearch.live(name).sync_thread
+        if thread is not None:
+            thread.join()
+        status = self.vectorsearch.get_index(p, name)["status"]
+        if not status.get("ready"):
+            raise InvalidState(f"index {name} is not ready after its sync: {status.get('message', '')}")
+        return f"index {name} synced: {status.get('indexed_row_count')} rows"
+
+    def _evaluation_task(self, p: Principal, body: dict[str, Any]) -> str:
+        done = self.evaluations.run(p, endpoint=body["endpoint"], dataset=body["dataset"], scorers=body["scorers"],
+                                    experiment=body.get("experiment"), run_name=body.get("run_name"))
+        return json.dumps({"run_id": done.get("run_id"), "metrics": done.get("metrics")}, default=str)
+
+    def _monitoring_task(self, p: Principal, body: dict[str, Any]) -> str:
+        self.tracking.require_experiment(p, str(body["experiment_id"]), "CAN_EDIT")
+        return json.dumps(self.scheduled_scorers.tick())
 
     def endpoint_metrics(self, p: Principal, name: str, *, hours: int = 24) -> dict[str, Any]:
         """An endpoint's traffic over the last ``hours`` from its usage rows, for anyone who may view the endpoint:

@@ -59,7 +59,8 @@ class Jobs:
                  server_url: Callable[[], str], environ: Callable[..., dict[str, str]],
                  sql: Callable[[Principal, str, list[dict[str, Any]]], Any] | None = None,
                  destinations: Any = None, volume_files: Callable[[Principal, str], dict[str, Any]] | None = None,
-                 table_version: Callable[[Principal, str], int] | None = None, workers: int = 4,
+                 table_version: Callable[[Principal, str], int] | None = None,
+                 builtins: dict[str, Callable[[Principal, dict[str, Any]], str]] | None = None, workers: int = 4,
                  clock: Callable[[], int] = now_ms) -> None:
         self.db = db
         self.dir = home / "jobs" / "runs"
@@ -72,6 +73,7 @@ class Jobs:
         self.destinations = destinations
         self.volume_files = volume_files
         self.table_version = table_version
+        self.builtins = builtins or {}
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="job-run")
         self._cancelled: set[int] = set()
@@ -501,6 +503,8 @@ class Jobs:
             return self._sql_task(run, task, body, params, folder)
         if kind == "run_job_task":
             return self._run_job_task(run, task, body, params, deadline)
+        if kind.startswith("brickyard_"):
+            return self._builtin_task(run, task, kind, body, folder)
         key = task["task_key"]
         who = self.principal(run["run_as"])
         path = body["python_file"] if kind == "spark_python_task" else body["notebook_path"]
@@ -646,6 +650,22 @@ class Jobs:
                 out.write(f"error: {message}\n")
                 return "FAILED", str(message)[:1000], {"error": str(message)}
         return "SUCCESS", "", {"sql_output": {"statements": len(statements)}}
+
+    def _builtin_task(self, run: Any, task: dict[str, Any], kind: str, body: dict[str, Any],
+                      folder: Path) -> tuple[str, str, dict[str, Any]]:
+        """One of Brickyard's own tasks, in the server, as the run-as principal (its checks are the library's)."""
+        action = self.builtins.get(kind)
+        if action is None:
+            return "FAILED", f"this workspace cannot run {kind}", {"error": f"no {kind}"}
+        with open(folder / f"{task['task_key']}.log", "a") as out:
+            try:
+                text = action(self.principal(run["run_as"]), body)
+            except Exception as exc:  # noqa: BLE001 - the library's refusal or failure is the task's error
+                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                out.write(f"error: {message}\n")
+                return "FAILED", str(message)[:1000], {"error": str(message)}
+            out.write(text + "\n")
+        return "SUCCESS", "", {}
 
     def _run_job_task(self, run: Any, task: dict[str, Any], body: dict[str, Any], params: dict[str, Any],
                       deadline: float | None) -> tuple[str, str, dict[str, Any]]:

@@ -14,7 +14,13 @@ from typing import Any
 from ..core.errors import InvalidParameterValue
 
 MAX_TASKS = 100
-KINDS = ("spark_python_task", "notebook_task", "sql_task", "run_job_task")
+KINDS = ("spark_python_task", "notebook_task", "sql_task", "run_job_task", "brickyard_index_sync_task",
+         "brickyard_evaluation_task", "brickyard_monitoring_task")
+#: Brickyard's own task kinds and the fields each needs: a Delta Sync index brought up to date, an evaluation
+#: run of an endpoint on a dataset, a round of an experiment's scheduled scorers
+BUILTIN = {"brickyard_index_sync_task": ("index_name",),
+           "brickyard_evaluation_task": ("endpoint", "dataset", "scorers"),
+           "brickyard_monitoring_task": ("experiment_id",)}
 UNSUPPORTED = ("python_wheel_task", "spark_jar_task", "spark_submit_task",
                "pipeline_task", "dbt_task", "condition_task", "for_each_task", "dashboard_task")
 MAX_TIMEOUT = 7 * 24 * 3600
@@ -95,6 +101,15 @@ def check_settings(settings: Any) -> dict[str, Any]:
 
 
 def _check_body(key: str, kind: str, body: dict[str, Any]) -> None:
+    if kind in BUILTIN:
+        for field in BUILTIN[kind]:
+            value = body.get(field)
+            ok = isinstance(value, list) and value and all(isinstance(x, str) for x in value) if field == "scorers" \
+                else isinstance(value, str) and bool(value)
+            if not ok:
+                raise InvalidParameterValue(f"task {key!r}: {kind} needs {field}"
+                                            + (" (a list of scorer names)" if field == "scorers" else ""))
+        return
     if kind == "run_job_task":
         if isinstance(body.get("job_id"), bool) or not isinstance(body.get("job_id"), int):
             raise InvalidParameterValue(f"task {key!r}: run_job_task needs the job_id of the job to run")
