@@ -81,13 +81,25 @@ class Jobs:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None
+        self._started = False  # only the server's own workspace fires schedules and triggers
 
     def start(self) -> None:
         """The server's own start: runs a stopped server left running are marked failed (nothing resumes them),
-        and the schedules start firing."""
+        and the schedules and triggers start firing (the scheduler runs while any job has one)."""
+        self._started = True
         self._mark_interrupted()
-        self._scheduler = threading.Thread(target=self._schedule_loop, name="job-scheduler", daemon=True)
-        self._scheduler.start()
+        with self.db.tx(write=False) as tx:
+            timed = tx.scalar("SELECT count(*) FROM jobs WHERE settings LIKE '%\"schedule\"%' "
+                              "OR settings LIKE '%\"trigger\"%'")
+        if timed:
+            self._ensure_scheduler()
+
+    def _ensure_scheduler(self) -> None:
+        with self._lock:
+            if not self._started or self._stop.is_set() or (self._scheduler and self._scheduler.is_alive()):
+                return
+            self._scheduler = threading.Thread(target=self._schedule_loop, name="job-scheduler", daemon=True)
+            self._scheduler.start()
 
     def _schedule_loop(self) -> None:
         """Fire each unpaused schedule at its times (from now on: times missed while the server was down are not
@@ -128,6 +140,8 @@ class Jobs:
                 for job_id in [j for j in watching if j not in seen]:
                     del watching[job_id]
             except Exception:  # noqa: BLE001 - the scheduler must outlive one bad tick
+                if self._stop.is_set():
+                    return
                 log.exception("the job scheduler failed a tick")
 
     def _watch(self, row: Any, settings: dict[str, Any], trigger: dict[str, Any], watching: dict[int, Any]) -> None:
@@ -290,6 +304,8 @@ class Jobs:
         with self.db.tx() as tx:
             tx.execute("INSERT INTO jobs (job_id, creator, run_as, settings, created_at) VALUES (?, ?, ?, ?, ?)",
                        (job_id, p.name, self._run_as(p, settings), json.dumps(settings), self.clock()))
+        if settings.get("schedule") or settings.get("trigger"):
+            self._ensure_scheduler()
         return {"job_id": job_id}
 
     def _shape(self, row: Any) -> dict[str, Any]:
@@ -320,6 +336,8 @@ class Jobs:
             row = self._job(tx, p, job_id, manage=True)
             tx.execute("UPDATE jobs SET settings = ?, run_as = ? WHERE job_id = ?",
                        (json.dumps(settings), self._run_as(p, settings), row["job_id"]))
+        if settings.get("schedule") or settings.get("trigger"):
+            self._ensure_scheduler()
 
     def update(self, p: Principal, job_id: Any, new_settings: Any, fields_to_remove: Any = None) -> None:
         with self.db.tx(write=False) as tx:
