@@ -89,8 +89,8 @@ class Jobs:
         self._started = True
         self._mark_interrupted()
         with self.db.tx(write=False) as tx:
-            timed = tx.scalar("SELECT count(*) FROM jobs WHERE settings LIKE '%\"schedule\"%' "
-                              "OR settings LIKE '%\"trigger\"%'")
+            timed = tx.scalar("SELECT count(*) FROM jobs WHERE settings LIKE ? OR settings LIKE ?",
+                              ('%"schedule"%', '%"trigger"%'))
         if timed:
             self._ensure_scheduler()
 
