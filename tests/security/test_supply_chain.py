@@ -89,11 +89,13 @@ def test_no_loader_in_the_library_can_run_code_from_data() -> None:
             for m in re.finditer(pattern, text):
                 hits.append(f"{path.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}: {what}")
     assert hits == [], hits
-    # exec/eval: only in the confined function worker
+    # exec/eval: only in the confined function worker, and in a job task's own process (which runs the job's
+    # notebook cells as the job's run-as principal: running that code is its purpose)
+    allowed = {SRC / "functions" / "_worker.py", SRC / "jobs" / "_task_main.py"}
     for path in SRC.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("exec", "eval"):
-                assert path == SRC / "functions" / "_worker.py", f"{path}: {node.func.id}"  # type: ignore[attr-defined]
+                assert path in allowed, f"{path}: {node.func.id}"  # type: ignore[attr-defined]
 
 
 def _safetensors(path: Path, header: dict, payload: bytes) -> None:
