@@ -1,5 +1,6 @@
 """The metastore: principals and tokens, securables, grants, lineage and audit."""
 
+from ._acl import access_entries
 from ._catalog import Catalog, Securable, securable_kind
 from ._db import Database
 from ._identity import ACCOUNT_USERS, ADMINS, Identity, Principal
@@ -7,6 +8,7 @@ from ._objects import uc_type_name
 from ._privileges import APPLICABLE, Decision, decide, normalize_privilege
 
 __all__ = [
+    "access_entries",
     "ACCOUNT_USERS",
     "ADMINS",
     "APPLICABLE",

@@ -27,7 +27,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from ..catalog import Principal
+from ..catalog import Principal, access_entries
 from ..core.errors import InvalidParameterValue, NotFound, PermissionDenied
 from ..core.ids import now_ms
 from ._spec import check_settings, order, task_kind
@@ -262,17 +262,7 @@ class Jobs:
         return {"object_id": f"/jobs/{row['job_id']}", "object_type": "job", "access_control_list": out}
 
     def set_permissions(self, p: Principal, job_id: Any, acl: Any, *, replace: bool) -> dict[str, Any]:
-        entries = []
-        for item in acl if isinstance(acl, list) else [None]:
-            if not isinstance(item, dict):
-                raise InvalidParameterValue("access_control_list must be a list of {user_name|group_name|"
-                                            "service_principal_name, permission_level}")
-            who = item.get("user_name") or item.get("group_name") or item.get("service_principal_name")
-            level = item.get("permission_level")
-            if not isinstance(who, str) or not who or level not in ("CAN_VIEW", "CAN_MANAGE_RUN", "CAN_MANAGE"):
-                raise InvalidParameterValue("each entry needs a principal and permission_level CAN_VIEW, "
-                                            "CAN_MANAGE_RUN or CAN_MANAGE (IS_OWNER is the creator's)")
-            entries.append((who, level))
+        entries = access_entries(acl, ("CAN_VIEW", "CAN_MANAGE_RUN", "CAN_MANAGE"), "IS_OWNER is the creator's")
         with self.db.tx() as tx:
             row = self._job(tx, p, job_id, manage=True)
             if replace:

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..catalog import Principal
+from ..catalog import Principal, access_entries
 from ..core.errors import AlreadyExists, InvalidParameterValue, NotFound, PermissionDenied
 from ..core.ids import now_ms
 
@@ -467,16 +467,7 @@ class WorkspaceFiles:
 
     def set_permissions(self, p: Principal, object_type: str, object_id: Any, acl: Any, *,
                         replace: bool) -> dict[str, Any]:
-        entries = []
-        for item in acl if isinstance(acl, list) else [None]:
-            if not isinstance(item, dict):
-                raise InvalidParameterValue("access_control_list must be a list of {user_name|group_name|"
-                                            "service_principal_name, permission_level}")
-            who = item.get("user_name") or item.get("group_name") or item.get("service_principal_name")
-            level = item.get("permission_level")
-            if not isinstance(who, str) or not who or level not in LEVELS:
-                raise InvalidParameterValue(f"each entry needs a principal and permission_level {', '.join(LEVELS)}")
-            entries.append((who, level))
+        entries = access_entries(acl, LEVELS)
         with self.db.tx() as tx:
             row = self._object(tx, p, object_type, object_id, "CAN_MANAGE")
             if replace:

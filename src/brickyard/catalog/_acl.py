@@ -1,0 +1,26 @@
+"""Access control lists as the permissions APIs take them (``/api/2.0/permissions/...``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..core.errors import InvalidParameterValue
+
+
+def access_entries(acl: Any, levels: Iterable[str], note: str = "") -> list[tuple[str, str]]:
+    """``[{user_name | group_name | service_principal_name, permission_level}]`` as (principal, level) pairs; a
+    clear 400 for anything else, naming the ``levels`` allowed (and ``note``)."""
+    allowed = list(levels)
+    entries = []
+    for item in acl if isinstance(acl, list) else [None]:
+        if not isinstance(item, dict):
+            raise InvalidParameterValue("access_control_list must be a list of {user_name|group_name|"
+                                        "service_principal_name, permission_level}")
+        who = item.get("user_name") or item.get("group_name") or item.get("service_principal_name")
+        level = item.get("permission_level")
+        if not isinstance(who, str) or not who or level not in allowed:
+            raise InvalidParameterValue(f"each entry needs a principal and permission_level {', '.join(allowed)}"
+                                        + (f" ({note})" if note else ""))
+        entries.append((who, level))
+    return entries
