@@ -13,6 +13,7 @@ import pytest
 from brickyard.core.errors import InvalidParameterValue
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
+from tests.sql._shared import synced_index
 
 ADMIN, BOB = "admin@example.com", "bob@example.com"
 
@@ -33,13 +34,7 @@ def test_index_sync_evaluation_and_monitoring_tasks(tmp_path: Path) -> None:
         admin, bob = ws.principal(ADMIN), ws.principal(BOB)
         ws.sql.execute(admin, "CREATE TABLE main.default.docs (id INT, text STRING)")
         ws.sql.execute(admin, "INSERT INTO main.default.docs VALUES (1, 'bricks are strong'), (2, 'mortar binds')")
-        ws.vectorsearch.create_endpoint(admin, {"name": "vs"})
-        ws.vectorsearch.create_index(admin, {
-            "name": "main.default.docs_index", "endpoint_name": "vs", "primary_key": "id", "index_type": "DELTA_SYNC",
-            "delta_sync_index_spec": {"source_table": "main.default.docs", "pipeline_type": "TRIGGERED",
-                                      "embedding_source_columns": [{"name": "text",
-                                                                    "embedding_model_endpoint_name": "databricks-gte-large-en"}]}})
-        ws.vectorsearch.sync_now("main.default.docs_index")
+        synced_index(ws, admin, "main.default.docs_index", "main.default.docs", "text")
         ws.sql.execute(admin, "INSERT INTO main.default.docs VALUES (3, 'walls need both')")
         ws.serving.create(admin, {"name": "echo", "config": {"served_entities": [{"entity_name": "system.ai.fake-chat"}]}})
         deadline = time.monotonic() + 60

@@ -12,6 +12,7 @@ import pytest
 from brickyard.core.errors import BrickyardError, InvalidParameterValue, PermissionDenied
 from brickyard.core.settings import Settings
 from brickyard.workspace import Workspace
+from tests.sql._shared import synced_index
 
 
 @pytest.fixture
@@ -56,13 +57,7 @@ def test_a_delta_sync_index_follows_added_and_dropped_columns(ws: Workspace) -> 
     admin = ws.principal("admin@example.com")
     _rows(ws, "CREATE TABLE main.default.docs (id BIGINT, text STRING, extra STRING)")
     _rows(ws, "INSERT INTO main.default.docs VALUES (1, 'rate limits', 'e1'), (2, 'usage tracking', 'e2')")
-    ws.vectorsearch.create_endpoint(admin, {"name": "vs"})
-    ws.vectorsearch.create_index(admin, {
-        "name": "main.default.docs_idx", "endpoint_name": "vs", "primary_key": "id", "index_type": "DELTA_SYNC",
-        "delta_sync_index_spec": {"source_table": "main.default.docs", "pipeline_type": "TRIGGERED",
-                                  "embedding_source_columns": [{"name": "text",
-                                                                "embedding_model_endpoint_name": "databricks-gte-large-en"}]}})
-    ws.vectorsearch.sync_now("main.default.docs_idx")
+    synced_index(ws, admin, "main.default.docs_idx", "main.default.docs", "text")
 
     def columns() -> set[str]:
         return set(ws.vectorsearch.columns(admin, "main.default.docs_idx"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from brickyard.workspace import Workspace
-from tests.sql._shared import ADMIN, BOB, workspace  # noqa: F401 - BOB for the tests
+from tests.sql._shared import ADMIN, BOB, synced_index, workspace  # noqa: F401 - BOB for the tests
 
 HOSTILE = "<script>document.title='pwned'</script>"
 IMG = "<img src=x onerror=\"document.title='pwned'\">"
@@ -33,13 +33,7 @@ def build(home: Path) -> Workspace:
                               "ai_gateway": {"usage_tracking_config": {"enabled": True}}})
     ws.serving.create(admin, {"name": "obedient", "config": {"served_entities": [
         {"entity_name": "system.ai.fake-obedient"}]}})
-    ws.vectorsearch.create_endpoint(admin, {"name": "vs"})
-    ws.vectorsearch.create_index(admin, {
-        "name": "main.default.fruit_index", "endpoint_name": "vs", "primary_key": "id", "index_type": "DELTA_SYNC",
-        "delta_sync_index_spec": {"source_table": "main.default.fruit", "pipeline_type": "TRIGGERED",
-                                  "embedding_source_columns": [{"name": "name",
-                                                                "embedding_model_endpoint_name": "databricks-gte-large-en"}]}})
-    ws.vectorsearch.sync_now("main.default.fruit_index")
+    synced_index(ws, admin, "main.default.fruit_index", "main.default.fruit", "name")
     ws.prompts.create(admin, "main.default.greeting", description="How we greet")
     ws.prompts.create_version(admin, "main.default.greeting", {"template": "Hello {{name}}.\nHave a nice day."})
     ws.prompts.create_version(admin, "main.default.greeting", {"template": f"Hi {{{{name}}}}!\nHave a nice day.\n{HOSTILE}"})
