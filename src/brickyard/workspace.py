@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from .agents import ExternalMCP, ManagedMCP
+from .apps import Apps
 from .catalog import ADMINS, Catalog, Database, Identity, Principal
 from .catalog._crypto import SecretBox
 from .catalog._objects import ConnectionSecrets
@@ -178,6 +179,10 @@ class Workspace:
             self._monitor_thread = threading.Thread(target=self._monitor_loop, name="scheduled-scorers", daemon=True)
             self._monitor_thread.start()
         self.mcp_external = ExternalMCP(self.catalog, self.connection_secrets, hosts)
+        self.apps = Apps(db=self.db, home=self.home, workspace=self, server_url=lambda: self.server_url or "",
+                         environ=Settings.sandbox_environ, start_timeout=self.settings.app_start_seconds)
+        if background:
+            self.apps.start()  # what a stopped server left is cleaned up; active apps start again
         self.evaluations.mcp_external = self.mcp_external  # the Playground's tools from external MCP servers
 
     def _parse_documents(self, blobs: list[bytes | None]) -> list[dict[str, Any] | None]:
@@ -321,6 +326,7 @@ class Workspace:
                 log.exception("a round of scheduled scorers failed")
 
     def close(self) -> None:
+        self.apps.close()
         self.jobs.close()
         self._monitor_stop.set()
         if self._monitor_thread is not None:

@@ -29,6 +29,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..apps import scope_allows
 from ..catalog import Principal
 from ..core.errors import (
     BadRequest,
@@ -327,6 +328,12 @@ def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
                     access["principal"] = principal.name
                 if spec.policy == "admin" and not principal.is_admin:
                     raise PermissionDenied(f"{principal.name} is not a workspace admin")
+                if principal.api_scopes is not None and not scope_allows(principal.api_scopes, request.method,
+                                                                        request.url.path):
+                    raise PermissionDenied(f"this token acts for {principal.name} through an app, limited to the "
+                                           f"scopes {', '.join(sorted(principal.api_scopes))}; {request.method} "
+                                           f"{request.url.path[:120]} needs another scope (the app's "
+                                           "user_api_scopes)")
                 if principal.scope is not None and not scoped_route(spec.method, spec.path):
                     raise PermissionDenied("this credential is scoped to a served model's declared resources; "
                                            f"{spec.method} {spec.path} is not a route it may use")

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from . import (
+    _apps,
     _core_routes,
     _evaluation,
     _files,
@@ -29,10 +30,11 @@ from . import (
     _workspace_files,
 )
 from ._access import AccessLog
+from ._apps_proxy import AppsProxy
 from ._http import Api, error_body, make_endpoint
 
 ROUTERS = (_core_routes, _scim, _uc, _files, _sql, _serving, _vectorsearch, _ingest, _tracking, _evaluation, _review,
-           _mcp, _workspace_files, _jobs, _ui)  # the pages last: the API's routes are matched first
+           _mcp, _workspace_files, _jobs, _apps, _ui)  # the pages last: the API's routes are matched first
 DATA_PLANE = "/serving-endpoints/"
 VS_QUERY = "/api/2.0/vector-search/indexes/{index}/query"
 _VS_PREFIX, _VS_SUFFIX = VS_QUERY.split("{index}")
@@ -66,6 +68,7 @@ def create_app(workspace: Any, api: Api | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await workspace.serving.aclose()  # upstream sessions belong to this event loop
+        await apps.aclose()
         access.close()
 
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed}, lifespan=lifespan)
@@ -73,7 +76,8 @@ def create_app(workspace: Any, api: Api | None = None) -> Starlette:
     app.state.api = api
     fast = {spec.path: make_endpoint(spec, workspace) for spec in api.routes
             if spec.method == "POST" and (spec.path.startswith(DATA_PLANE) or spec.path == VS_QUERY)}
-    access = AccessLog(DataPlaneFirst(app, fast), workspace.settings.access_log)
+    apps = AppsProxy(DataPlaneFirst(app, fast), workspace)
+    access = AccessLog(apps, workspace.settings.access_log)
     return access  # type: ignore[return-value]
 
 

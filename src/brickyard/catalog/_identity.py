@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..core.errors import AlreadyExists, InvalidParameterValue, NotFound, Unauthenticated
@@ -40,6 +41,9 @@ class Principal:
     #: ``table:main.rag.docs_index`` or ``serving_endpoint:chat``), on top of its own grants: the credential
     #: of a served model with a system auth policy (its declared resources)
     scope: frozenset[str] | None = None
+    #: when set, the API families this credential may call (Databricks OAuth scopes such as ``sql`` or
+    #: ``serving.serving-endpoints``): the token an app gets to act for its signed-in user (user authorization)
+    api_scopes: frozenset[str] | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -307,7 +311,7 @@ class Identity:
     # -- personal access tokens ----------------------------------------------------------------
     def create_token(
         self, pid: str, *, lifetime_seconds: int | None = None, comment: str | None = None, kind: str = "pat",
-        actor: str = "local",
+        actor: str = "local", api_scopes: list[str] | None = None,
     ) -> tuple[str, Row]:
         """Create a token for principal ``pid``. Returns (the token, its stored info). The token is shown once."""
         if lifetime_seconds is not None and (isinstance(lifetime_seconds, bool) or not isinstance(lifetime_seconds, int)
@@ -327,6 +331,7 @@ class Identity:
             "created_at": now,
             "expires_at": None if lifetime_seconds is None else now + lifetime_seconds * 1000,
             "revoked_at": None,
+            "scopes": None if api_scopes is None else json.dumps(sorted(set(api_scopes))),
         }
         with self.db.tx() as t:
             owner = self._row(t, pid=pid)
@@ -336,8 +341,8 @@ class Identity:
                 self._audit(t, actor, "createToken", "token", owner["name"], token_id=info["id"],
                             expires_at=info["expires_at"])
             t.execute(
-                "INSERT INTO tokens (id, principal_id, token_hash, kind, comment, created_at, expires_at, revoked_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tokens (id, principal_id, token_hash, kind, comment, created_at, expires_at, revoked_at,"
+                " scopes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 tuple(info.values()),
             )
         return token, info
@@ -430,7 +435,10 @@ class Identity:
             prow = self._row(t, pid=row["principal_id"])
             if prow is None or not prow["active"]:
                 raise Unauthenticated("the principal of this token is disabled")
-            return self._principal(t, prow), row["expires_at"]
+            principal = self._principal(t, prow)
+            if row["scopes"] is not None:
+                principal = replace(principal, api_scopes=frozenset(json.loads(row["scopes"])))
+            return principal, row["expires_at"]
 
     # -- OAuth machine-to-machine -------------------------------------------------------------
     def create_secret(self, pid: str, *, lifetime_seconds: int | None = None, actor: str = "local"

@@ -520,3 +520,55 @@ MIGRATIONS.append(
         ],
     )
 )
+
+MIGRATIONS.append(
+    (
+        "0012_apps",
+        [
+            # a token may be limited to API families (Databricks OAuth scopes, JSON list): an app's user token
+            "ALTER TABLE tokens ADD COLUMN scopes TEXT",
+            # apps: the desired compute state, the running process (port, pid) and the service principal made for
+            # it; the grants its declared resources gave that principal, so that delete takes back exactly those
+            """CREATE TABLE apps (
+                name TEXT PRIMARY KEY,
+                id TEXT NOT NULL,
+                description TEXT,
+                creator TEXT NOT NULL,
+                updater TEXT NOT NULL,
+                sp_id TEXT NOT NULL,
+                sp_name TEXT NOT NULL,
+                resources TEXT NOT NULL,
+                user_api_scopes TEXT NOT NULL,
+                granted TEXT NOT NULL,
+                compute_state TEXT NOT NULL,
+                compute_message TEXT NOT NULL,
+                app_state TEXT NOT NULL,
+                app_message TEXT NOT NULL,
+                active_deployment TEXT,
+                pending_deployment TEXT,
+                port BIGINT,
+                pid BIGINT,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL)""",
+            """CREATE TABLE app_deployments (
+                deployment_id TEXT PRIMARY KEY,
+                app_name TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+                source_code_path TEXT NOT NULL,
+                mode TEXT NOT NULL,
+                command TEXT NOT NULL,
+                env TEXT NOT NULL,
+                state TEXT NOT NULL,
+                message TEXT NOT NULL,
+                creator TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                pid BIGINT)""",
+            "CREATE INDEX app_deployments_app ON app_deployments(app_name)",
+            """CREATE TABLE app_acl (
+                app_name TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+                principal TEXT NOT NULL,
+                level TEXT NOT NULL,
+                PRIMARY KEY (app_name, principal))""",
+        ],
+    )
+)

@@ -114,6 +114,11 @@ SETTINGS_HELP: dict[str, tuple[str, str]] = {
         "Seconds between the server's rounds of scheduled scorers (production monitoring). 0 turns the "
         "scheduler off. Default 30",
     ),
+    "BRICKYARD_APP_START_SECONDS": (
+        "app_start_seconds",
+        "Seconds a deployed app has to listen on its port (DATABRICKS_APP_PORT) before its deployment fails and "
+        "the process is stopped. Default 60",
+    ),
     "BRICKYARD_MODEL_PRECISION": (
         "model_precision",
         "Arithmetic of the local BERT models (the MiniLM embedding endpoints and the cross-encoder reranker): "
@@ -177,6 +182,7 @@ class Settings:
     ray_address: str | None = None
     judge_endpoint: str | None = None
     monitor_interval_seconds: float = 30.0
+    app_start_seconds: float = 60.0
     model_precision: str = "auto"
     allow_unconfined_python_functions: int = 0
     function_workers: int = 0
@@ -225,6 +231,8 @@ class Settings:
                                         "be at least 1 MiB")
         if self.monitor_interval_seconds < 0:
             raise InvalidParameterValue("BRICKYARD_MONITOR_INTERVAL_SECONDS must not be negative (0 turns it off)")
+        if self.app_start_seconds <= 0:
+            raise InvalidParameterValue("BRICKYARD_APP_START_SECONDS must be positive")
         if self.model_timeout_seconds <= 0 or self.scale_to_zero_seconds <= 0:
             raise InvalidParameterValue("BRICKYARD_MODEL_TIMEOUT_SECONDS and BRICKYARD_SCALE_TO_ZERO_SECONDS must be "
                                         "positive")
