@@ -11,6 +11,7 @@ stream (server-sent events, MCP's streamable HTTP). WebSocket connections are no
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -134,8 +135,13 @@ class AppsProxy:
                     value = f"{PREFIX}{name}{value}"
                 out.append((key.encode("latin-1"), value.encode("latin-1")))
             await send({"type": "http.response.start", "status": reply.status_code, "headers": out})
-            async for chunk in reply.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            try:
+                async for chunk in reply.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (httpx.HTTPError, asyncio.CancelledError):
+                # the app went away mid-answer, or the server is shutting down with a stream (server-sent events)
+                # still open: the response ends here; the task is over either way
+                return None
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await reply.aclose()

@@ -1,0 +1,93 @@
+"""kill -9 of the server during an app deployment (issue 23): when it starts again the deployment that was in
+progress is FAILED with the reason, the processes the dead server left are stopped, and the app runs its last
+good deployment again; nothing is left half-done."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.service import apps as a
+from databricks.sdk.service.workspace import ImportFormat
+
+from brickyard.core.settings import Settings
+from brickyard.workspace import Workspace
+from tests.conftest import serve_process
+
+ADMIN = "admin@example.com"
+APP = """import os, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+print("version {version}", flush=True)
+time.sleep({delay})
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"v{version}")
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["DATABRICKS_APP_PORT"])), Handler).serve_forever()
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _pid(home: Path, deployment_id: str, deadline: float) -> int:
+    with Workspace(Settings(home=home, access_log="off"), background=False) as peek:
+        while True:
+            with peek.db.tx(write=False) as tx:
+                pid = tx.scalar("SELECT pid FROM app_deployments WHERE deployment_id = ?", (deployment_id,))
+            if pid is not None:
+                return int(pid)
+            assert time.monotonic() < deadline, "no process was recorded"
+            time.sleep(0.05)
+
+
+def test_a_killed_server_during_a_deployment_leaves_a_consistent_app(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with Workspace(Settings(home=home, access_log="off")) as ws:
+        token = ws.create_token(ADMIN, admin=True)
+    folder = f"/Users/{ADMIN}/site"
+    with serve_process(home) as (url, proc):
+        w = WorkspaceClient(host=url, token=token)
+        w.workspace.mkdirs(folder)
+        w.workspace.upload(f"{folder}/app.py", io.BytesIO(APP.format(version=1, delay=0).encode()),
+                           format=ImportFormat.AUTO)
+        w.apps.create_and_wait(a.App(name="site"), timeout=timedelta(seconds=60))
+        first = w.apps.deploy_and_wait("site", a.AppDeployment(source_code_path=folder), timeout=timedelta(seconds=60))
+        assert httpx.get(f"{url}/apps/site/", headers={"Authorization": f"Bearer {token}"}).text == "v1"
+        w.workspace.upload(f"{folder}/app.py", io.BytesIO(APP.format(version=2, delay=60).encode()),
+                           format=ImportFormat.AUTO, overwrite=True)
+        second = w.apps.deploy("site", a.AppDeployment(source_code_path=folder)).response
+        deadline = time.monotonic() + 60
+        old = _pid(home, first.deployment_id, deadline)
+        new = _pid(home, second.deployment_id, deadline)
+        assert _alive(old) and _alive(new)
+        os.kill(proc.pid, 9)
+        proc.wait(timeout=30)
+    assert _alive(old) and _alive(new)  # both outlived their server
+    with serve_process(home) as (url, _proc):
+        w = WorkspaceClient(host=url, token=token)
+        failed = w.apps.get_deployment("site", second.deployment_id)
+        assert failed.status.state == a.AppDeploymentState.FAILED and "server stopped" in failed.status.message
+        deadline = time.monotonic() + 30
+        while _alive(old) or _alive(new):
+            assert time.monotonic() < deadline, "a process the killed server left is still running"
+            time.sleep(0.1)
+        while w.apps.get("site").app_status.state != a.ApplicationState.RUNNING:
+            assert time.monotonic() < deadline, w.apps.get("site").app_status
+            time.sleep(0.1)
+        app = w.apps.get("site")
+        assert app.active_deployment.deployment_id == first.deployment_id and app.pending_deployment is None
+        assert httpx.get(f"{url}/apps/site/", headers={"Authorization": f"Bearer {token}"}).text == "v1"
