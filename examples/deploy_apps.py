@@ -75,6 +75,7 @@ def main() -> int:
         chat = Client(app.url, headers={"Authorization": f"Bearer {admin_token}"}, verbose=False)
         question = "In one sentence: what is a lakehouse?"
         print(f"asked {question!r} through /apps/docs-chat/ ->", repr(chat.predict(question, api_name="/chat")[:200]))
+        chat.close()
 
         step("The MCP server app: user authorization (the sql scope), reached by agents at /apps/docs-tools/mcp")
         admin.apps.create_and_wait(a.App(name="docs-tools", description="a custom MCP server",

@@ -138,11 +138,14 @@ class AppsProxy:
             try:
                 async for chunk in reply.aiter_raw():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except (httpx.HTTPError, asyncio.CancelledError):
-                # the app went away mid-answer, or the server is shutting down with a stream (server-sent events)
-                # still open: the response ends here; the task is over either way
-                return None
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except asyncio.CancelledError:
+                return None  # the server is shutting down with a stream (server-sent events) still open
+            except httpx.HTTPError:
+                pass  # the app went away mid-answer: the response ends here
+            try:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except OSError:
+                pass  # the client went away first
         finally:
             await reply.aclose()
         return None

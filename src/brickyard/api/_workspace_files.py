@@ -11,6 +11,7 @@ from typing import Any
 from starlette.responses import Response
 
 from ..core.errors import BadRequest, InvalidParameterValue
+from ..wsfs._tree import MAX_IMPORT_BYTES
 from ._http import Api, Req
 
 BASE = "/api/2.0/workspace"
@@ -78,6 +79,19 @@ def register(api: Api, ws: Any) -> None:
         body = _import_body(req)
         files.import_(req.user, body.get("path"), body["content"], fmt=body.get("format"),
                       language=body.get("language"), overwrite=_truthy(body.get("overwrite")))
+        return {}
+
+    @api.route("POST", "/api/2.0/workspace-files/import-file/{path:path}", policy="authenticated", body="file")
+    def import_file(req: Req) -> dict[str, Any]:
+        """The Databricks CLI's upload (bundle sync, deployment state): the raw body is the file, missing parent
+        folders are made, a source file with the notebook header becomes a notebook."""
+        path = files.normalize("/" + req.path["path"])
+        assert req.file is not None
+        content = req.file.read(MAX_IMPORT_BYTES + 1)
+        parent = path.rsplit("/", 1)[0] or "/"
+        if parent != "/":
+            files.mkdirs(req.user, parent)
+        files.import_(req.user, path, content, fmt="AUTO", overwrite=_truthy(req.query.get("overwrite")))
         return {}
 
     @api.route("GET", BASE + "/export", policy="authenticated")

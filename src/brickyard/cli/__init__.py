@@ -21,10 +21,12 @@ app.add_typer(sp_app, name="sp")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (JSON on stdout).")
 app.add_typer(table_app, name="table")
 app.add_typer(bench_app, name="bench")
+from ._bundle import bundle_app  # noqa: E402 - the sub-apps use the helpers defined below at call time
 from ._eval import eval_app, monitor_app  # noqa: E402 - the sub-apps use the helpers defined below at call time
 
 app.add_typer(eval_app, name="eval")
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(bundle_app, name="bundle")
 prices_app = typer.Typer(no_args_is_help=True, help="What model calls cost: dollars per 1M tokens per endpoint.")
 app.add_typer(prices_app, name="prices")
 

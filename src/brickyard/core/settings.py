@@ -248,6 +248,13 @@ class Settings:
             )
 
     @staticmethod
+    def client_environ() -> dict[str, str]:
+        """What a client command (``brickyard bundle``) reads the way the Databricks CLI does:
+        ``DATABRICKS_HOST``, ``DATABRICKS_TOKEN`` and ``BUNDLE_VAR_<name>`` variable values."""
+        return {k: v for k, v in os.environ.items()
+                if k in ("DATABRICKS_HOST", "DATABRICKS_TOKEN") or k.startswith("BUNDLE_VAR_")}
+
+    @staticmethod
     def child_environ(**overrides: str) -> dict[str, str]:
         """The environment for a child process: this one's, with ``BRICKYARD_*`` overrides
         (``allowed_model_hosts="..."`` sets ``BRICKYARD_ALLOWED_MODEL_HOSTS``)."""

@@ -153,6 +153,8 @@ class WorkspaceFiles:
             raise InvalidParameterValue(f"path must be at most {MAX_PATH} printable characters")
         if not path.startswith("/"):
             raise InvalidParameterValue(f"path {path[:100]!r} must be absolute (start with /)")
+        if path == "/Workspace" or path.startswith("/Workspace/"):
+            path = path[len("/Workspace"):] or "/"  # the same object, as Databricks names it in the file system
         if path == "/":
             return path
         parts = path.rstrip("/").split("/")[1:]
