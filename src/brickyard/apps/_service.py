@@ -39,6 +39,7 @@ from ..core.errors import (
     TemporarilyUnavailable,
 )
 from ..core.ids import new_id, now_ms
+from ..core.requirements import unmet
 from . import _resources
 from ._spec import DEFAULT_SCOPES, AppConfig, check_name, check_resources, check_scopes, parse_app_yaml
 
@@ -734,33 +735,10 @@ def _listening(port: int) -> bool:
 
 
 def _missing_requirements(path: Path) -> list[str]:
-    """The lines of a requirements.txt this Python environment does not satisfy (names and versions)."""
+    """The lines of an app's requirements.txt this Python environment does not satisfy."""
     if not path.is_file():
         return []
-    from importlib.metadata import PackageNotFoundError, version
-
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    missing = []
-    for raw in path.read_text("utf-8", "replace").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line or line.startswith("-"):
-            continue
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
-            missing.append(f"{line[:80]} (not a requirement)")
-            continue
-        if req.marker is not None and not req.marker.evaluate():
-            continue
-        try:
-            have = version(req.name)
-        except PackageNotFoundError:
-            missing.append(req.name)
-            continue
-        if req.specifier and not req.specifier.contains(have, prereleases=True):
-            missing.append(f"{req} (have {have})")
-    return missing
+    return unmet(path.read_text("utf-8", "replace").splitlines())
 
 
 def _kill_orphan(pid: int, deployment_id: str) -> None:

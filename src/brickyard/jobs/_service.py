@@ -11,15 +11,10 @@ the server stopping: it is marked failed with that reason, never left running.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
-import os
 import secrets
-import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,16 +25,14 @@ from typing import Any
 from ..catalog import Principal, access_entries
 from ..core.errors import InvalidParameterValue, NotFound, PermissionDenied
 from ..core.ids import now_ms
+from ._scheduler import Scheduling
 from ._spec import check_settings, order, task_kind
+from ._tasks import TaskKinds, kill, kill_orphan
 
 log = logging.getLogger("brickyard.jobs")
 
 TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
 LOG_LIMIT = 5 << 20
-MAX_NESTING = 3  # a job's run_job_task may start a job that starts one, no deeper
-WAIT_TICK = 0.25  # seconds between looks at a running task for a cancel or its timeout
-SCHEDULER_TICK = 0.5  # seconds between looks at the schedules
-TRIGGER_POLL = 1.0  # seconds between looks at what a trigger watches
 PARALLEL_TASKS = 4  # tasks of one run at once, where their dependencies allow
 MAX_LIST = 100
 CODES = {"SUCCESS": ("SUCCESS", "SUCCESS"), "FAILED": ("RUN_EXECUTION_ERROR", "CLIENT_ERROR"),
@@ -54,7 +47,7 @@ def _new_id() -> int:
     return secrets.randbelow(2**52) + 1
 
 
-class Jobs:
+class Jobs(Scheduling, TaskKinds):
     def __init__(self, *, db: Any, home: Path, files: Any, identity: Any, principal: Callable[[str], Principal],
                  server_url: Callable[[], str], environ: Callable[..., dict[str, str]],
                  sql: Callable[[Principal, str, list[dict[str, Any]]], Any] | None = None,
@@ -94,117 +87,11 @@ class Jobs:
         if timed:
             self._ensure_scheduler()
 
-    def _ensure_scheduler(self) -> None:
-        with self._lock:
-            if not self._started or self._stop.is_set() or (self._scheduler and self._scheduler.is_alive()):
-                return
-            self._scheduler = threading.Thread(target=self._schedule_loop, name="job-scheduler", daemon=True)
-            self._scheduler.start()
-
-    def _schedule_loop(self) -> None:
-        """Fire each unpaused schedule at its times (from now on: times missed while the server was down are not
-        made up, as on Databricks); a fire while the job is at its max_concurrent_runs is skipped."""
-        from ._quartz import Cron
-
-        upcoming: dict[int, tuple[tuple[str, str], Any, Any]] = {}  # job -> (expression, zone), cron, next time
-        watching: dict[int, dict[str, Any]] = {}  # job -> what its trigger saw last
-        while not self._stop.wait(SCHEDULER_TICK):
-            try:
-                now = dt.datetime.now(dt.UTC)
-                with self.db.tx(write=False) as tx:
-                    rows = tx.all("SELECT job_id, creator, run_as, settings FROM jobs")
-                seen = set()
-                for row in rows:
-                    settings = json.loads(row["settings"])
-                    schedule = settings.get("schedule")
-                    if not schedule or schedule.get("pause_status") == "PAUSED":
-                        continue
-                    job_id = int(row["job_id"])
-                    seen.add(job_id)
-                    key = (schedule["quartz_cron_expression"], schedule.get("timezone_id") or "UTC")
-                    if job_id not in upcoming or upcoming[job_id][0] != key:
-                        cron = Cron(*key)
-                        upcoming[job_id] = (key, cron, cron.next_after(now))
-                    _key, cron, when = upcoming[job_id]
-                    if when is not None and now >= when:
-                        upcoming[job_id] = (key, cron, cron.next_after(now))
-                        self._fire(row, settings)
-                for row in rows:
-                    settings = json.loads(row["settings"])
-                    trigger = settings.get("trigger")
-                    if trigger and trigger.get("pause_status") != "PAUSED":
-                        seen.add(int(row["job_id"]))
-                        self._watch(row, settings, trigger, watching)
-                for job_id in [j for j in upcoming if j not in seen]:
-                    del upcoming[job_id]
-                for job_id in [j for j in watching if j not in seen]:
-                    del watching[job_id]
-            except Exception:  # noqa: BLE001 - the scheduler must outlive one bad tick
-                if self._stop.is_set():
-                    return
-                log.exception("the job scheduler failed a tick")
-
-    def _watch(self, row: Any, settings: dict[str, Any], trigger: dict[str, Any], watching: dict[int, Any]) -> None:
-        """One look at what a job's trigger watches: a volume path's files (new or changed) or tables' versions.
-        What is there when the trigger is first seen is the baseline; a change fires once it has been quiet for
-        ``wait_after_last_change_seconds`` and the last fire is ``min_time_between_triggers_seconds`` ago."""
-        job_id = int(row["job_id"])
-        now = time.monotonic()
-        key = json.dumps(trigger, sort_keys=True)
-        state = watching.get(job_id)
-        if state is not None and (state["key"] != key or now - state["looked"] < TRIGGER_POLL):
-            if state["key"] == key:
-                return
-            state = None
-        who = self.principal(row["run_as"])
-        kind = "file_arrival" if "file_arrival" in trigger else "table_update"
-        body = trigger[kind]
-        try:
-            if kind == "file_arrival":
-                seen = self.volume_files(who, body["url"]) if self.volume_files else {}
-            else:
-                seen = {t: self.table_version(who, t) for t in body["table_names"]} if self.table_version else {}
-        except NotFound:
-            seen = {}  # not there (yet): nothing has arrived
-        except (PermissionDenied, InvalidParameterValue) as exc:
-            log.warning("job %s: its trigger cannot look at what it watches: %s", job_id, exc.message)
-            seen = None
-        if state is None:
-            watching[job_id] = {"key": key, "baseline": seen or {}, "last": seen or {}, "changed": now,
-                                "fired": 0.0, "looked": now}
-            return
-        state["looked"] = now
-        if seen is None:
-            return
-        if seen != state["last"]:
-            state["last"], state["changed"] = seen, now
-        changed = {k for k, v in seen.items() if state["baseline"].get(k) != v}
-        if kind == "table_update" and body["condition"] == "ALL_UPDATED":
-            ready = changed == set(seen)
-        else:
-            ready = bool(changed)
-        if ready and now - state["changed"] >= body["wait_after_last_change_seconds"] \
-                and now - state["fired"] >= body["min_time_between_triggers_seconds"]:
-            state["baseline"], state["fired"] = seen, now
-            self._fire(row, settings, "FILE_ARRIVAL" if kind == "file_arrival" else "TABLE")
-
-    def _fire(self, row: Any, settings: dict[str, Any], trigger: str = "PERIODIC") -> None:
-        with self.db.tx(write=False) as tx:
-            active = tx.scalar("SELECT count(*) FROM job_runs WHERE job_id = ? AND state NOT IN "
-                               "('TERMINATED', 'SKIPPED', 'INTERNAL_ERROR')", (row["job_id"],))
-        if active >= settings["max_concurrent_runs"]:
-            log.info("job %s: scheduled run skipped, %s runs active", row["job_id"], active)
-            return
-        params = {d["name"]: str(d.get("default", "")) for d in settings.get("parameters") or []
-                  if isinstance(d, dict) and d.get("name")}
-        self._launch(self.principal(row["creator"]), int(row["job_id"]), settings, row["run_as"], params, None,
-                     trigger, "JOB_RUN")
-
     def _mark_interrupted(self) -> None:
         now = self.clock()
         with self.db.tx() as tx:
             for task in tx.all("SELECT pid FROM job_task_runs WHERE state = 'RUNNING' AND pid IS NOT NULL"):
-                _kill_orphan(int(task["pid"]))  # a task process that outlived its server (kill -9)
+                kill_orphan(int(task["pid"]))  # a task process that outlived its server (kill -9)
             for row in tx.all("SELECT run_id FROM job_runs WHERE state NOT IN ('TERMINATED', 'SKIPPED', 'INTERNAL_ERROR')"):
                 message = "the server stopped while this run was in progress"
                 tx.execute("UPDATE job_task_runs SET state = 'TERMINATED', result = 'FAILED', message = ?, end_time = ? "
@@ -219,7 +106,7 @@ class Jobs:
             self._cancelled.update(self._procs)
             procs = [proc for by_task in self._procs.values() for proc in by_task.values()]
         for proc in procs:
-            _kill(proc)
+            kill(proc)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- jobs ----------------------------------------------------------------------------------------------------
@@ -505,77 +392,6 @@ class Jobs:
             attempt += 1
             time.sleep(task["min_retry_interval_millis"] / 1000)
 
-    def _attempt(self, run: Any, task: dict[str, Any], kind: str, body: dict[str, Any], params: dict[str, Any],
-                 folder: Path, deadline: float | None) -> tuple[str, str, dict[str, Any]]:
-        if kind == "sql_task":
-            return self._sql_task(run, task, body, params, folder)
-        if kind == "run_job_task":
-            return self._run_job_task(run, task, body, params, deadline)
-        if kind.startswith("brickyard_"):
-            return self._builtin_task(run, task, kind, body, folder)
-        key = task["task_key"]
-        who = self.principal(run["run_as"])
-        path = body["python_file"] if kind == "spark_python_task" else body["notebook_path"]
-        path = path.removeprefix("/Workspace") if path.startswith("/Workspace/") else path
-        try:
-            info, source = self.files.read(who, path)
-        except (NotFound, PermissionDenied, InvalidParameterValue) as exc:
-            return "FAILED", f"{path}: {exc.message}", {"error": f"{path}: {exc.message}"}
-        work = folder / key
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-        script = work / ("main.py" if kind == "spark_python_task" else "notebook.py")
-        script.write_bytes(source)
-        widgets = {**(body.get("base_parameters") or {}), **params.get("job", {})}
-        spec = {"kind": kind, "file": str(script), "task_key": key, "values_dir": str(folder / "values"),
-                "parameters": params.get("python") if params.get("python") is not None else body.get("parameters") or [],
-                "widgets": widgets, "language": info.get("language"), "output": str(work / "outcome.json")}
-        (work / "spec.json").write_text(json.dumps(spec))
-        limit = task["timeout_seconds"] or None
-        if deadline is not None:
-            left = max(1.0, deadline - time.monotonic())
-            limit = min(limit, left) if limit else left
-        token, _ = self.identity.create_token(who.id, lifetime_seconds=int(limit or 24 * 3600) + 300,
-                                              comment=f"job run {run['run_id']} task {key}", kind="job")
-        env = self.environ(DATABRICKS_HOST=self.server_url(), DATABRICKS_TOKEN=token)
-        log_path = folder / f"{key}.log"
-        try:
-            with open(log_path, "ab") as out:
-                proc = subprocess.Popen([sys.executable, "-m", "brickyard.jobs._task_main", str(work / "spec.json")],
-                                        cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-                with self._lock:
-                    self._procs.setdefault(run["run_id"], {})[key] = proc
-                with self.db.tx() as tx:
-                    tx.execute("UPDATE job_task_runs SET pid = ? WHERE parent_run_id = ? AND task_key = ?",
-                               (proc.pid, run["run_id"], key))
-                try:
-                    ends = time.monotonic() + limit if limit else None
-                    while True:  # polled, so a cancel that came before the process was registered still stops it
-                        if run["run_id"] in self._cancelled:
-                            _kill(proc)
-                        try:
-                            code = proc.wait(timeout=WAIT_TICK)
-                            break
-                        except subprocess.TimeoutExpired:
-                            if ends is not None and time.monotonic() >= ends:
-                                _kill(proc)
-                                return "TIMEDOUT", f"the task ran longer than {int(limit or 0)} s", \
-                                    {"error": "timed out"}
-                finally:
-                    with self._lock:
-                        self._procs.get(run["run_id"], {}).pop(key, None)
-        finally:
-            self.identity.revoke_secret_token(token)
-        if run["run_id"] in self._cancelled:
-            return "CANCELED", "the run was cancelled", {"error": "cancelled"}
-        try:
-            outcome = json.loads((work / "outcome.json").read_text())
-        except (OSError, ValueError):
-            outcome = {"error": f"the task process ended with code {code} before reporting"}
-        if code == 0 and not outcome.get("error"):
-            return "SUCCESS", "", outcome
-        return "FAILED", str(outcome.get("error") or f"exit code {code}")[:1000], outcome
-
     def repair(self, p: Principal, run_id: Any, *, rerun_tasks: Any = None, rerun_all_failed_tasks: bool = False,
                rerun_dependent_tasks: bool = False) -> dict[str, Any]:
         """Run again some tasks of a finished run (the failed ones, or those named, with what depends on them if
@@ -621,95 +437,6 @@ class Jobs:
         self._pool.submit(self._execute, int(row["run_id"]), chosen)
         return {"repair_id": repair_id}
 
-    def _sql_task(self, run: Any, task: dict[str, Any], body: dict[str, Any], params: dict[str, Any],
-                  folder: Path) -> tuple[str, str, dict[str, Any]]:
-        """The statements of a workspace SQL file, in order, as the run-as principal; each one's row count and
-        first rows go to the task's log. The first failing statement fails the task (those before it stay done)."""
-        from ._spec import split_statements
-
-        who = self.principal(run["run_as"])
-        path = body["file"]["path"]
-        path = path.removeprefix("/Workspace") if path.startswith("/Workspace/") else path
-        if self.sql is None:
-            return "FAILED", "this workspace runs no SQL", {"error": "no SQL engine"}
-        values = {**(body.get("parameters") or {}), **params.get("job", {})}
-        with open(folder / f"{task['task_key']}.log", "a") as out:
-            try:
-                _info, data = self.files.read(who, path)
-                statements = split_statements(data.decode("utf-8"))
-                if not statements:
-                    raise InvalidParameterValue(f"{path} holds no SQL statement")
-                for number, statement in enumerate(statements, 1):
-                    if run["run_id"] in self._cancelled:
-                        return "CANCELED", "the run was cancelled", {"error": "cancelled"}
-                    used = [{"name": k, "value": v, "type": "STRING"} for k, v in values.items()
-                            if f":{k}" in statement]
-                    table = self.sql(who, statement, used).table
-                    out.write(f"-- statement {number}: {statement[:200]}\n{table.num_rows} rows\n")
-                    for row in table.slice(0, 20).to_pylist():
-                        out.write(json.dumps(row, default=str)[:1000] + "\n")
-            except UnicodeDecodeError:
-                return "FAILED", f"{path} is not UTF-8 text", {"error": f"{path} is not UTF-8 text"}
-            except (NotFound, PermissionDenied, InvalidParameterValue) as exc:
-                out.write(f"error: {exc.message}\n")
-                return "FAILED", f"{path}: {exc.message}"[:1000], {"error": f"{path}: {exc.message}"}
-            except Exception as exc:  # noqa: BLE001 - any statement error is the task's error, by message
-                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-                out.write(f"error: {message}\n")
-                return "FAILED", str(message)[:1000], {"error": str(message)}
-        return "SUCCESS", "", {"sql_output": {"statements": len(statements)}}
-
-    def _builtin_task(self, run: Any, task: dict[str, Any], kind: str, body: dict[str, Any],
-                      folder: Path) -> tuple[str, str, dict[str, Any]]:
-        """One of Brickyard's own tasks, in the server, as the run-as principal (its checks are the library's)."""
-        action = self.builtins.get(kind)
-        if action is None:
-            return "FAILED", f"this workspace cannot run {kind}", {"error": f"no {kind}"}
-        with open(folder / f"{task['task_key']}.log", "a") as out:
-            try:
-                text = action(self.principal(run["run_as"]), body)
-            except Exception as exc:  # noqa: BLE001 - the library's refusal or failure is the task's error
-                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-                out.write(f"error: {message}\n")
-                return "FAILED", str(message)[:1000], {"error": str(message)}
-            out.write(text + "\n")
-        return "SUCCESS", "", {}
-
-    def _run_job_task(self, run: Any, task: dict[str, Any], body: dict[str, Any], params: dict[str, Any],
-                      deadline: float | None) -> tuple[str, str, dict[str, Any]]:
-        """A run of another job (which the run-as principal must be able to run), waited for to its end."""
-        who = self.principal(run["run_as"])
-        depth = int(params.get("depth") or 0)
-        if depth >= MAX_NESTING:
-            return "FAILED", f"jobs run jobs more than {MAX_NESTING} deep (a loop?)", {"error": "nested too deep"}
-        try:
-            with self.db.tx(write=False) as tx:
-                row = self._job(tx, who, body["job_id"])
-        except (NotFound, InvalidParameterValue) as exc:
-            return "FAILED", exc.message, {"error": exc.message}
-        settings = json.loads(row["settings"])
-        child_params = {d["name"]: str(d.get("default", "")) for d in settings.get("parameters") or []
-                        if isinstance(d, dict) and d.get("name")}
-        child_params.update(body.get("job_parameters") or {})
-        child = self._launch(who, int(row["job_id"]), settings, row["run_as"], child_params, None, "ONE_TIME",
-                             "JOB_RUN", depth=depth + 1)
-        while True:
-            state = self.get_run(who, child["run_id"])["state"]
-            if state["life_cycle_state"] in TERMINAL:
-                break
-            if run["run_id"] in self._cancelled:
-                self.cancel(who, child["run_id"])
-            if deadline is not None and time.monotonic() > deadline:
-                self.cancel(who, child["run_id"])
-                return "TIMEDOUT", "the job it ran did not finish in time", {"run_job_output": {"run_id": child["run_id"]}}
-            time.sleep(WAIT_TICK)
-        result = state.get("result_state") or "FAILED"
-        outcome = {"run_job_output": {"run_id": child["run_id"]}}
-        if result == "SUCCESS":
-            return "SUCCESS", "", outcome
-        return ("CANCELED" if result == "CANCELED" else "FAILED"), \
-            f"job run {child['run_id']} ended {result}: {state.get('state_message', '')}"[:1000], outcome
-
     def cancel(self, p: Principal, run_id: Any) -> None:
         row = self._run_row(p, run_id, need="CAN_MANAGE_RUN")
         if row["state"] in TERMINAL:
@@ -718,7 +445,7 @@ class Jobs:
             self._cancelled.add(int(row["run_id"]))
             procs = list(self._procs.get(int(row["run_id"]), {}).values())
         for proc in procs:
-            _kill(proc)
+            kill(proc)
 
     def _run_row(self, p: Principal, run_id: Any, need: str = "CAN_VIEW") -> Any:
         try:
@@ -834,26 +561,3 @@ class Jobs:
                 out["error_trace"] = outcome["error_trace"]
         return out
 
-
-def _kill_orphan(pid: int) -> None:
-    """Kill the process group of a task process left by a server that was killed, if it is still one of ours."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return
-    if b"brickyard.jobs._task_main" in cmdline:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass

@@ -1,0 +1,209 @@
+"""How each kind of task runs: a Python file or a notebook in a process of its own (:mod:`._task_main`), a
+Python wheel's entry point the same way, a workspace SQL file statement by statement, another job's run, and
+Brickyard's own tasks in the server; all as the run's run-as principal."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import InvalidParameterValue, NotFound, PermissionDenied
+
+WAIT_TICK = 0.25  # seconds between looks at a running task for a cancel or its timeout
+MAX_NESTING = 3  # a job's run_job_task may start a job that starts one, no deeper
+TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
+
+
+class TaskKinds:
+    """The task-running half of :class:`~brickyard.jobs.Jobs` (a mixin: the state is the Jobs object's)."""
+
+    def _attempt(self, run: Any, task: dict[str, Any], kind: str, body: dict[str, Any], params: dict[str, Any],
+                 folder: Path, deadline: float | None) -> tuple[str, str, dict[str, Any]]:
+        if kind == "sql_task":
+            return self._sql_task(run, task, body, params, folder)
+        if kind == "run_job_task":
+            return self._run_job_task(run, task, body, params, deadline)
+        if kind.startswith("brickyard_"):
+            return self._builtin_task(run, task, kind, body, folder)
+        key = task["task_key"]
+        who = self.principal(run["run_as"])
+        path = body["python_file"] if kind == "spark_python_task" else body["notebook_path"]
+        path = path.removeprefix("/Workspace") if path.startswith("/Workspace/") else path
+        try:
+            info, source = self.files.read(who, path)
+        except (NotFound, PermissionDenied, InvalidParameterValue) as exc:
+            return "FAILED", f"{path}: {exc.message}", {"error": f"{path}: {exc.message}"}
+        work = folder / key
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        script = work / ("main.py" if kind == "spark_python_task" else "notebook.py")
+        script.write_bytes(source)
+        widgets = {**(body.get("base_parameters") or {}), **params.get("job", {})}
+        spec = {"kind": kind, "file": str(script), "task_key": key, "values_dir": str(folder / "values"),
+                "parameters": params.get("python") if params.get("python") is not None else body.get("parameters") or [],
+                "widgets": widgets, "language": info.get("language"), "output": str(work / "outcome.json")}
+        (work / "spec.json").write_text(json.dumps(spec))
+        limit = task["timeout_seconds"] or None
+        if deadline is not None:
+            left = max(1.0, deadline - time.monotonic())
+            limit = min(limit, left) if limit else left
+        token, _ = self.identity.create_token(who.id, lifetime_seconds=int(limit or 24 * 3600) + 300,
+                                              comment=f"job run {run['run_id']} task {key}", kind="job")
+        env = self.environ(DATABRICKS_HOST=self.server_url(), DATABRICKS_TOKEN=token)
+        log_path = folder / f"{key}.log"
+        try:
+            with open(log_path, "ab") as out:
+                proc = subprocess.Popen([sys.executable, "-m", "brickyard.jobs._task_main", str(work / "spec.json")],
+                                        cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                with self._lock:
+                    self._procs.setdefault(run["run_id"], {})[key] = proc
+                with self.db.tx() as tx:
+                    tx.execute("UPDATE job_task_runs SET pid = ? WHERE parent_run_id = ? AND task_key = ?",
+                               (proc.pid, run["run_id"], key))
+                try:
+                    ends = time.monotonic() + limit if limit else None
+                    while True:  # polled, so a cancel that came before the process was registered still stops it
+                        if run["run_id"] in self._cancelled:
+                            kill(proc)
+                        try:
+                            code = proc.wait(timeout=WAIT_TICK)
+                            break
+                        except subprocess.TimeoutExpired:
+                            if ends is not None and time.monotonic() >= ends:
+                                kill(proc)
+                                return "TIMEDOUT", f"the task ran longer than {int(limit or 0)} s", \
+                                    {"error": "timed out"}
+                finally:
+                    with self._lock:
+                        self._procs.get(run["run_id"], {}).pop(key, None)
+        finally:
+            self.identity.revoke_secret_token(token)
+        if run["run_id"] in self._cancelled:
+            return "CANCELED", "the run was cancelled", {"error": "cancelled"}
+        try:
+            outcome = json.loads((work / "outcome.json").read_text())
+        except (OSError, ValueError):
+            outcome = {"error": f"the task process ended with code {code} before reporting"}
+        if code == 0 and not outcome.get("error"):
+            return "SUCCESS", "", outcome
+        return "FAILED", str(outcome.get("error") or f"exit code {code}")[:1000], outcome
+
+    def _sql_task(self, run: Any, task: dict[str, Any], body: dict[str, Any], params: dict[str, Any],
+                  folder: Path) -> tuple[str, str, dict[str, Any]]:
+        """The statements of a workspace SQL file, in order, as the run-as principal; each one's row count and
+        first rows go to the task's log. The first failing statement fails the task (those before it stay done)."""
+        from ._spec import split_statements
+
+        who = self.principal(run["run_as"])
+        path = body["file"]["path"]
+        path = path.removeprefix("/Workspace") if path.startswith("/Workspace/") else path
+        if self.sql is None:
+            return "FAILED", "this workspace runs no SQL", {"error": "no SQL engine"}
+        values = {**(body.get("parameters") or {}), **params.get("job", {})}
+        with open(folder / f"{task['task_key']}.log", "a") as out:
+            try:
+                _info, data = self.files.read(who, path)
+                statements = split_statements(data.decode("utf-8"))
+                if not statements:
+                    raise InvalidParameterValue(f"{path} holds no SQL statement")
+                for number, statement in enumerate(statements, 1):
+                    if run["run_id"] in self._cancelled:
+                        return "CANCELED", "the run was cancelled", {"error": "cancelled"}
+                    used = [{"name": k, "value": v, "type": "STRING"} for k, v in values.items()
+                            if f":{k}" in statement]
+                    table = self.sql(who, statement, used).table
+                    out.write(f"-- statement {number}: {statement[:200]}\n{table.num_rows} rows\n")
+                    for row in table.slice(0, 20).to_pylist():
+                        out.write(json.dumps(row, default=str)[:1000] + "\n")
+            except UnicodeDecodeError:
+                return "FAILED", f"{path} is not UTF-8 text", {"error": f"{path} is not UTF-8 text"}
+            except (NotFound, PermissionDenied, InvalidParameterValue) as exc:
+                out.write(f"error: {exc.message}\n")
+                return "FAILED", f"{path}: {exc.message}"[:1000], {"error": f"{path}: {exc.message}"}
+            except Exception as exc:  # noqa: BLE001 - any statement error is the task's error, by message
+                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                out.write(f"error: {message}\n")
+                return "FAILED", str(message)[:1000], {"error": str(message)}
+        return "SUCCESS", "", {"sql_output": {"statements": len(statements)}}
+
+    def _builtin_task(self, run: Any, task: dict[str, Any], kind: str, body: dict[str, Any],
+                      folder: Path) -> tuple[str, str, dict[str, Any]]:
+        """One of Brickyard's own tasks, in the server, as the run-as principal (its checks are the library's)."""
+        action = self.builtins.get(kind)
+        if action is None:
+            return "FAILED", f"this workspace cannot run {kind}", {"error": f"no {kind}"}
+        with open(folder / f"{task['task_key']}.log", "a") as out:
+            try:
+                text = action(self.principal(run["run_as"]), body)
+            except Exception as exc:  # noqa: BLE001 - the library's refusal or failure is the task's error
+                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                out.write(f"error: {message}\n")
+                return "FAILED", str(message)[:1000], {"error": str(message)}
+            out.write(text + "\n")
+        return "SUCCESS", "", {}
+
+    def _run_job_task(self, run: Any, task: dict[str, Any], body: dict[str, Any], params: dict[str, Any],
+                      deadline: float | None) -> tuple[str, str, dict[str, Any]]:
+        """A run of another job (which the run-as principal must be able to run), waited for to its end."""
+        who = self.principal(run["run_as"])
+        depth = int(params.get("depth") or 0)
+        if depth >= MAX_NESTING:
+            return "FAILED", f"jobs run jobs more than {MAX_NESTING} deep (a loop?)", {"error": "nested too deep"}
+        try:
+            with self.db.tx(write=False) as tx:
+                row = self._job(tx, who, body["job_id"])
+        except (NotFound, InvalidParameterValue) as exc:
+            return "FAILED", exc.message, {"error": exc.message}
+        settings = json.loads(row["settings"])
+        child_params = {d["name"]: str(d.get("default", "")) for d in settings.get("parameters") or []
+                        if isinstance(d, dict) and d.get("name")}
+        child_params.update(body.get("job_parameters") or {})
+        child = self._launch(who, int(row["job_id"]), settings, row["run_as"], child_params, None, "ONE_TIME",
+                             "JOB_RUN", depth=depth + 1)
+        while True:
+            state = self.get_run(who, child["run_id"])["state"]
+            if state["life_cycle_state"] in TERMINAL:
+                break
+            if run["run_id"] in self._cancelled:
+                self.cancel(who, child["run_id"])
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel(who, child["run_id"])
+                return "TIMEDOUT", "the job it ran did not finish in time", {"run_job_output": {"run_id": child["run_id"]}}
+            time.sleep(WAIT_TICK)
+        result = state.get("result_state") or "FAILED"
+        outcome = {"run_job_output": {"run_id": child["run_id"]}}
+        if result == "SUCCESS":
+            return "SUCCESS", "", outcome
+        return ("CANCELED" if result == "CANCELED" else "FAILED"), \
+            f"job run {child['run_id']} ended {result}: {state.get('state_message', '')}"[:1000], outcome
+
+
+def kill_orphan(pid: int) -> None:
+    """Kill the process group of a task process left by a server that was killed, if it is still one of ours."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"brickyard.jobs._task_main" in cmdline:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
