@@ -27,11 +27,10 @@ from ..core.errors import InvalidParameterValue, NotFound, PermissionDenied
 from ..core.ids import now_ms
 from ._scheduler import Scheduling
 from ._spec import check_settings, order, task_kind
-from ._tasks import TaskKinds, kill, kill_orphan
+from ._tasks import TERMINAL, TaskKinds, kill, kill_orphan
 
 log = logging.getLogger("brickyard.jobs")
 
-TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
 LOG_LIMIT = 5 << 20
 PARALLEL_TASKS = 4  # tasks of one run at once, where their dependencies allow
 MAX_LIST = 100
