@@ -109,6 +109,7 @@ class Workspace:
                          destinations=self.notification_destinations,
                          volume_files=lambda p, url: {i.path: (i.last_modified, i.file_size)
                                                       for i, _local in self.volumes.walk(p, url)},
+                         volume_open=lambda p, path: self.volumes.open(p, path)[1],
                          table_version=lambda p, name: int(self.tables.history(p, name, limit=1)[0]["version"]),
                          builtins={"brickyard_index_sync_task": self._index_sync_task,
                                    "brickyard_evaluation_task": self._evaluation_task,

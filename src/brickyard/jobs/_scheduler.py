@@ -63,6 +63,11 @@ class Scheduling:
                     if trigger and trigger.get("pause_status") != "PAUSED":
                         seen.add(int(row["job_id"]))
                         self._watch(row, settings, trigger, watching)
+                for row in rows:
+                    settings = json.loads(row["settings"])
+                    continuous = settings.get("continuous")
+                    if continuous and continuous.get("pause_status") != "PAUSED":
+                        self._keep_running(row, settings)
                 for job_id in [j for j in upcoming if j not in seen]:
                     del upcoming[job_id]
                 for job_id in [j for j in watching if j not in seen]:
@@ -127,3 +132,22 @@ class Scheduling:
                   if isinstance(d, dict) and d.get("name")}
         self._launch(self.principal(row["creator"]), int(row["job_id"]), settings, row["run_as"], params, None,
                      trigger, "JOB_RUN")
+
+    def _keep_running(self, row: Any, settings: dict[str, Any]) -> None:
+        """A continuous job: a new run as soon as none is active. After failed runs the next one waits, 1 s
+        doubling to 5 minutes by the number of failures in a row, so a broken job does not spin."""
+        with self.db.tx(write=False) as tx:
+            last = tx.all("SELECT state, result, end_time FROM job_runs WHERE job_id = ? "
+                          "ORDER BY start_time DESC, run_id DESC LIMIT 12", (row["job_id"],))
+        if any(r["state"] not in ("TERMINATED", "SKIPPED", "INTERNAL_ERROR") for r in last[:1]):
+            return
+        failures = 0
+        for r in last:
+            if r["result"] in ("SUCCESS", "CANCELED"):
+                break
+            failures += 1
+        if failures and last[0]["end_time"] is not None:
+            wait_ms = min(300_000, 1000 * 2 ** (failures - 1))
+            if self.clock() - int(last[0]["end_time"]) < wait_ms:
+                return
+        self._fire(row, settings, "CONTINUOUS")

@@ -52,6 +52,7 @@ class Jobs(Scheduling, TaskKinds):
                  sql: Callable[[Principal, str, list[dict[str, Any]]], Any] | None = None,
                  destinations: Any = None, volume_files: Callable[[Principal, str], dict[str, Any]] | None = None,
                  table_version: Callable[[Principal, str], int] | None = None,
+                 volume_open: Callable[[Principal, str], Path] | None = None,
                  builtins: dict[str, Callable[[Principal, dict[str, Any]], str]] | None = None, workers: int = 4,
                  clock: Callable[[], int] = now_ms) -> None:
         self.db = db
@@ -64,6 +65,7 @@ class Jobs(Scheduling, TaskKinds):
         self.sql = sql
         self.destinations = destinations
         self.volume_files = volume_files
+        self.volume_open = volume_open  # a volume file's local path, read as the principal (wheels of wheel tasks)
         self.table_version = table_version
         self.builtins = builtins or {}
         self.clock = clock
@@ -81,8 +83,8 @@ class Jobs(Scheduling, TaskKinds):
         self._started = True
         self._mark_interrupted()
         with self.db.tx(write=False) as tx:
-            timed = tx.scalar("SELECT count(*) FROM jobs WHERE settings LIKE ? OR settings LIKE ?",
-                              ('%"schedule"%', '%"trigger"%'))
+            timed = tx.scalar("SELECT count(*) FROM jobs WHERE settings LIKE ? OR settings LIKE ? OR settings LIKE ?",
+                              ('%"schedule"%', '%"trigger"%', '%"continuous"%'))
         if timed:
             self._ensure_scheduler()
 
@@ -180,7 +182,7 @@ class Jobs(Scheduling, TaskKinds):
         with self.db.tx() as tx:
             tx.execute("INSERT INTO jobs (job_id, creator, run_as, settings, created_at) VALUES (?, ?, ?, ?, ?)",
                        (job_id, p.name, self._run_as(p, settings), json.dumps(settings), self.clock()))
-        if settings.get("schedule") or settings.get("trigger"):
+        if settings.get("schedule") or settings.get("trigger") or settings.get("continuous"):
             self._ensure_scheduler()
         return {"job_id": job_id}
 
@@ -212,7 +214,7 @@ class Jobs(Scheduling, TaskKinds):
             row = self._job(tx, p, job_id, manage=True)
             tx.execute("UPDATE jobs SET settings = ?, run_as = ? WHERE job_id = ?",
                        (json.dumps(settings), self._run_as(p, settings), row["job_id"]))
-        if settings.get("schedule") or settings.get("trigger"):
+        if settings.get("schedule") or settings.get("trigger") or settings.get("continuous"):
             self._ensure_scheduler()
 
     def update(self, p: Principal, job_id: Any, new_settings: Any, fields_to_remove: Any = None) -> None:

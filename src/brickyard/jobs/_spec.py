@@ -14,14 +14,15 @@ from typing import Any
 from ..core.errors import InvalidParameterValue
 
 MAX_TASKS = 100
-KINDS = ("spark_python_task", "notebook_task", "sql_task", "run_job_task", "brickyard_index_sync_task",
+KINDS = ("spark_python_task", "notebook_task", "python_wheel_task", "sql_task", "run_job_task",
+         "brickyard_index_sync_task",
          "brickyard_evaluation_task", "brickyard_monitoring_task")
 #: Brickyard's own task kinds and the fields each needs: a Delta Sync index brought up to date, an evaluation
 #: run of an endpoint on a dataset, a round of an experiment's scheduled scorers
 BUILTIN = {"brickyard_index_sync_task": ("index_name",),
            "brickyard_evaluation_task": ("endpoint", "dataset", "scorers"),
            "brickyard_monitoring_task": ("experiment_id",)}
-UNSUPPORTED = ("python_wheel_task", "spark_jar_task", "spark_submit_task",
+UNSUPPORTED = ("spark_jar_task", "spark_submit_task",
                "pipeline_task", "dbt_task", "condition_task", "for_each_task", "dashboard_task")
 MAX_TIMEOUT = 7 * 24 * 3600
 
@@ -61,10 +62,14 @@ def check_settings(settings: Any) -> dict[str, Any]:
     if out.get("trigger") is not None:
         out["trigger"] = check_trigger(out["trigger"])
     if out.get("continuous") is not None:
-        raise InvalidParameterValue("continuous jobs are not supported: use a schedule or a file-arrival or "
-                                    "table-update trigger")
-    if out.get("schedule") is not None and out.get("trigger") is not None:
-        raise InvalidParameterValue("a job has a schedule or a trigger, not both")
+        continuous = out["continuous"]
+        if not isinstance(continuous, dict) or continuous.get("pause_status", "UNPAUSED") not in ("PAUSED", "UNPAUSED"):
+            raise InvalidParameterValue("continuous must be {pause_status: UNPAUSED or PAUSED}")
+        out["continuous"] = {"pause_status": continuous.get("pause_status") or "UNPAUSED"}
+        if out["max_concurrent_runs"] != 1:
+            raise InvalidParameterValue("a continuous job runs one run at a time: max_concurrent_runs must be 1")
+    if sum(out.get(k) is not None for k in ("schedule", "trigger", "continuous")) > 1:
+        raise InvalidParameterValue("a job has one of a schedule, a trigger or continuous, not more")
     tasks = out.get("tasks")
     if not isinstance(tasks, list) or not tasks or len(tasks) > MAX_TASKS:
         raise InvalidParameterValue(f"a job needs 1 to {MAX_TASKS} tasks")
@@ -83,6 +88,7 @@ def check_settings(settings: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise InvalidParameterValue(f"task {key!r}: {kind} must be an object")
         _check_body(key, kind, body)
+        _check_libraries(key, kind, task.get("libraries"))
         task["max_retries"] = _int(task.get("max_retries"), f"task {key!r} max_retries", -1, 100, 0)
         task["min_retry_interval_millis"] = _int(task.get("min_retry_interval_millis"),
                                                  f"task {key!r} min_retry_interval_millis", 0, 3_600_000, 0)
@@ -100,7 +106,42 @@ def check_settings(settings: Any) -> dict[str, Any]:
     return out
 
 
+def _check_libraries(key: str, kind: str, libraries: Any) -> None:
+    if libraries is None:
+        libraries = []
+    if not isinstance(libraries, list) or not all(isinstance(lib, dict) and len(lib) == 1 for lib in libraries):
+        raise InvalidParameterValue(f"task {key!r}: libraries must be a list of {{whl: path}} or {{pypi: {{package}}}}")
+    for lib in libraries:
+        kind_of = next(iter(lib))
+        if kind_of == "whl":
+            path = lib["whl"]
+            if not isinstance(path, str) or not path.endswith(".whl") or not path.startswith(
+                    ("/Workspace/", "/Users/", "/Shared/", "/Volumes/")):
+                raise InvalidParameterValue(f"task {key!r}: a whl library is the path of a .whl file in the workspace "
+                                            "or a volume")
+        elif kind_of == "pypi":
+            if not isinstance(lib["pypi"], dict) or not isinstance(lib["pypi"].get("package"), str):
+                raise InvalidParameterValue(f"task {key!r}: a pypi library is {{pypi: {{package: 'name==version'}}}}")
+        else:
+            raise InvalidParameterValue(f"task {key!r}: {kind_of} libraries are not supported (whl and pypi are; "
+                                        "Brickyard runs Python tasks only and installs nothing)")
+    if kind == "python_wheel_task" and not any("whl" in lib for lib in libraries):
+        raise InvalidParameterValue(f"task {key!r}: a python_wheel_task needs its wheel in libraries: [{{whl: path}}]")
+
+
 def _check_body(key: str, kind: str, body: dict[str, Any]) -> None:
+    if kind == "python_wheel_task":
+        for field in ("package_name", "entry_point"):
+            if not isinstance(body.get(field), str) or not body[field]:
+                raise InvalidParameterValue(f"task {key!r}: python_wheel_task needs {field}")
+        positional, named = body.get("parameters"), body.get("named_parameters")
+        if positional is not None and named is not None:
+            raise InvalidParameterValue(f"task {key!r}: give parameters or named_parameters, not both")
+        if positional is not None and not (isinstance(positional, list) and all(isinstance(x, str) for x in positional)):
+            raise InvalidParameterValue(f"task {key!r}: parameters must be a list of strings")
+        if named is not None and not (isinstance(named, dict) and all(isinstance(v, str) for v in named.values())):
+            raise InvalidParameterValue(f"task {key!r}: named_parameters must be an object of strings")
+        return
     if kind in BUILTIN:
         for field in BUILTIN[kind]:
             value = body.get(field)

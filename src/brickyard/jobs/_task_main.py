@@ -88,6 +88,17 @@ def _exit(value: Any) -> None:
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
+    sys.path[:0] = spec.get("paths") or []  # the task's unpacked wheels
+    if spec["kind"] == "python_wheel_task":
+        import importlib
+
+        module, _, attribute = spec["entry"].partition(":")
+        sys.argv = [spec["package"], *spec.get("parameters", [])]
+        target: Any = importlib.import_module(module)
+        for part in (attribute or "main").split("."):
+            target = getattr(target, part)
+        target()
+        return {}
     source = Path(spec["file"])
     if spec["kind"] == "spark_python_task":
         sys.argv = [str(source), *spec.get("parameters", [])]

@@ -34,21 +34,33 @@ class TaskKinds:
             return self._builtin_task(run, task, kind, body, folder)
         key = task["task_key"]
         who = self.principal(run["run_as"])
-        path = body["python_file"] if kind == "spark_python_task" else body["notebook_path"]
-        path = path.removeprefix("/Workspace") if path.startswith("/Workspace/") else path
-        try:
-            info, source = self.files.read(who, path)
-        except (NotFound, PermissionDenied, InvalidParameterValue) as exc:
-            return "FAILED", f"{path}: {exc.message}", {"error": f"{path}: {exc.message}"}
         work = folder / key
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        script = work / ("main.py" if kind == "spark_python_task" else "notebook.py")
-        script.write_bytes(source)
-        widgets = {**(body.get("base_parameters") or {}), **params.get("job", {})}
-        spec = {"kind": kind, "file": str(script), "task_key": key, "values_dir": str(folder / "values"),
-                "parameters": params.get("python") if params.get("python") is not None else body.get("parameters") or [],
-                "widgets": widgets, "language": info.get("language"), "output": str(work / "outcome.json")}
+        try:
+            libraries = self._libraries(who, task, work)
+        except (NotFound, PermissionDenied, InvalidParameterValue) as exc:
+            return "FAILED", exc.message[:1000], {"error": exc.message}
+        parameters = params.get("python") if params.get("python") is not None else body.get("parameters") or []
+        spec = {"kind": kind, "task_key": key, "values_dir": str(folder / "values"), "output": str(work / "outcome.json"),
+                "paths": [str(p) for p in libraries]}
+        if kind == "python_wheel_task":
+            named = body.get("named_parameters")
+            if params.get("job") and not body.get("parameters") and named is None:
+                named = params["job"]  # job parameters reach a wheel as --name=value, as on Databricks
+            spec.update(entry=self._entry_point(body, libraries), parameters=[f"--{k}={v}" for k, v in named.items()]
+                        if named is not None else parameters, package=body["package_name"])
+        else:
+            path = body["python_file"] if kind == "spark_python_task" else body["notebook_path"]
+            path = path.removeprefix("/Workspace") if path.startswith("/Workspace/") else path
+            try:
+                info, source = self.files.read(who, path)
+            except (NotFound, PermissionDenied, InvalidParameterValue) as exc:
+                return "FAILED", f"{path}: {exc.message}", {"error": f"{path}: {exc.message}"}
+            script = work / ("main.py" if kind == "spark_python_task" else "notebook.py")
+            script.write_bytes(source)
+            widgets = {**(body.get("base_parameters") or {}), **params.get("job", {})}
+            spec.update(file=str(script), parameters=parameters, widgets=widgets, language=info.get("language"))
         (work / "spec.json").write_text(json.dumps(spec))
         limit = task["timeout_seconds"] or None
         if deadline is not None:
@@ -94,6 +106,58 @@ class TaskKinds:
         if code == 0 and not outcome.get("error"):
             return "SUCCESS", "", outcome
         return "FAILED", str(outcome.get("error") or f"exit code {code}")[:1000], outcome
+
+    def _libraries(self, who: Any, task: dict[str, Any], work: Path) -> list[Path]:
+        """The task's ``libraries``: each wheel (a workspace or volume path the run-as principal may read) unpacked
+        into the task's folder, its requirements checked against this environment; ``pypi`` packages must be
+        installed already (Brickyard installs nothing: it runs offline). The folders to put on ``sys.path``."""
+        from ..core.requirements import unmet
+
+        out = []
+        for index, lib in enumerate(task.get("libraries") or []):
+            if "pypi" in lib:
+                missing = unmet([lib["pypi"]["package"]])
+                if missing:
+                    raise InvalidParameterValue(f"library pypi {lib['pypi']['package']!r} is not installed in the "
+                                                f"server's environment ({', '.join(missing)}); Brickyard installs "
+                                                "nothing at run time")
+                continue
+            path = lib["whl"]
+            if path.startswith("/Volumes/"):
+                if self.volume_open is None:
+                    raise InvalidParameterValue("this workspace cannot read volumes")
+                data = self.volume_open(who, path).read_bytes()
+            else:
+                data = self.files.read(who, path.removeprefix("/Workspace") if path.startswith("/Workspace/")
+                                       else path)[1]
+            target = work / "libraries" / str(index)
+            requires = unpack_wheel(data, target, path)
+            missing = unmet(requires)
+            if missing:
+                raise InvalidParameterValue(f"{path} needs {', '.join(missing)}, which the server's environment does "
+                                            "not have (Brickyard installs nothing at run time)")
+            out.append(target)
+        return out
+
+    @staticmethod
+    def _entry_point(body: dict[str, Any], libraries: list[Path]) -> str:
+        """``module:attribute`` of a wheel task: the entry point called ``entry_point`` in the wheels' metadata
+        (any group), else ``<package_name>.<entry_point>()``, as Databricks does."""
+        import configparser
+
+        wanted = body["entry_point"]
+        for folder in libraries:
+            for meta in folder.glob("*.dist-info/entry_points.txt"):
+                parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+                parser.optionxform = str  # type: ignore[assignment,method-assign]
+                try:
+                    parser.read_string(meta.read_text("utf-8"))
+                except (configparser.Error, UnicodeDecodeError):
+                    continue
+                for section in parser.sections():
+                    if wanted in parser[section]:
+                        return parser[section][wanted].split("[", 1)[0].strip()
+        return f"{body['package_name']}:{wanted}"
 
     def _sql_task(self, run: Any, task: dict[str, Any], body: dict[str, Any], params: dict[str, Any],
                   folder: Path) -> tuple[str, str, dict[str, Any]]:
@@ -207,3 +271,32 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
+
+
+def unpack_wheel(data: bytes, target: Path, shown: str) -> list[str]:
+    """Unpack a wheel (a zip) into ``target``, refusing members that would land outside it; its Requires-Dist."""
+    import io
+    import zipfile
+    from email.parser import HeaderParser
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise InvalidParameterValue(f"{shown} is not a wheel (not a zip archive)") from None
+    root = target.resolve()
+    total = 0
+    with archive:
+        for member in archive.infolist():
+            dest = (target / member.filename).resolve()
+            if member.filename.startswith("/") or (dest != root and root not in dest.parents):
+                raise InvalidParameterValue(f"{shown}: the member {member.filename[:100]!r} would land outside the "
+                                            "wheel's folder")
+            total += member.file_size
+            if total > 500 << 20:
+                raise InvalidParameterValue(f"{shown} unpacks to more than 500 MB")
+        archive.extractall(target)  # noqa: S202 - every member was checked to stay inside target
+    metadata = next(iter(target.glob("*.dist-info/METADATA")), None)
+    if metadata is None:
+        raise InvalidParameterValue(f"{shown} has no .dist-info/METADATA: not a wheel")
+    headers = HeaderParser().parsestr(metadata.read_text("utf-8", "replace"))
+    return list(headers.get_all("Requires-Dist") or [])
