@@ -115,6 +115,7 @@ class Workspace:
                                    "brickyard_evaluation_task": self._evaluation_task,
                                    "brickyard_monitoring_task": self._monitoring_task})
         if background:
+            self.workspace_files.sweep()  # what a process killed mid-import left behind
             self.jobs.start()  # runs a stopped server left behind are marked failed
         agents = AgentHost(registry=self.registry, identity=self.identity, record_trace=self._record_trace,
                            server_url=lambda: self.server_url, environ=Settings.sandbox_environ,

@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,24 @@ class WorkspaceFiles:
         self.clock = clock
         self._roots_done = False
         self._lock = threading.Lock()
+
+    def sweep(self, older_than_seconds: float = 3600.0) -> int:
+        """Remove what a process killed mid-import left in ``<home>/wsfs``: staged bytes, and bytes whose row never
+        committed. Only files older than ``older_than_seconds``, so another process's import in flight is never
+        touched. The server calls it when it starts; returns how many files went."""
+        cutoff = time.time() - older_than_seconds
+        with self.db.tx(write=False) as tx:
+            known = {str(r["object_id"]) for r in tx.all("SELECT object_id FROM workspace_objects")}
+        removed = 0
+        for path in self.dir.iterdir():
+            try:
+                stale = path.stat().st_mtime < cutoff
+            except OSError:
+                continue
+            if stale and path.is_file() and (path.name.startswith(".staged-") or path.name not in known):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
 
     # -- paths -------------------------------------------------------------------------------------------------
     @staticmethod
