@@ -246,3 +246,33 @@ resources:
                                                             "    lookup: {service_principal: deployer}")},
                   target="dev", lookup=lambda kind, name: f"{kind}:{name}")
     assert looked.variables["owner"] == "admin"  # the target's value wins over the lookup
+
+
+def test_a_failed_deploy_keeps_what_it_made_and_says_where(server: dict[str, Any], tmp_path: Path) -> None:
+    text = """bundle:
+  name: halfway
+resources:
+  schemas:
+    s:
+      name: halfway
+      catalog_name: main
+  jobs:
+    loop:
+      name: loop
+      tasks:
+        - task_key: a
+          depends_on: [{task_key: b}]
+          notebook_task: {notebook_path: ./hello.py}
+        - task_key: b
+          depends_on: [{task_key: a}]
+          notebook_task: {notebook_path: ./hello.py}
+"""
+    (tmp_path / "databricks.yml").write_text(text)
+    (tmp_path / "hello.py").write_text(NOTEBOOK)
+    failed = bundle(server, tmp_path, "deploy", code=2)
+    assert "databricks.yml:9: deploying jobs.loop failed" in failed and "cycle" in failed
+    assert "Created schemas.s (main.halfway)" in failed
+    (tmp_path / "databricks.yml").write_text(text.replace("          depends_on: [{task_key: a}]\n", ""))
+    fixed = bundle(server, tmp_path, "deploy")
+    assert "Created jobs.loop" in fixed and "schemas.s" not in fixed  # the schema was recorded, not made twice
+    assert "Deleted schemas.s" in bundle(server, tmp_path, "destroy", "--auto-approve")
