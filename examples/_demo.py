@@ -3,11 +3,14 @@ server to answer, and step headings."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 BIN = Path(sys.executable).parent / "brickyard"
@@ -39,3 +42,22 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], seconds: float = 60) -
         except OSError:
             time.sleep(0.1)
     raise SystemExit("the server did not become healthy in time")
+
+
+@contextlib.contextmanager
+def server(home: Path) -> Iterator[str]:
+    """``brickyard serve`` on a free port for the block (access log off): yields its URL, stops it after."""
+    port = free_port()
+    host = f"http://127.0.0.1:{port}"
+    step(f"Start the server: brickyard serve --home {home} --port {port}")
+    proc = subprocess.Popen([str(BIN), "serve", "--home", str(home), "--port", str(port), "--log-level", "warning"],
+                            env={**os.environ, "BRICKYARD_ACCESS_LOG": "off"})
+    try:
+        wait_healthy(host, proc)
+        yield host
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -17,11 +17,10 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 
-from _demo import BIN, cli, free_port, step, wait_healthy
+from _demo import cli, server, step
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service import apps as a
 from databricks.sdk.service.workspace import ImportFormat
@@ -45,13 +44,7 @@ def main() -> int:
     shutil.rmtree(HOME, ignore_errors=True)
     admin_token = cli("token", "create", "--home", str(HOME), "--user", "admin@example.com", "--admin")
     bob_token = cli("token", "create", "--home", str(HOME), "--user", "bob@example.com")
-    port = free_port()
-    host = f"http://127.0.0.1:{port}"
-    step(f"Start the server: brickyard serve --home {HOME} --port {port}")
-    proc = subprocess.Popen([str(BIN), "serve", "--home", str(HOME), "--port", str(port), "--log-level", "warning"],
-                            env={**os.environ, "BRICKYARD_ACCESS_LOG": "off"})
-    try:
-        wait_healthy(host, proc)
+    with server(HOME) as host:
         admin = WorkspaceClient(host=host, token=admin_token)
         bob = WorkspaceClient(host=host, token=bob_token)
         me = admin.current_user.me().user_name
@@ -104,10 +97,8 @@ def main() -> int:
         print("bob calls whoami ->", as_bob.call_tool("whoami", {}).content[0].text)
         print("bob calls count_rows(main.demo.notes) ->",
               as_bob.call_tool("count_rows", {"table": "main.demo.notes"}).content[0].text)
-        print("\nThe apps keep running while the server does; open", app.url, "in a browser signed in at", host)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        print(f"\nThe apps run while a server runs on this home: brickyard serve --home {HOME}, then open "
+              f"{app.url} in a browser signed in at {host}/login (the port may differ)")
     return 0
 
 

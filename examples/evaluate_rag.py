@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
-from _demo import BIN, cli, free_port, step, wait_healthy  # examples/_demo.py, beside this script
+from _demo import cli, server, step  # examples/_demo.py, beside this script
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="databricks.vector_search")
 
@@ -99,13 +98,7 @@ def main() -> int:
     use_bundled_o200k()  # databricks-agents counts tokens with o200k_base: from the installed package, not the web
     shutil.rmtree(HOME, ignore_errors=True)
     token = cli("token", "create", "--home", str(HOME), "--user", "admin@example.com", "--admin")
-    port = free_port()
-    host = f"http://127.0.0.1:{port}"
-    step(f"Start the server: brickyard serve --home {HOME} --port {port}")
-    proc = subprocess.Popen([str(BIN), "serve", "--home", str(HOME), "--port", str(port), "--log-level", "warning"],
-                            env={**os.environ, "BRICKYARD_ACCESS_LOG": "off"})
-    try:
-        wait_healthy(host, proc)
+    with server(HOME) as host:
         os.environ.update(DATABRICKS_HOST=host, DATABRICKS_TOKEN=token)
         mlflow.set_tracking_uri("databricks")
 
@@ -155,12 +148,6 @@ def main() -> int:
                   "admin@example.com"))
         print("\nJudges ran as offline proxies (no BRICKYARD_JUDGE_ENDPOINT): each verdict's rationale says so; "
               "their agreement with human labels is in docs/evaluation.md.")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     return 0
 
 

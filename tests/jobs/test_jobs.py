@@ -201,7 +201,7 @@ def test_timeouts_and_cancel(env: dict[str, Any]) -> None:
     ([_task("a", script=f"{HOME}/script.py", deps=("b",)), _task("b", script=f"{HOME}/script.py", deps=("a",))],
      "cycle"),
     ([_task("a", script=f"{HOME}/script.py", deps=("zzz",))], "not a task of this job"),
-    ([j.Task(task_key="w", python_wheel_task=j.PythonWheelTask(package_name="p", entry_point="e"))], "not supported"),
+    ([j.Task(task_key="w", spark_jar_task=j.SparkJarTask(main_class_name="Main"))], "not supported"),
     ([j.Task(task_key="q", sql_task=j.SqlTask(warehouse_id="local", query=j.SqlTaskQuery(query_id="1")))],
      "needs a file"),
     ([_task("a", script=f"{HOME}/script.py"), _task("a", script=f"{HOME}/script.py")], "used twice"),

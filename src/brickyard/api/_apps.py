@@ -8,6 +8,7 @@ from typing import Any
 from starlette.responses import PlainTextResponse
 
 from ._http import Api, Req
+from ._permissions import level_list, permission_routes
 
 
 def register(api: Api, ws: Any) -> None:
@@ -62,24 +63,8 @@ def register(api: Api, ws: Any) -> None:
         """Brickyard's own: the last lines the app printed (Databricks shows them on the app's /logz page)."""
         return PlainTextResponse(apps.logs(req.user, req.path["name"], lines=req.int_arg("lines") or 200))
 
-    perms = "/api/2.0/permissions/apps/{name}"
+    def app_levels(p: Any, name: Any) -> dict[str, Any]:
+        apps.permissions(p, name)  # 404 unless the caller may see the app
+        return level_list(("CAN_USE", "Can use the app"), ("CAN_MANAGE", "Can manage the app"))
 
-    @api.route("GET", perms, policy="authenticated")
-    def get_app_permissions(req: Req) -> dict[str, Any]:
-        return apps.permissions(req.user, req.path["name"])  # type: ignore[no-any-return]
-
-    @api.route("PUT", perms, policy="authenticated")
-    def set_app_permissions(req: Req) -> dict[str, Any]:
-        return apps.set_permissions(req.user, req.path["name"],  # type: ignore[no-any-return]
-                                    req.arg("access_control_list", []), replace=True)
-
-    @api.route("PATCH", perms, policy="authenticated")
-    def update_app_permissions(req: Req) -> dict[str, Any]:
-        return apps.set_permissions(req.user, req.path["name"],  # type: ignore[no-any-return]
-                                    req.arg("access_control_list", []), replace=False)
-
-    @api.route("GET", perms + "/permissionLevels", policy="authenticated")
-    def app_permission_levels(req: Req) -> dict[str, Any]:
-        apps.permissions(req.user, req.path["name"])  # 404 unless the caller may see the app
-        return {"permission_levels": [{"permission_level": "CAN_USE", "description": "Can use the app"},
-                                      {"permission_level": "CAN_MANAGE", "description": "Can manage the app"}]}
+    permission_routes(api, "apps", "name", get=apps.permissions, set_=apps.set_permissions, levels=app_levels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._http import Api, Req
+from ._permissions import level_list, permission_routes
 
 
 def _page(req: Req) -> tuple[int, int]:
@@ -39,27 +40,11 @@ def register(api: Api, ws: Any) -> None:
         destinations.delete(req.user, req.path["id"])
         return {}
 
-    perms = "/api/2.0/permissions/jobs/{job_id}"
+    def job_levels(p: Any, job_id: Any) -> dict[str, Any]:
+        jobs.permissions(p, job_id)  # 404 unless the caller may see the job
+        return level_list(*((name, "") for name in ("CAN_VIEW", "CAN_MANAGE_RUN", "IS_OWNER", "CAN_MANAGE")))
 
-    @api.route("GET", perms, policy="authenticated")
-    def get_job_permissions(req: Req) -> dict[str, Any]:
-        return jobs.permissions(req.user, req.path["job_id"])  # type: ignore[no-any-return]
-
-    @api.route("PUT", perms, policy="authenticated")
-    def set_job_permissions(req: Req) -> dict[str, Any]:
-        return jobs.set_permissions(req.user, req.path["job_id"],  # type: ignore[no-any-return]
-                                    req.arg("access_control_list", []), replace=True)
-
-    @api.route("PATCH", perms, policy="authenticated")
-    def update_job_permissions(req: Req) -> dict[str, Any]:
-        return jobs.set_permissions(req.user, req.path["job_id"],  # type: ignore[no-any-return]
-                                    req.arg("access_control_list", []), replace=False)
-
-    @api.route("GET", perms + "/permissionLevels", policy="authenticated")
-    def job_permission_levels(req: Req) -> dict[str, Any]:
-        jobs.permissions(req.user, req.path["job_id"])  # 404 unless the caller may see the job
-        return {"permission_levels": [{"permission_level": name, "description": ""}
-                                      for name in ("CAN_VIEW", "CAN_MANAGE_RUN", "IS_OWNER", "CAN_MANAGE")]}
+    permission_routes(api, "jobs", "job_id", get=jobs.permissions, set_=jobs.set_permissions, levels=job_levels)
 
     for version in ("2.1", "2.2"):
         base = f"/api/{version}/jobs"

@@ -13,9 +13,9 @@ from starlette.responses import Response
 from ..core.errors import BadRequest, InvalidParameterValue
 from ..wsfs._tree import MAX_IMPORT_BYTES
 from ._http import Api, Req
+from ._permissions import permission_routes
 
 BASE = "/api/2.0/workspace"
-PERMISSIONS = "/api/2.0/permissions/{object_type}/{object_id}"
 
 
 def _truthy(value: Any) -> bool:
@@ -116,26 +116,9 @@ def register(api: Api, ws: Any) -> None:
         return {}
 
     for kind in ("directories", "notebooks", "files"):
-        path = PERMISSIONS.replace("{object_type}", kind)
-
-        def get_permissions(req: Req, kind: str = kind) -> dict[str, Any]:
-            return files.permissions(req.user, kind, req.path["object_id"])  # type: ignore[no-any-return]
-
-        def put_permissions(req: Req, kind: str = kind) -> dict[str, Any]:
-            return files.set_permissions(req.user, kind, req.path["object_id"],  # type: ignore[no-any-return]
-                                         req.arg("access_control_list", []), replace=True)
-
-        def patch_permissions(req: Req, kind: str = kind) -> dict[str, Any]:
-            return files.set_permissions(req.user, kind, req.path["object_id"],  # type: ignore[no-any-return]
-                                         req.arg("access_control_list", []), replace=False)
-
-        def permission_levels(req: Req, kind: str = kind) -> dict[str, Any]:
-            return files.permission_levels(req.user, kind, req.path["object_id"])  # type: ignore[no-any-return]
-
-        for fn, verb in ((get_permissions, "get"), (put_permissions, "set"), (patch_permissions, "update"),
-                         (permission_levels, "levels")):
-            fn.__name__ = f"{verb}_{kind}_permissions"
-        api.route("GET", path, policy="authenticated")(get_permissions)
-        api.route("PUT", path, policy="authenticated")(put_permissions)
-        api.route("PATCH", path, policy="authenticated")(patch_permissions)
-        api.route("GET", path + "/permissionLevels", policy="authenticated")(permission_levels)
+        permission_routes(
+            api, kind, "object_id",
+            get=lambda p, object_id, kind=kind: files.permissions(p, kind, object_id),
+            set_=lambda p, object_id, acl, *, replace, kind=kind: files.set_permissions(p, kind, object_id, acl,
+                                                                                        replace=replace),
+            levels=lambda p, object_id, kind=kind: files.permission_levels(p, kind, object_id))

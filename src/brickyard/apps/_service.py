@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 
 from ..catalog import Principal
 from ..catalog._acl import access_entries
+from ..core import processes
 from ..core.errors import (
     AlreadyExists,
     BrickyardError,
@@ -743,29 +743,8 @@ def _missing_requirements(path: Path) -> list[str]:
 
 def _kill_orphan(pid: int, deployment_id: str) -> None:
     """Kill the process group of an app process a killed server left running, if it is still that process."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return
-    if f"{MARKER}={deployment_id}".encode() in environ.split(b"\0"):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    processes.kill_orphan(pid, environ=f"{MARKER}={deployment_id}".encode())
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=3)
-    except (ProcessLookupError, PermissionError):
-        pass
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+    processes.kill_group(proc, grace=3.0)

@@ -5,15 +5,14 @@ Brickyard's own tasks in the server; all as the run's run-as principal."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from ..core import processes
 from ..core.errors import InvalidParameterValue, NotFound, PermissionDenied
 
 WAIT_TICK = 0.25  # seconds between looks at a running task for a cancel or its timeout
@@ -251,26 +250,11 @@ class TaskKinds:
 
 def kill_orphan(pid: int) -> None:
     """Kill the process group of a task process left by a server that was killed, if it is still one of ours."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return
-    if b"brickyard.jobs._task_main" in cmdline:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    processes.kill_orphan(pid, cmdline=b"brickyard.jobs._task_main")
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+    processes.kill_group(proc)
 
 
 def unpack_wheel(data: bytes, target: Path, shown: str) -> list[str]:
