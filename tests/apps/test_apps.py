@@ -316,6 +316,27 @@ def wait_state(w: WorkspaceClient, name: str, state: a.ApplicationState, seconds
         time.sleep(0.1)
 
 
+def test_the_apps_pages(env: dict[str, Any]) -> None:
+    from tests.ui._setup import csrf, sign_in
+
+    admin = sign_in(env["url"], env["admin"])
+    listed = admin.get("/compute/apps").text
+    assert 'href="/compute/apps/probe"' in listed and "crashy" in listed
+    page = admin.get("/compute/apps/probe").text
+    assert "open the app" in page and "main.app.open" in page and "probe starting" in page  # resources and logs
+    assert admin.get("/apps/probe/", headers={"Accept": "text/html"}).json()["app"] == "probe"  # the cookie works
+    crashed = admin.get("/compute/apps/crashy").text
+    assert "CRASHED" in crashed and "boom: DATABASE_URL is not set" in crashed
+    bob = sign_in(env["url"], env["bob"])
+    seen = bob.get("/compute/apps/probe").text
+    assert "open the app" in seen and "Logs" not in seen and "Stop</button>" not in seen  # CAN_USE only
+    assert bob.get("/compute/apps/crashy").status_code == 404
+    stopped = admin.post("/compute/apps/mute/stop", data={"csrf": csrf(admin.get("/compute/apps/mute").text)})
+    assert stopped.status_code in (200, 303)
+    assert env["w"].apps.get("mute").compute_status.state in (a.ComputeState.STOPPING, a.ComputeState.STOPPED)
+    assert admin.post("/compute/apps/mute/start", data={"csrf": "forged"}).status_code == 403
+
+
 def test_delete_takes_back_the_grants_and_the_principal(env: dict[str, Any]) -> None:
     w, ws = env["w"], env["ws"]
     app = w.apps.get("probe")

@@ -357,6 +357,10 @@ class Apps:
                                                           (row["name"],)) if r["principal"] in p.names]
         return max(levels, default=0)
 
+    def can_manage(self, p: Principal, name: Any) -> bool:
+        with self.db.tx(write=False) as tx:
+            return self._level(tx, p, self._row(tx, p, name)) >= LEVELS["CAN_MANAGE"]
+
     def _deployment_shape(self, dep: Any) -> dict[str, Any]:
         return {"deployment_id": dep["deployment_id"], "source_code_path": dep["source_code_path"],
                 "mode": dep["mode"], "command": json.loads(dep["command"]),

@@ -13,7 +13,7 @@ from typing import Any
 from starlette.responses import Response
 
 from .._http import Api, Req
-from . import _catalog, _experiments, _jobs, _serving, _sql
+from . import _apps, _catalog, _experiments, _jobs, _serving, _sql
 from ._pages import Pages
 from ._render import render, static_file
 
@@ -31,5 +31,5 @@ def register(api: Api, ws: Any) -> None:
         return render("home.html", **ctx, title="Workspace", catalogs=catalogs,
                       endpoints=[e["name"] for e in ws.serving.list(req.user)][:50])
 
-    for module in (_catalog, _sql, _serving, _experiments, _jobs):
+    for module in (_catalog, _sql, _serving, _experiments, _jobs, _apps):
         module.register(pages, ws)
