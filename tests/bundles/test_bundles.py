@@ -27,7 +27,7 @@ ADMIN = "admin@example.com"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ws = Workspace(Settings(home=tmp_path_factory.mktemp("bundles") / "home", access_log="off",
-                            monitor_interval_seconds=0))
+                            monitor_interval_seconds=0, enable_fake_models=1))
     token = ws.create_token(ADMIN, admin=True)
     with serve(ws) as url:
         yield {"ws": ws, "url": url, "token": token}
@@ -276,3 +276,54 @@ resources:
     fixed = bundle(server, tmp_path, "deploy")
     assert "Created jobs.loop" in fixed and "schemas.s" not in fixed  # the schema was recorded, not made twice
     assert "Deleted schemas.s" in bundle(server, tmp_path, "destroy", "--auto-approve")
+
+
+def test_serving_endpoints_and_permissions(server: dict[str, Any], tmp_path: Path) -> None:
+    text = """bundle:
+  name: served
+targets:
+  prod:
+    mode: production
+    workspace:
+      root_path: /Workspace/Shared/.bundle/served
+resources:
+  model_serving_endpoints:
+    echo:
+      name: bundle-echo
+      config:
+        served_entities:
+          - entity_name: system.ai.fake-chat
+      permissions:
+        - level: CAN_QUERY
+          user_name: bob@example.com
+  jobs:
+    report:
+      name: report
+      tasks:
+        - task_key: t
+          notebook_task: {notebook_path: ./hello.py}
+      permissions:
+        - level: CAN_MANAGE_RUN
+          user_name: bob@example.com
+"""
+    (tmp_path / "databricks.yml").write_text(text)
+    (tmp_path / "hello.py").write_text(NOTEBOOK)
+    ws, me = server["ws"], server["ws"].principal(ADMIN)
+    ws.ensure_user("bob@example.com")
+    out = bundle(server, tmp_path, "deploy")
+    assert "Created model_serving_endpoints.echo (bundle-echo)" in out  # production: no name prefix
+    bob = ws.principal("bob@example.com")
+    assert ws.serving.get(bob, "bundle-echo")["name"] == "bundle-echo"  # bob may query it
+    summary = json.loads(bundle(server, tmp_path, "summary", "-o", "json"))
+    job_id = summary["resources"]["jobs"]["report"]["id"]
+    levels = {e.get("user_name"): e["all_permissions"][0]["permission_level"]
+              for e in ws.jobs.permissions(me, job_id)["access_control_list"]}
+    assert levels["bob@example.com"] == "CAN_MANAGE_RUN"
+    (tmp_path / "databricks.yml").write_text(text.replace("system.ai.fake-chat", "system.ai.fake-obedient"))
+    assert "Updated model_serving_endpoints.echo" in bundle(server, tmp_path, "deploy")
+    served = ws.serving.get(me, "bundle-echo")
+    assert "fake-obedient" in json.dumps(served.get("pending_config") or served.get("config"))
+    out = bundle(server, tmp_path, "destroy", "--auto-approve")
+    assert "Deleted model_serving_endpoints.echo" in out and "Deleted /Workspace/Shared/.bundle/served" in out
+    with pytest.raises(Exception, match="does not exist"):
+        ws.serving.get(me, "bundle-echo")
