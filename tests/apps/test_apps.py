@@ -73,6 +73,13 @@ class Handler(BaseHTTPRequestHandler):
                 out = {"endpoints": [e.name for e in as_user(self.headers).serving_endpoints.list()]}
             except Exception as exc:
                 out = {"error": str(exc)}
+        elif part[0] == "set-cookies":
+            self.send_response(204)
+            self.send_header("Set-Cookie", "brickyard_session=stolen; Path=/")
+            self.send_header("Set-Cookie", "brickyard_app_session=stolen")
+            self.send_header("Set-Cookie", "theme=dark; Path=/; HttpOnly")
+            self.end_headers()
+            return
         elif part[0] == "redirect":
             self.send_response(302)
             self.send_header("Location", "/elsewhere")
@@ -316,6 +323,85 @@ def wait_state(w: WorkspaceClient, name: str, state: a.ApplicationState, seconds
         time.sleep(0.1)
 
 
+def test_browsers_get_the_app_at_its_own_origin(env: dict[str, Any]) -> None:
+    from urllib.parse import urlsplit
+
+    from tests.ui._setup import sign_in
+
+    port = urlsplit(env["url"]).port
+    app_host = f"probe.localhost:{port}"
+    browser = sign_in(env["url"], env["admin"])
+    opened = browser.get("/apps/probe/?q=1", headers={"Sec-Fetch-Mode": "navigate"}, follow_redirects=False)
+    assert opened.status_code == 200 and "no-store" in opened.headers["cache-control"]
+    import html
+    import re
+
+    handoff = urlsplit(html.unescape(re.search(r'url=([^"]+)"', opened.text).group(1)))
+    assert handoff.netloc == app_host and handoff.path == "/.brickyard/handoff"
+    # a script on any page of the workspace's origin cannot use the session cookie with an app
+    refused = browser.get("/apps/probe/", headers={"Sec-Fetch-Mode": "cors"})
+    assert refused.status_code == 403 and "its own origin" in refused.json()["message"]
+    # the app's origin: the one-time code becomes a cookie of that host, for that app
+    def at(host: str, path: str, cookie: str | None = None, **kw: Any) -> httpx.Response:
+        headers = {"Host": host, **kw.pop("headers", {})}
+        if cookie is not None:
+            headers["Cookie"] = cookie
+        return httpx.get(env["url"] + path, headers=headers, timeout=30, **kw)
+
+    signed = at(app_host, f"{handoff.path}?{handoff.query}")
+    assert signed.status_code == 303 and signed.headers["location"] == "/?q=1"
+    session = signed.headers["set-cookie"]
+    assert "httponly" in session.lower() and "domain" not in session.lower()
+    cookie = session.split(";", 1)[0]
+    assert cookie.startswith("brickyard_app_session=")
+    assert at(app_host, f"{handoff.path}?{handoff.query}").status_code == 401  # once only
+    got = at(app_host, "/?q=1", f"{cookie}; theme=dark").json()
+    assert got["path"] == "/?q=1" and got["headers"]["x-forwarded-email"] == ADMIN
+    assert "x-forwarded-prefix" not in got["headers"] and got["headers"]["cookie"] == "theme=dark"
+    assert at(app_host, "/apps/probe/?x=2", cookie).json()["path"] == "/?x=2"
+    # the app's cookie is good for nothing else: another app's host, the API, apps through the workspace
+    other = f"crashy.localhost:{port}"
+    assert at(other, "/", cookie).status_code == 401
+    assert at(other, "/", cookie, headers={"Accept": "text/html"}).headers["location"].endswith("/apps/crashy/")
+    token = cookie.split("=", 1)[1]
+    assert call(env, "/api/2.1/unity-catalog/catalogs", token).status_code == 403
+    assert call(env, "/apps/probe/", token).status_code == 403
+    # without a session a page load goes to the workspace to sign in; a script gets 401
+    assert at(app_host, "/", headers={"Accept": "text/html"}).headers["location"] == f"{env['url']}/apps/probe/"
+    assert at(app_host, "/").status_code == 401
+    # an app cannot set Brickyard's cookies, and its own stay below its path on the workspace's origin
+    set_cookies = call(env, "/apps/probe/set-cookies", env["admin"]).headers.get_list("set-cookie")
+    assert set_cookies == ["theme=dark; HttpOnly; Path=/apps/probe/"]
+    assert at(app_host, "/set-cookies", cookie).headers.get_list("set-cookie") == ["theme=dark; Path=/; HttpOnly"]
+
+
+def test_in_chromium_an_app_is_its_own_origin(env: dict[str, Any]) -> None:
+    from urllib.parse import urlsplit
+
+    from tests._browser import browser, sign_in
+
+    driver = browser()
+    try:
+        driver.get(env["url"] + "/apps/probe/")
+        assert "/login" in driver.current_url
+        sign_in(driver, env["admin"])
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(driver, 20).until(lambda d: urlsplit(d.current_url).hostname == "probe.localhost")
+        assert '"x-forwarded-email": "admin@example.com"' in driver.page_source
+        # the app's scripts reach the app, but neither the workspace's pages nor its API with the user's session
+        own = driver.execute_async_script(
+            "const done = arguments[0]; fetch('/').then(r => r.json()).then(j => done(j.app), e => done(String(e)));")
+        assert own == "probe"
+        workspace = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1]; fetch(arguments[0], {credentials: 'include'})"
+            ".then(r => r.text())"
+            ".then(t => done('read: ' + t.slice(0, 80)), e => done('blocked: ' + e));", env["url"] + "/compute/apps")
+        assert workspace.startswith("blocked"), workspace
+    finally:
+        driver.quit()
+
+
 def test_the_apps_pages(env: dict[str, Any]) -> None:
     from tests.ui._setup import csrf, sign_in
 
@@ -324,7 +410,6 @@ def test_the_apps_pages(env: dict[str, Any]) -> None:
     assert 'href="/compute/apps/probe"' in listed and "crashy" in listed
     page = admin.get("/compute/apps/probe").text
     assert "open the app" in page and "main.app.open" in page and "probe starting" in page  # resources and logs
-    assert admin.get("/apps/probe/", headers={"Accept": "text/html"}).json()["app"] == "probe"  # the cookie works
     crashed = admin.get("/compute/apps/crashy").text
     assert "CRASHED" in crashed and "boom: DATABASE_URL is not set" in crashed
     bob = sign_in(env["url"], env["bob"])
