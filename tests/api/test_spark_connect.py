@@ -162,7 +162,7 @@ def test_the_certificate_is_made_once_and_kept_private(tmp_path: Path) -> None:
     assert first.ca is not None and first.key.stat().st_mode & 0o077 == 0
     leaf = x509.load_pem_x509_certificates(first.cert.read_bytes())[0]
     names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert "localhost" in names.get_values_for_type(x509.DNSName)
+    assert {"localhost", "*.localhost"} <= set(names.get_values_for_type(x509.DNSName))  # apps: <name>.localhost
     assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "::1"]
     before = first.cert.read_bytes()
     assert certificate(tmp_path, None, None).cert.read_bytes() == before  # reused, not remade

@@ -69,7 +69,12 @@ def _fresh(files: CertFiles) -> bool:
         leaf = x509.load_pem_x509_certificate(files.cert.read_bytes())
     except ValueError:
         return False
-    return leaf.not_valid_after_utc - dt.timedelta(days=30) > dt.datetime.now(dt.UTC)
+    try:
+        dns = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName)
+    except x509.ExtensionNotFound:
+        dns = []
+    return "*.localhost" in dns and leaf.not_valid_after_utc - dt.timedelta(days=30) > dt.datetime.now(dt.UTC)
 
 
 def _make(folder: Path, files: CertFiles) -> None:
@@ -92,8 +97,8 @@ def _make(folder: Path, files: CertFiles) -> None:
                                        key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
           .sign(ca_key, hashes.SHA256()))
     key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-             x509.IPAddress(ipaddress.ip_address("::1"))]
+    names = [x509.DNSName("localhost"), x509.DNSName("*.localhost"),  # apps' own origins: <name>.localhost
+             x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.IPAddress(ipaddress.ip_address("::1"))]
     leaf = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
