@@ -30,7 +30,7 @@ from .ingest import Options, Report, ingest, parse_blobs
 from .jobs import Destinations, Jobs
 from .serving import RayModels, Serving, batch_work
 from .serving._agents import AgentHost
-from .sql import SqlEngine, StatementStore
+from .sql import SavedQueries, SqlEngine, StatementStore
 from .sql._limits import Limits
 from .tables import Files, Tables, Volumes
 from .tracking import ArtifactTree, LoggedModels, ModelFiles, Prompts, Registry, Traces, Tracking
@@ -102,6 +102,7 @@ class Workspace:
         hosts = frozenset(h.strip().lower() for h in self.settings.allowed_model_hosts.split(",") if h.strip())
         self.server_url: str | None = None  # set by whoever serves this workspace over HTTP
         self.notification_destinations = Destinations(self.db, self.secret_box, hosts)
+        self.queries = SavedQueries(self.db)
         self.jobs = Jobs(db=self.db, home=self.home, files=self.workspace_files, identity=self.identity,
                          principal=self.principal, server_url=lambda: self.server_url or "",
                          environ=Settings.sandbox_environ,
@@ -110,6 +111,7 @@ class Workspace:
                          volume_files=lambda p, url: {i.path: (i.last_modified, i.file_size)
                                                       for i, _local in self.volumes.walk(p, url)},
                          volume_open=lambda p, path: self.volumes.open(p, path)[1],
+                         saved_query=self.queries.text_to_run,
                          table_version=lambda p, name: int(self.tables.history(p, name, limit=1)[0]["version"]),
                          builtins={"brickyard_index_sync_task": self._index_sync_task,
                                    "brickyard_evaluation_task": self._evaluation_task,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import BadRequest
+from databricks.sdk.service import iam
 from databricks.sdk.service import jobs as j
 from databricks.sdk.service.workspace import ImportFormat
 
@@ -155,6 +156,43 @@ def test_sql_files_and_jobs_that_run_jobs(env: dict[str, Any]) -> None:
     assert broken.state.result_state == j.RunResultState.FAILED and "PARSE_SYNTAX_ERROR" in broken.tasks[0].state.state_message
 
 
+def test_saved_queries_and_query_tasks(env: dict[str, Any]) -> None:
+    from databricks.sdk.errors import NotFound
+    from databricks.sdk.service import sql as s
+
+    w: WorkspaceClient = env["w"]
+    made = w.queries.create(query=s.CreateQueryRequestQuery(display_name="answer", query_text="SELECT 40 + 1 AS answer",
+                                                            warehouse_id="local"))
+    assert made.owner_user_name == ANN and made.lifecycle_state == s.LifecycleState.ACTIVE
+    w.queries.update(made.id, update_mask="query_text", query=s.UpdateQueryRequestQuery(
+        query_text="SELECT 40 + 2 AS answer"))
+    assert w.queries.get(made.id).query_text == "SELECT 40 + 2 AS answer"
+    assert made.id in [q.id for q in w.queries.list()]
+
+    def run_query(client: WorkspaceClient) -> j.Run:
+        return client.jobs.submit_and_wait(run_name="saved query", tasks=[j.SubmitTask(
+            task_key="q", sql_task=j.SqlTask(warehouse_id="local", query=j.SqlTaskQuery(query_id=made.id)))],
+            timeout=timedelta(minutes=2))
+
+    done = run_query(w)
+    assert done.state.result_state == j.RunResultState.SUCCESS, done.state
+    assert '{"answer": 42}' in w.jobs.get_run_output(done.tasks[0].run_id).logs
+    bob = WorkspaceClient(host=w.config.host, token=env["ws"].create_token("bob@example.com"))
+    with pytest.raises(NotFound):
+        bob.queries.get(made.id)
+    w.permissions.update("queries", made.id, access_control_list=[iam.AccessControlRequest(
+        user_name="bob@example.com", permission_level=iam.PermissionLevel.CAN_VIEW)])
+    assert bob.queries.get(made.id).display_name == "answer"
+    assert "needs CAN_RUN" in run_query(bob).tasks[0].state.state_message
+    w.permissions.update("queries", made.id, access_control_list=[iam.AccessControlRequest(
+        user_name="bob@example.com", permission_level=iam.PermissionLevel.CAN_RUN)])
+    assert run_query(bob).state.result_state == j.RunResultState.SUCCESS
+    w.queries.delete(made.id)
+    assert w.queries.get(made.id).lifecycle_state == s.LifecycleState.TRASHED
+    assert made.id not in [q.id for q in w.queries.list()]
+    assert "in the trash" in run_query(w).tasks[0].state.state_message
+
+
 def test_repair_runs_the_failed_tasks_again(env: dict[str, Any]) -> None:
     w: WorkspaceClient = env["w"]
     w.workspace.upload(f"{HOME}/needs_flag.py", io.BytesIO(
@@ -202,8 +240,9 @@ def test_timeouts_and_cancel(env: dict[str, Any]) -> None:
      "cycle"),
     ([_task("a", script=f"{HOME}/script.py", deps=("zzz",))], "not a task of this job"),
     ([j.Task(task_key="w", spark_jar_task=j.SparkJarTask(main_class_name="Main"))], "not supported"),
-    ([j.Task(task_key="q", sql_task=j.SqlTask(warehouse_id="local", query=j.SqlTaskQuery(query_id="1")))],
-     "needs a file"),
+    ([j.Task(task_key="q", sql_task=j.SqlTask(warehouse_id="local", query=j.SqlTaskQuery(query_id="1"),
+                                              file=j.SqlTaskFile(path="/Shared/x.sql")))], "a query .query_id. or a file"),
+    ([j.Task(task_key="q", sql_task=j.SqlTask(warehouse_id="local"))], "needs a saved query"),
     ([_task("a", script=f"{HOME}/script.py"), _task("a", script=f"{HOME}/script.py")], "used twice"),
 ])
 def test_bad_settings_are_clear_errors(env: dict[str, Any], tasks: list[j.Task], message: str) -> None:

@@ -572,3 +572,25 @@ MIGRATIONS.append(
         ],
     )
 )
+
+MIGRATIONS.append(
+    (
+        "0013_sql_queries",
+        [
+            # saved queries (w.queries): the query's fields as JSON; ACTIVE or TRASHED
+            """CREATE TABLE sql_queries (
+                id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                modifier TEXT NOT NULL,
+                body TEXT NOT NULL,
+                state TEXT NOT NULL,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL)""",
+            """CREATE TABLE sql_query_acl (
+                query_id TEXT NOT NULL REFERENCES sql_queries(id) ON DELETE CASCADE,
+                principal TEXT NOT NULL,
+                level TEXT NOT NULL,
+                PRIMARY KEY (query_id, principal))""",
+        ],
+    )
+)

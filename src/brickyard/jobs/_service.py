@@ -53,6 +53,7 @@ class Jobs(Scheduling, TaskKinds):
                  destinations: Any = None, volume_files: Callable[[Principal, str], dict[str, Any]] | None = None,
                  table_version: Callable[[Principal, str], int] | None = None,
                  volume_open: Callable[[Principal, str], Path] | None = None,
+                 saved_query: Callable[[Principal, str], str] | None = None,
                  builtins: dict[str, Callable[[Principal, dict[str, Any]], str]] | None = None, workers: int = 4,
                  clock: Callable[[], int] = now_ms) -> None:
         self.db = db
@@ -65,6 +66,7 @@ class Jobs(Scheduling, TaskKinds):
         self.sql = sql
         self.destinations = destinations
         self.volume_files = volume_files
+        self.saved_query = saved_query  # the SQL of a saved query, for a sql_task's query
         self.volume_open = volume_open  # a volume file's local path, read as the principal (wheels of wheel tasks)
         self.table_version = table_version
         self.builtins = builtins or {}

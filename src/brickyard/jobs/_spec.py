@@ -159,11 +159,14 @@ def _check_body(key: str, kind: str, body: dict[str, Any]) -> None:
             raise InvalidParameterValue(f"task {key!r}: job_parameters must be an object of strings")
         return
     if kind == "sql_task":
-        file = body.get("file")
-        if not isinstance(file, dict) or not isinstance(file.get("path"), str) or not file["path"]:
-            raise InvalidParameterValue(f"task {key!r}: sql_task needs a file {{path}} in the workspace (queries, "
-                                        "alerts and dashboards are not supported)")
-        if file.get("source") not in (None, "WORKSPACE"):
+        file, query = body.get("file"), body.get("query")
+        if query is not None:
+            if file is not None or not isinstance(query, dict) or not isinstance(query.get("query_id"), str):
+                raise InvalidParameterValue(f"task {key!r}: sql_task has a query {{query_id}} or a file {{path}}")
+        elif not isinstance(file, dict) or not isinstance(file.get("path"), str) or not file["path"]:
+            raise InvalidParameterValue(f"task {key!r}: sql_task needs a saved query {{query_id}} or a file {{path}} "
+                                        "in the workspace (alerts and dashboards are not supported)")
+        elif file.get("source") not in (None, "WORKSPACE"):
             raise InvalidParameterValue(f"task {key!r}: only source WORKSPACE is supported (no Git sources)")
         params = body.get("parameters")
         if params is not None and not (isinstance(params, dict) and all(isinstance(v, str) for v in params.values())):

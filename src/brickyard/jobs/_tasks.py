@@ -165,15 +165,21 @@ class TaskKinds:
         from ._spec import split_statements
 
         who = self.principal(run["run_as"])
-        path = body["file"]["path"]
+        query_id = (body.get("query") or {}).get("query_id")
+        path = f"query {query_id}" if query_id else body["file"]["path"]
         path = path.removeprefix("/Workspace") if path.startswith("/Workspace/") else path
         if self.sql is None:
             return "FAILED", "this workspace runs no SQL", {"error": "no SQL engine"}
         values = {**(body.get("parameters") or {}), **params.get("job", {})}
         with open(folder / f"{task['task_key']}.log", "a") as out:
             try:
-                _info, data = self.files.read(who, path)
-                statements = split_statements(data.decode("utf-8"))
+                if query_id:
+                    if self.saved_query is None:
+                        raise InvalidParameterValue("this workspace has no saved queries")
+                    text = self.saved_query(who, query_id)
+                else:
+                    text = self.files.read(who, path)[1].decode("utf-8")
+                statements = split_statements(text)
                 if not statements:
                     raise InvalidParameterValue(f"{path} holds no SQL statement")
                 for number, statement in enumerate(statements, 1):
