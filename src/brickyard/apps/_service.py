@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import Principal
-from ..catalog._acl import access_entries
+from ..catalog._acl import access_entries, acl_level
 from ..core import processes
 from ..core.errors import (
     AlreadyExists,
@@ -351,11 +351,8 @@ class Apps:
 
     @staticmethod
     def _level(tx: Any, p: Principal, row: Any) -> int:
-        if p.is_admin or p.name == row["creator"]:
-            return LEVELS["CAN_MANAGE"]
-        levels = [LEVELS.get(r["level"], 0) for r in tx.all("SELECT principal, level FROM app_acl WHERE app_name = ?",
-                                                          (row["name"],)) if r["principal"] in p.names]
-        return max(levels, default=0)
+        return acl_level(p, row["creator"], tx.all("SELECT principal, level FROM app_acl WHERE app_name = ?",
+                                                   (row["name"],)), LEVELS)
 
     def can_manage(self, p: Principal, name: Any) -> bool:
         with self.db.tx(write=False) as tx:

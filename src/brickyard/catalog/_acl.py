@@ -24,3 +24,11 @@ def access_entries(acl: Any, levels: Iterable[str], note: str = "") -> list[tupl
                                         + (f" ({note})" if note else ""))
         entries.append((who, level))
     return entries
+
+
+def acl_level(p: Any, owner: str, entries: Iterable[Any], levels: dict[str, int]) -> int:
+    """What ``p`` may do with a workspace object: everything (the highest level) for admins and its owner, else
+    the highest level of the entries (``{principal, level}`` rows) naming ``p`` or one of its groups; 0 for none."""
+    if p.is_admin or p.name == owner:
+        return max(levels.values())
+    return max((levels.get(e["level"], 0) for e in entries if e["principal"] in p.names), default=0)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..catalog import Principal
-from ..catalog._acl import access_entries
+from ..catalog._acl import access_entries, acl_level
 from ..core.errors import InvalidParameterValue, NotFound, PermissionDenied
 from ..core.ids import new_uuid, now_ms
 
@@ -65,11 +65,8 @@ class SavedQueries:
 
     @staticmethod
     def _level(tx: Any, p: Principal, row: Any) -> int:
-        if p.is_admin or p.name == row["owner"]:
-            return LEVELS["CAN_MANAGE"]
-        return max((LEVELS.get(r["level"], 0) for r in tx.all("SELECT principal, level FROM sql_query_acl "
-                                                               "WHERE query_id = ?", (row["id"],))
-                    if r["principal"] in p.names), default=0)
+        return acl_level(p, row["owner"], tx.all("SELECT principal, level FROM sql_query_acl WHERE query_id = ?",
+                                                 (row["id"],)), LEVELS)
 
     @staticmethod
     def _shape(row: Any) -> dict[str, Any]:
