@@ -91,3 +91,26 @@ def test_a_killed_server_during_a_deployment_leaves_a_consistent_app(tmp_path: P
         app = w.apps.get("site")
         assert app.active_deployment.deployment_id == first.deployment_id and app.pending_deployment is None
         assert httpx.get(f"{url}/apps/site/", headers={"Authorization": f"Bearer {token}"}).text == "v1"
+
+
+def test_a_server_stopped_with_sigterm_stops_its_apps(tmp_path: Path) -> None:
+    """uvicorn raises a SIGTERM again after its graceful shutdown; the server must still close its workspace."""
+    home = tmp_path / "home"
+    with Workspace(Settings(home=home, access_log="off")) as ws:
+        token = ws.create_token(ADMIN, admin=True)
+    folder = f"/Users/{ADMIN}/site"
+    with serve_process(home) as (url, proc):
+        w = WorkspaceClient(host=url, token=token)
+        w.workspace.mkdirs(folder)
+        w.workspace.upload(f"{folder}/app.py", io.BytesIO(APP.format(version=1, delay=0).encode()),
+                           format=ImportFormat.AUTO)
+        w.apps.create_and_wait(a.App(name="site"), timeout=timedelta(seconds=60))
+        deployed = w.apps.deploy_and_wait("site", a.AppDeployment(source_code_path=folder),
+                                          timeout=timedelta(seconds=60))
+        pid = _pid(home, deployed.deployment_id, time.monotonic() + 30)
+        assert _alive(pid)
+    assert proc.returncode == 0  # serve_process ended it with SIGTERM
+    deadline = time.monotonic() + 10
+    while _alive(pid):
+        assert time.monotonic() < deadline, "the app outlived its server"
+        time.sleep(0.1)

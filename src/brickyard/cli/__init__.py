@@ -132,6 +132,7 @@ def serve(home: Home = None,
     role = "primary" if lock.slot == 0 else f"joined as process {lock.slot}"
     typer.echo(f"Brickyard workspace {ws.home} on {scheme}://{s.host}:{s.port} (workspace id {ws.workspace_id}, "
                f"{role})", err=True)
+    _stop_cleanly_on_sigterm()
     try:
         if s.tls:
             import contextlib
@@ -156,6 +157,20 @@ def serve(home: Home = None,
     finally:
         ws.close()
         lock.release()
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    """After a graceful shutdown uvicorn raises the signal that caused it again, with the handler it found; with
+    the default one a SIGTERM ends the process before ``ws.close()``, leaving apps and job tasks running. This
+    handler turns it into ``SystemExit``, so the ``finally`` runs."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def stop(signum: int, frame: Any) -> None:
+            raise SystemExit(0)
+
+        signal.signal(signal.SIGTERM, stop)
 
 
 def _warm_when_up(ws: Any, url: str) -> None:
