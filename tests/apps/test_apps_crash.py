@@ -114,3 +114,25 @@ def test_a_server_stopped_with_sigterm_stops_its_apps(tmp_path: Path) -> None:
     while _alive(pid):
         assert time.monotonic() < deadline, "the app outlived its server"
         time.sleep(0.1)
+
+
+def test_an_app_deployed_through_a_joined_server_is_reached_through_both(tmp_path: Path) -> None:
+    """Scale-out: only the primary process supervises apps; a joined process takes the API calls and proxies."""
+    home = tmp_path / "home"
+    with Workspace(Settings(home=home, access_log="off")) as ws:
+        token = ws.create_token(ADMIN, admin=True)
+    folder = f"/Users/{ADMIN}/site"
+    h = {"Authorization": f"Bearer {token}"}
+    with serve_process(home) as (primary, first), serve_process(home, args=("--join",)) as (joined, _second):
+        w = WorkspaceClient(host=joined, token=token)
+        w.workspace.mkdirs(folder)
+        w.workspace.upload(f"{folder}/app.py", io.BytesIO(APP.format(version=3, delay=0).encode()),
+                           format=ImportFormat.AUTO)
+        w.apps.create_and_wait(a.App(name="site"), timeout=timedelta(seconds=60))
+        deployed = w.apps.deploy_and_wait("site", a.AppDeployment(source_code_path=folder),
+                                          timeout=timedelta(seconds=60))
+        assert httpx.get(f"{joined}/apps/site/", headers=h).text == "v3"
+        assert httpx.get(f"{primary}/apps/site/", headers=h).text == "v3"
+        pid = _pid(home, deployed.deployment_id, time.monotonic() + 30)
+        parent = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[1]
+        assert parent == str(first.pid)  # the primary supervises it
