@@ -20,6 +20,7 @@ from brickyard.workspace import Workspace
 from tests.conftest import serve_process
 
 ADMIN = "admin@example.com"
+FOLDER = f"/Users/{ADMIN}/site"
 APP = """import os, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 print("version {version}", flush=True)
@@ -54,18 +55,27 @@ def _pid(home: Path, deployment_id: str, deadline: float) -> int:
             time.sleep(0.05)
 
 
-def test_a_killed_server_during_a_deployment_leaves_a_consistent_app(tmp_path: Path) -> None:
+def _home(tmp_path: Path) -> tuple[Path, str]:
     home = tmp_path / "home"
     with Workspace(Settings(home=home, access_log="off")) as ws:
-        token = ws.create_token(ADMIN, admin=True)
-    folder = f"/Users/{ADMIN}/site"
+        return home, ws.create_token(ADMIN, admin=True)
+
+
+def _site(url: str, token: str, version: int) -> tuple[WorkspaceClient, a.AppDeployment]:
+    """App "site" made and deployed through ``url``, answering ``v<version>``."""
+    w = WorkspaceClient(host=url, token=token)
+    w.workspace.mkdirs(FOLDER)
+    w.workspace.upload(f"{FOLDER}/app.py", io.BytesIO(APP.format(version=version, delay=0).encode()),
+                       format=ImportFormat.AUTO, overwrite=True)
+    w.apps.create_and_wait(a.App(name="site"), timeout=timedelta(seconds=60))
+    return w, w.apps.deploy_and_wait("site", a.AppDeployment(source_code_path=FOLDER), timeout=timedelta(seconds=60))
+
+
+def test_a_killed_server_during_a_deployment_leaves_a_consistent_app(tmp_path: Path) -> None:
+    home, token = _home(tmp_path)
+    folder = FOLDER
     with serve_process(home) as (url, proc):
-        w = WorkspaceClient(host=url, token=token)
-        w.workspace.mkdirs(folder)
-        w.workspace.upload(f"{folder}/app.py", io.BytesIO(APP.format(version=1, delay=0).encode()),
-                           format=ImportFormat.AUTO)
-        w.apps.create_and_wait(a.App(name="site"), timeout=timedelta(seconds=60))
-        first = w.apps.deploy_and_wait("site", a.AppDeployment(source_code_path=folder), timeout=timedelta(seconds=60))
+        w, first = _site(url, token, 1)
         assert httpx.get(f"{url}/apps/site/", headers={"Authorization": f"Bearer {token}"}).text == "v1"
         w.workspace.upload(f"{folder}/app.py", io.BytesIO(APP.format(version=2, delay=60).encode()),
                            format=ImportFormat.AUTO, overwrite=True)
@@ -95,18 +105,9 @@ def test_a_killed_server_during_a_deployment_leaves_a_consistent_app(tmp_path: P
 
 def test_a_server_stopped_with_sigterm_stops_its_apps(tmp_path: Path) -> None:
     """uvicorn raises a SIGTERM again after its graceful shutdown; the server must still close its workspace."""
-    home = tmp_path / "home"
-    with Workspace(Settings(home=home, access_log="off")) as ws:
-        token = ws.create_token(ADMIN, admin=True)
-    folder = f"/Users/{ADMIN}/site"
+    home, token = _home(tmp_path)
     with serve_process(home) as (url, proc):
-        w = WorkspaceClient(host=url, token=token)
-        w.workspace.mkdirs(folder)
-        w.workspace.upload(f"{folder}/app.py", io.BytesIO(APP.format(version=1, delay=0).encode()),
-                           format=ImportFormat.AUTO)
-        w.apps.create_and_wait(a.App(name="site"), timeout=timedelta(seconds=60))
-        deployed = w.apps.deploy_and_wait("site", a.AppDeployment(source_code_path=folder),
-                                          timeout=timedelta(seconds=60))
+        _w, deployed = _site(url, token, 1)
         pid = _pid(home, deployed.deployment_id, time.monotonic() + 30)
         assert _alive(pid)
     assert proc.returncode == 0  # serve_process ended it with SIGTERM
@@ -118,19 +119,10 @@ def test_a_server_stopped_with_sigterm_stops_its_apps(tmp_path: Path) -> None:
 
 def test_an_app_deployed_through_a_joined_server_is_reached_through_both(tmp_path: Path) -> None:
     """Scale-out: only the primary process supervises apps; a joined process takes the API calls and proxies."""
-    home = tmp_path / "home"
-    with Workspace(Settings(home=home, access_log="off")) as ws:
-        token = ws.create_token(ADMIN, admin=True)
-    folder = f"/Users/{ADMIN}/site"
+    home, token = _home(tmp_path)
     h = {"Authorization": f"Bearer {token}"}
     with serve_process(home) as (primary, first), serve_process(home, args=("--join",)) as (joined, _second):
-        w = WorkspaceClient(host=joined, token=token)
-        w.workspace.mkdirs(folder)
-        w.workspace.upload(f"{folder}/app.py", io.BytesIO(APP.format(version=3, delay=0).encode()),
-                           format=ImportFormat.AUTO)
-        w.apps.create_and_wait(a.App(name="site"), timeout=timedelta(seconds=60))
-        deployed = w.apps.deploy_and_wait("site", a.AppDeployment(source_code_path=folder),
-                                          timeout=timedelta(seconds=60))
+        _w, deployed = _site(joined, token, 3)
         assert httpx.get(f"{joined}/apps/site/", headers=h).text == "v3"
         assert httpx.get(f"{primary}/apps/site/", headers=h).text == "v3"
         pid = _pid(home, deployed.deployment_id, time.monotonic() + 30)
