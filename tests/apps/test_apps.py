@@ -34,8 +34,17 @@ import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from databricks.sdk import WorkspaceClient
-from databricks.sdk.core import Config
+
+def WorkspaceClient(**kw):  # the SDK is imported when first used: the app listens at once, even on a busy machine
+    from databricks.sdk import WorkspaceClient as Client
+
+    return Client(**kw)
+
+
+def Config(**kw):
+    from databricks.sdk.core import Config as Settings
+
+    return Settings(**kw)
 
 
 def sql(w, text):
