@@ -152,6 +152,14 @@ def test_spark_connect_refuses_calls_without_a_valid_token(served: tuple[Workspa
         with pytest.raises(grpc.RpcError) as caught:
             call(request, metadata=metadata, timeout=10)
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # an app's token for its user without the sql scope is not a Spark credential
+    ws = served[0]
+    user = ws.ensure_user("scoped@example.com")
+    limited, _ = ws.identity.create_token(user.id, lifetime_seconds=600, kind="app",
+                                          api_scopes=["serving.serving-endpoints"])
+    with pytest.raises(grpc.RpcError) as caught:
+        call(request, metadata=(("authorization", f"Bearer {limited}"),), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     channel.close()
 
 

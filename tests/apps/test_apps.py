@@ -233,6 +233,10 @@ def test_user_authorization_sees_what_the_user_sees(env: dict[str, Any]) -> None
     token = call(env, "/apps/probe/", env["bob"]).json()["headers"]["x-forwarded-access-token"]
     assert call(env, "/api/2.0/token/list", token).status_code == 403
     assert call(env, "/apps/probe/", token).status_code == 403
+    # nor become a browser session of bob's: not at /login, not as the session cookie
+    assert httpx.post(env["url"] + "/login", data={"token": token, "next": "/"}).status_code == 401
+    as_cookie = httpx.get(env["url"] + "/compute/apps", headers={"Cookie": f"brickyard_session={token}"})
+    assert as_cookie.status_code == 303 and as_cookie.headers["location"].startswith("/login")
     # CAN_USE does not let bob manage the app
     bob = WorkspaceClient(host=env["url"], token=env["bob"])
     assert bob.apps.get("probe").name == "probe"

@@ -206,7 +206,7 @@ class AppsProxy:
     # -- to the app --------------------------------------------------------------------------------------------
     @staticmethod
     def _unscoped(principal: Any) -> None:
-        if principal.scope is not None or principal.api_scopes is not None:
+        if principal.limited:
             raise PermissionDenied("a scoped credential (a served model's, an app's token for its user, an app's "
                                    "browser session) cannot call apps")
 

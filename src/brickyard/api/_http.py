@@ -310,6 +310,8 @@ def make_endpoint(spec: RouteSpec, workspace: Any) -> Callable[[Request], Any]:
                 try:
                     principal = workspace.identity.cached(token) or \
                         await anyio.to_thread.run_sync(workspace.identity.authenticate, token)
+                    if principal.limited:
+                        raise Unauthenticated("a limited credential is not a browser session; sign in")
                 except BrickyardError:
                     if request.method == "GET":
                         from urllib.parse import quote

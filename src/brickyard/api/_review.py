@@ -119,6 +119,9 @@ def register(api: Api, ws: Any) -> None:
             who = ws.identity.authenticate(_form(req, "token").strip())
         except BrickyardError:
             return _html(login_page(target, "That token is not valid."), 401)
+        if who.limited:  # an app's or a served model's narrower credential must not become a full session
+            return _html(login_page(target, "That token is limited to an app or a model; sign in with your own."),
+                         401)
         session, _ = ws.identity.create_token(who.id, lifetime_seconds=SESSION_SECONDS, comment="browser session",
                                               kind="web")
         response = Response(status_code=303, headers={"Location": target, **HEADERS})

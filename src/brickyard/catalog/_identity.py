@@ -46,6 +46,12 @@ class Principal:
     api_scopes: frozenset[str] | None = None
 
     @property
+    def limited(self) -> bool:
+        """A credential narrower than its principal (a served model's, an app's for its user, an app's browser
+        session): it may not sign in to the workspace's pages, open a Spark session or call apps."""
+        return self.scope is not None or self.api_scopes is not None
+
+    @property
     def is_admin(self) -> bool:
         return ADMINS in self.groups or (self.kind == "group" and self.name == ADMINS)
 

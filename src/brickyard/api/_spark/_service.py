@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ...core.errors import BrickyardError, InvalidParameterValue, NotFound, Unauthenticated
+from ...core.errors import BrickyardError, InvalidParameterValue, NotFound, PermissionDenied, Unauthenticated
 from ._plan import Unsupported, arrow_stream, evaluate, parameters, spark_compatible, spark_schema
 from ._proto import M
 
@@ -92,7 +92,11 @@ class SparkConnect:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("no credentials: send 'authorization: Bearer <token>' metadata")
-        return self.ws.identity.cached(token.strip()) or self.ws.identity.authenticate(token.strip())
+        who = self.ws.identity.cached(token.strip()) or self.ws.identity.authenticate(token.strip())
+        if who.scope is not None or (who.api_scopes is not None and "sql" not in who.api_scopes):
+            raise PermissionDenied("this credential is limited to an app's or a model's resources; Spark Connect "
+                                   "needs a token of your own (or an app token with the sql scope)")
+        return who
 
     def session(self, p: Any, request: Any) -> Session:
         session_id = request.session_id
