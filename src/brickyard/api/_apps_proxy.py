@@ -84,8 +84,9 @@ class AppsProxy:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
             return
-        host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
-        own = app_of_host(host)
+        host = next((v for k, v in scope.get("headers", []) if k == b"host"), b"")
+        # every request passes here (the serving data plane too): a bytes test first, the parsing only for apps
+        own = app_of_host(host.decode("latin-1")) if b".localhost" in host else None
         if own is None and not scope.get("path", "").startswith(PREFIX):
             await self.app(scope, receive, send)
             return

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import Principal
-from ..catalog._acl import access_entries, acl_level
+from ..catalog._acl import access_entries, acl_level, require_level
 from ..core import processes
 from ..core.errors import (
     AlreadyExists,
@@ -35,7 +35,6 @@ from ..core.errors import (
     InvalidParameterValue,
     InvalidState,
     NotFound,
-    PermissionDenied,
     TemporarilyUnavailable,
 )
 from ..core.ids import new_id, now_ms
@@ -343,10 +342,7 @@ class Apps:
     # -- reading ---------------------------------------------------------------------------------------------
     def _row(self, tx: Any, p: Principal, name: Any, need: str = "CAN_USE") -> Any:
         row = tx.one("SELECT * FROM apps WHERE name = ?", (name,)) if isinstance(name, str) else None
-        if row is None or self._level(tx, p, row) == 0:
-            raise NotFound(f"app {str(name)[:80]!r} does not exist", error_code="RESOURCE_DOES_NOT_EXIST")
-        if self._level(tx, p, row) < LEVELS[need]:
-            raise PermissionDenied(f"{p.name} needs {need} on app {name!r}")
+        require_level(self._level(tx, p, row) if row else 0, need, LEVELS, f"app {str(name)[:80]!r}", p.name)
         return row
 
     @staticmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..core.errors import InvalidParameterValue
+from ..core.errors import InvalidParameterValue, NotFound, PermissionDenied
 
 
 def access_entries(acl: Any, levels: Iterable[str], note: str = "") -> list[tuple[str, str]]:
@@ -32,3 +32,11 @@ def acl_level(p: Any, owner: str, entries: Iterable[Any], levels: dict[str, int]
     if p.is_admin or p.name == owner:
         return max(levels.values())
     return max((levels.get(e["level"], 0) for e in entries if e["principal"] in p.names), default=0)
+
+
+def require_level(level: int, need: str, levels: dict[str, int], what: str, who: str) -> None:
+    """404 for an object the caller cannot see at all (level 0, or none), 403 when it may see it but not ``need``."""
+    if level == 0:
+        raise NotFound(f"{what} does not exist", error_code="RESOURCE_DOES_NOT_EXIST")
+    if level < levels[need]:
+        raise PermissionDenied(f"{who} needs {need} on {what}")

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..catalog import Principal
-from ..catalog._acl import access_entries, acl_level
-from ..core.errors import InvalidParameterValue, NotFound, PermissionDenied
+from ..catalog._acl import access_entries, acl_level, require_level
+from ..core.errors import InvalidParameterValue
 from ..core.ids import new_uuid, now_ms
 
 LEVELS = {"CAN_VIEW": 1, "CAN_RUN": 2, "CAN_EDIT": 3, "CAN_MANAGE": 4}
@@ -57,10 +57,7 @@ class SavedQueries:
 
     def _row(self, tx: Any, p: Principal, query_id: Any, need: str = "CAN_VIEW") -> Any:
         row = tx.one("SELECT * FROM sql_queries WHERE id = ?", (query_id,)) if isinstance(query_id, str) else None
-        if row is None or self._level(tx, p, row) == 0:
-            raise NotFound(f"query {str(query_id)[:60]!r} does not exist", error_code="RESOURCE_DOES_NOT_EXIST")
-        if self._level(tx, p, row) < LEVELS[need]:
-            raise PermissionDenied(f"{p.name} needs {need} on query {row['id']}")
+        require_level(self._level(tx, p, row) if row else 0, need, LEVELS, f"query {str(query_id)[:60]!r}", p.name)
         return row
 
     @staticmethod
