@@ -168,6 +168,10 @@ def test_saved_queries_and_query_tasks(env: dict[str, Any]) -> None:
         query_text="SELECT 40 + 2 AS answer"))
     assert w.queries.get(made.id).query_text == "SELECT 40 + 2 AS answer"
     assert made.id in [q.id for q in w.queries.list()]
+    with pytest.raises(BadRequest, match="unknown field"):
+        w.queries.update(made.id, update_mask="colour", query=s.UpdateQueryRequestQuery(query_text="x"))
+    with pytest.raises(BadRequest, match="needs display_name and query_text"):
+        w.queries.create(query=s.CreateQueryRequestQuery(display_name="empty"))
 
     def run_query(client: WorkspaceClient) -> j.Run:
         return client.jobs.submit_and_wait(run_name="saved query", tasks=[j.SubmitTask(
